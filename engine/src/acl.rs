@@ -1,1 +1,287 @@
-//! (in progress)
+//! ACL semantics as Apache ZooKeeper 3.8 applies them: the permission check
+//! (`world:anyone`, `digest`, `ip` with CIDR, and the `super` identity that
+//! bypasses every check), digest identities, `setAuth`, the validation and
+//! `auth`-expansion of ACL lists given to create and setACL, and getACL's
+//! redaction. Only the `digest` and `ip` providers exist, as in a default
+//! reference server; an ACL naming any other scheme never matches.
+//!
+//! It is not the place that decides which operation needs which permission;
+//! prep (writes) and read (reads) do, following the reference:
+//! create → CREATE on the parent, delete → DELETE on the parent, setData →
+//! WRITE, setACL → ADMIN, check (in multi) → READ, getData, getChildren,
+//! getAllChildrenNumber → READ, getACL → READ or ADMIN (digest ids redacted
+//! without ADMIN), exists, sync and addWatch → none.
+//!
+//! Invariant: nothing here panics on client bytes; malformed identities are
+//! answers (InvalidACL, AuthFailed, no match).
+
+use base64::Engine;
+use sha1::{Digest, Sha1};
+
+use crate::types::{Acl, ErrorCode, Id};
+
+/// True when `auth` may perform an operation needing any bit of `perm` on a
+/// node guarded by `acl`. An empty ACL allows everything, as in the
+/// reference.
+pub fn check(acl: &[Acl], perm: i32, auth: &[Id]) -> bool {
+    if acl.is_empty() || auth.iter().any(|id| id.scheme == "super") {
+        return true;
+    }
+    acl.iter().filter(|entry| entry.perms & perm != 0).any(|entry| {
+        let id = &entry.id;
+        match id.scheme.as_str() {
+            "world" => id.id == "anyone",
+            "digest" => auth.iter().any(|a| a.scheme == "digest" && a.id == id.id),
+            "ip" => auth.iter().any(|a| a.scheme == "ip" && ip_matches(&a.id, &id.id)),
+            _ => false,
+        }
+    })
+}
+
+/// `user:base64(sha1("user:password"))`, the id a digest ACL names. Input
+/// without a colon digests the whole string and keeps it as the user.
+pub fn digest_id(user_colon_password: &str) -> String {
+    let user = user_colon_password.split(':').next().unwrap_or("");
+    let hash = Sha1::digest(user_colon_password.as_bytes());
+    let encoded = base64::engine::general_purpose::STANDARD.encode(hash);
+    format!("{user}:{encoded}")
+}
+
+/// setAuth. `digest` yields the digest id, preceded by `super:` when it
+/// equals the configured super digest (`user:base64hash`). `ip` yields
+/// nothing: the caller already holds the connection's `ip` identity (it is
+/// added at connect, which is why whoAmI always shows it). Any other scheme
+/// is AuthFailed. The caller appends the returned ids to the connection's
+/// list, skipping ones already present.
+pub fn authenticate(
+    scheme: &str,
+    auth: &[u8],
+    super_digest: Option<&str>,
+) -> Result<Vec<Id>, ErrorCode> {
+    match scheme {
+        "digest" => {
+            let text = String::from_utf8_lossy(auth);
+            let digest = digest_id(&text);
+            let mut ids = Vec::with_capacity(2);
+            if super_digest.is_some_and(|s| s == digest) {
+                ids.push(Id::new("super", ""));
+            }
+            ids.push(Id { scheme: "digest".to_string(), id: digest });
+            Ok(ids)
+        }
+        "ip" => Ok(Vec::new()),
+        _ => Err(ErrorCode::AuthFailed),
+    }
+}
+
+/// Validates an ACL list from create or setACL and resolves it: duplicates
+/// are dropped first (keeping the first), then each `auth` entry is replaced
+/// by one entry per authenticated identity of the session (`digest` ids:
+/// `ip` is not an authenticated provider), with the entry's permissions.
+/// InvalidACL for an empty list, `auth` with no such identity, a digest id
+/// that is not `user:hash`, an unparsable ip, `world` other than `anyone`,
+/// or any other scheme (ZK-BEHAVIOURS 8). Permission bits are kept as given.
+pub fn fixup(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
+    let mut unique: Vec<&Acl> = Vec::with_capacity(acl.len());
+    for entry in acl {
+        if !unique.contains(&entry) {
+            unique.push(entry);
+        }
+    }
+    if unique.is_empty() {
+        return Err(ErrorCode::InvalidAcl);
+    }
+    let mut out = Vec::with_capacity(unique.len());
+    for entry in unique {
+        let id = &entry.id;
+        match id.scheme.as_str() {
+            "world" if id.id == "anyone" => out.push(entry.clone()),
+            "auth" => {
+                let mut any = false;
+                for cid in auth.iter().filter(|cid| is_authenticated_scheme(&cid.scheme)) {
+                    any = true;
+                    out.push(Acl { perms: entry.perms, id: cid.clone() });
+                }
+                if !any {
+                    return Err(ErrorCode::InvalidAcl);
+                }
+            }
+            "digest" if digest_id_valid(&id.id) => out.push(entry.clone()),
+            "ip" if ip_parse(&id.id).is_some() => out.push(entry.clone()),
+            _ => return Err(ErrorCode::InvalidAcl),
+        }
+    }
+    Ok(out)
+}
+
+/// getACL's answer for a reader without ADMIN: digest ids lose their hash
+/// (`user:x`).
+pub fn redact(acl: &[Acl]) -> Vec<Acl> {
+    acl.iter()
+        .map(|entry| {
+            if entry.id.scheme != "digest" {
+                return entry.clone();
+            }
+            let id = match entry.id.id.find(':') {
+                Some(i) => format!("{}:x", &entry.id.id[..i]),
+                None => entry.id.id.clone(),
+            };
+            Acl { perms: entry.perms, id: Id { scheme: "digest".to_string(), id } }
+        })
+        .collect()
+}
+
+/// The user name whoAmI reports for an identity: the digest user, the ip
+/// address, or "" for schemes without a provider (`super`).
+pub fn user_name(id: &Id) -> String {
+    match id.scheme.as_str() {
+        "digest" => id.id.split(':').next().unwrap_or("").to_string(),
+        "ip" => id.id.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Providers whose identities count for an `auth` ACL: only `digest` among
+/// the ones we have (`ip` is explicitly not "authenticated").
+fn is_authenticated_scheme(scheme: &str) -> bool {
+    scheme == "digest"
+}
+
+/// The reference splits on ':' dropping trailing empty parts and wants
+/// exactly two: `u:h` and `:h` pass, `u:`, `u`, `u:h:z` do not.
+fn digest_id_valid(id: &str) -> bool {
+    let mut parts: Vec<&str> = id.split(':').collect();
+    while parts.last().is_some_and(|p| p.is_empty()) {
+        parts.pop();
+    }
+    parts.len() == 2
+}
+
+/// An IPv4 address with an optional `/bits` mask (0..=32), as the
+/// reference's ip provider accepts them (no IPv6).
+fn ip_parse(expr: &str) -> Option<([u8; 4], u32)> {
+    let (addr, bits) = match expr.split_once('/') {
+        Some((addr, bits)) => {
+            let bits: i32 = bits.parse().ok()?;
+            let bits = u32::try_from(bits).ok().filter(|b| *b <= 32)?;
+            (addr, bits)
+        }
+        None => (expr, 32),
+    };
+    let mut out = [0u8; 4];
+    let mut parts = addr.split('.');
+    for byte in out.iter_mut() {
+        let value: i32 = parts.next()?.parse().ok()?;
+        *byte = u8::try_from(value).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((out, bits))
+}
+
+fn masked(addr: [u8; 4], bits: u32) -> u32 {
+    let value = u32::from_be_bytes(addr);
+    match bits {
+        0 => 0,
+        b => value & (u32::MAX << (32 - b.min(32))),
+    }
+}
+
+/// Whether a client address `id` falls in the ACL's `expr` (address or CIDR).
+fn ip_matches(id: &str, expr: &str) -> bool {
+    let Some((acl_addr, bits)) = ip_parse(expr) else {
+        return false;
+    };
+    let Some((client_addr, _)) = ip_parse(id) else {
+        return false;
+    };
+    masked(acl_addr, bits) == masked(client_addr, bits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::perms::*;
+
+    fn acl(perms: i32, scheme: &str, id: &str) -> Acl {
+        Acl { perms, id: Id::new(scheme, id) }
+    }
+
+    #[track_caller]
+    fn check_fixup(given: &[Acl], auth: &[Id], expected: Result<Vec<Acl>, ErrorCode>) {
+        assert_eq!(fixup(given, auth), expected);
+    }
+
+    #[test]
+    fn digest_matches_reference() {
+        // Known value: ZooKeeper's generateDigest("super:test").
+        assert_eq!(digest_id("super:test"), "super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
+        assert_eq!(digest_id("user:pass:word").split(':').next(), Some("user"));
+        assert!(digest_id("nocolon").starts_with("nocolon:"));
+    }
+
+    #[test]
+    fn authenticate_digest_and_super() {
+        let ids = authenticate("digest", b"super:test", Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU="))
+            .unwrap();
+        assert_eq!(ids, vec![Id::new("super", ""), Id::new("digest", "super:D/InIHSb7yEEbrWz8b9l71RjZJU=")]);
+        let ids = authenticate("digest", b"u:p", Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU=")).unwrap();
+        assert_eq!(ids.len(), 1);
+        assert_eq!(authenticate("kerberos", b"x", None), Err(ErrorCode::AuthFailed));
+        assert_eq!(authenticate("ip", b"", None), Ok(vec![]));
+    }
+
+    #[test]
+    fn check_permissions() {
+        let user = Id::new("digest", &digest_id("u:p"));
+        let ip = Id::new("ip", "10.1.2.3");
+        let guarded = vec![acl(READ, "digest", &user.id), acl(WRITE, "ip", "10.1.0.0/16")];
+        assert!(check(&guarded, READ, &[user.clone()]));
+        assert!(!check(&guarded, WRITE, &[user.clone()]));
+        assert!(check(&guarded, WRITE, &[ip.clone()]));
+        assert!(!check(&guarded, WRITE, &[Id::new("ip", "10.2.0.1")]));
+        assert!(check(&guarded, ADMIN, &[Id::new("super", "")]));
+        assert!(check(&[], ADMIN, &[]), "empty ACL allows everything");
+        assert!(check(&Acl::open_unsafe(), CREATE, &[]));
+        assert!(!check(&Acl::read_unsafe(), WRITE, &[ip.clone()]));
+        assert!(check(&Acl::read_unsafe(), READ | ADMIN, &[]), "any requested bit suffices");
+        assert!(!check(&[acl(ALL, "world", "nobody")], READ, &[]));
+        assert!(check(&[acl(ALL, "ip", "0.0.0.0/0")], READ, &[ip]));
+    }
+
+    // ZK-BEHAVIOURS 8.
+    #[test]
+    fn fixup_rules() {
+        let user = Id::new("digest", "u:hash");
+        let open = acl(ALL, "world", "anyone");
+        check_fixup(&[open.clone(), open.clone()], &[], Ok(vec![open.clone()]));
+        check_fixup(&[acl(0, "world", "anyone")], &[], Ok(vec![acl(0, "world", "anyone")]));
+        check_fixup(&[acl(99, "world", "anyone")], &[], Ok(vec![acl(99, "world", "anyone")]));
+        check_fixup(&[], &[], Err(ErrorCode::InvalidAcl));
+        check_fixup(&[acl(ALL, "auth", "")], &[Id::new("ip", "127.0.0.1")], Err(ErrorCode::InvalidAcl));
+        check_fixup(
+            &[acl(READ, "auth", "ignored")],
+            &[Id::new("ip", "127.0.0.1"), user.clone(), Id::new("super", "")],
+            Ok(vec![acl(READ, "digest", "u:hash")]),
+        );
+        check_fixup(&[acl(ALL, "digest", "nocolon")], &[], Err(ErrorCode::InvalidAcl));
+        check_fixup(&[acl(ALL, "digest", "u:")], &[], Err(ErrorCode::InvalidAcl));
+        check_fixup(&[acl(ALL, "digest", ":h")], &[], Ok(vec![acl(ALL, "digest", ":h")]));
+        check_fixup(&[acl(ALL, "world", "nobody")], &[], Err(ErrorCode::InvalidAcl));
+        check_fixup(&[acl(ALL, "super", "")], &[], Err(ErrorCode::InvalidAcl));
+        check_fixup(&[acl(ALL, "ip", "1.2.3")], &[], Err(ErrorCode::InvalidAcl));
+        check_fixup(&[acl(ALL, "ip", "1.2.3.4/33")], &[], Err(ErrorCode::InvalidAcl));
+        check_fixup(&[acl(ALL, "ip", "1.2.3.256")], &[], Err(ErrorCode::InvalidAcl));
+        check_fixup(&[acl(ALL, "ip", "1.2.3.4/8")], &[], Ok(vec![acl(ALL, "ip", "1.2.3.4/8")]));
+    }
+
+    #[test]
+    fn redaction_and_names() {
+        let redacted = redact(&[acl(ALL, "digest", "u:secret"), acl(READ, "ip", "1.2.3.4")]);
+        assert_eq!(redacted, vec![acl(ALL, "digest", "u:x"), acl(READ, "ip", "1.2.3.4")]);
+        assert_eq!(user_name(&Id::new("digest", "u:hash")), "u");
+        assert_eq!(user_name(&Id::new("ip", "1.2.3.4")), "1.2.3.4");
+        assert_eq!(user_name(&Id::new("super", "")), "");
+    }
+}

@@ -132,6 +132,10 @@ pub enum Response {
     GetEphemerals { paths: Vec<String> },
     GetAllChildrenNumber { total: i32 },
     WhoAmI { ids: Vec<ClientInfo> },
+    /// A successful addWatch. Not `Empty`: the reference answers with an
+    /// `ErrorResponse { err: 0 }` body (four zero bytes) and the Java client
+    /// reads it, failing the connection if it is missing.
+    AddWatch,
 }
 
 /// A reply's error code and body; the zxid and xid are added by the caller.

@@ -1,1 +1,204 @@
-//! (in progress)
+//! Session liveness: which sessions exist, their negotiated timeouts, and when
+//! each expires. Expiry is tracked in tick-sized buckets, as ZooKeeper does, so
+//! a touch is O(1) and an expiry scan only looks at the bucket that is due.
+//!
+//! This is liveness only. Creating and closing a session are txns (prep and
+//! apply own that); the tracker learns of them from the pipeline and decides
+//! when a silent session must be closed. It reads no clock: every call takes
+//! `now_ms`.
+
+use crate::types::SessionId;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SessionInfo {
+    pub timeout_ms: i32,
+    /// The bucket (a multiple of the tick) this session expires at.
+    pub expires_at_ms: i64,
+    /// Set once expiry or closeSession has started; a closing session is not
+    /// revived by touches.
+    pub closing: bool,
+}
+
+pub struct SessionTracker {
+    tick_ms: i64,
+    next_id: i64,
+    sessions: HashMap<SessionId, SessionInfo>,
+    buckets: BTreeMap<i64, HashSet<SessionId>>,
+}
+
+impl SessionTracker {
+    /// `server_id` goes in the top byte of every id this server hands out and
+    /// the clock fills the rest, so ids stay unique across restarts and servers
+    /// (the reference's scheme: `(ms << 24 >>> 8) | id << 56`).
+    pub fn new(tick_ms: u32, server_id: u8, now_ms: i64) -> SessionTracker {
+        assert!(tick_ms > 0, "tick must be positive");
+        let time_part = ((now_ms << 24) as u64 >> 8) as i64;
+        SessionTracker {
+            tick_ms: i64::from(tick_ms),
+            next_id: time_part | (i64::from(server_id) << 56),
+            sessions: HashMap::new(),
+            buckets: BTreeMap::new(),
+        }
+    }
+
+    pub fn next_session_id(&mut self) -> SessionId {
+        let id = SessionId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    /// Starts (or restarts, after recovery) tracking a session.
+    pub fn add(&mut self, session: SessionId, timeout_ms: i32, now_ms: i64) {
+        self.remove(session);
+        let expires_at_ms = self.bucket_for(now_ms, timeout_ms);
+        self.sessions.insert(session, SessionInfo { timeout_ms, expires_at_ms, closing: false });
+        self.buckets.entry(expires_at_ms).or_default().insert(session);
+    }
+
+    /// Records activity. Returns false if the session is unknown or closing:
+    /// the caller answers SessionExpired.
+    pub fn touch(&mut self, session: SessionId, now_ms: i64) -> bool {
+        let Some(info) = self.sessions.get(&session).copied() else {
+            return false;
+        };
+        if info.closing {
+            return false;
+        }
+        let expires_at_ms = self.bucket_for(now_ms, info.timeout_ms);
+        if expires_at_ms <= info.expires_at_ms {
+            return true;
+        }
+        self.unbucket(session, info.expires_at_ms);
+        self.buckets.entry(expires_at_ms).or_default().insert(session);
+        if let Some(info) = self.sessions.get_mut(&session) {
+            info.expires_at_ms = expires_at_ms;
+        }
+        true
+    }
+
+    pub fn set_closing(&mut self, session: SessionId) {
+        if let Some(info) = self.sessions.get_mut(&session) {
+            info.closing = true;
+        }
+    }
+
+    pub fn remove(&mut self, session: SessionId) {
+        if let Some(info) = self.sessions.remove(&session) {
+            self.unbucket(session, info.expires_at_ms);
+        }
+    }
+
+    /// Sessions whose deadline has passed, marked closing; each must now be
+    /// closed through a closeSession txn.
+    pub fn expired(&mut self, now_ms: i64) -> Vec<SessionId> {
+        let mut expired = Vec::new();
+        while let Some(entry) = self.buckets.first_entry() {
+            if *entry.key() > now_ms {
+                break;
+            }
+            expired.extend(entry.remove());
+        }
+        for session in &expired {
+            if let Some(info) = self.sessions.get_mut(session) {
+                info.closing = true;
+            }
+        }
+        expired.sort();
+        expired
+    }
+
+    pub fn get(&self, session: SessionId) -> Option<SessionInfo> {
+        self.sessions.get(&session).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// Sessions grouped by expiry time, for the `dump` four-letter word.
+    pub fn by_expiry(&self) -> Vec<(i64, Vec<SessionId>)> {
+        self.buckets
+            .iter()
+            .map(|(at, sessions)| {
+                let mut sessions: Vec<SessionId> = sessions.iter().copied().collect();
+                sessions.sort();
+                (*at, sessions)
+            })
+            .collect()
+    }
+
+    /// Rounds up to the next tick boundary so sessions share buckets.
+    fn bucket_for(&self, now_ms: i64, timeout_ms: i32) -> i64 {
+        let deadline = now_ms.saturating_add(i64::from(timeout_ms));
+        (deadline / self.tick_ms + 1).saturating_mul(self.tick_ms)
+    }
+
+    fn unbucket(&mut self, session: SessionId, at_ms: i64) {
+        if let Some(bucket) = self.buckets.get_mut(&at_ms) {
+            bucket.remove(&session);
+            if bucket.is_empty() {
+                self.buckets.remove(&at_ms);
+            }
+        }
+    }
+}
+
+/// The password handed to a new session. Derived from the id and a fixed
+/// secret, so every server of an ensemble, and this one after a restart, can
+/// check it without storing it.
+pub fn session_password(session: SessionId) -> [u8; 16] {
+    use sha1::{Digest, Sha1};
+    const SECRET: &[u8] = b"zk-server session secret v1";
+    let mut hasher = Sha1::new();
+    hasher.update(SECRET);
+    hasher.update(session.0.to_be_bytes());
+    let digest = hasher.finalize();
+    let mut password = [0u8; 16];
+    password.copy_from_slice(&digest[..16]);
+    password
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expires_after_timeout_rounded_up_to_tick() {
+        let mut tracker = SessionTracker::new(100, 1, 1_000);
+        let session = tracker.next_session_id();
+        tracker.add(session, 400, 1_000);
+        assert!(tracker.expired(1_400).is_empty());
+        assert_eq!(tracker.expired(1_500), vec![session]);
+        assert!(!tracker.touch(session, 1_500), "closing sessions are not revived");
+    }
+
+    #[test]
+    fn touch_postpones_expiry() {
+        let mut tracker = SessionTracker::new(100, 1, 0);
+        let session = tracker.next_session_id();
+        tracker.add(session, 400, 0);
+        assert!(tracker.touch(session, 300));
+        assert!(tracker.expired(500).is_empty());
+        assert_eq!(tracker.expired(800), vec![session]);
+    }
+
+    #[test]
+    fn ids_carry_server_id_and_are_distinct() {
+        let mut tracker = SessionTracker::new(2000, 7, 1_700_000_000_000);
+        let a = tracker.next_session_id();
+        let b = tracker.next_session_id();
+        assert_ne!(a, b);
+        assert_eq!((a.0 as u64) >> 56, 7);
+    }
+
+    #[test]
+    fn password_depends_on_id_only() {
+        assert_eq!(session_password(SessionId(5)), session_password(SessionId(5)));
+        assert_ne!(session_password(SessionId(5)), session_password(SessionId(6)));
+    }
+}

@@ -1,1 +1,927 @@
-//! (in progress)
+//! The memory-resident znode tree: every node's data, ACL, stat and kind, the
+//! index of ephemerals by session, the container and TTL sets the reaper
+//! scans, the session table, and an order-independent digest. It is plain
+//! state: validation lives in prep, the meaning of a txn in apply, locking in
+//! the caller (one writer, the applier; many readers).
+//!
+//! Layout, chosen for a small footprint at millions of znodes: one `HashMap`
+//! keyed by the full path; each node holds its children's names in a set that
+//! is only allocated once the node has a child; ACL lists are interned in a
+//! reference-counted table and nodes hold a `u32` index (as the reference's
+//! ACL cache does). The stored stat is the reference's persisted stat: its
+//! cversion counts creates, and clients see `2 * cversion - numChildren`.
+//!
+//! Invariants (checked by `check_invariants` in tests): every node but `/`
+//! has its parent in the map and its name in the parent's children; the
+//! ephemeral, container and TTL indexes list exactly the nodes of that kind;
+//! ACL reference counts equal the number of nodes using each list; `digest`
+//! equals the wrapping sum of every node's hash.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::path::{name_of, parent_of};
+use crate::txn::NodeKind;
+use crate::types::{Acl, ErrorCode, SessionId, Stat, Zxid};
+
+/// The persisted part of a stat; `dataLength`, `numChildren` and the client's
+/// view of `ephemeralOwner` are derived.
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
+struct NodeStat {
+    czxid: i64,
+    mzxid: i64,
+    pzxid: i64,
+    ctime: i64,
+    mtime: i64,
+    version: i32,
+    /// Number of child creates (the reference's persisted meaning).
+    cversion: i32,
+    aversion: i32,
+}
+
+#[derive(Debug)]
+struct Node {
+    data: Option<Box<[u8]>>,
+    acl: u32,
+    stat: NodeStat,
+    kind: NodeKind,
+    /// `None` until the node gets a child: most znodes are leaves.
+    children: Option<Box<HashSet<Box<str>>>>,
+}
+
+impl Node {
+    fn num_children(&self) -> usize {
+        self.children.as_ref().map_or(0, |c| c.len())
+    }
+}
+
+/// Interned ACL lists with reference counts, so a million nodes sharing
+/// `world:anyone` hold one list.
+#[derive(Debug, Default)]
+struct AclTable {
+    lists: Vec<Option<(Arc<[Acl]>, u64)>>,
+    index: HashMap<Arc<[Acl]>, u32>,
+    free: Vec<u32>,
+}
+
+impl AclTable {
+    fn intern(&mut self, acl: &[Acl]) -> u32 {
+        if let Some(&slot) = self.index.get(acl) {
+            if let Some(Some((_, refs))) = self.lists.get_mut(slot as usize) {
+                *refs += 1;
+            }
+            return slot;
+        }
+        let list: Arc<[Acl]> = Arc::from(acl);
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.lists[slot as usize] = Some((list.clone(), 1));
+                slot
+            }
+            None => {
+                let slot = u32::try_from(self.lists.len()).expect("more than 2^32 distinct ACLs");
+                self.lists.push(Some((list.clone(), 1)));
+                slot
+            }
+        };
+        self.index.insert(list, slot);
+        slot
+    }
+
+    fn release(&mut self, slot: u32) {
+        let entry = self.lists.get_mut(slot as usize);
+        let Some(entry) = entry else {
+            debug_assert!(false, "release of unknown ACL slot {slot}");
+            return;
+        };
+        let drop_it = match entry {
+            Some((_, refs)) => {
+                *refs -= 1;
+                *refs == 0
+            }
+            None => {
+                debug_assert!(false, "release of free ACL slot {slot}");
+                false
+            }
+        };
+        if drop_it {
+            if let Some((list, _)) = entry.take() {
+                self.index.remove(&list);
+            }
+            self.free.push(slot);
+        }
+    }
+
+    fn get(&self, slot: u32) -> &[Acl] {
+        match self.lists.get(slot as usize) {
+            Some(Some((list, _))) => list,
+            _ => &[],
+        }
+    }
+
+    fn get_shared(&self, slot: u32) -> Arc<[Acl]> {
+        match self.lists.get(slot as usize) {
+            Some(Some((list, _))) => list.clone(),
+            _ => Arc::from(Vec::new()),
+        }
+    }
+}
+
+/// A read-only view of one znode.
+#[derive(Clone, Copy)]
+pub struct NodeRef<'a> {
+    tree: &'a DataTree,
+    path: &'a str,
+    node: &'a Node,
+}
+
+impl<'a> NodeRef<'a> {
+    pub fn path(&self) -> &'a str {
+        self.path
+    }
+    /// `None` for null data (ZK-BEHAVIOURS 10), which is not the same as empty.
+    pub fn data(&self) -> Option<&'a [u8]> {
+        self.node.data.as_deref()
+    }
+    pub fn acl(&self) -> &'a [Acl] {
+        self.tree.acls.get(self.node.acl)
+    }
+    /// The interned ACL list itself, shared rather than copied.
+    pub fn acl_shared(&self) -> Arc<[Acl]> {
+        self.tree.acls.get_shared(self.node.acl)
+    }
+    pub fn kind(&self) -> NodeKind {
+        self.node.kind
+    }
+    pub fn num_children(&self) -> usize {
+        self.node.num_children()
+    }
+    /// Child names (not paths), in no particular order.
+    pub fn children(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.node.children.iter().flat_map(|c| c.iter()).map(|name| &**name)
+    }
+    pub fn czxid(&self) -> i64 {
+        self.node.stat.czxid
+    }
+    pub fn mzxid(&self) -> i64 {
+        self.node.stat.mzxid
+    }
+    pub fn pzxid(&self) -> i64 {
+        self.node.stat.pzxid
+    }
+    pub fn mtime(&self) -> i64 {
+        self.node.stat.mtime
+    }
+    pub fn version(&self) -> i32 {
+        self.node.stat.version
+    }
+    pub fn aversion(&self) -> i32 {
+        self.node.stat.aversion
+    }
+    /// The persisted cversion: the number of child creates. Sequential
+    /// suffixes are taken from it.
+    pub fn cversion(&self) -> i32 {
+        self.node.stat.cversion
+    }
+    /// The stat as the reference keeps it internally: raw ephemeralOwner
+    /// (containers and TTL nodes encoded) and the persisted cversion.
+    pub fn stored_stat(&self) -> Stat {
+        let s = &self.node.stat;
+        Stat {
+            czxid: s.czxid,
+            mzxid: s.mzxid,
+            ctime: s.ctime,
+            mtime: s.mtime,
+            version: s.version,
+            cversion: s.cversion,
+            aversion: s.aversion,
+            ephemeral_owner: self.node.kind.ephemeral_owner(),
+            data_length: data_length(self.node.data.as_deref()),
+            num_children: clamp_i32(self.node.num_children()),
+            pzxid: s.pzxid,
+        }
+    }
+    /// The stat a client sees: ephemeralOwner 0 for containers and TTL nodes
+    /// (ZK-BEHAVIOURS 9) and cversion counting creates and deletes
+    /// (`2 * creates - live children`, hence -1 on a fresh `/`).
+    pub fn stat(&self) -> Stat {
+        let mut stat = self.stored_stat();
+        stat.ephemeral_owner = self.node.kind.client_ephemeral_owner();
+        stat.cversion = stat.cversion.wrapping_mul(2).wrapping_sub(stat.num_children);
+        stat
+    }
+}
+
+fn data_length(data: Option<&[u8]>) -> i32 {
+    clamp_i32(data.map_or(0, |d| d.len()))
+}
+
+fn clamp_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Why a tree mutation did not happen. Apply treats these as replay
+/// artefacts (tolerated) or bugs (debug-asserted), never as client answers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TreeError {
+    NoNode,
+    NodeExists,
+    NotEmpty,
+}
+
+impl TreeError {
+    pub fn code(self) -> ErrorCode {
+        match self {
+            TreeError::NoNode => ErrorCode::NoNode,
+            TreeError::NodeExists => ErrorCode::NodeExists,
+            TreeError::NotEmpty => ErrorCode::NotEmpty,
+        }
+    }
+}
+
+pub struct DataTree {
+    nodes: HashMap<Box<str>, Node>,
+    acls: AclTable,
+    ephemerals: HashMap<SessionId, HashSet<Box<str>>>,
+    containers: HashSet<Box<str>>,
+    ttls: HashSet<Box<str>>,
+    sessions: HashMap<SessionId, i32>,
+    last_zxid: Zxid,
+    data_size: u64,
+    digest: u64,
+}
+
+impl Default for DataTree {
+    fn default() -> Self {
+        DataTree::new()
+    }
+}
+
+impl std::fmt::Debug for DataTree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataTree")
+            .field("nodes", &self.nodes.len())
+            .field("last_zxid", &self.last_zxid)
+            .field("digest", &self.digest)
+            .finish()
+    }
+}
+
+pub const ROOT: &str = "/";
+pub const ZOOKEEPER: &str = "/zookeeper";
+pub const QUOTA: &str = "/zookeeper/quota";
+pub const CONFIG: &str = "/zookeeper/config";
+
+impl DataTree {
+    /// A fresh tree as the reference starts: `/`, `/zookeeper`,
+    /// `/zookeeper/quota` and `/zookeeper/config`, every zxid and time 0,
+    /// empty (not null) data, `world:anyone` ALL except `/zookeeper/config`,
+    /// which is read-only with aversion -1 (ZK-BEHAVIOURS 1, 7).
+    pub fn new() -> DataTree {
+        let mut tree = DataTree {
+            nodes: HashMap::new(),
+            acls: AclTable::default(),
+            ephemerals: HashMap::new(),
+            containers: HashSet::new(),
+            ttls: HashSet::new(),
+            sessions: HashMap::new(),
+            last_zxid: Zxid::ZERO,
+            data_size: 0,
+            digest: 0,
+        };
+        let open = Acl::open_unsafe();
+        let read = Acl::read_unsafe();
+        tree.insert_raw(ROOT, Some(&[]), &open, NodeKind::Persistent, NodeStat::default());
+        for (path, acl, aversion) in [(ZOOKEEPER, &open, 0), (QUOTA, &open, 0), (CONFIG, &read, -1)] {
+            let stat = NodeStat { aversion, ..NodeStat::default() };
+            tree.insert_raw(path, Some(&[]), acl, NodeKind::Persistent, stat);
+        }
+        tree
+    }
+
+    /// Inserts a node and links it to its parent without touching the
+    /// parent's stat. Used to build the initial tree (and later snapshots).
+    fn insert_raw(
+        &mut self,
+        path: &str,
+        data: Option<&[u8]>,
+        acl: &[Acl],
+        kind: NodeKind,
+        stat: NodeStat,
+    ) {
+        let acl = self.acls.intern(acl);
+        let node = Node { data: data.map(Box::from), acl, stat, kind, children: None };
+        self.data_size += node_size(path, node.data.as_deref());
+        self.digest = self.digest.wrapping_add(node_hash(path, &node));
+        self.index_kind(path, kind);
+        self.nodes.insert(Box::from(path), node);
+        if path != ROOT {
+            let parent = parent_of(path);
+            self.with_node(parent, |node| {
+                node.children.get_or_insert_with(Default::default).insert(Box::from(name_of(path)));
+            });
+        }
+    }
+
+    fn index_kind(&mut self, path: &str, kind: NodeKind) {
+        match kind {
+            NodeKind::Persistent => {}
+            NodeKind::Ephemeral(session) => {
+                self.ephemerals.entry(session).or_default().insert(Box::from(path));
+            }
+            NodeKind::Container => {
+                self.containers.insert(Box::from(path));
+            }
+            NodeKind::Ttl(_) => {
+                self.ttls.insert(Box::from(path));
+            }
+        }
+    }
+
+    fn unindex_kind(&mut self, path: &str, kind: NodeKind) {
+        match kind {
+            NodeKind::Persistent => {}
+            NodeKind::Ephemeral(session) => {
+                if let Some(set) = self.ephemerals.get_mut(&session) {
+                    set.remove(path);
+                    if set.is_empty() {
+                        self.ephemerals.remove(&session);
+                    }
+                }
+            }
+            NodeKind::Container => {
+                self.containers.remove(path);
+            }
+            NodeKind::Ttl(_) => {
+                self.ttls.remove(path);
+            }
+        }
+    }
+
+    /// Runs `f` on the node at `path`, keeping the digest current. Returns
+    /// false when there is no such node.
+    fn with_node<F: FnOnce(&mut Node)>(&mut self, path: &str, f: F) -> bool {
+        let Some(node) = self.nodes.get_mut(path) else {
+            return false;
+        };
+        let before = node_hash(path, node);
+        f(node);
+        let after = node_hash(path, node);
+        self.digest = self.digest.wrapping_sub(before).wrapping_add(after);
+        true
+    }
+
+    // ---- reads ----
+
+    /// The node at `path`. `""` is an alias of `/` (ZK-BEHAVIOURS 5); no
+    /// other normalisation happens.
+    pub fn get<'a>(&'a self, path: &'a str) -> Option<NodeRef<'a>> {
+        let path = if path.is_empty() { ROOT } else { path };
+        let (key, node) = self.nodes.get_key_value(path)?;
+        Some(NodeRef { tree: self, path: key, node })
+    }
+
+    pub fn contains(&self, path: &str) -> bool {
+        self.get(path).is_some()
+    }
+
+    /// The client's view of the stat at `path`.
+    pub fn stat_for_client(&self, path: &str) -> Option<Stat> {
+        self.get(path).map(|n| n.stat())
+    }
+
+    /// The zxid of the last txn applied.
+    pub fn last_zxid(&self) -> Zxid {
+        self.last_zxid
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Sum over nodes of path length plus data length, as the reference
+    /// counts it for `mntr`'s approximate data size.
+    pub fn approximate_data_size(&self) -> u64 {
+        self.data_size
+    }
+
+    /// The session's ephemeral paths, sorted.
+    pub fn ephemerals(&self, session: SessionId) -> Vec<String> {
+        let mut paths: Vec<String> = self
+            .ephemerals
+            .get(&session)
+            .map(|set| set.iter().map(|p| p.to_string()).collect())
+            .unwrap_or_default();
+        paths.sort();
+        paths
+    }
+
+    pub fn ephemeral_count(&self) -> usize {
+        self.ephemerals.values().map(|s| s.len()).sum()
+    }
+
+    /// Sessions owning at least one ephemeral, sorted, for `dump`.
+    pub fn sessions_with_ephemerals(&self) -> Vec<SessionId> {
+        let mut sessions: Vec<SessionId> = self.ephemerals.keys().copied().collect();
+        sessions.sort();
+        sessions
+    }
+
+    /// Live sessions and their negotiated timeouts (in no particular order).
+    pub fn sessions(&self) -> impl Iterator<Item = (SessionId, i32)> + '_ {
+        self.sessions.iter().map(|(s, t)| (*s, *t))
+    }
+
+    pub fn session_timeout(&self, session: SessionId) -> Option<i32> {
+        self.sessions.get(&session).copied()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Order-independent hash over every node's path, stored stat and data:
+    /// equal trees give equal digests whatever order they were built in.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// Paths the reaper should try to delete: empty containers that have had
+    /// a child (cversion > 0), and childless TTL nodes not modified for
+    /// longer than their TTL. Sorted, so the reaper's order is stable.
+    pub fn reap_candidates(&self, now_ms: i64) -> Vec<String> {
+        let mut out = Vec::new();
+        for path in &self.containers {
+            if let Some(node) = self.nodes.get(path) {
+                if node.num_children() == 0 && node.stat.cversion > 0 {
+                    out.push(path.to_string());
+                }
+            }
+        }
+        for path in &self.ttls {
+            if let Some(node) = self.nodes.get(path) {
+                if let NodeKind::Ttl(ttl_ms) = node.kind {
+                    let elapsed = now_ms.saturating_sub(node.stat.mtime);
+                    if node.num_children() == 0 && ttl_ms != 0 && elapsed > ttl_ms {
+                        out.push(path.to_string());
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Every path in the tree, sorted (tests, `dump`-like tools).
+    pub fn paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self.nodes.keys().map(|p| p.to_string()).collect();
+        paths.sort();
+        paths
+    }
+
+    // ---- mutations (the applier's) ----
+
+    pub(crate) fn set_last_zxid(&mut self, zxid: Zxid) {
+        self.last_zxid = zxid;
+    }
+
+    pub(crate) fn add_session(&mut self, session: SessionId, timeout_ms: i32) {
+        self.sessions.insert(session, timeout_ms);
+    }
+
+    pub(crate) fn remove_session(&mut self, session: SessionId) {
+        self.sessions.remove(&session);
+    }
+
+    /// Creates a node. The parent's cversion becomes `parent_cversion` and
+    /// its pzxid `zxid` only if that moves cversion forward, so replaying a
+    /// create over a fuzzy snapshot never winds the parent back.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn create_node(
+        &mut self,
+        path: &str,
+        data: Option<&[u8]>,
+        acl: &[Acl],
+        kind: NodeKind,
+        parent_cversion: i32,
+        zxid: Zxid,
+        time_ms: i64,
+    ) -> Result<(), TreeError> {
+        if path == ROOT || !path.starts_with('/') {
+            return Err(TreeError::NodeExists);
+        }
+        let parent = parent_of(path);
+        let name = name_of(path);
+        let Some(parent_node) = self.nodes.get(parent) else {
+            return Err(TreeError::NoNode);
+        };
+        if parent_node.children.as_ref().is_some_and(|c| c.contains(name)) {
+            return Err(TreeError::NodeExists);
+        }
+        self.with_node(parent, |node| {
+            if parent_cversion > node.stat.cversion {
+                node.stat.cversion = parent_cversion;
+                node.stat.pzxid = zxid.0;
+            }
+            node.children.get_or_insert_with(Default::default).insert(Box::from(name));
+        });
+        let acl = self.acls.intern(acl);
+        let stat = NodeStat {
+            czxid: zxid.0,
+            mzxid: zxid.0,
+            pzxid: zxid.0,
+            ctime: time_ms,
+            mtime: time_ms,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+        };
+        let node = Node { data: data.map(Box::from), acl, stat, kind, children: None };
+        self.data_size += node_size(path, node.data.as_deref());
+        self.digest = self.digest.wrapping_add(node_hash(path, &node));
+        self.index_kind(path, kind);
+        self.nodes.insert(Box::from(path), node);
+        Ok(())
+    }
+
+    /// Deletes a childless node. The parent's pzxid moves forward to
+    /// `zxid`, even when the node is already gone (a replay over a fuzzy
+    /// snapshot), as in the reference; a delete does not change the
+    /// parent's persisted cversion.
+    pub(crate) fn delete_node(&mut self, path: &str, zxid: Zxid) -> Result<(), TreeError> {
+        if path == ROOT {
+            return Err(TreeError::NoNode);
+        }
+        let state = match self.nodes.get(path) {
+            None => Err(TreeError::NoNode),
+            // Never orphan children, whatever the log says (a replay may
+            // meet a later incarnation of the node that has some).
+            Some(node) if node.num_children() > 0 => Err(TreeError::NotEmpty),
+            Some(_) => Ok(()),
+        };
+        let unlink = state.is_ok();
+        let parent = parent_of(path);
+        self.with_node(parent, |node| {
+            if unlink {
+                if let Some(children) = node.children.as_mut() {
+                    children.remove(name_of(path));
+                    if children.is_empty() {
+                        node.children = None;
+                    }
+                }
+            }
+            if zxid.0 > node.stat.pzxid {
+                node.stat.pzxid = zxid.0;
+            }
+        });
+        state?;
+        let Some(node) = self.nodes.remove(path) else {
+            return Err(TreeError::NoNode);
+        };
+        self.digest = self.digest.wrapping_sub(node_hash(path, &node));
+        self.data_size = self.data_size.saturating_sub(node_size(path, node.data.as_deref()));
+        self.acls.release(node.acl);
+        self.unindex_kind(path, node.kind);
+        Ok(())
+    }
+
+    /// A replayed create found its node already present: move the parent's
+    /// cversion (and with it pzxid) forward as the create would have.
+    pub(crate) fn advance_parent(&mut self, parent: &str, cversion: i32, zxid: Zxid) {
+        self.with_node(parent, |node| {
+            if cversion > node.stat.cversion {
+                node.stat.cversion = cversion;
+                node.stat.pzxid = zxid.0;
+            }
+        });
+    }
+
+    pub(crate) fn set_data(
+        &mut self,
+        path: &str,
+        data: Option<&[u8]>,
+        version: i32,
+        zxid: Zxid,
+        time_ms: i64,
+    ) -> Result<(), TreeError> {
+        let mut old_len = 0;
+        let found = self.with_node(path, |node| {
+            old_len = node.data.as_ref().map_or(0, |d| d.len());
+            node.data = data.map(Box::from);
+            node.stat.version = version;
+            node.stat.mzxid = zxid.0;
+            node.stat.mtime = time_ms;
+        });
+        if !found {
+            return Err(TreeError::NoNode);
+        }
+        let new_len = data.map_or(0, |d| d.len());
+        self.data_size = self.data_size.saturating_sub(old_len as u64) + new_len as u64;
+        Ok(())
+    }
+
+    pub(crate) fn set_acl(&mut self, path: &str, acl: &[Acl], aversion: i32) -> Result<(), TreeError> {
+        let Some(node) = self.nodes.get(path) else {
+            return Err(TreeError::NoNode);
+        };
+        let old = node.acl;
+        let new = self.acls.intern(acl);
+        self.with_node(path, |node| {
+            node.acl = new;
+            node.stat.aversion = aversion;
+        });
+        self.acls.release(old);
+        Ok(())
+    }
+
+    // ---- restoring (snapshot loading) ----
+
+    /// Inserts a node as a snapshot recorded it, or overwrites the content
+    /// (data, ACL, kind, stat; not children) of one already present, such as
+    /// the built-in nodes. `stat` is the stored form (`NodeRef::stored_stat`:
+    /// persisted cversion; its ephemeralOwner, dataLength and numChildren
+    /// are ignored in favour of `kind`, `data` and the tree). The parent must
+    /// already be present: restore parents first.
+    pub fn restore_node(
+        &mut self,
+        path: &str,
+        data: Option<&[u8]>,
+        acl: &[Acl],
+        kind: NodeKind,
+        stat: &Stat,
+    ) -> Result<(), TreeError> {
+        let node_stat = NodeStat {
+            czxid: stat.czxid,
+            mzxid: stat.mzxid,
+            pzxid: stat.pzxid,
+            ctime: stat.ctime,
+            mtime: stat.mtime,
+            version: stat.version,
+            cversion: stat.cversion,
+            aversion: stat.aversion,
+        };
+        if let Some(old) = self.nodes.get(path) {
+            let (old_kind, old_acl, old_size) = (old.kind, old.acl, node_size(path, old.data.as_deref()));
+            let new_acl = self.acls.intern(acl);
+            self.with_node(path, |node| {
+                node.data = data.map(Box::from);
+                node.acl = new_acl;
+                node.kind = kind;
+                node.stat = node_stat;
+            });
+            self.acls.release(old_acl);
+            self.unindex_kind(path, old_kind);
+            self.index_kind(path, kind);
+            self.data_size = self.data_size.saturating_sub(old_size) + node_size(path, data);
+            return Ok(());
+        }
+        if path == ROOT || !path.starts_with('/') {
+            return Err(TreeError::NoNode);
+        }
+        if !self.nodes.contains_key(parent_of(path)) {
+            return Err(TreeError::NoNode);
+        }
+        self.insert_raw(path, data, acl, kind, node_stat);
+        Ok(())
+    }
+
+    /// Records a live session, as a snapshot's session table lists it.
+    pub fn restore_session(&mut self, session: SessionId, timeout_ms: i32) {
+        self.sessions.insert(session, timeout_ms);
+    }
+
+    /// Sets the zxid the restored state is known to include (for a fuzzy
+    /// snapshot: the zxid it was started at, so replay begins after it).
+    pub fn restore_last_zxid(&mut self, zxid: Zxid) {
+        self.last_zxid = zxid;
+    }
+
+    /// Verifies the structural invariants listed in the module doc. O(n):
+    /// for tests and debug checks only.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut digest = 0u64;
+        let mut size = 0u64;
+        let mut acl_refs: HashMap<u32, u64> = HashMap::new();
+        for (path, node) in &self.nodes {
+            digest = digest.wrapping_add(node_hash(path, node));
+            size += node_size(path, node.data.as_deref());
+            *acl_refs.entry(node.acl).or_default() += 1;
+            if &**path != ROOT {
+                let parent = self
+                    .nodes
+                    .get(parent_of(path))
+                    .ok_or_else(|| format!("{path}: parent missing"))?;
+                if !parent.children.as_ref().is_some_and(|c| c.contains(name_of(path))) {
+                    return Err(format!("{path}: not in parent's children"));
+                }
+            }
+            for child in node.children.iter().flat_map(|c| c.iter()) {
+                let child_path = if &**path == ROOT {
+                    format!("/{child}")
+                } else {
+                    format!("{path}/{child}")
+                };
+                if !self.nodes.contains_key(child_path.as_str()) {
+                    return Err(format!("{child_path}: listed child missing"));
+                }
+            }
+            if node.children.as_ref().is_some_and(|c| c.is_empty()) {
+                return Err(format!("{path}: empty allocated children set"));
+            }
+            let indexed = match node.kind {
+                NodeKind::Persistent => true,
+                NodeKind::Ephemeral(s) => self.ephemerals.get(&s).is_some_and(|e| e.contains(&**path)),
+                NodeKind::Container => self.containers.contains(&**path),
+                NodeKind::Ttl(_) => self.ttls.contains(&**path),
+            };
+            if !indexed {
+                return Err(format!("{path}: missing from its kind index"));
+            }
+        }
+        let indexed_total = self.ephemeral_count() + self.containers.len() + self.ttls.len();
+        let kinded_total = self.nodes.values().filter(|n| n.kind != NodeKind::Persistent).count();
+        if indexed_total != kinded_total {
+            return Err(format!("kind indexes list {indexed_total} nodes, tree has {kinded_total}"));
+        }
+        if digest != self.digest {
+            return Err("digest out of date".into());
+        }
+        if size != self.data_size {
+            return Err(format!("data size {} != {size}", self.data_size));
+        }
+        for (slot, entry) in self.acls.lists.iter().enumerate() {
+            let want = acl_refs.get(&(slot as u32)).copied().unwrap_or(0);
+            let have = entry.as_ref().map_or(0, |(_, refs)| *refs);
+            if want != have {
+                return Err(format!("ACL slot {slot}: {have} refs, {want} users"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn node_size(path: &str, data: Option<&[u8]>) -> u64 {
+    (path.len() + data.map_or(0, |d| d.len())) as u64
+}
+
+/// FNV-1a over the bytes, then a final avalanche, so the per-node hashes
+/// are well spread before they are summed. Fixed constants: every replica
+/// and every restart computes the same value.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn bytes(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn finish(self) -> u64 {
+        // splitmix64's finaliser.
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+fn node_hash(path: &str, node: &Node) -> u64 {
+    let mut h = Fnv::new();
+    h.bytes(path.as_bytes());
+    h.u64(path.len() as u64);
+    let s = &node.stat;
+    for v in [s.czxid, s.mzxid, s.pzxid, s.ctime, s.mtime, node.kind.ephemeral_owner()] {
+        h.u64(v as u64);
+    }
+    for v in [s.version, s.cversion, s.aversion] {
+        h.u64(v as u32 as u64);
+    }
+    match &node.data {
+        None => h.u64(u64::MAX),
+        Some(data) => {
+            h.u64(data.len() as u64);
+            h.bytes(data);
+        }
+    }
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> Vec<Acl> {
+        Acl::open_unsafe()
+    }
+
+    #[track_caller]
+    fn check_stat(tree: &DataTree, path: &str, expected: &str) {
+        let stat = tree.stat_for_client(path).expect("node exists");
+        let got = format!(
+            "czxid={} mzxid={} pzxid={} ctime={} mtime={} v={} cv={} av={} owner={} len={} n={}",
+            stat.czxid,
+            stat.mzxid,
+            stat.pzxid,
+            stat.ctime,
+            stat.mtime,
+            stat.version,
+            stat.cversion,
+            stat.aversion,
+            stat.ephemeral_owner,
+            stat.data_length,
+            stat.num_children
+        );
+        assert_eq!(got, expected, "stat of {path}");
+    }
+
+    // ZK-BEHAVIOURS 1: the initial tree's stats.
+    #[test]
+    fn fresh_tree_matches_reference() {
+        let tree = DataTree::new();
+        check_stat(&tree, "/", "czxid=0 mzxid=0 pzxid=0 ctime=0 mtime=0 v=0 cv=-1 av=0 owner=0 len=0 n=1");
+        check_stat(&tree, "/zookeeper", "czxid=0 mzxid=0 pzxid=0 ctime=0 mtime=0 v=0 cv=-2 av=0 owner=0 len=0 n=2");
+        check_stat(&tree, "/zookeeper/quota", "czxid=0 mzxid=0 pzxid=0 ctime=0 mtime=0 v=0 cv=0 av=0 owner=0 len=0 n=0");
+        check_stat(&tree, "/zookeeper/config", "czxid=0 mzxid=0 pzxid=0 ctime=0 mtime=0 v=0 cv=0 av=-1 owner=0 len=0 n=0");
+        assert_eq!(tree.get("/zookeeper/config").map(|n| n.acl().to_vec()), Some(Acl::read_unsafe()));
+        assert_eq!(tree.get("/").map(|n| n.acl().to_vec()), Some(open()));
+        assert_eq!(tree.get("").map(|n| n.path()), Some("/"), "\"\" aliases the root");
+        assert_eq!(tree.get("/").and_then(|n| n.data()), Some(&[][..]), "empty, not null");
+        assert_eq!(tree.node_count(), 4);
+        tree.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn create_delete_bookkeeping() {
+        let mut tree = DataTree::new();
+        let fresh_digest = tree.digest();
+        tree.create_node("/a", None, &open(), NodeKind::Persistent, 1, Zxid(1), 10).unwrap();
+        tree.create_node("/a/e", Some(b"x"), &open(), NodeKind::Ephemeral(SessionId(7)), 1, Zxid(2), 20)
+            .unwrap();
+        assert_eq!(
+            tree.create_node("/a/e", None, &open(), NodeKind::Persistent, 2, Zxid(3), 30),
+            Err(TreeError::NodeExists)
+        );
+        assert_eq!(
+            tree.create_node("/b/c", None, &open(), NodeKind::Persistent, 1, Zxid(3), 30),
+            Err(TreeError::NoNode)
+        );
+        check_stat(&tree, "/a", "czxid=1 mzxid=1 pzxid=2 ctime=10 mtime=10 v=0 cv=1 av=0 owner=0 len=0 n=1");
+        assert_eq!(tree.ephemerals(SessionId(7)), vec!["/a/e".to_string()]);
+        tree.check_invariants().unwrap();
+        tree.delete_node("/a/e", Zxid(4)).unwrap();
+        // cversion as clients see it counts the delete too.
+        check_stat(&tree, "/a", "czxid=1 mzxid=1 pzxid=4 ctime=10 mtime=10 v=0 cv=2 av=0 owner=0 len=0 n=0");
+        assert!(tree.ephemerals(SessionId(7)).is_empty());
+        tree.delete_node("/a", Zxid(5)).unwrap();
+        tree.check_invariants().unwrap();
+        assert_ne!(tree.digest(), fresh_digest, "root's pzxid and cversion moved");
+        assert_eq!(tree.approximate_data_size(), DataTree::new().approximate_data_size());
+    }
+
+    #[test]
+    fn acl_table_interns_and_releases() {
+        let mut tree = DataTree::new();
+        let custom = vec![Acl { perms: 3, id: crate::types::Id::new("digest", "u:x") }];
+        tree.create_node("/a", None, &custom, NodeKind::Persistent, 1, Zxid(1), 0).unwrap();
+        tree.create_node("/b", None, &custom, NodeKind::Persistent, 2, Zxid(2), 0).unwrap();
+        tree.check_invariants().unwrap();
+        tree.set_acl("/a", &open(), 1).unwrap();
+        tree.delete_node("/b", Zxid(3)).unwrap();
+        tree.check_invariants().unwrap();
+        assert_eq!(tree.acls.index.len(), 2, "custom list dropped");
+    }
+
+    #[test]
+    fn reap_candidates_follow_container_manager() {
+        let mut tree = DataTree::new();
+        tree.create_node("/c", None, &open(), NodeKind::Container, 1, Zxid(1), 0).unwrap();
+        tree.create_node("/t", None, &open(), NodeKind::Ttl(100), 2, Zxid(2), 1000).unwrap();
+        assert!(tree.reap_candidates(1100).is_empty(), "unused container, TTL not passed");
+        assert_eq!(tree.reap_candidates(1101), vec!["/t".to_string()]);
+        tree.create_node("/c/x", None, &open(), NodeKind::Persistent, 1, Zxid(3), 0).unwrap();
+        assert_eq!(tree.reap_candidates(0), Vec::<String>::new());
+        tree.delete_node("/c/x", Zxid(4)).unwrap();
+        assert_eq!(tree.reap_candidates(0), vec!["/c".to_string()]);
+        check_stat(&tree, "/t", "czxid=2 mzxid=2 pzxid=2 ctime=1000 mtime=1000 v=0 cv=0 av=0 owner=0 len=0 n=0");
+        assert_eq!(tree.get("/t").map(|n| n.stored_stat().ephemeral_owner), Some((0xFFi64 << 56) | 100));
+    }
+
+    #[test]
+    fn digest_is_order_independent() {
+        let mut a = DataTree::new();
+        let mut b = DataTree::new();
+        a.create_node("/x", Some(b"1"), &open(), NodeKind::Persistent, 1, Zxid(1), 0).unwrap();
+        a.create_node("/y", Some(b"2"), &open(), NodeKind::Persistent, 2, Zxid(2), 0).unwrap();
+        b.create_node("/y", Some(b"2"), &open(), NodeKind::Persistent, 2, Zxid(2), 0).unwrap();
+        b.create_node("/x", Some(b"1"), &open(), NodeKind::Persistent, 1, Zxid(1), 0).unwrap();
+        assert_eq!(a.digest(), b.digest());
+        a.set_data("/x", None, 1, Zxid(3), 5).unwrap();
+        assert_ne!(a.digest(), b.digest(), "null and \"1\" differ");
+    }
+}

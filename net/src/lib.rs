@@ -1,1 +1,8 @@
 
+pub mod jute;
+pub mod fourlw;
+pub mod stats;
+pub mod proto;
+pub mod mailbox;
+pub mod reactor;
+pub mod shared;

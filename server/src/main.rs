@@ -1,1 +1,174 @@
-fn main(){}
+//! `zk-server [zoo.cfg]`: a ZooKeeper-compatible coordination server.
+//!
+//! With no argument it runs standalone on an embedded default configuration
+//! (client port 2181, data in `./data`). With a path it reads Apache
+//! ZooKeeper's zoo.cfg format. This file only wires the parts together:
+//! config, storage recovery, the commit pipeline thread, the I/O threads and
+//! signal handling.
+
+mod admin;
+mod config;
+mod pipeline;
+
+use anyhow::Context;
+use config::Config;
+use engine::prep::{Prep, PrepConfig};
+use engine::session::SessionTracker;
+use engine::storage::{MemStorage, Storage};
+use engine::watch::WatchRegistry;
+use net::reactor::{now_ms, FourLetterWords, Polls, Reactor};
+use net::shared::{Settings, Shared};
+use net::stats::ServerStats;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+
+const USAGE: &str = "usage: zk-server [zoo.cfg]\n\n\
+Runs a ZooKeeper-compatible server. Without an argument it serves standalone on\n\
+port 2181 with data in ./data. Java system properties given as -Dname=value in\n\
+SERVER_JVMFLAGS or JVMFLAGS are honoured as Apache ZooKeeper honours them.";
+
+fn main() {
+    init_logging();
+    if let Err(error) = run() {
+        tracing::error!("{error:#}");
+        eprintln!("zk-server: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run() -> anyhow::Result<()> {
+    let mut args = std::env::args_os().skip(1);
+    let config = match (args.next(), args.next()) {
+        (None, _) => {
+            tracing::info!("no config file given; using the embedded standalone default");
+            Config::embedded(&config::jvm_flags_from_env())?
+        }
+        (Some(arg), None) if arg == "-h" || arg == "--help" => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        (Some(path), None) => Config::load(&PathBuf::from(path))?,
+        (Some(_), Some(_)) => anyhow::bail!("{USAGE}"),
+    };
+    serve(config)
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    if !config.servers.is_empty() {
+        tracing::warn!(
+            servers = config.servers.len(),
+            "server.N entries found; replication is not available yet, running standalone"
+        );
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create dataDir {}", config.data_dir.display()))?;
+
+    let mut storage: Box<dyn Storage> = Box::new(MemStorage::new());
+    let (tree, last_zxid) = storage.recover().context("recovery failed")?;
+    tracing::info!(storage = storage.name(), %last_zxid, nodes = tree.node_count(), "state recovered");
+
+    let mut sessions = SessionTracker::new(config.tick_time_ms, 0, now_ms());
+    for (session, timeout_ms) in tree.sessions() {
+        sessions.add(session, timeout_ms, now_ms());
+    }
+
+    let address = SocketAddr::new(
+        config.client_port_address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        config.client_port,
+    );
+    let listener = std::net::TcpListener::bind(address)
+        .with_context(|| format!("cannot bind the client port {address}"))?;
+    tracing::info!(%address, "binding to the client port");
+
+    let io_threads = match config.io_threads {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        n => n,
+    }
+    .clamp(1, 64);
+    let (polls, mailboxes) = Polls::new(io_threads).context("cannot create event loops")?;
+    let (submit, submissions) = crossbeam_channel::unbounded();
+    let settings = Settings {
+        max_frame_bytes: config.jute_max_buffer,
+        connection_outstanding_limit: config.connection_outstanding_limit,
+        global_outstanding_limit: config.global_outstanding_limit as usize,
+        max_outbound_bytes: 64 * 1024 * 1024,
+        max_client_cnxns: config.max_client_cnxns,
+        min_session_timeout_ms: config.min_session_timeout_ms as i32,
+        max_session_timeout_ms: config.max_session_timeout_ms as i32,
+        super_digest: config.super_digest.clone(),
+    };
+    let shared = Arc::new(Shared {
+        tree: RwLock::new(tree),
+        watches: WatchRegistry::new(),
+        sessions: Mutex::new(sessions),
+        owners: Mutex::new(HashMap::new()),
+        connections: Mutex::new(HashMap::new()),
+        per_ip: Mutex::new(HashMap::new()),
+        stats: ServerStats::new(),
+        outstanding: AtomicUsize::new(0),
+        mailboxes,
+        submit,
+        settings,
+        shutdown: AtomicBool::new(false),
+    });
+
+    let pipeline = pipeline::Pipeline {
+        shared: Arc::clone(&shared),
+        storage,
+        prep: Prep::new(last_zxid, PrepConfig { extended_types_enabled: config.extended_types_enabled }),
+        submissions,
+        tick_ms: u64::from(config.tick_time_ms),
+        container_check_interval_ms: config.container_check_interval_ms,
+    };
+    let pipeline = std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || pipeline.run())
+        .context("cannot start the pipeline thread")?;
+
+    let words = FourLetterWords {
+        whitelist: config.four_letter_words.clone(),
+        source: Arc::new(admin::Admin::new(Arc::clone(&shared), config.clone())),
+    };
+    let reactor = Reactor::start(Arc::clone(&shared), polls, listener, words)
+        .context("cannot start the I/O threads")?;
+    tracing::info!(io_threads, address = %reactor.local_addr, "serving");
+
+    let shutdown = Arc::clone(&shared);
+    let mut signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+            .context("cannot install signal handlers")?;
+    let signal_thread = std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            tracing::info!(signal, "shutting down");
+            shutdown.begin_shutdown();
+        }
+    })?;
+
+    reactor.join();
+    shared.begin_shutdown();
+    let result = pipeline.join();
+    drop(signal_thread);
+    match result {
+        Ok(Ok(())) => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Ok(Err(error)) => Err(error).context("the commit pipeline failed"),
+        Err(_) => anyhow::bail!("the commit pipeline panicked"),
+    }
+}

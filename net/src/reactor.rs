@@ -1,0 +1,830 @@
+//! The client-facing reactor: one `mio::Poll` event loop per I/O thread, each
+//! owning its connections for life. Thread 0 also owns the listening socket
+//! and deals accepted connections round-robin to every thread.
+//!
+//! A connection's requests are answered strictly in the order they arrived
+//! (DESIGN.md invariant 1): reads are served on the I/O thread from the shared
+//! tree, writes go to the pipeline, and a read queued behind a write waits
+//! until that write's reply has come back. An I/O thread never blocks on disk
+//! or on a lock held across I/O; the tree's read lock is held only while
+//! answering reads from memory.
+//!
+//! Backpressure: a connection with `connection_outstanding_limit` requests
+//! queued or in flight is not read from until they drain, nor is any connection
+//! while the server has `global_outstanding_limit` outstanding; a connection
+//! whose unsent replies pass `max_outbound_bytes` is closed.
+
+use crate::fourlw::{self, FourLetterSource, Whitelist};
+use crate::mailbox::{Mail, Mailbox, Submission};
+use crate::proto::{self, ConnectResponse, Decoded};
+use crate::shared::{ConnectionEntry, Shared};
+use crate::stats::{ConnectionStats, RequestKind};
+use engine::read::{self, ReadContext};
+use engine::request::{Reply, Request, Response};
+use engine::session::session_password;
+use engine::tree::DataTree;
+use engine::types::{ErrorCode, Id, OpCode, SessionId, WatcherId, Zxid};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+/// Connection serials start above the reserved tokens.
+const FIRST_SERIAL: u64 = 2;
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Reads wait while a connection has this much unsent output, so a slow
+/// reader throttles itself before it reaches `max_outbound_bytes`.
+const OUTBOUND_SOFT_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// What the reactor needs besides `Shared` to answer four-letter words.
+pub struct FourLetterWords {
+    pub whitelist: Whitelist,
+    pub source: Arc<dyn FourLetterSource + Send + Sync>,
+}
+
+/// One poll per I/O thread, created before `Shared` so that its mailboxes can
+/// hold the wakers.
+pub struct Polls {
+    polls: Vec<Poll>,
+}
+
+impl Polls {
+    pub fn new(threads: usize) -> io::Result<(Polls, Vec<Mailbox>)> {
+        assert!((1..=64).contains(&threads), "io threads must be in 1..=64, got {threads}");
+        let mut polls = Vec::with_capacity(threads);
+        let mut mailboxes = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let poll = Poll::new()?;
+            mailboxes.push(Mailbox::new(mio::Waker::new(poll.registry(), WAKER)?));
+            polls.push(poll);
+        }
+        Ok((Polls { polls }, mailboxes))
+    }
+}
+
+pub struct Reactor {
+    threads: Vec<JoinHandle<()>>,
+    pub local_addr: SocketAddr,
+}
+
+impl Reactor {
+    /// Starts one thread per poll; thread 0 accepts on `listener`.
+    pub fn start(
+        shared: Arc<Shared>,
+        polls: Polls,
+        listener: std::net::TcpListener,
+        words: FourLetterWords,
+    ) -> io::Result<Reactor> {
+        assert_eq!(polls.polls.len(), shared.mailboxes.len(), "one mailbox per poll");
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        let mut listener = Some(TcpListener::from_std(listener));
+        let words = Arc::new(words);
+        let mut threads = Vec::new();
+        for (index, poll) in polls.polls.into_iter().enumerate() {
+            let mut listener = listener.take();
+            if let Some(listener) = listener.as_mut() {
+                poll.registry().register(listener, LISTENER, Interest::READABLE)?;
+            }
+            let io = IoThread {
+                index,
+                poll,
+                listener,
+                shared: Arc::clone(&shared),
+                words: Arc::clone(&words),
+                conns: HashMap::new(),
+                next_serial: FIRST_SERIAL,
+                next_target: 0,
+                dirty: Vec::new(),
+                paused: Vec::new(),
+                mail: Vec::new(),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("io-{index}"))
+                .spawn(move || io.run())?;
+            threads.push(handle);
+        }
+        Ok(Reactor { threads, local_addr })
+    }
+
+    pub fn join(self) {
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// Waiting for the ConnectRequest (or a four-letter word).
+    Handshake,
+    /// A new session is being created by the pipeline.
+    Connecting,
+    Open,
+}
+
+/// A request waiting its turn on its connection.
+struct Pending {
+    xid: i32,
+    work: Work,
+    received: Instant,
+}
+
+enum Work {
+    Request(Request),
+    /// A frame the reference answers with an error code and keeps serving.
+    Reject(ErrorCode),
+    /// An unknown opcode: Unimplemented with zxid -1, then close.
+    Unknown,
+}
+
+impl Work {
+    /// Writes and syncs go through the pipeline; everything else is answered
+    /// here.
+    fn goes_to_pipeline(&self) -> bool {
+        match self {
+            Work::Request(request) => request.is_write() || matches!(request, Request::Sync { .. }),
+            Work::Reject(_) | Work::Unknown => false,
+        }
+    }
+}
+
+struct Connection {
+    id: WatcherId,
+    stream: TcpStream,
+    entry: Arc<ConnectionEntry>,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    out_pos: usize,
+    phase: Phase,
+    /// The client's ConnectRequest carried the trailing readOnly flag; old
+    /// clients that omit it get a response without it too.
+    sent_read_only: bool,
+    session: SessionId,
+    auth: Arc<Vec<Id>>,
+    queue: VecDeque<Pending>,
+    /// Requests handed to the pipeline: when each arrived, and its opcode.
+    in_flight: VecDeque<(Instant, OpCode)>,
+    /// Stopped reading because of a limit; resumed by `resume_paused`.
+    read_paused: bool,
+    /// Stop reading and close once the output is flushed.
+    close_after_flush: bool,
+    /// Already in this iteration's dirty list.
+    scheduled: bool,
+    /// The peer closed its side or the socket failed.
+    dead: bool,
+}
+
+impl Connection {
+    fn outstanding(&self) -> usize {
+        self.queue.len() + self.in_flight.len()
+    }
+
+    fn unsent(&self) -> usize {
+        self.outbuf.len() - self.out_pos
+    }
+}
+
+struct IoThread {
+    index: usize,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    shared: Arc<Shared>,
+    words: Arc<FourLetterWords>,
+    conns: HashMap<u64, Connection>,
+    next_serial: u64,
+    next_target: usize,
+    /// Connections with work this iteration: reads to pump, output to flush.
+    dirty: Vec<u64>,
+    /// Connections whose reading is paused by a limit.
+    paused: Vec<u64>,
+    mail: Vec<Mail>,
+}
+
+impl IoThread {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            if self.shared.is_shutting_down() {
+                break;
+            }
+            // Paused connections have no event to wake them when a limit
+            // clears on another thread, so poll them at a short interval.
+            let timeout = (!self.paused.is_empty()).then(|| Duration::from_millis(5));
+            if let Err(error) = self.poll.poll(&mut events, timeout) {
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::error!(thread = self.index, %error, "poll failed; I/O thread stops");
+                break;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => self.take_incoming(),
+                    Token(token) => {
+                        let serial = token as u64;
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.fill(serial);
+                        }
+                        self.schedule(serial);
+                    }
+                }
+            }
+            self.resume_paused();
+            self.serve();
+            self.flush_dirty();
+        }
+        let serials: Vec<u64> = self.conns.keys().copied().collect();
+        for serial in serials {
+            self.close(serial, "server shutting down");
+        }
+    }
+
+    fn schedule(&mut self, serial: u64) {
+        if let Some(conn) = self.conns.get_mut(&serial) {
+            if !conn.scheduled {
+                conn.scheduled = true;
+                self.dirty.push(serial);
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else { return };
+            let (stream, peer) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    // Out of descriptors and the like: log and wait for the
+                    // next readiness event rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    return;
+                }
+            };
+            if !self.admit(peer) {
+                continue;
+            }
+            let target = self.next_target % self.shared.mailboxes.len();
+            self.next_target = self.next_target.wrapping_add(1);
+            if target == self.index {
+                self.register(stream, peer);
+            } else {
+                self.shared.mailboxes[target].hand_over(stream, peer);
+            }
+        }
+    }
+
+    /// Enforces `maxClientCnxns` per client address.
+    fn admit(&self, peer: SocketAddr) -> bool {
+        let limit = self.shared.settings.max_client_cnxns;
+        let mut per_ip = self.shared.per_ip.lock();
+        let count = per_ip.entry(peer.ip()).or_insert(0);
+        if limit != 0 && *count >= limit {
+            tracing::warn!(client = %peer.ip(), max = limit, "too many connections from one address; refusing");
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn take_incoming(&mut self) {
+        for (stream, peer) in self.shared.mailboxes[self.index].take_incoming() {
+            self.register(stream, peer);
+        }
+    }
+
+    fn register(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let id = WatcherId::new(self.index, serial);
+        let _ = stream.set_nodelay(true);
+        if let Err(error) = self.poll.registry().register(
+            &mut stream,
+            Token(serial as usize),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::warn!(%peer, %error, "could not register connection");
+            self.release_ip(peer);
+            return;
+        }
+        let entry = Arc::new(ConnectionEntry {
+            remote: peer,
+            session: 0.into(),
+            timeout_ms: 0.into(),
+            queued: 0.into(),
+            stats: ConnectionStats::new(),
+        });
+        self.shared.connections.lock().insert(id, Arc::clone(&entry));
+        self.shared.stats.connection_opened();
+        tracing::debug!(%peer, conn = id.0, "accepted connection");
+        let auth = Arc::new(vec![Id::new("ip", &peer.ip().to_string())]);
+        let conn = Connection {
+            id,
+            stream,
+            entry,
+            inbuf: Vec::new(),
+            outbuf: Vec::new(),
+            out_pos: 0,
+            phase: Phase::Handshake,
+            sent_read_only: true,
+            session: SessionId(0),
+            auth,
+            queue: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            read_paused: false,
+            close_after_flush: false,
+            scheduled: false,
+            dead: false,
+        };
+        self.conns.insert(serial, conn);
+        // Data may already be waiting; edge-triggered readiness would not
+        // report it again.
+        self.fill(serial);
+        self.schedule(serial);
+    }
+
+    fn release_ip(&self, peer: SocketAddr) {
+        let mut per_ip = self.shared.per_ip.lock();
+        if let Some(count) = per_ip.get_mut(&peer.ip()) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                per_ip.remove(&peer.ip());
+            }
+        }
+    }
+
+    /// Reads from the socket and parses frames until the socket is drained or
+    /// a limit pauses the connection.
+    fn fill(&mut self, serial: u64) {
+        let mut chunk = [0u8; READ_CHUNK_BYTES];
+        loop {
+            let Some(conn) = self.conns.get_mut(&serial) else { return };
+            if conn.dead || conn.close_after_flush {
+                return;
+            }
+            match self.parse(serial) {
+                ParseOutcome::Paused => {
+                    self.pause(serial);
+                    return;
+                }
+                ParseOutcome::Close(reason) => {
+                    self.kill(serial, reason);
+                    return;
+                }
+                ParseOutcome::NeedMore => {}
+            }
+            let Some(conn) = self.conns.get_mut(&serial) else { return };
+            match conn.stream.read(&mut chunk) {
+                Ok(0) => {
+                    self.kill(serial, "client closed the connection");
+                    return;
+                }
+                Ok(n) => conn.inbuf.extend_from_slice(&chunk[..n]),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    conn.read_paused = false;
+                    return;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.kill(serial, "read failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn pause(&mut self, serial: u64) {
+        if let Some(conn) = self.conns.get_mut(&serial) {
+            if !conn.read_paused {
+                conn.read_paused = true;
+                self.paused.push(serial);
+            }
+        }
+    }
+
+    fn resume_paused(&mut self) {
+        if self.paused.is_empty() {
+            return;
+        }
+        let paused = std::mem::take(&mut self.paused);
+        for serial in paused {
+            let Some(conn) = self.conns.get_mut(&serial) else { continue };
+            conn.read_paused = false;
+            self.fill(serial);
+            self.schedule(serial);
+        }
+    }
+
+    /// Splits whole frames off the input buffer.
+    fn parse(&mut self, serial: u64) -> ParseOutcome {
+        let max_frame = self.shared.settings.max_frame_bytes;
+        let limit = self.shared.settings.connection_outstanding_limit;
+        let Some(conn) = self.conns.get_mut(&serial) else { return ParseOutcome::NeedMore };
+        let mut pos = 0;
+        let outcome = loop {
+            if conn.close_after_flush {
+                break ParseOutcome::NeedMore;
+            }
+            if conn.outstanding() >= limit
+                || conn.unsent() >= OUTBOUND_SOFT_LIMIT_BYTES
+                || self.shared.over_global_limit()
+            {
+                break ParseOutcome::Paused;
+            }
+            let rest = &conn.inbuf[pos..];
+            let Some(prefix) = rest.get(..4) else { break ParseOutcome::NeedMore };
+            let length = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+            if conn.phase == Phase::Handshake {
+                if let Some(word) = fourlw::command_from_code(length) {
+                    self.shared.stats.packet_received();
+                    let text = fourlw::render(word, &self.words.whitelist, &*self.words.source);
+                    conn.outbuf.extend_from_slice(text.as_bytes());
+                    conn.close_after_flush = true;
+                    pos = conn.inbuf.len();
+                    break ParseOutcome::NeedMore;
+                }
+            }
+            let Ok(length) = usize::try_from(length) else {
+                break ParseOutcome::Close("negative frame length");
+            };
+            if length > max_frame {
+                tracing::warn!(
+                    peer = %conn.entry.remote, length, max = max_frame,
+                    "frame larger than jute.maxbuffer; closing the connection"
+                );
+                break ParseOutcome::Close("frame too large");
+            }
+            let Some(body) = rest.get(4..4 + length) else { break ParseOutcome::NeedMore };
+            pos += 4 + length;
+            self.shared.stats.packet_received();
+            conn.entry.stats.packet_received();
+            if conn.phase == Phase::Handshake {
+                let body = body.to_vec();
+                if let Err(reason) = handshake(&self.shared, conn, &body) {
+                    break ParseOutcome::Close(reason);
+                }
+                continue;
+            }
+            let (xid, work) = match proto::decode_request(body) {
+                Ok(Decoded::Request(header, request)) => (header.xid, Work::Request(request)),
+                Ok(Decoded::Rejected(header, code)) => (header.xid, Work::Reject(code)),
+                Ok(Decoded::UnknownOp(header)) => {
+                    tracing::info!(peer = %conn.entry.remote, op = header.op, "unknown opcode");
+                    (header.xid, Work::Unknown)
+                }
+                Err(error) => {
+                    tracing::info!(peer = %conn.entry.remote, %error, "malformed request; closing the connection");
+                    break ParseOutcome::Close("malformed request");
+                }
+            };
+            self.shared.outstanding.fetch_add(1, Ordering::Relaxed);
+            conn.queue.push_back(Pending { xid, work, received: Instant::now() });
+        };
+        conn.inbuf.drain(..pos);
+        outcome
+    }
+
+    /// Drains the mailbox and answers queued requests, under the tree's read
+    /// lock (see `mailbox` for why the two go together).
+    fn serve(&mut self) {
+        if self.dirty.is_empty() && !self.shared.mailboxes[self.index].has_mail() {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let tree = shared.tree.read();
+        self.shared.mailboxes[self.index].drain(&mut self.mail);
+        let mut mail = std::mem::take(&mut self.mail);
+        for item in mail.drain(..) {
+            self.deliver(item);
+        }
+        self.mail = mail;
+        let dirty = self.dirty.clone();
+        for serial in dirty {
+            self.pump(serial, &tree);
+        }
+    }
+
+    fn deliver(&mut self, mail: Mail) {
+        let serial = mail.conn().0 & ((1 << 56) - 1);
+        let Some(conn) = self.conns.get_mut(&serial) else { return };
+        match mail {
+            Mail::Reply { xid, zxid, reply, .. } => {
+                let received = conn.in_flight.pop_front();
+                assert!(received.is_some(), "reply without a request in flight");
+                self.shared.outstanding.fetch_sub(1, Ordering::Relaxed);
+                if let Some((received, op)) = received {
+                    let latency = received.elapsed();
+                    self.shared.stats.record_request_latency(latency, RequestKind::Update);
+                    conn.entry.stats.record_op(op);
+                    conn.entry.stats.record_reply(latency, xid, zxid.0);
+                }
+                proto::encode_reply(xid, zxid.0, &reply, &mut conn.outbuf);
+                self.shared.stats.packet_sent();
+                conn.entry.stats.packet_sent();
+            }
+            Mail::Event { event, .. } => {
+                proto::encode_event(&event, &mut conn.outbuf);
+                self.shared.stats.packet_sent();
+                conn.entry.stats.packet_sent();
+            }
+            Mail::SessionCreated { session, timeout_ms, .. } => {
+                conn.session = session;
+                conn.phase = Phase::Open;
+                conn.entry.session.store(session.0, Ordering::Relaxed);
+                conn.entry.timeout_ms.store(timeout_ms, Ordering::Relaxed);
+                let response = ConnectResponse {
+                    protocol_version: 0,
+                    timeout_ms,
+                    session_id: session.0,
+                    passwd: session_password(session).to_vec(),
+                    read_only: false,
+                };
+                proto::encode_connect_response_for(&response, conn.sent_read_only, &mut conn.outbuf);
+                tracing::debug!(%session, timeout_ms, "session established");
+            }
+            Mail::Close { .. } => {
+                conn.close_after_flush = true;
+            }
+        }
+        self.schedule(serial);
+    }
+
+    /// Answers the connection's queued requests in order, stopping at a read
+    /// that must wait for an earlier write.
+    fn pump(&mut self, serial: u64, tree: &DataTree) {
+        let Some(conn) = self.conns.get_mut(&serial) else { return };
+        if conn.phase != Phase::Open || conn.dead {
+            return;
+        }
+        let shared = &*self.shared;
+        if !conn.queue.is_empty() && conn.session.0 != 0 {
+            shared.sessions.lock().touch(conn.session, now_ms());
+        }
+        while let Some(front) = conn.queue.front() {
+            if conn.close_after_flush {
+                break;
+            }
+            if front.work.goes_to_pipeline() {
+                let Some(Pending { xid, work: Work::Request(request), received }) =
+                    conn.queue.pop_front()
+                else {
+                    unreachable!("goes_to_pipeline implies a request")
+                };
+                conn.in_flight.push_back((received, proto::request_op(&request)));
+                let submission = match request {
+                    Request::Sync { path } => Submission::Sync { conn: conn.id, xid, path },
+                    request => Submission::Write {
+                        conn: conn.id,
+                        session: conn.session,
+                        xid,
+                        request,
+                        auth: Arc::clone(&conn.auth),
+                    },
+                };
+                if shared.submit.send(submission).is_err() {
+                    // The pipeline is gone: the server is stopping.
+                    conn.close_after_flush = true;
+                }
+                continue;
+            }
+            if !conn.in_flight.is_empty() || conn.unsent() >= OUTBOUND_SOFT_LIMIT_BYTES {
+                break;
+            }
+            let Some(pending) = conn.queue.pop_front() else { break };
+            shared.outstanding.fetch_sub(1, Ordering::Relaxed);
+            let last_zxid = tree.last_zxid();
+            if let Work::Request(request) = &pending.work {
+                conn.entry.stats.record_op(proto::request_op(request));
+            }
+            match pending.work {
+                Work::Unknown => {
+                    proto::encode_reply(
+                        pending.xid,
+                        Zxid::NONE.0,
+                        &Reply::error(ErrorCode::Unimplemented),
+                        &mut conn.outbuf,
+                    );
+                    conn.close_after_flush = true;
+                }
+                Work::Reject(code) => {
+                    proto::encode_reply(pending.xid, last_zxid.0, &Reply::error(code), &mut conn.outbuf);
+                }
+                Work::Request(request) => serve_local(shared, conn, tree, pending.xid, request),
+            }
+            let latency = pending.received.elapsed();
+            shared.stats.record_request_latency(latency, RequestKind::Read);
+            shared.stats.packet_sent();
+            conn.entry.stats.record_reply(latency, pending.xid, last_zxid.0);
+            conn.entry.stats.packet_sent();
+        }
+        conn.entry.queued.store(conn.outstanding() as u64, Ordering::Relaxed);
+        if conn.unsent() > shared.settings.max_outbound_bytes {
+            tracing::warn!(peer = %conn.entry.remote, bytes = conn.unsent(),
+                "client is not reading its replies; closing the connection");
+            conn.dead = true;
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for serial in dirty {
+            let Some(conn) = self.conns.get_mut(&serial) else { continue };
+            conn.scheduled = false;
+            if conn.dead {
+                self.close(serial, "connection closed");
+                continue;
+            }
+            while conn.out_pos < conn.outbuf.len() {
+                match conn.stream.write(&conn.outbuf[conn.out_pos..]) {
+                    Ok(0) => {
+                        conn.dead = true;
+                        break;
+                    }
+                    Ok(n) => conn.out_pos += n,
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        conn.dead = true;
+                        break;
+                    }
+                }
+            }
+            if conn.out_pos == conn.outbuf.len() {
+                conn.outbuf.clear();
+                conn.out_pos = 0;
+                if conn.close_after_flush {
+                    conn.dead = true;
+                }
+            } else if conn.out_pos > READ_CHUNK_BYTES && conn.out_pos * 2 > conn.outbuf.len() {
+                conn.outbuf.drain(..conn.out_pos);
+                conn.out_pos = 0;
+            }
+            if conn.dead {
+                self.close(serial, "connection closed");
+            } else if conn.read_paused && conn.unsent() < OUTBOUND_SOFT_LIMIT_BYTES {
+                // Output drained: reading may resume on the next turn.
+                if !self.paused.contains(&serial) {
+                    self.paused.push(serial);
+                }
+            }
+        }
+    }
+
+    fn kill(&mut self, serial: u64, reason: &'static str) {
+        if let Some(conn) = self.conns.get_mut(&serial) {
+            tracing::debug!(peer = %conn.entry.remote, reason, "closing connection");
+            conn.dead = true;
+        }
+        self.schedule(serial);
+    }
+
+    fn close(&mut self, serial: u64, reason: &str) {
+        let Some(mut conn) = self.conns.remove(&serial) else { return };
+        tracing::debug!(peer = %conn.entry.remote, session = %conn.session, reason, "connection closed");
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.shared.outstanding.fetch_sub(conn.outstanding(), Ordering::Relaxed);
+        self.shared.watches.remove_watcher(conn.id);
+        self.shared.connections.lock().remove(&conn.id);
+        self.shared.stats.connection_closed();
+        self.release_ip(conn.entry.remote);
+        if conn.session.0 != 0 {
+            let mut owners = self.shared.owners.lock();
+            if owners.get(&conn.session) == Some(&conn.id) {
+                owners.remove(&conn.session);
+            }
+        }
+        self.paused.retain(|s| *s != serial);
+    }
+}
+
+enum ParseOutcome {
+    NeedMore,
+    Paused,
+    Close(&'static str),
+}
+
+/// Handles the ConnectRequest: a new session goes to the pipeline; a known
+/// session id with its password moves the session to this connection.
+fn handshake(shared: &Shared, conn: &mut Connection, body: &[u8]) -> Result<(), &'static str> {
+    let request = proto::decode_connect(body).map_err(|error| {
+        tracing::info!(peer = %conn.entry.remote, %error, "malformed connect request");
+        "malformed connect request"
+    })?;
+    conn.sent_read_only = request.read_only.is_some();
+    let last_zxid = shared.tree.read().last_zxid();
+    if request.last_zxid_seen > last_zxid.0 {
+        tracing::info!(
+            peer = %conn.entry.remote,
+            client_zxid = %Zxid(request.last_zxid_seen), server_zxid = %last_zxid,
+            "client has seen a newer zxid than this server; refusing"
+        );
+        return Err("client ahead of server");
+    }
+    let timeout_ms = shared.settings.negotiate_timeout(request.timeout_ms);
+    if request.session_id == 0 {
+        conn.phase = Phase::Connecting;
+        shared
+            .submit
+            .send(Submission::CreateSession { conn: conn.id, timeout_ms })
+            .map_err(|_| "server shutting down")?;
+        return Ok(());
+    }
+    let session = SessionId(request.session_id);
+    let valid = request.passwd.as_slice() == session_password(session).as_slice()
+        && shared.sessions.lock().touch(session, now_ms());
+    if !valid {
+        tracing::info!(peer = %conn.entry.remote, %session, "session expired or password wrong");
+        let refusal =
+            ConnectResponse { protocol_version: 0, timeout_ms: 0, session_id: 0, passwd: vec![0; 16], read_only: false };
+        proto::encode_connect_response_for(&refusal, conn.sent_read_only, &mut conn.outbuf);
+        conn.close_after_flush = true;
+        return Ok(());
+    }
+    let previous = shared.owners.lock().insert(session, conn.id);
+    if let Some(previous) = previous.filter(|previous| *previous != conn.id) {
+        tracing::info!(%session, "session moved to a new connection; closing the old one");
+        let mailbox = &shared.mailboxes[previous.thread()];
+        mailbox.post(Mail::Close { conn: previous });
+        mailbox.wake();
+    }
+    conn.session = session;
+    conn.phase = Phase::Open;
+    conn.entry.session.store(session.0, Ordering::Relaxed);
+    conn.entry.timeout_ms.store(timeout_ms, Ordering::Relaxed);
+    let response = ConnectResponse {
+        protocol_version: 0,
+        timeout_ms,
+        session_id: session.0,
+        passwd: session_password(session).to_vec(),
+        read_only: false,
+    };
+    proto::encode_connect_response_for(&response, conn.sent_read_only, &mut conn.outbuf);
+    tracing::debug!(%session, "session reattached");
+    Ok(())
+}
+
+/// Answers a request that needs no txn: reads, pings, auth, watch management.
+fn serve_local(shared: &Shared, conn: &mut Connection, tree: &DataTree, xid: i32, request: Request) {
+    let last_zxid = tree.last_zxid().0;
+    match request {
+        Request::Ping => {
+            proto::encode_reply(xid, last_zxid, &Reply::ok(Response::Empty), &mut conn.outbuf);
+        }
+        Request::SetAuth { scheme, auth, .. } => {
+            match engine::acl::authenticate(&scheme, &auth, shared.settings.super_digest.as_deref()) {
+                Ok(ids) => {
+                    let merged = Arc::make_mut(&mut conn.auth);
+                    for id in ids {
+                        if !merged.contains(&id) {
+                            merged.push(id);
+                        }
+                    }
+                    proto::encode_reply(xid, 0, &Reply::ok(Response::Empty), &mut conn.outbuf);
+                }
+                Err(code) => {
+                    // The reference answers AuthFailed and drops the
+                    // connection; the session itself lives on.
+                    tracing::info!(peer = %conn.entry.remote, scheme, "authentication failed");
+                    proto::encode_reply(xid, 0, &Reply::error(code), &mut conn.outbuf);
+                    conn.close_after_flush = true;
+                }
+            }
+        }
+        request => {
+            let context = ReadContext {
+                session: conn.session,
+                auth: &conn.auth,
+                watcher: conn.id,
+                watches: &shared.watches,
+            };
+            // setWatches fires what changed while the client was away at
+            // once, ahead of its own reply, as the reference does.
+            if let Some(events) = read::set_watches_request(tree, &context, &request) {
+                for event in &events {
+                    proto::encode_event(event, &mut conn.outbuf);
+                }
+                proto::encode_reply(xid, last_zxid, &Reply::ok(Response::Empty), &mut conn.outbuf);
+                return;
+            }
+            let reply = read::read(tree, &context, &request);
+            proto::encode_reply(xid, last_zxid, &reply, &mut conn.outbuf);
+        }
+    }
+}
+/// Wall-clock milliseconds, the unit session deadlines and znode times use.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,95 @@
+//! State shared by the I/O threads and the commit pipeline. The tree sits
+//! behind a read-write lock: I/O threads read it, the single applier writes it.
+//! Everything else here has its own short-held lock or is atomic. No lock in
+//! this struct is ever held across socket or disk I/O.
+
+use crate::mailbox::{Mailbox, Submission};
+use crate::stats::{ConnectionStats, ServerStats};
+use engine::session::SessionTracker;
+use engine::tree::DataTree;
+use engine::types::{SessionId, WatcherId};
+use engine::watch::WatchRegistry;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Limits and negotiation bounds the reactor enforces.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Largest request frame accepted (`jute.maxbuffer`), header included.
+    pub max_frame_bytes: usize,
+    /// Requests one connection may have queued or in flight before the
+    /// reactor stops reading from it.
+    pub connection_outstanding_limit: usize,
+    /// `globalOutstandingLimit`: the same bound for the whole server.
+    pub global_outstanding_limit: usize,
+    /// A connection whose unsent output passes this is closed: the client is
+    /// not reading its replies.
+    pub max_outbound_bytes: usize,
+    /// `maxClientCnxns` per client IP; 0 means no limit.
+    pub max_client_cnxns: u32,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub super_digest: Option<String>,
+}
+
+impl Settings {
+    pub fn negotiate_timeout(&self, requested_ms: i32) -> i32 {
+        requested_ms.clamp(self.min_session_timeout_ms, self.max_session_timeout_ms)
+    }
+}
+
+/// What one open connection shows to `cons`, `wchc` and friends.
+pub struct ConnectionEntry {
+    pub remote: std::net::SocketAddr,
+    pub session: std::sync::atomic::AtomicI64,
+    pub timeout_ms: std::sync::atomic::AtomicI32,
+    /// Requests received and not yet answered.
+    pub queued: std::sync::atomic::AtomicU64,
+    pub stats: ConnectionStats,
+}
+
+pub struct Shared {
+    pub tree: RwLock<DataTree>,
+    pub watches: WatchRegistry,
+    pub sessions: Mutex<SessionTracker>,
+    /// The connection each session is currently attached to.
+    pub owners: Mutex<HashMap<SessionId, WatcherId>>,
+    pub connections: Mutex<HashMap<WatcherId, Arc<ConnectionEntry>>>,
+    pub per_ip: Mutex<HashMap<IpAddr, u32>>,
+    pub stats: ServerStats,
+    /// Requests received and not yet answered, over all connections.
+    pub outstanding: AtomicUsize,
+    pub mailboxes: Vec<Mailbox>,
+    pub submit: crossbeam_channel::Sender<Submission>,
+    pub settings: Settings,
+    pub shutdown: AtomicBool,
+}
+
+impl Shared {
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// Asks every I/O thread to stop; the pipeline stops when its channel
+    /// closes.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+        for mailbox in &self.mailboxes {
+            mailbox.wake();
+        }
+    }
+
+    pub fn over_global_limit(&self) -> bool {
+        self.outstanding.load(Ordering::Relaxed) >= self.settings.global_outstanding_limit
+    }
+
+    pub fn session_of(&self, conn: WatcherId) -> Option<SessionId> {
+        let connections = self.connections.lock();
+        let entry = connections.get(&conn)?;
+        let session = entry.session.load(Ordering::Relaxed);
+        (session != 0).then_some(SessionId(session))
+    }
+}

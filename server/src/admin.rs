@@ -1,0 +1,204 @@
+//! The four-letter words' view of a running server: `Admin` implements
+//! `net::fourlw::FourLetterSource` by reading `Shared` (briefly taking the
+//! tree's read lock and the registries' locks) and the config. It only
+//! reports and resets counters; it changes no state a client can see.
+
+use crate::config::Config;
+use net::fourlw::{
+    ConnectionSnapshot, DumpSnapshot, ExpiryBucket, FourLetterSource, ServerSnapshot, WatchSummary,
+};
+use net::shared::Shared;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The version line tools parse: the protocol generation we speak first,
+/// then our own version.
+pub const VERSION: &str =
+    concat!("3.8.0-zk-server-", env!("CARGO_PKG_VERSION"), ", built on unknown");
+
+pub struct Admin {
+    shared: Arc<Shared>,
+    config: Config,
+    started: Instant,
+}
+
+impl Admin {
+    pub fn new(shared: Arc<Shared>, config: Config) -> Admin {
+        Admin { shared, config, started: Instant::now() }
+    }
+
+    fn session_of(&self, conn: engine::types::WatcherId) -> i64 {
+        self.shared.session_of(conn).map(|session| session.0).unwrap_or(0)
+    }
+}
+
+impl FourLetterSource for Admin {
+    fn version(&self) -> String {
+        VERSION.to_string()
+    }
+
+    fn is_serving(&self) -> bool {
+        !self.shared.is_shutting_down()
+    }
+
+    fn is_read_only(&self) -> bool {
+        false
+    }
+
+    fn server(&self) -> ServerSnapshot {
+        let (last_zxid, node_count, ephemerals_count, approximate_data_size, sessions) = {
+            let tree = self.shared.tree.read();
+            (
+                tree.last_zxid().0,
+                tree.node_count() as u64,
+                tree.ephemeral_count() as u64,
+                tree.approximate_data_size(),
+                tree.session_count() as u64,
+            )
+        };
+        let (open_file_descriptors, max_file_descriptors) = file_descriptors();
+        let mut stats = self.shared.stats.snapshot();
+        stats.outstanding_requests = self.shared.outstanding.load(Ordering::Relaxed) as u64;
+        ServerSnapshot {
+            mode: "standalone".to_string(),
+            last_zxid,
+            // The reference counts the root twice (as "" and "/"); monitoring
+            // compares against its figure, so report the same.
+            node_count: node_count + 1,
+            watch_count: self.shared.watches.count() as u64,
+            ephemerals_count,
+            approximate_data_size,
+            global_sessions: sessions,
+            local_sessions: 0,
+            data_dir_size: dir_size(&self.config.data_dir),
+            log_dir_size: dir_size(&self.config.data_log_dir),
+            open_file_descriptors,
+            max_file_descriptors,
+            uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            stats,
+            proposal_sizes: None,
+            extra_metrics: Vec::new(),
+        }
+    }
+
+    fn config(&self) -> Vec<(String, String)> {
+        self.config.conf_4lw(dir_size(&self.config.data_dir), dir_size(&self.config.data_log_dir))
+    }
+
+    fn connections(&self) -> Vec<ConnectionSnapshot> {
+        let connections = self.shared.connections.lock();
+        let mut snapshots: Vec<ConnectionSnapshot> = connections
+            .values()
+            .map(|entry| ConnectionSnapshot {
+                remote: entry.remote,
+                interest_ops: 1,
+                queued: entry.queued.load(Ordering::Relaxed),
+                session_id: entry.session.load(Ordering::Relaxed),
+                session_timeout_ms: entry.timeout_ms.load(Ordering::Relaxed),
+                stats: entry.stats.snapshot(),
+            })
+            .collect();
+        snapshots.sort_by_key(|snapshot| snapshot.stats.established_ms);
+        snapshots
+    }
+
+    fn dump(&self) -> DumpSnapshot {
+        let session_expiry = self
+            .shared
+            .sessions
+            .lock()
+            .by_expiry()
+            .into_iter()
+            .map(|(at_ms, sessions)| ExpiryBucket {
+                expires_at_ms: u64::try_from(at_ms).unwrap_or(0),
+                members: sessions.into_iter().map(|session| session.0).collect(),
+            })
+            .collect();
+        let ephemerals = {
+            let tree = self.shared.tree.read();
+            tree.sessions_with_ephemerals()
+                .into_iter()
+                .map(|session| {
+                    let mut paths = tree.ephemerals(session);
+                    paths.sort();
+                    (session.0, paths)
+                })
+                .collect()
+        };
+        DumpSnapshot { session_expiry, ephemerals, connection_expiry: Vec::new() }
+    }
+
+    fn watches_by_session(&self) -> Vec<(i64, Vec<String>)> {
+        let mut by_session: Vec<(i64, Vec<String>)> = self
+            .shared
+            .watches
+            .by_watcher()
+            .into_iter()
+            .map(|(conn, paths)| (self.session_of(conn), paths))
+            .collect();
+        by_session.sort();
+        by_session
+    }
+
+    fn watches_by_path(&self) -> Vec<(String, Vec<i64>)> {
+        let sessions: HashMap<engine::types::WatcherId, i64> = self
+            .shared
+            .connections
+            .lock()
+            .iter()
+            .map(|(conn, entry)| (*conn, entry.session.load(Ordering::Relaxed)))
+            .collect();
+        let mut by_path: Vec<(String, Vec<i64>)> = self
+            .shared
+            .watches
+            .by_path()
+            .into_iter()
+            .map(|(path, conns)| {
+                let ids = conns.iter().map(|conn| sessions.get(conn).copied().unwrap_or(0)).collect();
+                (path, ids)
+            })
+            .collect();
+        by_path.sort();
+        by_path
+    }
+
+    fn watch_summary(&self) -> WatchSummary {
+        let summary = self.shared.watches.summary();
+        WatchSummary { connections: summary.connections, paths: summary.paths, watches: summary.watches }
+    }
+
+    fn reset_connection_stats(&self) {
+        for entry in self.shared.connections.lock().values() {
+            entry.stats.reset();
+        }
+    }
+
+    fn reset_server_stats(&self) {
+        self.shared.stats.reset();
+    }
+}
+
+/// Bytes in the files directly under `dir` (the reference sums its snapshot
+/// and log directories the same way).
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.metadata().ok())
+        .filter(|metadata| metadata.is_file())
+        .map(|metadata| metadata.len())
+        .sum()
+}
+
+/// Open and maximum file descriptors of this process, where Linux tells.
+fn file_descriptors() -> (Option<u64>, Option<u64>) {
+    let open = std::fs::read_dir("/proc/self/fd").ok().map(|entries| entries.count() as u64);
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we pass and nothing else.
+    let max = (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0)
+        .then_some(limit.rlim_cur);
+    (open, max)
+}

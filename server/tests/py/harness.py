@@ -1,0 +1,304 @@
+"""Starting and stopping the servers under test.
+
+What it is: the one place that knows how to run our `zk-server` and Apache
+ZooKeeper 3.8 (Debian's package) on the same zoo.cfg, on a free loopback
+port with a temp data dir, and how to decide whether a missing program is a
+skip (local run) or a failure (CI=true).
+
+What it is not: a test. Fixtures in conftest.py call it.
+
+Invariant it keeps: every process it starts runs in its own process group
+and is killed (group-wide, TERM then KILL) by `Server.stop()`, which the
+fixtures always call; an atexit hook stops anything left over.
+"""
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+import zkraw
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+
+# Debian's layout: the server jar's manifest carries the Class-Path of its
+# dependencies, so the jar alone is the classpath.
+ZK_JAR = "/usr/share/java/zookeeper.jar"
+ZK_CLI = "/usr/share/zookeeper/bin/zkCli.sh"
+CLI_MT = "/usr/lib/zookeeper/bin/cli_mt"
+ZK_HEADER = "/usr/include/zookeeper/zookeeper.h"
+JAVA = shutil.which("java") or "/usr/bin/java"
+
+OURS = "ours"
+REFERENCE = "reference"
+ALL_TARGETS = (OURS, REFERENCE)
+
+
+def in_ci():
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def targets():
+    """Servers the parametrised tests run against (ZK_TARGETS, default both)."""
+    raw = os.environ.get("ZK_TARGETS", "ours,reference")
+    names = [t.strip() for t in raw.split(",") if t.strip()]
+    for n in names:
+        if n not in ALL_TARGETS:
+            raise ValueError("ZK_TARGETS: unknown target %r (use ours,reference)" % n)
+    return names
+
+
+def ours_bin():
+    return os.environ.get("ZK_SERVER_BIN") or os.path.join(REPO_ROOT, "target", "debug", "zk-server")
+
+
+def missing(what):
+    """A needed program is absent: fail in CI, skip loudly elsewhere."""
+    msg = "MISSING: %s" % what
+    if in_ci():
+        pytest.fail(msg + " (CI=true: nothing may be skipped)", pytrace=False)
+    banner = "\n" + "!" * 72 + "\n!! SKIPPING: " + msg + "\n" + "!" * 72 + "\n"
+    print(banner)
+    pytest.skip(msg)
+
+
+def require(kind):
+    """Skip/fail unless the server program for `kind` is available."""
+    if kind == OURS:
+        b = ours_bin()
+        if not (os.path.isfile(b) and os.access(b, os.X_OK)):
+            missing("zk-server binary at %s (build with `cargo build -p server` "
+                    "or set ZK_SERVER_BIN)" % b)
+    elif kind == REFERENCE:
+        if not os.path.isfile(ZK_JAR):
+            missing("Apache ZooKeeper jar %s (apt-get install zookeeper)" % ZK_JAR)
+        if not os.path.exists(JAVA):
+            missing("java (apt-get install default-jre-headless)")
+    else:
+        raise ValueError(kind)
+
+
+def require_file(path, package):
+    if not os.path.exists(path):
+        missing("%s (apt-get install %s)" % (path, package))
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_live = set()
+
+
+@atexit.register
+def _stop_leftovers():
+    for server in list(_live):
+        server.stop()
+
+
+class Server:
+    """One running server. `kind` is OURS or REFERENCE."""
+
+    def __init__(self, kind, tick_time=2000, max_client_cnxns=60,
+                 whitelist="*", extra=None, min_session_timeout=None,
+                 max_session_timeout=None):
+        self.kind = kind
+        self.host = "127.0.0.1"
+        self.port = None
+        self.tick_time = tick_time
+        self.max_client_cnxns = max_client_cnxns
+        self.whitelist = whitelist
+        self.extra = dict(extra or {})
+        self.min_session_timeout = min_session_timeout
+        self.max_session_timeout = max_session_timeout
+        self.dir = None
+        self.proc = None
+        self.log_path = None
+        self._log = None
+
+    @property
+    def name(self):
+        return self.kind
+
+    @property
+    def addr(self):
+        return "%s:%d" % (self.host, self.port)
+
+    def __repr__(self):
+        return "<%s server on %s>" % (self.kind, self.addr if self.port else "-")
+
+    def write_config(self):
+        lines = [
+            "tickTime=%d" % self.tick_time,
+            "dataDir=%s" % os.path.join(self.dir, "data"),
+            "clientPort=%d" % self.port,
+            "clientPortAddress=127.0.0.1",
+            "4lw.commands.whitelist=%s" % self.whitelist,
+            "extendedTypesEnabled=true",
+            "maxClientCnxns=%d" % self.max_client_cnxns,
+            "admin.enableServer=false",
+        ]
+        if self.min_session_timeout is not None:
+            lines.append("minSessionTimeout=%d" % self.min_session_timeout)
+        if self.max_session_timeout is not None:
+            lines.append("maxSessionTimeout=%d" % self.max_session_timeout)
+        for k, v in self.extra.items():
+            lines.append("%s=%s" % (k, v))
+        cfg = os.path.join(self.dir, "zoo.cfg")
+        with open(cfg, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return cfg
+
+    def command(self, cfg):
+        if self.kind == OURS:
+            return [ours_bin(), cfg]
+        return [
+            JAVA,
+            "-Xmx512m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Djava.net.preferIPv4Stack=true",
+            "-Dzookeeper.admin.enableServer=false",
+            "-Dzookeeper.extendedTypesEnabled=true",
+            "-Dzookeeper.log.dir=%s" % self.dir,
+            "-cp", ZK_JAR,
+            "org.apache.zookeeper.server.ZooKeeperServerMain",
+            cfg,
+        ]
+
+    def start(self, timeout=60.0):
+        require(self.kind)
+        self.dir = tempfile.mkdtemp(prefix="zktest-%s-" % self.kind)
+        os.makedirs(os.path.join(self.dir, "data"))
+        last_error = None
+        # A free port can be taken between our probe and the server's bind:
+        # try a few ports before giving up.
+        for _attempt in range(3):
+            self.port = free_port()
+            cfg = self.write_config()
+            self.log_path = os.path.join(self.dir, "server.log")
+            self._log = open(self.log_path, "ab")
+            env = dict(os.environ)
+            env.setdefault("RUST_BACKTRACE", "1")
+            self.proc = subprocess.Popen(
+                self.command(cfg), stdin=subprocess.DEVNULL, stdout=self._log,
+                stderr=subprocess.STDOUT, cwd=self.dir, env=env, start_new_session=True,
+            )
+            _live.add(self)
+            try:
+                self.wait_ready(timeout)
+                return self
+            except Exception as e:  # not ready: stop and retry on a new port
+                last_error = e
+                self._kill()
+        raise RuntimeError("%s server did not start: %s\n--- log tail ---\n%s"
+                           % (self.kind, last_error, self.log_tail()))
+
+    def wait_ready(self, timeout):
+        """Ready = a full handshake succeeds (a bound port alone is not
+        enough: Apache ZooKeeper binds before its tree is loaded)."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("exited with status %s" % self.proc.returncode)
+            try:
+                c = zkraw.Client(self.host, self.port, timeout=2.0)
+                try:
+                    c.connect(timeout_ms=6000)
+                    c.close_session(timeout=2.0)
+                finally:
+                    c.close()
+                return
+            except Exception as e:
+                last = e
+                time.sleep(0.1)
+        raise TimeoutError("not ready after %.0fs: %r" % (timeout, last))
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def _kill(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        # The group may still hold children even when the leader exited.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self._log:
+            self._log.close()
+            self._log = None
+        _live.discard(self)
+
+    def stop(self):
+        self._kill()
+        self.proc = None
+        if self.dir and not os.environ.get("ZK_KEEP_DIRS"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_tail(self, n=40):
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+            return "\n".join(lines[-n:])
+        except Exception:
+            return "(no log)"
+
+    # -- conveniences
+
+    def raw(self, timeout_ms=30000, **kw):
+        """A raw client with its handshake done."""
+        return zkraw.connect(self.host, self.port, timeout_ms=timeout_ms, **kw)
+
+    def raw_unconnected(self, timeout=10.0):
+        return zkraw.Client(self.host, self.port, timeout=timeout)
+
+    def four(self, cmd, timeout=5.0):
+        return zkraw.four_letter(self.host, self.port, cmd, timeout)
+
+    def assert_serving(self):
+        """A fresh session can still create, read and delete: proof that
+        the server kept serving other clients."""
+        assert self.alive(), "%s server process died\n%s" % (self.kind, self.log_tail())
+        c = self.raw(timeout_ms=10000)
+        try:
+            path = "/serving-%d-%d" % (os.getpid(), time.monotonic_ns())
+            r = c.create(path, b"ok")
+            assert r.err == zkraw.Err.OK, r
+            assert c.get_data(path).data == b"ok"
+            assert c.delete(path).err == zkraw.Err.OK
+        finally:
+            c.shutdown()
+
+
+def wait_until(pred, timeout=10.0, interval=0.05, what="condition"):
+    """Poll `pred` until it is truthy; bounded in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
