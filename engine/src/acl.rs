@@ -27,15 +27,19 @@ pub fn check(acl: &[Acl], perm: i32, auth: &[Id]) -> bool {
     if acl.is_empty() || auth.iter().any(|id| id.scheme == "super") {
         return true;
     }
-    acl.iter().filter(|entry| entry.perms & perm != 0).any(|entry| {
-        let id = &entry.id;
-        match id.scheme.as_str() {
-            "world" => id.id == "anyone",
-            "digest" => auth.iter().any(|a| a.scheme == "digest" && a.id == id.id),
-            "ip" => auth.iter().any(|a| a.scheme == "ip" && ip_matches(&a.id, &id.id)),
-            _ => false,
-        }
-    })
+    acl.iter()
+        .filter(|entry| entry.perms & perm != 0)
+        .any(|entry| {
+            let id = &entry.id;
+            match id.scheme.as_str() {
+                "world" => id.id == "anyone",
+                "digest" => auth.iter().any(|a| a.scheme == "digest" && a.id == id.id),
+                "ip" => auth
+                    .iter()
+                    .any(|a| a.scheme == "ip" && ip_matches(&a.id, &id.id)),
+                _ => false,
+            }
+        })
 }
 
 /// `user:base64(sha1("user:password"))`, the id a digest ACL names. Input
@@ -66,7 +70,10 @@ pub fn authenticate(
             if super_digest.is_some_and(|s| s == digest) {
                 ids.push(Id::new("super", ""));
             }
-            ids.push(Id { scheme: "digest".to_string(), id: digest });
+            ids.push(Id {
+                scheme: "digest".to_string(),
+                id: digest,
+            });
             Ok(ids)
         }
         "ip" => Ok(Vec::new()),
@@ -98,9 +105,15 @@ pub fn fixup(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
             "world" if id.id == "anyone" => out.push(entry.clone()),
             "auth" => {
                 let mut any = false;
-                for cid in auth.iter().filter(|cid| is_authenticated_scheme(&cid.scheme)) {
+                for cid in auth
+                    .iter()
+                    .filter(|cid| is_authenticated_scheme(&cid.scheme))
+                {
                     any = true;
-                    out.push(Acl { perms: entry.perms, id: cid.clone() });
+                    out.push(Acl {
+                        perms: entry.perms,
+                        id: cid.clone(),
+                    });
                 }
                 if !any {
                     return Err(ErrorCode::InvalidAcl);
@@ -126,7 +139,13 @@ pub fn redact(acl: &[Acl]) -> Vec<Acl> {
                 Some(i) => format!("{}:x", &entry.id.id[..i]),
                 None => entry.id.id.clone(),
             };
-            Acl { perms: entry.perms, id: Id { scheme: "digest".to_string(), id } }
+            Acl {
+                perms: entry.perms,
+                id: Id {
+                    scheme: "digest".to_string(),
+                    id,
+                },
+            }
         })
         .collect()
 }
@@ -205,7 +224,10 @@ mod tests {
     use crate::types::perms::*;
 
     fn acl(perms: i32, scheme: &str, id: &str) -> Acl {
-        Acl { perms, id: Id::new(scheme, id) }
+        Acl {
+            perms,
+            id: Id::new(scheme, id),
+        }
     }
 
     #[track_caller]
@@ -216,19 +238,36 @@ mod tests {
     #[test]
     fn digest_matches_reference() {
         // Known value: ZooKeeper's generateDigest("super:test").
-        assert_eq!(digest_id("super:test"), "super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
+        assert_eq!(
+            digest_id("super:test"),
+            "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
+        );
         assert_eq!(digest_id("user:pass:word").split(':').next(), Some("user"));
         assert!(digest_id("nocolon").starts_with("nocolon:"));
     }
 
     #[test]
     fn authenticate_digest_and_super() {
-        let ids = authenticate("digest", b"super:test", Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU="))
-            .unwrap();
-        assert_eq!(ids, vec![Id::new("super", ""), Id::new("digest", "super:D/InIHSb7yEEbrWz8b9l71RjZJU=")]);
-        let ids = authenticate("digest", b"u:p", Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU=")).unwrap();
+        let ids = authenticate(
+            "digest",
+            b"super:test",
+            Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU="),
+        )
+        .unwrap();
+        assert_eq!(
+            ids,
+            vec![
+                Id::new("super", ""),
+                Id::new("digest", "super:D/InIHSb7yEEbrWz8b9l71RjZJU=")
+            ]
+        );
+        let ids =
+            authenticate("digest", b"u:p", Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU=")).unwrap();
         assert_eq!(ids.len(), 1);
-        assert_eq!(authenticate("kerberos", b"x", None), Err(ErrorCode::AuthFailed));
+        assert_eq!(
+            authenticate("kerberos", b"x", None),
+            Err(ErrorCode::AuthFailed)
+        );
         assert_eq!(authenticate("ip", b"", None), Ok(vec![]));
     }
 
@@ -236,16 +275,26 @@ mod tests {
     fn check_permissions() {
         let user = Id::new("digest", &digest_id("u:p"));
         let ip = Id::new("ip", "10.1.2.3");
-        let guarded = vec![acl(READ, "digest", &user.id), acl(WRITE, "ip", "10.1.0.0/16")];
-        assert!(check(&guarded, READ, &[user.clone()]));
-        assert!(!check(&guarded, WRITE, &[user.clone()]));
-        assert!(check(&guarded, WRITE, &[ip.clone()]));
+        let guarded = vec![
+            acl(READ, "digest", &user.id),
+            acl(WRITE, "ip", "10.1.0.0/16"),
+        ];
+        assert!(check(&guarded, READ, std::slice::from_ref(&user)));
+        assert!(!check(&guarded, WRITE, std::slice::from_ref(&user)));
+        assert!(check(&guarded, WRITE, std::slice::from_ref(&ip)));
         assert!(!check(&guarded, WRITE, &[Id::new("ip", "10.2.0.1")]));
         assert!(check(&guarded, ADMIN, &[Id::new("super", "")]));
         assert!(check(&[], ADMIN, &[]), "empty ACL allows everything");
         assert!(check(&Acl::open_unsafe(), CREATE, &[]));
-        assert!(!check(&Acl::read_unsafe(), WRITE, &[ip.clone()]));
-        assert!(check(&Acl::read_unsafe(), READ | ADMIN, &[]), "any requested bit suffices");
+        assert!(!check(
+            &Acl::read_unsafe(),
+            WRITE,
+            std::slice::from_ref(&ip)
+        ));
+        assert!(
+            check(&Acl::read_unsafe(), READ | ADMIN, &[]),
+            "any requested bit suffices"
+        );
         assert!(!check(&[acl(ALL, "world", "nobody")], READ, &[]));
         assert!(check(&[acl(ALL, "ip", "0.0.0.0/0")], READ, &[ip]));
     }
@@ -256,30 +305,73 @@ mod tests {
         let user = Id::new("digest", "u:hash");
         let open = acl(ALL, "world", "anyone");
         check_fixup(&[open.clone(), open.clone()], &[], Ok(vec![open.clone()]));
-        check_fixup(&[acl(0, "world", "anyone")], &[], Ok(vec![acl(0, "world", "anyone")]));
-        check_fixup(&[acl(99, "world", "anyone")], &[], Ok(vec![acl(99, "world", "anyone")]));
+        check_fixup(
+            &[acl(0, "world", "anyone")],
+            &[],
+            Ok(vec![acl(0, "world", "anyone")]),
+        );
+        check_fixup(
+            &[acl(99, "world", "anyone")],
+            &[],
+            Ok(vec![acl(99, "world", "anyone")]),
+        );
         check_fixup(&[], &[], Err(ErrorCode::InvalidAcl));
-        check_fixup(&[acl(ALL, "auth", "")], &[Id::new("ip", "127.0.0.1")], Err(ErrorCode::InvalidAcl));
+        check_fixup(
+            &[acl(ALL, "auth", "")],
+            &[Id::new("ip", "127.0.0.1")],
+            Err(ErrorCode::InvalidAcl),
+        );
         check_fixup(
             &[acl(READ, "auth", "ignored")],
-            &[Id::new("ip", "127.0.0.1"), user.clone(), Id::new("super", "")],
+            &[
+                Id::new("ip", "127.0.0.1"),
+                user.clone(),
+                Id::new("super", ""),
+            ],
             Ok(vec![acl(READ, "digest", "u:hash")]),
         );
-        check_fixup(&[acl(ALL, "digest", "nocolon")], &[], Err(ErrorCode::InvalidAcl));
+        check_fixup(
+            &[acl(ALL, "digest", "nocolon")],
+            &[],
+            Err(ErrorCode::InvalidAcl),
+        );
         check_fixup(&[acl(ALL, "digest", "u:")], &[], Err(ErrorCode::InvalidAcl));
-        check_fixup(&[acl(ALL, "digest", ":h")], &[], Ok(vec![acl(ALL, "digest", ":h")]));
-        check_fixup(&[acl(ALL, "world", "nobody")], &[], Err(ErrorCode::InvalidAcl));
+        check_fixup(
+            &[acl(ALL, "digest", ":h")],
+            &[],
+            Ok(vec![acl(ALL, "digest", ":h")]),
+        );
+        check_fixup(
+            &[acl(ALL, "world", "nobody")],
+            &[],
+            Err(ErrorCode::InvalidAcl),
+        );
         check_fixup(&[acl(ALL, "super", "")], &[], Err(ErrorCode::InvalidAcl));
         check_fixup(&[acl(ALL, "ip", "1.2.3")], &[], Err(ErrorCode::InvalidAcl));
-        check_fixup(&[acl(ALL, "ip", "1.2.3.4/33")], &[], Err(ErrorCode::InvalidAcl));
-        check_fixup(&[acl(ALL, "ip", "1.2.3.256")], &[], Err(ErrorCode::InvalidAcl));
-        check_fixup(&[acl(ALL, "ip", "1.2.3.4/8")], &[], Ok(vec![acl(ALL, "ip", "1.2.3.4/8")]));
+        check_fixup(
+            &[acl(ALL, "ip", "1.2.3.4/33")],
+            &[],
+            Err(ErrorCode::InvalidAcl),
+        );
+        check_fixup(
+            &[acl(ALL, "ip", "1.2.3.256")],
+            &[],
+            Err(ErrorCode::InvalidAcl),
+        );
+        check_fixup(
+            &[acl(ALL, "ip", "1.2.3.4/8")],
+            &[],
+            Ok(vec![acl(ALL, "ip", "1.2.3.4/8")]),
+        );
     }
 
     #[test]
     fn redaction_and_names() {
         let redacted = redact(&[acl(ALL, "digest", "u:secret"), acl(READ, "ip", "1.2.3.4")]);
-        assert_eq!(redacted, vec![acl(ALL, "digest", "u:x"), acl(READ, "ip", "1.2.3.4")]);
+        assert_eq!(
+            redacted,
+            vec![acl(ALL, "digest", "u:x"), acl(READ, "ip", "1.2.3.4")]
+        );
         assert_eq!(user_name(&Id::new("digest", "u:hash")), "u");
         assert_eq!(user_name(&Id::new("ip", "1.2.3.4")), "1.2.3.4");
         assert_eq!(user_name(&Id::new("super", "")), "");

@@ -1,4 +1,5 @@
-//! Deterministic apply: the only code that changes a `DataTree`. Given a
+//! Deterministic apply: the only code that changes a live `DataTree`
+//! (snapshot loading builds one with `DataTree::restore_*`). Given a
 //! txn it makes the change, says which watches fire (in the reference's
 //! order) and builds the reply. It reads no clock and makes no decision prep
 //! has not already made: every result it writes comes from the txn.
@@ -43,7 +44,12 @@ pub fn apply_replay(tree: &mut DataTree, txn: &Txn) -> ApplyOutcome {
 }
 
 fn apply_inner(tree: &mut DataTree, txn: &Txn, replay: bool) -> ApplyOutcome {
-    let mut applier = Applier { tree, txn, replay, events: Vec::new() };
+    let mut applier = Applier {
+        tree,
+        txn,
+        replay,
+        events: Vec::new(),
+    };
     let reply = applier.top_level();
     let events = applier.events;
     if txn.zxid > tree.last_zxid() {
@@ -62,7 +68,11 @@ struct Applier<'a> {
 /// The outcome of one op, before it is shaped as a top-level reply or a
 /// multi result.
 enum Done {
-    Created { op: OpCode, path: String, stat: Stat },
+    Created {
+        op: OpCode,
+        path: String,
+        stat: Stat,
+    },
     Deleted,
     Stat(Stat),
     Checked,
@@ -114,9 +124,11 @@ impl Applier<'_> {
                 Reply::ok(Response::Multi(results))
             }
             op => match self.op(op) {
-                Done::Created { op: OpCode::Create, path, .. } => {
-                    Reply::ok(Response::Create { path })
-                }
+                Done::Created {
+                    op: OpCode::Create,
+                    path,
+                    ..
+                } => Reply::ok(Response::Create { path }),
                 Done::Created { path, stat, .. } => Reply::ok(Response::Create2 { path, stat }),
                 Done::Deleted | Done::Checked | Done::Nothing => Reply::ok(Response::Empty),
                 Done::Stat(stat) => Reply::ok(Response::Stat(stat)),
@@ -127,7 +139,11 @@ impl Applier<'_> {
 
     fn multi_op(&mut self, op: &TxnOp) -> MultiResult {
         match self.op(op) {
-            Done::Created { op: OpCode::Create, path, .. } => MultiResult::Create { path },
+            Done::Created {
+                op: OpCode::Create,
+                path,
+                ..
+            } => MultiResult::Create { path },
             Done::Created { path, stat, .. } => MultiResult::Create2 { path, stat },
             Done::Deleted => MultiResult::Delete,
             Done::Stat(stat) => MultiResult::SetData { stat },
@@ -147,9 +163,16 @@ impl Applier<'_> {
                     Done::Failed(ErrorCode::NoNode)
                 }
             }
-            TxnOp::SetData { path, data, version } => {
+            TxnOp::SetData {
+                path,
+                data,
+                version,
+            } => {
                 let zxid = self.zxid();
-                match self.tree.set_data(path, data.as_deref(), *version, zxid, self.txn.time_ms) {
+                match self
+                    .tree
+                    .set_data(path, data.as_deref(), *version, zxid, self.txn.time_ms)
+                {
                     Ok(()) => {
                         self.events.push((path.clone(), EventType::NodeDataChanged));
                         Done::Stat(self.client_stat(path))
@@ -160,7 +183,11 @@ impl Applier<'_> {
                     }
                 }
             }
-            TxnOp::SetAcl { path, acl, aversion } => match self.tree.set_acl(path, acl, *aversion) {
+            TxnOp::SetAcl {
+                path,
+                acl,
+                aversion,
+            } => match self.tree.set_acl(path, acl, *aversion) {
                 Ok(()) => Done::Stat(self.client_stat(path)),
                 Err(err) => {
                     self.mismatch("setACL", path, err);
@@ -197,15 +224,31 @@ impl Applier<'_> {
         match result {
             Ok(()) => {
                 self.events.push((path.clone(), EventType::NodeCreated));
-                self.events.push((parent_of(path).to_string(), EventType::NodeChildrenChanged));
-                Done::Created { op: create.op, path: path.clone(), stat: self.client_stat(path) }
+                self.events
+                    .push((parent_of(path).to_string(), EventType::NodeChildrenChanged));
+                Done::Created {
+                    op: create.op,
+                    path: path.clone(),
+                    stat: self.client_stat(path),
+                }
             }
             Err(err) => {
                 self.mismatch("create", path, err);
                 if err == TreeError::NodeExists && self.replay {
-                    // The node was in the fuzzy snapshot; still move the
-                    // parent's cversion and pzxid forward as the create did.
-                    self.tree.advance_parent(parent_of(path), create.parent_cversion, zxid);
+                    // The path is taken in the snapshot: reset the node to
+                    // what this create made (later txns bring it forward)
+                    // and move the parent's cversion and pzxid forward as
+                    // the create did.
+                    self.tree.recreate_node(
+                        path,
+                        create.data.as_deref(),
+                        &create.acl,
+                        create.kind,
+                        zxid,
+                        self.txn.time_ms,
+                    );
+                    self.tree
+                        .advance_parent(parent_of(path), create.parent_cversion, zxid);
                 }
                 Done::Failed(err.code())
             }
@@ -217,7 +260,8 @@ impl Applier<'_> {
         match self.tree.delete_node(path, self.zxid()) {
             Ok(()) => {
                 self.events.push((path.to_string(), EventType::NodeDeleted));
-                self.events.push((parent_of(path).to_string(), EventType::NodeChildrenChanged));
+                self.events
+                    .push((parent_of(path).to_string(), EventType::NodeChildrenChanged));
                 true
             }
             Err(err) => {
@@ -254,7 +298,9 @@ pub(crate) mod sim {
 
     impl Sim {
         pub fn new() -> Sim {
-            Sim::with_config(PrepConfig { extended_types_enabled: true })
+            Sim::with_config(PrepConfig {
+                extended_types_enabled: true,
+            })
         }
 
         pub fn with_config(config: PrepConfig) -> Sim {
@@ -268,7 +314,9 @@ pub(crate) mod sim {
                 log: Vec::new(),
                 events: Vec::new(),
             };
-            let txn = sim.prep.prep_create_session(sim.session, 30_000, sim.now_ms);
+            let txn = sim
+                .prep
+                .prep_create_session(sim.session, 30_000, sim.now_ms);
             sim.apply(txn);
             sim
         }
@@ -276,7 +324,14 @@ pub(crate) mod sim {
         /// Preps without applying (the txn stays pending).
         pub fn prep(&mut self, request: Request) -> Result<Txn, ErrorCode> {
             self.now_ms += 1;
-            self.prep.prep(&self.tree, self.session, 1, &self.auth, &request, self.now_ms)
+            self.prep.prep(
+                &self.tree,
+                self.session,
+                1,
+                &self.auth,
+                &request,
+                self.now_ms,
+            )
         }
 
         pub fn apply(&mut self, txn: Txn) -> Reply {
@@ -284,7 +339,8 @@ pub(crate) mod sim {
             self.prep.applied(txn.zxid);
             for (path, event) in &outcome.events {
                 for (w, e) in self.watches.trigger(path, *event) {
-                    self.events.push(format!("{}:{:?}:{}", w.0, e.event_type, e.path));
+                    self.events
+                        .push(format!("{}:{:?}:{}", w.0, e.event_type, e.path));
                 }
             }
             self.log.push(txn);
@@ -311,7 +367,9 @@ pub(crate) mod sim {
         }
 
         pub fn stat(&self, path: &str) -> String {
-            self.tree.stat_for_client(path).map_or("none".to_string(), |s| render_stat(&s))
+            self.tree
+                .stat_for_client(path)
+                .map_or("none".to_string(), |s| render_stat(&s))
         }
     }
 
@@ -350,8 +408,10 @@ pub(crate) mod sim {
                 format!("data {} [{}]", render_data(data), render_stat(stat))
             }
             Response::GetAcl { acl, .. } => {
-                let acl: Vec<String> =
-                    acl.iter().map(|a| format!("{}:{}:{}", a.id.scheme, a.id.id, a.perms)).collect();
+                let acl: Vec<String> = acl
+                    .iter()
+                    .map(|a| format!("{}:{}:{}", a.id.scheme, a.id.id, a.perms))
+                    .collect();
                 format!("acl {}", acl.join(","))
             }
             Response::GetChildren { children } | Response::GetChildren2 { children, .. } => {
@@ -402,7 +462,10 @@ pub(crate) mod sim {
             .map(|item| {
                 let (scheme, rest) = item.split_once(':').expect("scheme:id:perms");
                 let (id, perms) = rest.rsplit_once(':').expect("scheme:id:perms");
-                Acl { perms: perms.parse().expect("perms"), id: Id::new(scheme, id) }
+                Acl {
+                    perms: perms.parse().expect("perms"),
+                    id: Id::new(scheme, id),
+                }
             })
             .collect()
     }
@@ -412,7 +475,9 @@ pub(crate) mod sim {
     }
 
     fn num<T: std::str::FromStr>(token: &str) -> T {
-        token.parse().unwrap_or_else(|_| panic!("not a number: {token}"))
+        token
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {token}"))
     }
 
     fn opcode(token: &str) -> OpCode {
@@ -426,7 +491,10 @@ pub(crate) mod sim {
                 if let [ttl] = rest {
                     request.ttl = num(ttl);
                 }
-                MultiOp::Create { op: opcode(op), request }
+                MultiOp::Create {
+                    op: opcode(op),
+                    request,
+                }
             }
             ["delete", path, version] => m_delete(path, num(version)),
             ["set", path, data, version] => MultiOp::SetData {
@@ -435,8 +503,12 @@ pub(crate) mod sim {
                 version: num(version),
             },
             ["check", path, version] => m_check(path, num(version)),
-            ["get", path] => MultiOp::GetData { path: path.to_string() },
-            ["children", path] => MultiOp::GetChildren { path: path.to_string() },
+            ["get", path] => MultiOp::GetData {
+                path: path.to_string(),
+            },
+            ["children", path] => MultiOp::GetChildren {
+                path: path.to_string(),
+            },
             _ => panic!("bad multi op {tokens:?}"),
         }
     }
@@ -461,8 +533,13 @@ pub(crate) mod sim {
         /// Runs one scenario line and renders it as the reference runner
         /// does: `line => result @zxid`.
         pub fn run_line(&mut self, line: &str) -> String {
-            let tokens: Vec<&str> =
-                line.split_whitespace().map(|t| if t == "''" { "" } else { t }).collect();
+            if let Some(rest) = line.strip_prefix("pipe") {
+                return format!("{line} => {}", self.pipe(rest));
+            }
+            let tokens: Vec<&str> = line
+                .split_whitespace()
+                .map(|t| if t == "''" { "" } else { t })
+                .collect();
             let write = |sim: &mut Sim, request: Request| match sim.prep(request) {
                 Ok(txn) => {
                     let zxid = txn.zxid;
@@ -490,27 +567,61 @@ pub(crate) mod sim {
                 ["delete", path, version] => write(self, delete(path, num(version))),
                 ["set", path, data, version] => write(
                     self,
-                    Request::SetData { path: path.to_string(), data: data_of(data), version: num(version) },
+                    Request::SetData {
+                        path: path.to_string(),
+                        data: data_of(data),
+                        version: num(version),
+                    },
                 ),
                 ["setacl", path, version, acl] => write(
                     self,
-                    Request::SetAcl { path: path.to_string(), acl: parse_acl(acl), version: num(version) },
+                    Request::SetAcl {
+                        path: path.to_string(),
+                        acl: parse_acl(acl),
+                        version: num(version),
+                    },
                 ),
                 ["get", path] => read(self, get_data(path, false)),
                 ["getw", path] => read(self, get_data(path, true)),
-                ["exists", path] => read(self, Request::Exists { path: path.to_string(), watch: false }),
-                ["existsw", path] => read(self, Request::Exists { path: path.to_string(), watch: true }),
-                ["children", path] => {
-                    read(self, Request::GetChildren2 { path: path.to_string(), watch: false })
-                }
-                ["childrenw", path] => {
-                    read(self, Request::GetChildren2 { path: path.to_string(), watch: true })
-                }
-                ["getacl", path] => read(self, Request::GetAcl { path: path.to_string() }),
+                ["exists", path] => read(
+                    self,
+                    Request::Exists {
+                        path: path.to_string(),
+                        watch: false,
+                    },
+                ),
+                ["existsw", path] => read(
+                    self,
+                    Request::Exists {
+                        path: path.to_string(),
+                        watch: true,
+                    },
+                ),
+                ["children", path] => read(
+                    self,
+                    Request::GetChildren2 {
+                        path: path.to_string(),
+                        watch: false,
+                    },
+                ),
+                ["childrenw", path] => read(
+                    self,
+                    Request::GetChildren2 {
+                        path: path.to_string(),
+                        watch: true,
+                    },
+                ),
+                ["getacl", path] => read(
+                    self,
+                    Request::GetAcl {
+                        path: path.to_string(),
+                    },
+                ),
                 ["multi", ..] => write(self, Request::Multi(sub_ops(&line["multi".len()..]))),
-                ["multiread", ..] => {
-                    read(self, Request::MultiRead(sub_ops(&line["multiread".len()..])))
-                }
+                ["multiread", ..] => read(
+                    self,
+                    Request::MultiRead(sub_ops(&line["multiread".len()..])),
+                ),
                 ["auth", scheme, auth] => {
                     match crate::acl::authenticate(scheme, auth.as_bytes(), Some(SUPER_DIGEST)) {
                         Ok(ids) => {
@@ -524,19 +635,30 @@ pub(crate) mod sim {
                         Err(code) => return format!("{line} => {code:?}"),
                     }
                 }
-                ["allchildren", path] => {
-                    read(self, Request::GetAllChildrenNumber { path: path.to_string() })
-                }
+                ["allchildren", path] => read(
+                    self,
+                    Request::GetAllChildrenNumber {
+                        path: path.to_string(),
+                    },
+                ),
                 ["ephemerals", rest @ ..] => read(
                     self,
-                    Request::GetEphemerals { prefix: rest.first().unwrap_or(&"").to_string() },
+                    Request::GetEphemerals {
+                        prefix: rest.first().unwrap_or(&"").to_string(),
+                    },
                 ),
                 ["addwatch", path, mode] => {
                     let mode = match *mode {
                         "0" => crate::types::AddWatchMode::Persistent,
                         _ => crate::types::AddWatchMode::PersistentRecursive,
                     };
-                    read(self, Request::AddWatch { path: path.to_string(), mode })
+                    read(
+                        self,
+                        Request::AddWatch {
+                            path: path.to_string(),
+                            mode,
+                        },
+                    )
                 }
                 [kind @ ("checkwatch" | "removewatch"), path, t] => {
                     let watcher_type = match *t {
@@ -578,7 +700,10 @@ pub(crate) mod sim {
                     let events: Vec<String> = self
                         .events
                         .drain(..)
-                        .map(|e| e.split_once(':').map_or(e.clone(), |(_, rest)| rest.to_string()))
+                        .map(|e| {
+                            e.split_once(':')
+                                .map_or(e.clone(), |(_, rest)| rest.to_string())
+                        })
                         .collect();
                     return format!("{line} => events {}", events.join(" "));
                 }
@@ -587,6 +712,37 @@ pub(crate) mod sim {
             let zxid = zxid.unwrap_or(self.tree.last_zxid());
             let own = format!("eo{} ", self.session.0);
             format!("{line} => {} @{}", out.replace(&own, "eoS "), zxid.0)
+        }
+
+        /// `pipe a | b | ...`: preps every write before applying any, as a
+        /// client that pipelines its requests makes the reference do.
+        fn pipe(&mut self, commands: &str) -> String {
+            let mut txns = Vec::new();
+            for command in commands.split('|') {
+                let tokens: Vec<&str> = command.split_whitespace().collect();
+                let request = match tokens.as_slice() {
+                    ["create", op, flags, path] => {
+                        create_with(opcode(op), create_req(path, Some(b""), num(flags)))
+                    }
+                    ["delete", path, version] => delete(path, num(version)),
+                    ["set", path, data, version] => Request::SetData {
+                        path: path.to_string(),
+                        data: data_of(data),
+                        version: num(version),
+                    },
+                    _ => panic!("bad pipe command {command:?}"),
+                };
+                txns.push(self.prep(request).expect("a write"));
+            }
+            let own = format!("eo{} ", self.session.0);
+            txns.into_iter()
+                .map(|txn| {
+                    let zxid = txn.zxid;
+                    let out = render(&self.apply(txn)).replace(&own, "eoS ");
+                    format!("{out} @{}", zxid.0)
+                })
+                .collect::<Vec<_>>()
+                .join(" | ")
         }
 
         /// Runs a scenario; returns the rendered lines.
@@ -616,11 +772,10 @@ pub(crate) mod sim {
     }
 
     pub fn create(path: &str, flags: i32) -> Request {
-        Request::Create { op: OpCode::Create, request: create_req(path, Some(b""), flags) }
-    }
-
-    pub fn create2(path: &str, flags: i32) -> Request {
-        Request::Create { op: OpCode::Create2, request: create_req(path, Some(b""), flags) }
+        Request::Create {
+            op: OpCode::Create,
+            request: create_req(path, Some(b""), flags),
+        }
     }
 
     pub fn create_with(op: OpCode, request: CreateRequest) -> Request {
@@ -628,31 +783,54 @@ pub(crate) mod sim {
     }
 
     pub fn delete(path: &str, version: i32) -> Request {
-        Request::Delete { path: path.to_string(), version }
+        Request::Delete {
+            path: path.to_string(),
+            version,
+        }
     }
 
     pub fn set_data(path: &str, data: &[u8], version: i32) -> Request {
-        Request::SetData { path: path.to_string(), data: Some(data.to_vec()), version }
+        Request::SetData {
+            path: path.to_string(),
+            data: Some(data.to_vec()),
+            version,
+        }
     }
 
     pub fn get_data(path: &str, watch: bool) -> Request {
-        Request::GetData { path: path.to_string(), watch }
+        Request::GetData {
+            path: path.to_string(),
+            watch,
+        }
     }
 
     pub fn m_create(path: &str, flags: i32) -> MultiOp {
-        MultiOp::Create { op: OpCode::Create, request: create_req(path, Some(b""), flags) }
+        MultiOp::Create {
+            op: OpCode::Create,
+            request: create_req(path, Some(b""), flags),
+        }
     }
 
     pub fn m_delete(path: &str, version: i32) -> MultiOp {
-        MultiOp::Delete { path: path.to_string(), version }
+        MultiOp::Delete {
+            path: path.to_string(),
+            version,
+        }
     }
 
     pub fn m_set(path: &str, data: &[u8], version: i32) -> MultiOp {
-        MultiOp::SetData { path: path.to_string(), data: Some(data.to_vec()), version }
+        MultiOp::SetData {
+            path: path.to_string(),
+            data: Some(data.to_vec()),
+            version,
+        }
     }
 
     pub fn m_check(path: &str, version: i32) -> MultiOp {
-        MultiOp::Check { path: path.to_string(), version }
+        MultiOp::Check {
+            path: path.to_string(),
+            version,
+        }
     }
 }
 
@@ -718,7 +896,6 @@ mod tests {
         check_reference(MODES);
     }
 
-
     // ---- property tests of tree invariants under random op sequences ----
 
     use super::{apply, apply_replay};
@@ -748,7 +925,12 @@ mod tests {
     }
 
     fn data() -> impl Strategy<Value = Option<Vec<u8>>> {
-        prop_oneof![Just(None), Just(Some(vec![])), Just(Some(b"x".to_vec())), Just(Some(b"yy".to_vec()))]
+        prop_oneof![
+            Just(None),
+            Just(Some(vec![])),
+            Just(Some(b"x".to_vec())),
+            Just(Some(b"yy".to_vec()))
+        ]
     }
 
     fn create_op() -> impl Strategy<Value = (OpCode, CreateRequest)> {
@@ -760,7 +942,16 @@ mod tests {
         ];
         (op, path(), data(), 0..7i32).prop_map(|(op, path, data, flags)| {
             let ttl = if op == OpCode::CreateTtl { 25 } else { -1 };
-            (op, CreateRequest { path, data, acl: Acl::open_unsafe(), flags, ttl })
+            (
+                op,
+                CreateRequest {
+                    path,
+                    data,
+                    acl: Acl::open_unsafe(),
+                    flags,
+                    ttl,
+                },
+            )
         })
     }
 
@@ -768,8 +959,11 @@ mod tests {
         prop_oneof![
             create_op().prop_map(|(op, request)| MultiOp::Create { op, request }),
             (path(), -1..2i32).prop_map(|(path, version)| MultiOp::Delete { path, version }),
-            (path(), data(), -1..3i32)
-                .prop_map(|(path, data, version)| MultiOp::SetData { path, data, version }),
+            (path(), data(), -1..3i32).prop_map(|(path, data, version)| MultiOp::SetData {
+                path,
+                data,
+                version
+            }),
             (path(), -1..3i32).prop_map(|(path, version)| MultiOp::Check { path, version }),
         ]
     }
@@ -814,7 +1008,11 @@ mod tests {
         }
         let mut sessions: Vec<(SessionId, i32)> = tree.sessions().collect();
         sessions.sort();
-        out.push(format!("sessions {sessions:?} last {} digest {}", tree.last_zxid(), tree.digest()));
+        out.push(format!(
+            "sessions {sessions:?} last {} digest {}",
+            tree.last_zxid(),
+            tree.digest()
+        ));
         out.join("\n")
     }
 
@@ -836,7 +1034,12 @@ mod tests {
     impl Model {
         fn new() -> Model {
             let mut model = Model::default();
-            for (path, cv) in [("/", -1), ("/zookeeper", -2), ("/zookeeper/quota", 0), ("/zookeeper/config", 0)] {
+            for (path, cv) in [
+                ("/", -1),
+                ("/zookeeper", -2),
+                ("/zookeeper/quota", 0),
+                ("/zookeeper/config", 0),
+            ] {
                 model.cversion.insert(path.to_string(), cv);
                 model.pzxid.insert(path.to_string(), 0);
             }
@@ -878,13 +1081,26 @@ mod tests {
 
     fn run(steps: &[Step], batched: bool) -> Result<Run, TestCaseError> {
         let mut tree = DataTree::new();
-        let mut prep = Prep::new(Zxid::ZERO, PrepConfig { extended_types_enabled: true });
+        let mut prep = Prep::new(
+            Zxid::ZERO,
+            PrepConfig {
+                extended_types_enabled: true,
+            },
+        );
         let mut model = Model::new();
         let mut live: Vec<SessionId> = Vec::new();
         let mut next_session = 0x10;
         let mut queue: Vec<Txn> = Vec::new();
-        let mut out = Run { tree: DataTree::new(), txns: Vec::new(), replies: Vec::new() };
-        let flush = |tree: &mut DataTree, prep: &mut Prep, queue: &mut Vec<Txn>, out: &mut Run, model: &mut Model| {
+        let mut out = Run {
+            tree: DataTree::new(),
+            txns: Vec::new(),
+            replies: Vec::new(),
+        };
+        let flush = |tree: &mut DataTree,
+                     prep: &mut Prep,
+                     queue: &mut Vec<Txn>,
+                     out: &mut Run,
+                     model: &mut Model| {
             for txn in queue.drain(..) {
                 let outcome = apply(tree, &txn);
                 prep.applied(txn.zxid);
@@ -900,8 +1116,12 @@ mod tests {
             let now_ms = 1000 + 10 * i as i64;
             let txn = match step {
                 Step::Write(s, request) => {
-                    let session = live.get(s % live.len().max(1)).copied().unwrap_or(SessionId(1));
-                    prep.prep(&tree, session, i as i32, &[], request, now_ms).ok()
+                    let session = live
+                        .get(s % live.len().max(1))
+                        .copied()
+                        .unwrap_or(SessionId(1));
+                    prep.prep(&tree, session, i as i32, &[], request, now_ms)
+                        .ok()
                 }
                 Step::NewSession => {
                     next_session += 1;
@@ -913,7 +1133,9 @@ mod tests {
                     Some(prep.prep_close_session(&tree, session, i as i32, now_ms))
                 }
                 Step::CloseSession(_) => None,
-                Step::DeleteContainer(p) => prep.prep_delete_container(&tree, PATHS[*p], now_ms).ok(),
+                Step::DeleteContainer(p) => {
+                    prep.prep_delete_container(&tree, PATHS[*p], now_ms).ok()
+                }
                 Step::Flush => None,
             };
             queue.extend(txn);
@@ -998,10 +1220,18 @@ mod tests {
             let Some(node) = live.get(&path) else {
                 continue;
             };
-            snap.restore_node(&path, node.data(), node.acl(), node.kind(), &node.stored_stat())
-                .expect("parent restored first");
-            let mut children: Vec<String> =
-                node.children().map(|c| crate::path::join(&path, c)).collect();
+            snap.restore_node(
+                &path,
+                node.data(),
+                node.acl(),
+                node.kind(),
+                &node.stored_stat(),
+            )
+            .expect("parent restored first");
+            let mut children: Vec<String> = node
+                .children()
+                .map(|c| crate::path::join(&path, c))
+                .collect();
             children.sort();
             stack.extend(children.into_iter().rev());
         }
@@ -1032,6 +1262,21 @@ mod tests {
             prop_assert_eq!(dump(&tree), dump(&full.tree));
         }
     }
+
+    // DESIGN.md invariant 4 against the reference: requests pipelined by one
+    // client are prepped while earlier ones are pending.
+    #[test]
+    fn reference_pipelined() {
+        check_reference(PIPELINED);
+    }
+
+    const PIPELINED: &str = r#"
+pipe create 1 0 /a | create 1 0 /a | create 1 0 /a/b | create 1 2 /a/s | create 1 2 /a/s | set /a 1 0 | set /a 2 1 | set /a 3 1 | delete /a -1 => create /a @2 | NodeExists @3 | create /a/b @4 | create /a/s0000000001 @5 | create /a/s0000000002 @6 | stat [c2 m7 p6 v1 cv3 av0 eo0 dl1 nc3] @7 | stat [c2 m8 p6 v2 cv3 av0 eo0 dl1 nc3] @8 | BadVersion @9 | NotEmpty @10
+pipe delete /a/b 0 | delete /a/b 0 | create 1 0 /a/b/c | create 1 2 /a/s | delete /a/s0000000001 -1 | create 15 2 /a/s => ok @11 | NoNode @12 | NoNode @13 | create /a/s0000000003 @14 | ok @15 | create2 /a/s0000000004 [c16 m16 p16 v0 cv0 av0 eo0 dl0 nc0] @16
+pipe create 1 1 /e | create 1 0 /e/x | delete /e -1 | create 1 0 /e/x | create 1 0 /e => create /e @17 | NoChildrenForEphemerals @18 | ok @19 | NoNode @20 | create /e @21
+children /a => children s0000000002,s0000000003,s0000000004 @21
+exists /a => stat [c2 m8 p16 v2 cv7 av0 eo0 dl1 nc3] @21
+"#;
 
     const BASICS: &str = r#"
 exists / => stat [c0 m0 p0 v0 cv-1 av0 eo0 dl0 nc1] @1

@@ -140,7 +140,9 @@ impl View<'_> {
         parent.child_count -= 1;
         self.set(parent_path, Some(parent));
         self.set(path, None);
-        Ok(TxnOp::Delete { path: path.to_string() })
+        Ok(TxnOp::Delete {
+            path: path.to_string(),
+        })
     }
 
     fn set_data(
@@ -159,7 +161,11 @@ impl View<'_> {
         node.version = new_version;
         node.mtime = self.now_ms;
         self.set(path, Some(node));
-        Ok(TxnOp::SetData { path: path.to_string(), data: data.clone(), version: new_version })
+        Ok(TxnOp::SetData {
+            path: path.to_string(),
+            data: data.clone(),
+            version: new_version,
+        })
     }
 
     fn set_acl(
@@ -180,7 +186,11 @@ impl View<'_> {
         // Unlike the reference, later preps check against the new list.
         node.acl = Arc::from(fixed.as_slice());
         self.set(path, Some(node));
-        Ok(TxnOp::SetAcl { path: path.to_string(), acl: fixed, aversion: new_aversion })
+        Ok(TxnOp::SetAcl {
+            path: path.to_string(),
+            acl: fixed,
+            aversion: new_aversion,
+        })
     }
 
     fn check(&mut self, path: &str, version: i32, auth: &[Id]) -> Result<TxnOp, ErrorCode> {
@@ -190,7 +200,9 @@ impl View<'_> {
             return Err(ErrorCode::NoAuth);
         }
         check_version(node.version, version)?;
-        Ok(TxnOp::Check { path: path.to_string() })
+        Ok(TxnOp::Check {
+            path: path.to_string(),
+        })
     }
 
     /// A create whose effective opcode and kind are decided; runs the
@@ -321,7 +333,13 @@ impl Prep {
 
     fn txn(&mut self, session: SessionId, cxid: i32, now_ms: i64, op: TxnOp) -> Txn {
         let zxid = self.next_zxid();
-        Txn { zxid, time_ms: now_ms, session, cxid, op }
+        Txn {
+            zxid,
+            time_ms: now_ms,
+            session,
+            cxid,
+            op,
+        }
     }
 
     /// Makes a view's changes pending under `zxid`.
@@ -360,17 +378,30 @@ impl Prep {
         now_ms: i64,
     ) -> Result<Txn, ErrorCode> {
         match request {
-            Request::CloseSession => return Ok(self.prep_close_session(tree, session, cxid, now_ms)),
+            Request::CloseSession => {
+                return Ok(self.prep_close_session(tree, session, cxid, now_ms))
+            }
             // The reference (3.8.0) crashes on a top-level check; we answer
             // without consuming a zxid.
             Request::Check { .. } => return Err(ErrorCode::Unimplemented),
             _ => {}
         }
-        let mut view = View { tree, pending: &self.pending, scratch: Vec::new(), now_ms };
+        let mut view = View {
+            tree,
+            pending: &self.pending,
+            scratch: Vec::new(),
+            now_ms,
+        };
         let result = match request {
-            Request::Create { op, request } => self.prep_create(&mut view, session, *op, request, auth),
+            Request::Create { op, request } => {
+                self.prep_create(&mut view, session, *op, request, auth)
+            }
             Request::Delete { path, version } => view.delete(path, *version, auth),
-            Request::SetData { path, data, version } => view.set_data(path, data, *version, auth),
+            Request::SetData {
+                path,
+                data,
+                version,
+            } => view.set_data(path, data, *version, auth),
             Request::SetAcl { path, acl, version } => view.set_acl(path, acl, *version, auth),
             Request::Multi(ops) => Ok(self.prep_multi(&mut view, session, ops, auth)),
             _ => return Err(ErrorCode::Unimplemented),
@@ -471,7 +502,10 @@ impl Prep {
     ) -> TxnOp {
         // A read inside a multi: the reference refuses the whole request
         // while decoding it, after taking a zxid (ZK-BEHAVIOURS 4).
-        if ops.iter().any(|op| matches!(op, MultiOp::GetChildren { .. } | MultiOp::GetData { .. })) {
+        if ops
+            .iter()
+            .any(|op| matches!(op, MultiOp::GetChildren { .. } | MultiOp::GetData { .. }))
+        {
             return TxnOp::Error(ErrorCode::MarshallingError);
         }
         let mut results = Vec::with_capacity(ops.len());
@@ -488,7 +522,11 @@ impl Prep {
                     }
                 }
                 MultiOp::Delete { path, version } => view.delete(path, *version, auth),
-                MultiOp::SetData { path, data, version } => view.set_data(path, data, *version, auth),
+                MultiOp::SetData {
+                    path,
+                    data,
+                    version,
+                } => view.set_data(path, data, *version, auth),
                 MultiOp::Check { path, version } => view.check(path, *version, auth),
                 MultiOp::GetChildren { .. } | MultiOp::GetData { .. } => {
                     Err(ErrorCode::MarshallingError)
@@ -520,6 +558,12 @@ impl Prep {
         TxnOp::Multi(results)
     }
 
+    /// A write whose body the codec could not parse: the reference still
+    /// turns it into an error txn, so it consumes a zxid (ZK-BEHAVIOURS 2).
+    pub fn prep_error(&mut self, session: SessionId, cxid: i32, code: ErrorCode, now_ms: i64) -> Txn {
+        self.txn(session, cxid, now_ms, TxnOp::Error(code))
+    }
+
     pub fn prep_create_session(&mut self, session: SessionId, timeout_ms: i32, now_ms: i64) -> Txn {
         let txn = self.txn(session, 0, now_ms, TxnOp::CreateSession { timeout_ms });
         self.sessions.insert(session, (txn.zxid, true));
@@ -545,12 +589,19 @@ impl Prep {
             self.pending
                 .iter()
                 .filter(|(_, p)| {
-                    p.state.as_ref().is_some_and(|s| s.kind == NodeKind::Ephemeral(session))
+                    p.state
+                        .as_ref()
+                        .is_some_and(|s| s.kind == NodeKind::Ephemeral(session))
                 })
                 .map(|(path, _)| path.clone()),
         );
         doomed.sort();
-        let mut view = View { tree, pending: &self.pending, scratch: Vec::new(), now_ms };
+        let mut view = View {
+            tree,
+            pending: &self.pending,
+            scratch: Vec::new(),
+            now_ms,
+        };
         for path in &doomed {
             let parent_path = parent_of(path);
             if let Some(mut parent) = view.get(parent_path) {
@@ -577,7 +628,12 @@ impl Prep {
         path: &str,
         now_ms: i64,
     ) -> Result<Txn, ErrorCode> {
-        let mut view = View { tree, pending: &self.pending, scratch: Vec::new(), now_ms };
+        let mut view = View {
+            tree,
+            pending: &self.pending,
+            scratch: Vec::new(),
+            now_ms,
+        };
         let parent_path = View::parent_for_delete(path)?;
         let node = view.record(path)?;
         if node.child_count > 0 {
@@ -593,8 +649,14 @@ impl Prep {
         view.set(parent_path, Some(parent));
         view.set(path, None);
         let scratch = std::mem::take(&mut view.scratch);
-        let txn =
-            self.txn(SessionId(0), 0, now_ms, TxnOp::DeleteContainer { path: path.to_string() });
+        let txn = self.txn(
+            SessionId(0),
+            0,
+            now_ms,
+            TxnOp::DeleteContainer {
+                path: path.to_string(),
+            },
+        );
         self.commit(txn.zxid, scratch);
         Ok(txn)
     }
@@ -640,7 +702,11 @@ mod tests {
         check(&mut sim, create("/q-", 2), "create /q-0000000001");
         check(&mut sim, delete("/q-0000000001", -1), "ok");
         check(&mut sim, create("/q-", 2), "create /q-0000000002");
-        assert_eq!(sim.stat("/"), "c0 m0 p5 v0 cv3 av0 eo0 dl0 nc3", "3 creates and a delete after -1");
+        assert_eq!(
+            sim.stat("/"),
+            "c0 m0 p5 v0 cv3 av0 eo0 dl0 nc3",
+            "3 creates and a delete after -1"
+        );
     }
 
     // ZK-BEHAVIOURS 2: failed writes consume a zxid, the session txns too.
@@ -656,9 +722,20 @@ mod tests {
         check(&mut sim, Request::Multi(vec![]), "multi []");
         assert_eq!(sim.prep.last_zxid(), Zxid(7));
         assert_eq!(sim.tree.last_zxid(), Zxid(7));
-        assert_eq!(sim.stat("/a"), "c2 m2 p2 v0 cv0 av0 eo0 dl0 nc0", "failed ops changed nothing");
+        assert_eq!(
+            sim.stat("/a"),
+            "c2 m2 p2 v0 cv0 av0 eo0 dl0 nc0",
+            "failed ops changed nothing"
+        );
         // A top-level check is answered without a zxid.
-        check(&mut sim, Request::Check { path: "/a".into(), version: 0 }, "refused Unimplemented");
+        check(
+            &mut sim,
+            Request::Check {
+                path: "/a".into(),
+                version: 0,
+            },
+            "refused Unimplemented",
+        );
         assert_eq!(sim.prep.last_zxid(), Zxid(7));
     }
 
@@ -669,26 +746,48 @@ mod tests {
         check(&mut sim, create("/a", 0), "create /a");
         check(
             &mut sim,
-            Request::Multi(vec![m_create("/b", 0), m_check("/a", 0), m_set("/a", b"x", 0)]),
+            Request::Multi(vec![
+                m_create("/b", 0),
+                m_check("/a", 0),
+                m_set("/a", b"x", 0),
+            ]),
             "multi [create /b, check, set v1]",
         );
         check(
             &mut sim,
-            Request::Multi(vec![m_create("/c", 0), m_delete("/nope", -1), m_set("/a", b"y", -1)]),
+            Request::Multi(vec![
+                m_create("/c", 0),
+                m_delete("/nope", -1),
+                m_set("/a", b"y", -1),
+            ]),
             "multi [Ok, NoNode, RuntimeInconsistency]",
         );
-        assert_eq!(sim.read(get_data("/c", false)), "NoNode", "failed multi changed nothing");
-        assert_eq!(sim.read(get_data("/a", false)).split(' ').nth(1), Some("\"x\""));
+        assert_eq!(
+            sim.read(get_data("/c", false)),
+            "NoNode",
+            "failed multi changed nothing"
+        );
+        assert_eq!(
+            sim.read(get_data("/a", false)).split(' ').nth(1),
+            Some("\"x\"")
+        );
         // Later ops see earlier ones; a read inside is MarshallingError.
         check(
             &mut sim,
-            Request::Multi(vec![m_create("/d", 0), m_create("/d/e", 0), m_delete("/d/e", 0)]),
+            Request::Multi(vec![
+                m_create("/d", 0),
+                m_create("/d/e", 0),
+                m_delete("/d/e", 0),
+            ]),
             "multi [create /d, create /d/e, delete]",
         );
         let zxid = sim.prep.last_zxid();
         check(
             &mut sim,
-            Request::Multi(vec![m_create("/f", 0), MultiOp::GetData { path: "/a".into() }]),
+            Request::Multi(vec![
+                m_create("/f", 0),
+                MultiOp::GetData { path: "/a".into() },
+            ]),
             "MarshallingError",
         );
         assert_eq!(sim.prep.last_zxid(), zxid.next(), "consumes a zxid");
@@ -698,22 +797,43 @@ mod tests {
     #[test]
     fn multi_create_opcodes_follow_flags() {
         let mut sim = Sim::new();
-        let container =
-            MultiOp::Create { op: OpCode::Create, request: create_req("/c", None, 4) };
-        let create2 = MultiOp::Create { op: OpCode::Create2, request: create_req("/p", None, 0) };
+        let container = MultiOp::Create {
+            op: OpCode::Create,
+            request: create_req("/c", None, 4),
+        };
+        let create2 = MultiOp::Create {
+            op: OpCode::Create2,
+            request: create_req("/p", None, 0),
+        };
         let mut ttl = create_req("/t", None, 5);
         ttl.ttl = 100;
-        let ttl_op = MultiOp::Create { op: OpCode::CreateTtl, request: ttl.clone() };
+        let ttl_op = MultiOp::Create {
+            op: OpCode::CreateTtl,
+            request: ttl.clone(),
+        };
         check(
             &mut sim,
             Request::Multi(vec![container, create2, ttl_op]),
             "multi [create2 /c, create /p, create2 /t]",
         );
-        assert_eq!(sim.tree.get("/c").map(|n| n.kind()), Some(NodeKind::Container));
-        assert_eq!(sim.tree.get("/t").map(|n| n.kind()), Some(NodeKind::Ttl(100)));
+        assert_eq!(
+            sim.tree.get("/c").map(|n| n.kind()),
+            Some(NodeKind::Container)
+        );
+        assert_eq!(
+            sim.tree.get("/t").map(|n| n.kind()),
+            Some(NodeKind::Ttl(100))
+        );
         // A TTL mode under a non-TTL opcode fails the whole multi.
-        let bad = MultiOp::Create { op: OpCode::Create, request: ttl };
-        check(&mut sim, Request::Multi(vec![m_create("/x", 0), bad]), "MarshallingError");
+        let bad = MultiOp::Create {
+            op: OpCode::Create,
+            request: ttl,
+        };
+        check(
+            &mut sim,
+            Request::Multi(vec![m_create("/x", 0), bad]),
+            "MarshallingError",
+        );
     }
 
     // ZK-BEHAVIOURS 5 and 6.
@@ -739,9 +859,15 @@ mod tests {
     fn zookeeper_subtree_rules() {
         let mut sim = Sim::new();
         check(&mut sim, create("/zookeeper/x", 0), "create /zookeeper/x");
-        check(&mut sim, create("/zookeeper/quota/x", 0), "create /zookeeper/quota/x");
+        check(
+            &mut sim,
+            create("/zookeeper/quota/x", 0),
+            "create /zookeeper/quota/x",
+        );
         assert!(sim.write(set_data("/", b"r", -1)).starts_with("stat"));
-        assert!(sim.write(set_data("/zookeeper", b"z", -1)).starts_with("stat"));
+        assert!(sim
+            .write(set_data("/zookeeper", b"z", -1))
+            .starts_with("stat"));
         check(&mut sim, delete("/", -1), "BadArguments");
         check(&mut sim, delete("/zookeeper", -1), "BadArguments");
         check(&mut sim, delete("/zookeeper/quota", -1), "BadArguments");
@@ -757,14 +883,32 @@ mod tests {
         let mut sim = Sim::new();
         let mut request = create_req("/a", None, 0);
         request.acl = vec![];
-        check(&mut sim, create_with(OpCode::Create, request.clone()), "InvalidAcl");
-        request.acl = vec![Acl { perms: perms::ALL, id: Id::new("auth", "") }];
-        check(&mut sim, create_with(OpCode::Create, request.clone()), "InvalidAcl");
+        check(
+            &mut sim,
+            create_with(OpCode::Create, request.clone()),
+            "InvalidAcl",
+        );
+        request.acl = vec![Acl {
+            perms: perms::ALL,
+            id: Id::new("auth", ""),
+        }];
+        check(
+            &mut sim,
+            create_with(OpCode::Create, request.clone()),
+            "InvalidAcl",
+        );
         // Authenticated: `auth` becomes the session's digest id.
         let user = Id::new("digest", &acl::digest_id("u:p"));
         sim.auth.push(user.clone());
-        check(&mut sim, create_with(OpCode::Create, request.clone()), "create /a");
-        assert_eq!(sim.read(Request::GetAcl { path: "/a".into() }), format!("acl digest:{}:31", user.id));
+        check(
+            &mut sim,
+            create_with(OpCode::Create, request.clone()),
+            "create /a",
+        );
+        assert_eq!(
+            sim.read(Request::GetAcl { path: "/a".into() }),
+            format!("acl digest:{}:31", user.id)
+        );
         // Without the identity: writes are refused, getACL is too (no READ/ADMIN).
         sim.auth.pop();
         check(&mut sim, set_data("/a", b"x", -1), "NoAuth");
@@ -772,29 +916,60 @@ mod tests {
         assert_eq!(sim.read(get_data("/a", false)), "NoAuth");
         // InvalidACL is checked before the parent's existence, NoAuth after.
         let mut orphan = create_req("/none/x", None, 0);
-        orphan.acl = vec![Acl { perms: 1, id: Id::new("world", "nobody") }];
+        orphan.acl = vec![Acl {
+            perms: 1,
+            id: Id::new("world", "nobody"),
+        }];
         check(&mut sim, create_with(OpCode::Create, orphan), "InvalidAcl");
         check(&mut sim, create("/a/x/y", 0), "NoNode");
         // delete: parent's DELETE permission before the node's existence.
         request.path = "/b".into();
-        request.acl = vec![Acl { perms: perms::READ, id: Id::new("world", "anyone") }];
-        check(&mut sim, create_with(OpCode::Create, request.clone()), "create /b");
+        request.acl = vec![Acl {
+            perms: perms::READ,
+            id: Id::new("world", "anyone"),
+        }];
+        check(
+            &mut sim,
+            create_with(OpCode::Create, request.clone()),
+            "create /b",
+        );
         check(&mut sim, delete("/b/missing", -1), "NoAuth");
         check(&mut sim, delete("/b", 5), "BadVersion");
         // Superuser bypasses everything.
         sim.auth.push(Id::new("super", ""));
-        check(&mut sim, set_data("/a", b"x", -1), "stat [c4 m12 p4 v1 cv0 av0 eo0 dl1 nc0]");
+        check(
+            &mut sim,
+            set_data("/a", b"x", -1),
+            "stat [c4 m12 p4 v1 cv0 av0 eo0 dl1 nc0]",
+        );
     }
 
     #[test]
     fn acl_duplicates_and_odd_perms_are_kept_as_given() {
         let mut sim = Sim::new();
         let mut request = create_req("/a", None, 0);
-        let odd = Acl { perms: 99, id: Id::new("world", "anyone") };
-        request.acl = vec![odd.clone(), odd.clone(), Acl { perms: 0, id: Id::new("ip", "10.0.0.0/8") }];
+        let odd = Acl {
+            perms: 99,
+            id: Id::new("world", "anyone"),
+        };
+        request.acl = vec![
+            odd.clone(),
+            odd.clone(),
+            Acl {
+                perms: 0,
+                id: Id::new("ip", "10.0.0.0/8"),
+            },
+        ];
         check(&mut sim, create_with(OpCode::Create, request), "create /a");
-        assert_eq!(sim.read(Request::GetAcl { path: "/a".into() }), "acl world:anyone:99,ip:10.0.0.0/8:0");
-        let set_acl = |acl: Vec<Acl>, version| Request::SetAcl { path: "/a".into(), acl, version };
+        assert_eq!(
+            sim.read(Request::GetAcl { path: "/a".into() }),
+            "acl world:anyone:99,ip:10.0.0.0/8:0"
+        );
+        let set_acl = |acl: Vec<Acl>, version| Request::SetAcl {
+            path: "/a".into(),
+            acl,
+            version,
+        };
         // 99 has no ADMIN bit: ACL is checked before the version.
         check(&mut sim, set_acl(Acl::read_unsafe(), 1), "NoAuth");
         sim.auth.push(Id::new("super", ""));
@@ -822,16 +997,30 @@ mod tests {
         check(&mut sim, create("/t", 5), "BadArguments");
         let created = sim.write(ttl_req("/t", 6, MAX_TTL_MS));
         assert!(created.starts_with("create2 /t0000000000 ["), "{created}");
-        assert!(created.contains("eo0 "), "TTL nodes report owner 0: {created}");
+        assert!(
+            created.contains("eo0 "),
+            "TTL nodes report owner 0: {created}"
+        );
         let container = create_with(OpCode::CreateContainer, create_req("/c", None, 0));
         let created = sim.write(container);
-        assert!(created.starts_with("create2 /c [") && created.contains("eo0 "), "{created}");
-        assert_eq!(sim.tree.get("/c").map(|n| n.kind()), Some(NodeKind::Container));
+        assert!(
+            created.starts_with("create2 /c [") && created.contains("eo0 "),
+            "{created}"
+        );
+        assert_eq!(
+            sim.tree.get("/c").map(|n| n.kind()),
+            Some(NodeKind::Container)
+        );
         // A container mode under plain create makes a persistent node (3.8.0).
         check(&mut sim, create("/p", 4), "create /p");
-        assert_eq!(sim.tree.get("/p").map(|n| n.kind()), Some(NodeKind::Persistent));
+        assert_eq!(
+            sim.tree.get("/p").map(|n| n.kind()),
+            Some(NodeKind::Persistent)
+        );
 
-        let mut off = Sim::with_config(PrepConfig { extended_types_enabled: false });
+        let mut off = Sim::with_config(PrepConfig {
+            extended_types_enabled: false,
+        });
         check(&mut off, ttl_req("/t", 5, 100), "Unimplemented");
         check(&mut off, create("/t", 5), "Unimplemented");
         check(&mut off, ttl_req("/t", 0, 100), "BadArguments");
@@ -841,8 +1030,15 @@ mod tests {
     #[test]
     fn null_data_stays_null() {
         let mut sim = Sim::new();
-        check(&mut sim, create_with(OpCode::Create, create_req("/n", None, 0)), "create /n");
-        assert_eq!(sim.read(get_data("/n", false)), "data null [c2 m2 p2 v0 cv0 av0 eo0 dl0 nc0]");
+        check(
+            &mut sim,
+            create_with(OpCode::Create, create_req("/n", None, 0)),
+            "create /n",
+        );
+        assert_eq!(
+            sim.read(get_data("/n", false)),
+            "data null [c2 m2 p2 v0 cv0 av0 eo0 dl0 nc0]"
+        );
         check(&mut sim, create("/e", 0), "create /e");
         assert!(sim.read(get_data("/e", false)).starts_with("data \"\""));
     }
@@ -853,7 +1049,10 @@ mod tests {
         check(&mut sim, create("/e", 1), "create /e");
         check(&mut sim, create("/e/x", 0), "NoChildrenForEphemerals");
         check(&mut sim, create("/e/x", 2), "NoChildrenForEphemerals");
-        assert_eq!(sim.stat("/e"), format!("c2 m2 p2 v0 cv0 av0 eo{} dl0 nc0", 0x100));
+        assert_eq!(
+            sim.stat("/e"),
+            format!("c2 m2 p2 v0 cv0 av0 eo{} dl0 nc0", 0x100)
+        );
     }
 
     // DESIGN.md invariant 4: prep sees pending changes.
@@ -872,10 +1071,12 @@ mod tests {
         let not_empty = sim.prep(delete("/a", -1)).unwrap();
         assert_eq!(stale.op, TxnOp::Error(ErrorCode::BadVersion));
         assert_eq!(not_empty.op, TxnOp::Error(ErrorCode::NotEmpty));
-        let replies: Vec<String> = [first, second, child, seq1, seq2, set1, set2, stale, not_empty]
-            .into_iter()
-            .map(|txn| render(&sim.apply(txn)))
-            .collect();
+        let replies: Vec<String> = [
+            first, second, child, seq1, seq2, set1, set2, stale, not_empty,
+        ]
+        .into_iter()
+        .map(|txn| render(&sim.apply(txn)))
+        .collect();
         assert_eq!(
             replies,
             [
@@ -903,9 +1104,17 @@ mod tests {
         let under = sim.prep(create("/p/e2/x", 0)).unwrap();
         assert_eq!(under.op, TxnOp::Error(ErrorCode::NoNode));
         let resurrect = sim.prep(create("/p/e3", 1)).unwrap();
-        assert_eq!(resurrect.op, TxnOp::Error(ErrorCode::SessionExpired), "no ephemeral outlives its session");
+        assert_eq!(
+            resurrect.op,
+            TxnOp::Error(ErrorCode::SessionExpired),
+            "no ephemeral outlives its session"
+        );
         let delete_parent = sim.prep(delete("/p", -1)).unwrap();
-        assert_eq!(delete_parent.op, TxnOp::Delete { path: "/p".into() }, "parent is empty once closed");
+        assert_eq!(
+            delete_parent.op,
+            TxnOp::Delete { path: "/p".into() },
+            "parent is empty once closed"
+        );
         for txn in [pending_ephemeral, close, under, resurrect, delete_parent] {
             sim.apply(txn);
         }
@@ -918,10 +1127,18 @@ mod tests {
     fn failed_multi_leaves_nothing_pending() {
         let mut sim = Sim::new();
         let failed = sim
-            .prep(Request::Multi(vec![m_create("/a", 0), m_create("/a/b", 0), m_delete("/zz", -1)]))
+            .prep(Request::Multi(vec![
+                m_create("/a", 0),
+                m_create("/a/b", 0),
+                m_delete("/zz", -1),
+            ]))
             .unwrap();
         let later = sim.prep(create("/a", 2)).unwrap();
-        assert_eq!(sim.prep.pending_count(), 2, "only the later create's root and node");
+        assert_eq!(
+            sim.prep.pending_count(),
+            2,
+            "only the later create's root and node"
+        );
         assert_eq!(render(&sim.apply(failed)), "multi [Ok, Ok, NoNode]");
         assert_eq!(render(&sim.apply(later)), "create /a0000000000");
     }
@@ -937,19 +1154,40 @@ mod tests {
         check(&mut sim, create("/p", 0), "create /p");
         check(&mut sim, create("/c/x", 0), "create /c/x");
         let now = sim.now_ms;
-        assert_eq!(sim.prep.prep_delete_container(&sim.tree, "/c", now).err(), Some(ErrorCode::NotEmpty));
+        assert_eq!(
+            sim.prep.prep_delete_container(&sim.tree, "/c", now).err(),
+            Some(ErrorCode::NotEmpty)
+        );
         check(&mut sim, delete("/c/x", -1), "ok");
         assert_eq!(sim.tree.reap_candidates(now), vec!["/c".to_string()]);
-        assert_eq!(sim.prep.prep_delete_container(&sim.tree, "/p", now).err(), Some(ErrorCode::BadVersion));
-        assert_eq!(sim.prep.prep_delete_container(&sim.tree, "/t", now).err(), Some(ErrorCode::BadVersion));
-        let txn = sim.prep.prep_delete_container(&sim.tree, "/c", now).unwrap();
-        assert_eq!(sim.prep.prep_delete_container(&sim.tree, "/c", now).err(), Some(ErrorCode::NoNode));
+        assert_eq!(
+            sim.prep.prep_delete_container(&sim.tree, "/p", now).err(),
+            Some(ErrorCode::BadVersion)
+        );
+        assert_eq!(
+            sim.prep.prep_delete_container(&sim.tree, "/t", now).err(),
+            Some(ErrorCode::BadVersion)
+        );
+        let txn = sim
+            .prep
+            .prep_delete_container(&sim.tree, "/c", now)
+            .unwrap();
+        assert_eq!(
+            sim.prep.prep_delete_container(&sim.tree, "/c", now).err(),
+            Some(ErrorCode::NoNode)
+        );
         assert_eq!(render(&sim.apply(txn)), "ok");
         let later = now + 100;
         assert_eq!(sim.tree.reap_candidates(later), vec!["/t".to_string()]);
-        let txn = sim.prep.prep_delete_container(&sim.tree, "/t", later).unwrap();
+        let txn = sim
+            .prep
+            .prep_delete_container(&sim.tree, "/t", later)
+            .unwrap();
         sim.apply(txn);
         assert!(!sim.tree.contains("/t") && !sim.tree.contains("/c"));
-        assert_eq!(sim.prep.prep_delete_container(&sim.tree, "/", later).err(), Some(ErrorCode::BadArguments));
+        assert_eq!(
+            sim.prep.prep_delete_container(&sim.tree, "/", later).err(),
+            Some(ErrorCode::BadArguments)
+        );
     }
 }

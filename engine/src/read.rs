@@ -14,8 +14,7 @@ use crate::path::join;
 use crate::request::{ClientInfo, MultiOp, MultiResult, Reply, Request, Response};
 use crate::tree::DataTree;
 use crate::types::{
-    perms, AddWatchMode, ErrorCode, EventType, Id, KeeperState, SessionId, WatcherEvent,
-    WatcherId,
+    perms, AddWatchMode, ErrorCode, EventType, Id, KeeperState, SessionId, WatcherEvent, WatcherId,
 };
 use crate::watch::WatchRegistry;
 
@@ -38,7 +37,11 @@ pub fn read(tree: &DataTree, ctx: &ReadContext, request: &Request) -> Reply {
     }
 }
 
-fn read_inner(tree: &DataTree, ctx: &ReadContext, request: &Request) -> Result<Response, ErrorCode> {
+fn read_inner(
+    tree: &DataTree,
+    ctx: &ReadContext,
+    request: &Request,
+) -> Result<Response, ErrorCode> {
     match request {
         Request::Exists { path, watch } => {
             if path.contains('\0') {
@@ -66,7 +69,10 @@ fn read_inner(tree: &DataTree, ctx: &ReadContext, request: &Request) -> Result<R
             } else {
                 acl::redact(node_acl)
             };
-            Ok(Response::GetAcl { acl, stat: node.stat() })
+            Ok(Response::GetAcl {
+                acl,
+                stat: node.stat(),
+            })
         }
         Request::GetChildren { path, watch } => {
             let (children, _) = get_children(tree, ctx, path, *watch)?;
@@ -97,7 +103,7 @@ fn read_inner(tree: &DataTree, ctx: &ReadContext, request: &Request) -> Result<R
             // 3.8.0 checks neither existence nor ACL here.
             let recursive = *mode == AddWatchMode::PersistentRecursive;
             ctx.watches.add_persistent(path, ctx.watcher, recursive);
-            Ok(Response::Empty)
+            Ok(Response::AddWatch)
         }
         Request::GetEphemerals { prefix } => {
             let all = tree.ephemerals(ctx.session);
@@ -105,7 +111,9 @@ fn read_inner(tree: &DataTree, ctx: &ReadContext, request: &Request) -> Result<R
             let paths = if trimmed.is_empty() || trimmed == "/" {
                 all
             } else {
-                all.into_iter().filter(|p| p.starts_with(prefix.as_str())).collect()
+                all.into_iter()
+                    .filter(|p| p.starts_with(prefix.as_str()))
+                    .collect()
             };
             Ok(Response::GetEphemerals { paths })
         }
@@ -115,13 +123,18 @@ fn read_inner(tree: &DataTree, ctx: &ReadContext, request: &Request) -> Result<R
                 return Err(ErrorCode::NoAuth);
             }
             let total = all_children_number(tree, path);
-            Ok(Response::GetAllChildrenNumber { total: i32::try_from(total).unwrap_or(i32::MAX) })
+            Ok(Response::GetAllChildrenNumber {
+                total: i32::try_from(total).unwrap_or(i32::MAX),
+            })
         }
         Request::WhoAmI => {
             let ids = ctx
                 .auth
                 .iter()
-                .map(|id| ClientInfo { auth_scheme: id.scheme.clone(), user: acl::user_name(id) })
+                .map(|id| ClientInfo {
+                    auth_scheme: id.scheme.clone(),
+                    user: acl::user_name(id),
+                })
                 .collect();
             Ok(Response::WhoAmI { ids })
         }
@@ -174,8 +187,9 @@ fn get_children(
 /// ZK-BEHAVIOURS 4); otherwise each op answers on its own, errors included.
 /// No watches are set.
 fn multi_read(tree: &DataTree, ctx: &ReadContext, ops: &[MultiOp]) -> Result<Response, ErrorCode> {
-    let all_reads =
-        ops.iter().all(|op| matches!(op, MultiOp::GetChildren { .. } | MultiOp::GetData { .. }));
+    let all_reads = ops
+        .iter()
+        .all(|op| matches!(op, MultiOp::GetChildren { .. } | MultiOp::GetData { .. }));
     if !all_reads {
         return Err(ErrorCode::MarshallingError);
     }
@@ -280,18 +294,148 @@ pub fn set_watches_request(
     request: &Request,
 ) -> Option<Vec<WatcherEvent>> {
     match request {
-        Request::SetWatches { relative_zxid, data, exist, child, persistent, persistent_recursive } => {
-            Some(set_watches(
-                tree,
-                ctx,
-                *relative_zxid,
-                data,
-                exist,
-                child,
-                persistent,
-                persistent_recursive,
-            ))
-        }
+        Request::SetWatches {
+            relative_zxid,
+            data,
+            exist,
+            child,
+            persistent,
+            persistent_recursive,
+        } => Some(set_watches(
+            tree,
+            ctx,
+            *relative_zxid,
+            data,
+            exist,
+            child,
+            persistent,
+            persistent_recursive,
+        )),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::sim::*;
+    use crate::request::Request;
+
+    #[track_caller]
+    fn check(sim: &mut Sim, request: Request, expected: &str) {
+        assert_eq!(sim.read(request), expected);
+    }
+
+    #[test]
+    fn who_am_i_lists_identities() {
+        let mut sim = Sim::new();
+        sim.auth.push(Id::new("digest", "u:hash"));
+        sim.auth.push(Id::new("super", ""));
+        let reply = sim.read(Request::WhoAmI);
+        assert_eq!(
+            reply,
+            "WhoAmI { ids: [ClientInfo { auth_scheme: \"ip\", user: \"127.0.0.1\" }, \
+             ClientInfo { auth_scheme: \"digest\", user: \"u\" }, \
+             ClientInfo { auth_scheme: \"super\", user: \"\" }] }"
+        );
+    }
+
+    #[test]
+    fn all_children_number_counts_descendants() {
+        let mut sim = Sim::new();
+        for path in ["/a", "/a/b", "/a/b/c", "/a/d", "/e"] {
+            sim.write(create(path, 0));
+        }
+        let count = |path: &str| Request::GetAllChildrenNumber {
+            path: path.to_string(),
+        };
+        check(&mut sim, count("/a"), "total 3");
+        check(&mut sim, count("/a/b/c"), "total 0");
+        // The reference leaves the root out for "/" and counts it for "".
+        check(&mut sim, count("/"), "total 8");
+        check(&mut sim, count(""), "total 9");
+        check(&mut sim, count("/a/"), "NoNode");
+    }
+
+    #[test]
+    fn set_watches_goes_through_its_own_function() {
+        let mut sim = Sim::new();
+        let request = Request::SetWatches {
+            relative_zxid: 0,
+            data: vec!["/gone".into()],
+            exist: vec!["/".into()],
+            child: vec![],
+            persistent: vec!["/p".into()],
+            persistent_recursive: vec!["/r".into()],
+        };
+        check(&mut sim, request.clone(), "Unimplemented");
+        let ctx = ReadContext {
+            session: sim.session,
+            auth: &sim.auth,
+            watcher: WatcherId(7),
+            watches: &sim.watches,
+        };
+        let events = set_watches_request(&sim.tree, &ctx, &request).expect("a setWatches");
+        let events: Vec<String> = events
+            .iter()
+            .map(|e| format!("{:?}:{}", e.event_type, e.path))
+            .collect();
+        assert_eq!(events, ["NodeDeleted:/gone", "NodeCreated:/"]);
+        assert!(sim
+            .watches
+            .contains("/p", WatcherId(7), crate::types::WatcherType::Children));
+        assert!(sim
+            .watches
+            .contains("/r", WatcherId(7), crate::types::WatcherType::Data));
+        assert!(set_watches_request(&sim.tree, &ctx, &Request::Ping).is_none());
+    }
+
+    #[test]
+    fn get_acl_redacts_digests_without_admin() {
+        let mut sim = Sim::new();
+        let mut request = create_req("/s", None, 0);
+        request.acl = vec![
+            crate::types::Acl {
+                perms: perms::READ,
+                id: Id::new("world", "anyone"),
+            },
+            crate::types::Acl {
+                perms: perms::ALL,
+                id: Id::new("digest", "admin:secret"),
+            },
+        ];
+        sim.write(create_with(crate::types::OpCode::Create, request));
+        check(
+            &mut sim,
+            Request::GetAcl { path: "/s".into() },
+            "acl world:anyone:1,digest:admin:x:31",
+        );
+        sim.auth.push(Id::new("digest", "admin:secret"));
+        check(
+            &mut sim,
+            Request::GetAcl { path: "/s".into() },
+            "acl world:anyone:1,digest:admin:secret:31",
+        );
+    }
+
+    #[test]
+    fn writes_are_not_answered_here() {
+        let mut sim = Sim::new();
+        check(&mut sim, create("/a", 0), "Unimplemented");
+        check(&mut sim, Request::CloseSession, "Unimplemented");
+        check(
+            &mut sim,
+            Request::Sync { path: "/x".into() },
+            "Sync { path: \"/x\" }",
+        );
+        check(
+            &mut sim,
+            Request::Exists {
+                path: "/a\0".into(),
+                watch: true,
+            },
+            "BadArguments",
+        );
+        assert_eq!(sim.watches.count(), 0, "no watch on a refused exists");
     }
 }

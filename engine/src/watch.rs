@@ -49,7 +49,10 @@ impl Manager {
             }
             None => {
                 self.total += 1;
-                self.by_watcher.entry(watcher).or_default().insert(Box::from(path));
+                self.by_watcher
+                    .entry(watcher)
+                    .or_default()
+                    .insert(Box::from(path));
             }
         }
         if mode == Mode::PersistentRecursive {
@@ -87,7 +90,9 @@ impl Manager {
     }
 
     fn contains(&self, path: &str, watcher: WatcherId) -> bool {
-        self.by_path.get(path).is_some_and(|w| w.contains_key(&watcher))
+        self.by_path
+            .get(path)
+            .is_some_and(|w| w.contains_key(&watcher))
     }
 
     fn remove_watcher(&mut self, watcher: WatcherId) {
@@ -121,10 +126,8 @@ impl Manager {
             if let Some(watchers) = self.by_path.get_mut(current) {
                 for (&watcher, &mode) in watchers.iter() {
                     match mode {
-                        Mode::PersistentRecursive => {
-                            if event != EventType::NodeChildrenChanged {
-                                fired.push(watcher);
-                            }
+                        Mode::PersistentRecursive if event != EventType::NodeChildrenChanged => {
+                            fired.push(watcher)
                         }
                         Mode::Persistent if !at_parent => fired.push(watcher),
                         Mode::Standard if !at_parent => {
@@ -223,7 +226,10 @@ impl WatchRegistry {
     fn update<R>(&self, f: impl FnOnce(&mut Managers) -> R) -> R {
         let mut managers = self.inner.lock();
         let result = f(&mut managers);
-        self.total.store(managers.data.total + managers.child.total, Ordering::Release);
+        self.total.store(
+            managers.data.total + managers.child.total,
+            Ordering::Release,
+        );
         result
     }
 
@@ -242,7 +248,11 @@ impl WatchRegistry {
     /// matters only to checkWatches/removeWatches of type Children and to
     /// deletes (where it is deduplicated).
     pub fn add_persistent(&self, path: &str, w: WatcherId, recursive: bool) {
-        let mode = if recursive { Mode::PersistentRecursive } else { Mode::Persistent };
+        let mode = if recursive {
+            Mode::PersistentRecursive
+        } else {
+            Mode::Persistent
+        };
         self.update(|m| {
             m.data.add(path, w, mode);
             m.child.add(path, w, mode);
@@ -385,7 +395,10 @@ impl WatchRegistry {
                 }
             }
         }
-        assert_eq!(self.total.load(Ordering::Acquire), m.data.total + m.child.total);
+        assert_eq!(
+            self.total.load(Ordering::Acquire),
+            m.data.total + m.child.total
+        );
     }
 }
 
@@ -440,13 +453,21 @@ mod tests {
         let reg = WatchRegistry::new();
         reg.add_persistent("/a", A, false);
         reg.add_persistent("/", B, true);
-        check(&reg, "/a", NodeDataChanged, "1:NodeDataChanged:/a 2:NodeDataChanged:/a");
+        check(
+            &reg,
+            "/a",
+            NodeDataChanged,
+            "1:NodeDataChanged:/a 2:NodeDataChanged:/a",
+        );
         check(&reg, "/a", NodeChildrenChanged, "1:NodeChildrenChanged:/a");
         check(&reg, "/a/b/c", NodeCreated, "2:NodeCreated:/a/b/c");
         check(&reg, "/a/b", NodeDeleted, "2:NodeDeleted:/a/b");
         check(&reg, "/a", NodeDeleted, "1:NodeDeleted:/a 2:NodeDeleted:/a");
         assert_eq!(reg.count(), 4, "persistent watches survive");
-        assert!(reg.contains("/", B, WatcherType::Children), "3.8.0 puts recursive in both");
+        assert!(
+            reg.contains("/", B, WatcherType::Children),
+            "3.8.0 puts recursive in both"
+        );
         assert!(reg.remove("/", B, WatcherType::Data));
         check(&reg, "/x", NodeCreated, "");
         assert!(reg.remove("/", B, WatcherType::Children));
@@ -479,7 +500,10 @@ mod tests {
         assert!(reg.contains("/a", A, WatcherType::Data));
         assert!(reg.contains("/a", A, WatcherType::Any));
         assert!(!reg.contains("/a", A, WatcherType::Children));
-        assert!(!reg.contains("/a", B, WatcherType::Data), "another connection's watch");
+        assert!(
+            !reg.contains("/a", B, WatcherType::Data),
+            "another connection's watch"
+        );
         assert!(!reg.remove("/a", A, WatcherType::Children));
         assert!(reg.remove("/a", A, WatcherType::Any));
         assert!(!reg.remove("/a", A, WatcherType::Any));
@@ -494,7 +518,14 @@ mod tests {
         reg.add_persistent("/c", A, true);
         reg.add_data("/a", B);
         assert_eq!(reg.count(), 5);
-        assert_eq!(reg.summary(), WatchSummary { connections: 2, paths: 2, watches: 3 });
+        assert_eq!(
+            reg.summary(),
+            WatchSummary {
+                connections: 2,
+                paths: 2,
+                watches: 3
+            }
+        );
         assert_eq!(
             reg.by_path(),
             vec![("/a".to_string(), vec![A, B]), ("/c".to_string(), vec![A])]

@@ -27,6 +27,9 @@ pub enum Submission {
         request: Request,
         auth: Arc<Vec<Id>>,
     },
+    /// A write whose body did not parse: answered with `err`, consuming a
+    /// zxid as the reference does.
+    Rejected { conn: WatcherId, session: SessionId, xid: i32, err: engine::types::ErrorCode },
     /// `sync`: answered once every write submitted before it is applied.
     Sync { conn: WatcherId, xid: i32, path: String },
     /// A handshake without a session id: create one.

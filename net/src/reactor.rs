@@ -141,6 +141,9 @@ enum Work {
     Request(Request),
     /// A frame the reference answers with an error code and keeps serving.
     Reject(ErrorCode),
+    /// The same, for a write: the error still consumes a zxid, so it goes
+    /// through the pipeline.
+    RejectWrite(ErrorCode),
     /// An unknown opcode: Unimplemented with zxid -1, then close.
     Unknown,
 }
@@ -151,6 +154,7 @@ impl Work {
     fn goes_to_pipeline(&self) -> bool {
         match self {
             Work::Request(request) => request.is_write() || matches!(request, Request::Sync { .. }),
+            Work::RejectWrite(_) => true,
             Work::Reject(_) | Work::Unknown => false,
         }
     }
@@ -477,6 +481,9 @@ impl IoThread {
             }
             let (xid, work) = match proto::decode_request(body) {
                 Ok(Decoded::Request(header, request)) => (header.xid, Work::Request(request)),
+                Ok(Decoded::Rejected(header, code)) if header.rejection_consumes_zxid(code) => {
+                    (header.xid, Work::RejectWrite(code))
+                }
                 Ok(Decoded::Rejected(header, code)) => (header.xid, Work::Reject(code)),
                 Ok(Decoded::UnknownOp(header)) => {
                     tracing::info!(peer = %conn.entry.remote, op = header.op, "unknown opcode");
@@ -575,21 +582,26 @@ impl IoThread {
                 break;
             }
             if front.work.goes_to_pipeline() {
-                let Some(Pending { xid, work: Work::Request(request), received }) =
-                    conn.queue.pop_front()
-                else {
-                    unreachable!("goes_to_pipeline implies a request")
-                };
-                conn.in_flight.push_back((received, proto::request_op(&request)));
-                let submission = match request {
-                    Request::Sync { path } => Submission::Sync { conn: conn.id, xid, path },
-                    request => Submission::Write {
-                        conn: conn.id,
-                        session: conn.session,
-                        xid,
-                        request,
-                        auth: Arc::clone(&conn.auth),
-                    },
+                let Some(Pending { xid, work, received }) = conn.queue.pop_front() else { break };
+                let submission = match work {
+                    Work::RejectWrite(err) => {
+                        conn.in_flight.push_back((received, OpCode::Error));
+                        Submission::Rejected { conn: conn.id, session: conn.session, xid, err }
+                    }
+                    Work::Request(request) => {
+                        conn.in_flight.push_back((received, proto::request_op(&request)));
+                        match request {
+                            Request::Sync { path } => Submission::Sync { conn: conn.id, xid, path },
+                            request => Submission::Write {
+                                conn: conn.id,
+                                session: conn.session,
+                                xid,
+                                request,
+                                auth: Arc::clone(&conn.auth),
+                            },
+                        }
+                    }
+                    Work::Reject(_) | Work::Unknown => unreachable!("answered locally"),
                 };
                 if shared.submit.send(submission).is_err() {
                     // The pipeline is gone: the server is stopping.
@@ -619,6 +631,7 @@ impl IoThread {
                 Work::Reject(code) => {
                     proto::encode_reply(pending.xid, last_zxid.0, &Reply::error(code), &mut conn.outbuf);
                 }
+                Work::RejectWrite(_) => unreachable!("goes to the pipeline"),
                 Work::Request(request) => serve_local(shared, conn, tree, pending.xid, request),
             }
             let latency = pending.received.elapsed();

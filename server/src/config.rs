@@ -366,6 +366,7 @@ impl Config {
     /// The no-argument server: standalone on port 2181 with data in `./data`,
     /// `tickTime` 2000, `initLimit` 10, `syncLimit` 5 (the values of the
     /// reference's sample zoo.cfg), and the reference's defaults otherwise.
+    #[cfg(test)]
     pub fn embedded_default() -> Config {
         match Config::embedded("") {
             Ok(config) => config,

@@ -98,6 +98,10 @@ impl Pipeline {
                 entries.push(Entry::Txn { txn, origin: Origin::CreateSession { conn, timeout_ms } });
             }
             Submission::Sync { conn, xid, path } => entries.push(Entry::Sync { conn, xid, path }),
+            Submission::Rejected { conn, session, xid, err } => {
+                let txn = self.prep.prep_error(session, xid, err, now);
+                entries.push(Entry::Txn { txn, origin: Origin::Client { conn, xid } });
+            }
             Submission::Write { conn, session, xid, request: Request::CloseSession, .. } => {
                 self.shared.sessions.lock().set_closing(session);
                 let txn = self.prep.prep_close_session(tree, session, xid, now);

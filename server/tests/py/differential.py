@@ -17,6 +17,7 @@ answered, never on wall-clock time, ports, or session-id values.
 """
 
 import difflib
+import os
 import pprint
 
 import zkraw
@@ -212,6 +213,8 @@ def compare(name, left, right, known=None):
     observation label to the written reason the two may differ there; such
     entries are compared for presence only."""
     known = known or {}
+    if os.environ.get("ZK_DIFF_DUMP"):
+        print("\n".join(["== %s on %s" % (name, right.server.kind)] + render(right.obs)))
     a = [(l, "<differs: %s>" % known[l] if l in known else v) for l, v in left.obs]
     b = [(l, "<differs: %s>" % known[l] if l in known else v) for l, v in right.obs]
     if a == b:

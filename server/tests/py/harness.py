@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -302,3 +303,58 @@ def wait_until(pred, timeout=10.0, interval=0.05, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
         time.sleep(interval)
+
+
+class Interactive:
+    """A client program (zkCli, cli_mt) fed one command at a time on stdin,
+    its output (stdout and stderr) collected line by line by a reader
+    thread. `close()` sends `quit` and kills the process group if needed."""
+
+    def __init__(self, argv, env=None):
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.buf = []
+        self.skipped = []
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for raw_line in self.proc.stdout:
+            with self.lock:
+                self.buf.append(raw_line.decode("utf-8", "replace").rstrip("\n"))
+
+    def send(self, line):
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+
+    def expect(self, want, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                for i, line in enumerate(self.buf):
+                    if (want.match(line) if hasattr(want, "match") else line == want):
+                        # The lines passed over, for tests that check order.
+                        self.skipped = self.buf[:i]
+                        del self.buf[: i + 1]
+                        return line
+            time.sleep(0.02)
+        with self.lock:
+            seen = list(self.buf)
+        raise AssertionError("%s did not print %r; pending output:\n%s" % (
+            os.path.basename(self.proc.args[0]),
+            getattr(want, "pattern", want), "\n".join(seen)))
+
+    def pending(self):
+        with self.lock:
+            return list(self.buf)
+
+    def close(self):
+        try:
+            self.send("quit")
+            self.proc.wait(15)
+        except Exception:
+            pass
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
