@@ -262,6 +262,9 @@ pub struct DataTree {
     containers: HashSet<Box<str>>,
     ttls: HashSet<Box<str>>,
     sessions: HashMap<SessionId, i32>,
+    /// Paths with a quota: those with a `zookeeper_limits` node under
+    /// `/zookeeper/quota`. Derived from the nodes, rebuilt on restore.
+    quotas: HashSet<Box<str>>,
     last_zxid: Zxid,
     data_size: u64,
     digest: u64,
@@ -301,6 +304,7 @@ impl DataTree {
             containers: HashSet::new(),
             ttls: HashSet::new(),
             sessions: HashMap::new(),
+            quotas: HashSet::new(),
             last_zxid: Zxid::ZERO,
             data_size: 0,
             digest: 0,
@@ -349,6 +353,7 @@ impl DataTree {
         self.data_size += node_size(path, node.data.as_deref());
         self.digest = self.digest.wrapping_add(node_hash(path, &node));
         self.index_kind(path, kind);
+        self.index_quota(path, true);
         self.nodes.insert(Box::from(path), node);
         if path != ROOT {
             let parent = parent_of(path);
@@ -597,6 +602,12 @@ impl DataTree {
         self.digest = self.digest.wrapping_add(node_hash(path, &node));
         self.index_kind(path, kind);
         self.nodes.insert(Box::from(path), node);
+        self.index_quota(path, true);
+        if let Some(quota_path) = quota_stats_owner(path) {
+            let quota_path = quota_path.to_string();
+            self.recount_quota(&quota_path);
+        }
+        self.update_quota(path, 1, data.map_or(0, |d| d.len() as i64));
         Ok(())
     }
 
@@ -640,6 +651,8 @@ impl DataTree {
             .saturating_sub(node_size(path, node.data.as_deref()));
         self.acls.release(node.acl);
         self.unindex_kind(path, node.kind);
+        self.index_quota(path, false);
+        self.update_quota(path, -1, -(node.data.as_ref().map_or(0, |d| d.len()) as i64));
         Ok(())
     }
 
@@ -701,7 +714,79 @@ impl DataTree {
         }
         let new_len = data.map_or(0, |d| d.len());
         self.data_size = self.data_size.saturating_sub(old_len as u64) + new_len as u64;
+        self.update_quota(path, 0, new_len as i64 - old_len as i64);
         Ok(())
+    }
+
+    // ---- quotas ----
+    //
+    // The reference keeps `/zookeeper/quota/<path>/zookeeper_stats` current
+    // as `count=N,bytes=M`: the number of znodes in `<path>`'s subtree and
+    // the sum of their data lengths. The stats node's data is rewritten in
+    // place (no version change), by apply, so it is deterministic. Limits
+    // are only reported, not enforced (the reference's default).
+
+    fn index_quota(&mut self, path: &str, present: bool) {
+        if let Some(quota_path) = quota_limits_owner(path) {
+            if present {
+                self.quotas.insert(Box::from(quota_path));
+            } else {
+                self.quotas.remove(quota_path);
+            }
+        }
+    }
+
+    /// The longest quota path that is `path` or one of its ancestors; the
+    /// root does not count, as in the reference.
+    fn quota_prefix(&self, path: &str) -> Option<String> {
+        if self.quotas.is_empty() || path.starts_with(QUOTA) {
+            return None;
+        }
+        let mut candidate = path;
+        while candidate != ROOT && !candidate.is_empty() {
+            if self.quotas.contains(candidate) {
+                return Some(candidate.to_string());
+            }
+            candidate = parent_of(candidate);
+        }
+        None
+    }
+
+    fn update_quota(&mut self, path: &str, count_diff: i64, bytes_diff: i64) {
+        let Some(quota_path) = self.quota_prefix(path) else { return };
+        let stats_path = format!("{QUOTA}{quota_path}/{QUOTA_STATS}");
+        let Some(node) = self.nodes.get(stats_path.as_str()) else { return };
+        let Some((count, bytes, rest)) = node.data.as_deref().and_then(parse_quota_stats) else {
+            return;
+        };
+        let text = format!("count={},bytes={}{}", count + count_diff, bytes + bytes_diff, rest);
+        self.rewrite_quota_stats(&stats_path, text);
+    }
+
+    /// Counts `quota_path`'s subtree afresh into its stats node.
+    fn recount_quota(&mut self, quota_path: &str) {
+        let (mut count, mut bytes) = (0i64, 0i64);
+        let mut stack = vec![quota_path.to_string()];
+        while let Some(path) = stack.pop() {
+            let Some(node) = self.nodes.get(path.as_str()) else { continue };
+            count += 1;
+            bytes += node.data.as_ref().map_or(0, |d| d.len() as i64);
+            for child in node.children.iter().flat_map(|children| children.iter()) {
+                stack.push(crate::path::join(&path, child));
+            }
+        }
+        let stats_path = format!("{QUOTA}{quota_path}/{QUOTA_STATS}");
+        self.rewrite_quota_stats(&stats_path, format!("count={count},bytes={bytes}"));
+    }
+
+    fn rewrite_quota_stats(&mut self, stats_path: &str, text: String) {
+        let mut old_len = 0;
+        let new_len = text.len();
+        self.with_node(stats_path, |node| {
+            old_len = node.data.as_ref().map_or(0, |d| d.len());
+            node.data = Some(text.into_bytes().into_boxed_slice());
+        });
+        self.data_size = self.data_size.saturating_sub(old_len as u64) + new_len as u64;
     }
 
     pub(crate) fn set_acl(
@@ -860,6 +945,38 @@ impl DataTree {
         }
         Ok(())
     }
+}
+
+const QUOTA_LIMITS: &str = "zookeeper_limits";
+const QUOTA_STATS: &str = "zookeeper_stats";
+
+/// For `/zookeeper/quota/<p>/zookeeper_limits`, the quota path `<p>`.
+fn quota_limits_owner(path: &str) -> Option<&str> {
+    quota_owner(path, QUOTA_LIMITS)
+}
+
+/// For `/zookeeper/quota/<p>/zookeeper_stats`, the quota path `<p>`.
+fn quota_stats_owner(path: &str) -> Option<&str> {
+    quota_owner(path, QUOTA_STATS)
+}
+
+fn quota_owner<'a>(path: &'a str, leaf: &str) -> Option<&'a str> {
+    let inner = path.strip_prefix(QUOTA)?.strip_suffix(leaf)?.strip_suffix('/')?;
+    (inner.starts_with('/') && inner.len() > 1).then_some(inner)
+}
+
+/// Splits `count=N,bytes=M<rest>` (the reference's stats text, which may go
+/// on with `=;key=value` pairs) into its numbers and the untouched rest.
+fn parse_quota_stats(data: &[u8]) -> Option<(i64, i64, String)> {
+    let text = std::str::from_utf8(data).ok()?;
+    let after_count = text.strip_prefix("count=")?;
+    let (count, after) = after_count.split_once(",bytes=")?;
+    let digits = after
+        .char_indices()
+        .find(|(i, c)| !(c.is_ascii_digit() || (*i == 0 && *c == '-')))
+        .map_or(after.len(), |(i, _)| i);
+    let (bytes, rest) = after.split_at(digits);
+    Some((count.parse().ok()?, bytes.parse().ok()?, rest.to_string()))
 }
 
 fn node_size(path: &str, data: Option<&[u8]>) -> u64 {

@@ -733,8 +733,32 @@ pub fn default_environment(version: &str) -> Vec<(String, String)> {
             env("HOME").unwrap_or_else(|| "?".to_string()),
         ),
         ("user.dir".to_string(), user_dir),
+        // The reference reports its JVM heap here. With no heap, the honest
+        // equivalents are: free = memory the machine has available, max = the
+        // machine's memory (nothing smaller caps us), total = our resident set.
+        ("os.memory.free".to_string(), megabytes(meminfo_kb("MemAvailable:"))),
+        ("os.memory.max".to_string(), megabytes(meminfo_kb("MemTotal:"))),
+        ("os.memory.total".to_string(), megabytes(resident_kb())),
         ("process.id".to_string(), std::process::id().to_string()),
     ]
+}
+
+fn megabytes(kb: Option<u64>) -> String {
+    kb.map(|kb| format!("{}MB", kb / 1024)).unwrap_or_else(|| "<NA>".to_string())
+}
+
+/// A `/proc/meminfo` field in kB.
+fn meminfo_kb(field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|line| line.starts_with(field))?;
+    line[field.len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// This process's resident set in kB.
+fn resident_kb() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line["VmRSS:".len()..].split_whitespace().next()?.parse().ok()
 }
 
 /// Java's `Double.toString` for the values printed here: the shortest

@@ -557,6 +557,8 @@ impl IoThread {
                     read_only: false,
                 };
                 proto::encode_connect_response_for(&response, conn.sent_read_only, &mut conn.outbuf);
+                self.shared.stats.packet_sent();
+                conn.entry.stats.packet_sent();
                 tracing::debug!(%session, timeout_ms, "session established");
             }
             Mail::Close { .. } => {
@@ -782,6 +784,8 @@ fn handshake(shared: &Shared, conn: &mut Connection, body: &[u8]) -> Result<(), 
         read_only: false,
     };
     proto::encode_connect_response_for(&response, conn.sent_read_only, &mut conn.outbuf);
+    shared.stats.packet_sent();
+    conn.entry.stats.packet_sent();
     tracing::debug!(%session, "session reattached");
     Ok(())
 }

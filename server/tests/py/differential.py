@@ -151,9 +151,11 @@ class Side:
         self.obs.append((label, self.reply(reply)))
         return reply
 
-    def events(self, label, client, quiet=0.05):
+    def events(self, label, client, quiet=0.05, unordered=False):
         """Record the events `client` has received so far. A ping first: its
-        reply comes after every event the server queued before it."""
+        reply comes after every event the server queued before it. With
+        `unordered`, the events are sorted: for when the reference's order
+        is arbitrary (say, hash order)."""
         try:
             client.ping()
         except zkraw.Closed:
@@ -164,7 +166,10 @@ class Side:
         except zkraw.Closed:
             evs = list(client.events)
             client.events.clear()
-        self.obs.append((label, [self.event(e) for e in evs]))
+        out = [self.event(e) for e in evs]
+        if unordered:
+            out.sort(key=lambda e: sorted(e.items()))
+        self.obs.append((label, out))
 
     def wire_order(self, label, client):
         """Record the kinds (event/reply) in the order they arrived since the

@@ -160,7 +160,9 @@ def test_wrong_password_rejected(fast, raw, prefix):
         assert bad.wait_closed(5.0)
     finally:
         bad.close()
-    assert owner.wait_closed(5.0)
+    assert owner.wait_closed(1.0), (
+        "the reference closes the session's connection on any reconnect attempt, "
+        "even one with a wrong password")
     again = raw(fast, timeout_ms=4000, session_id=owner.session_id, passwd=owner.passwd)
     assert again.session_id == owner.session_id
     assert ok(again.exists(prefix)).stat.ephemeralOwner == owner.session_id
@@ -201,3 +203,22 @@ def test_kazoo_session_survives_idle_period(fast, kazoo, prefix):
     time.sleep(2.5)
     assert zk.exists(prefix).ephemeralOwner == sid
     assert zk.client_id[0] == sid
+
+
+def test_expiry_seen_by_kazoo_watchers(fast, raw, kazoo, prefix):
+    # The same expiry seen through kazoo: its exists watch and ChildrenWatch
+    # recipe fire when another session's ephemeral goes with the session.
+    zk = kazoo(fast, timeout=4.0)
+    zk.create(prefix)
+    doomed = raw(fast, timeout_ms=400)
+    ok(doomed.create(prefix + "/e", flags=Mode.EPHEMERAL))
+    fired = []
+    kids_seen = []
+    assert zk.exists(prefix + "/e", watch=lambda ev: fired.append((ev.type, ev.path)))
+    zk.ChildrenWatch(prefix, lambda kids: kids_seen.append(sorted(kids)))
+    harness.wait_until(lambda: kids_seen == [["e"]], what="initial ChildrenWatch call")
+    doomed.close()  # drop the socket without closing the session
+    harness.wait_until(lambda: fired and kids_seen[-1] == [], timeout=10,
+                       what="kazoo watches after expiry")
+    assert fired == [("DELETED", prefix + "/e")]
+    assert zk.exists(prefix + "/e") is None
