@@ -400,7 +400,7 @@ pub(crate) mod sim {
             return format!("{:?}", reply.err);
         }
         match &reply.body {
-            Response::Empty => "ok".to_string(),
+            Response::Empty | Response::AddWatch => "ok".to_string(),
             Response::Create { path } => format!("create {path}"),
             Response::Create2 { path, stat } => format!("create2 {path} [{}]", render_stat(stat)),
             Response::Stat(stat) => format!("stat [{}]", render_stat(stat)),
