@@ -560,7 +560,13 @@ impl Prep {
 
     /// A write whose body the codec could not parse: the reference still
     /// turns it into an error txn, so it consumes a zxid (ZK-BEHAVIOURS 2).
-    pub fn prep_error(&mut self, session: SessionId, cxid: i32, code: ErrorCode, now_ms: i64) -> Txn {
+    pub fn prep_error(
+        &mut self,
+        session: SessionId,
+        cxid: i32,
+        code: ErrorCode,
+        now_ms: i64,
+    ) -> Txn {
         self.txn(session, cxid, now_ms, TxnOp::Error(code))
     }
 

@@ -31,6 +31,23 @@ pub struct ReadContext<'a> {
 /// return the events to deliver at once; here it answers Unimplemented, as
 /// do writes and setAuth (the caller routes those elsewhere).
 pub fn read(tree: &DataTree, ctx: &ReadContext, request: &Request) -> Reply {
+    if let Request::MultiRead(ops) = request {
+        let is_read =
+            |op: &MultiOp| matches!(op, MultiOp::GetChildren { .. } | MultiOp::GetData { .. });
+        if let Some(position) = ops.iter().position(|op| !is_read(op)) {
+            // Observed on 3.8.0: the refusal carries an empty result list
+            // when the write comes first, and no body after a read.
+            let body = if position == 0 {
+                Response::Multi(Vec::new())
+            } else {
+                Response::Empty
+            };
+            return Reply {
+                err: ErrorCode::MarshallingError,
+                body,
+            };
+        }
+    }
     match read_inner(tree, ctx, request) {
         Ok(body) => Reply::ok(body),
         Err(code) => Reply::error(code),
@@ -140,6 +157,7 @@ fn read_inner(
         }
         Request::SetWatches { .. }
         | Request::SetAuth { .. }
+        | Request::Sasl { .. }
         | Request::Create { .. }
         | Request::Delete { .. }
         | Request::SetData { .. }

@@ -25,35 +25,95 @@ pub struct CreateRequest {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum MultiOp {
     /// `op` is Create, Create2, CreateContainer or CreateTtl.
-    Create { op: OpCode, request: CreateRequest },
-    Delete { path: String, version: i32 },
-    SetData { path: String, data: Option<Vec<u8>>, version: i32 },
-    Check { path: String, version: i32 },
-    GetChildren { path: String },
-    GetData { path: String },
+    Create {
+        op: OpCode,
+        request: CreateRequest,
+    },
+    Delete {
+        path: String,
+        version: i32,
+    },
+    SetData {
+        path: String,
+        data: Option<Vec<u8>>,
+        version: i32,
+    },
+    Check {
+        path: String,
+        version: i32,
+    },
+    GetChildren {
+        path: String,
+    },
+    GetData {
+        path: String,
+    },
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Request {
     /// `op` is Create, Create2, CreateContainer or CreateTtl.
-    Create { op: OpCode, request: CreateRequest },
-    Delete { path: String, version: i32 },
-    Exists { path: String, watch: bool },
-    GetData { path: String, watch: bool },
-    SetData { path: String, data: Option<Vec<u8>>, version: i32 },
-    GetAcl { path: String },
-    SetAcl { path: String, acl: Vec<Acl>, version: i32 },
-    GetChildren { path: String, watch: bool },
-    GetChildren2 { path: String, watch: bool },
-    Sync { path: String },
+    Create {
+        op: OpCode,
+        request: CreateRequest,
+    },
+    Delete {
+        path: String,
+        version: i32,
+    },
+    Exists {
+        path: String,
+        watch: bool,
+    },
+    GetData {
+        path: String,
+        watch: bool,
+    },
+    SetData {
+        path: String,
+        data: Option<Vec<u8>>,
+        version: i32,
+    },
+    GetAcl {
+        path: String,
+    },
+    SetAcl {
+        path: String,
+        acl: Vec<Acl>,
+        version: i32,
+    },
+    GetChildren {
+        path: String,
+        watch: bool,
+    },
+    GetChildren2 {
+        path: String,
+        watch: bool,
+    },
+    Sync {
+        path: String,
+    },
     Ping,
     /// A top-level check (only meaningful inside multi).
-    Check { path: String, version: i32 },
+    Check {
+        path: String,
+        version: i32,
+    },
     Multi(Vec<MultiOp>),
     MultiRead(Vec<MultiOp>),
-    CheckWatches { path: String, watcher_type: WatcherType },
-    RemoveWatches { path: String, watcher_type: WatcherType },
-    SetAuth { auth_type: i32, scheme: String, auth: Vec<u8> },
+    CheckWatches {
+        path: String,
+        watcher_type: WatcherType,
+    },
+    RemoveWatches {
+        path: String,
+        watcher_type: WatcherType,
+    },
+    SetAuth {
+        auth_type: i32,
+        scheme: String,
+        auth: Vec<u8>,
+    },
     /// `setWatches` (101) leaves the two persistent lists empty.
     SetWatches {
         relative_zxid: i64,
@@ -63,10 +123,23 @@ pub enum Request {
         persistent: Vec<String>,
         persistent_recursive: Vec<String>,
     },
-    GetEphemerals { prefix: String },
-    GetAllChildrenNumber { path: String },
-    AddWatch { path: String, mode: AddWatchMode },
+    GetEphemerals {
+        prefix: String,
+    },
+    GetAllChildrenNumber {
+        path: String,
+    },
+    AddWatch {
+        path: String,
+        mode: AddWatchMode,
+    },
     WhoAmI,
+    /// `sasl` (102). No SASL mechanism is offered; the reference without one
+    /// answers with a null token, and so do we, so clients that try SASL
+    /// first carry on unauthenticated.
+    Sasl {
+        token: Option<Vec<u8>>,
+    },
     CloseSession,
 }
 
@@ -110,7 +183,10 @@ pub struct ClientInfo {
 
 impl From<&Id> for ClientInfo {
     fn from(id: &Id) -> ClientInfo {
-        ClientInfo { auth_scheme: id.scheme.clone(), user: id.id.clone() }
+        ClientInfo {
+            auth_scheme: id.scheme.clone(),
+            user: id.id.clone(),
+        }
     }
 }
 
@@ -119,19 +195,47 @@ impl From<&Id> for ClientInfo {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Response {
     Empty,
-    Create { path: String },
-    Create2 { path: String, stat: Stat },
+    Create {
+        path: String,
+    },
+    Create2 {
+        path: String,
+        stat: Stat,
+    },
     /// exists, setData, setACL.
     Stat(Stat),
-    GetData { data: Option<Vec<u8>>, stat: Stat },
-    GetAcl { acl: Vec<Acl>, stat: Stat },
-    GetChildren { children: Vec<String> },
-    GetChildren2 { children: Vec<String>, stat: Stat },
-    Sync { path: String },
+    GetData {
+        data: Option<Vec<u8>>,
+        stat: Stat,
+    },
+    GetAcl {
+        acl: Vec<Acl>,
+        stat: Stat,
+    },
+    GetChildren {
+        children: Vec<String>,
+    },
+    GetChildren2 {
+        children: Vec<String>,
+        stat: Stat,
+    },
+    Sync {
+        path: String,
+    },
     Multi(Vec<MultiResult>),
-    GetEphemerals { paths: Vec<String> },
-    GetAllChildrenNumber { total: i32 },
-    WhoAmI { ids: Vec<ClientInfo> },
+    GetEphemerals {
+        paths: Vec<String>,
+    },
+    GetAllChildrenNumber {
+        total: i32,
+    },
+    WhoAmI {
+        ids: Vec<ClientInfo>,
+    },
+    /// `SetSASLResponse`.
+    Sasl {
+        token: Option<Vec<u8>>,
+    },
     /// A successful addWatch. Not `Empty`: the reference answers with an
     /// `ErrorResponse { err: 0 }` body (four zero bytes) and the Java client
     /// reads it, failing the connection if it is missing.
@@ -147,9 +251,15 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(body: Response) -> Reply {
-        Reply { err: ErrorCode::Ok, body }
+        Reply {
+            err: ErrorCode::Ok,
+            body,
+        }
     }
     pub fn error(err: ErrorCode) -> Reply {
-        Reply { err, body: Response::Empty }
+        Reply {
+            err,
+            body: Response::Empty,
+        }
     }
 }

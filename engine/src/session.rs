@@ -52,8 +52,18 @@ impl SessionTracker {
     pub fn add(&mut self, session: SessionId, timeout_ms: i32, now_ms: i64) {
         self.remove(session);
         let expires_at_ms = self.bucket_for(now_ms, timeout_ms);
-        self.sessions.insert(session, SessionInfo { timeout_ms, expires_at_ms, closing: false });
-        self.buckets.entry(expires_at_ms).or_default().insert(session);
+        self.sessions.insert(
+            session,
+            SessionInfo {
+                timeout_ms,
+                expires_at_ms,
+                closing: false,
+            },
+        );
+        self.buckets
+            .entry(expires_at_ms)
+            .or_default()
+            .insert(session);
     }
 
     /// Records activity. Returns false if the session is unknown or closing:
@@ -70,7 +80,10 @@ impl SessionTracker {
             return true;
         }
         self.unbucket(session, info.expires_at_ms);
-        self.buckets.entry(expires_at_ms).or_default().insert(session);
+        self.buckets
+            .entry(expires_at_ms)
+            .or_default()
+            .insert(session);
         if let Some(info) = self.sessions.get_mut(&session) {
             info.expires_at_ms = expires_at_ms;
         }
@@ -174,7 +187,10 @@ mod tests {
         tracker.add(session, 400, 1_000);
         assert!(tracker.expired(1_400).is_empty());
         assert_eq!(tracker.expired(1_500), vec![session]);
-        assert!(!tracker.touch(session, 1_500), "closing sessions are not revived");
+        assert!(
+            !tracker.touch(session, 1_500),
+            "closing sessions are not revived"
+        );
     }
 
     #[test]
@@ -198,7 +214,13 @@ mod tests {
 
     #[test]
     fn password_depends_on_id_only() {
-        assert_eq!(session_password(SessionId(5)), session_password(SessionId(5)));
-        assert_ne!(session_password(SessionId(5)), session_password(SessionId(6)));
+        assert_eq!(
+            session_password(SessionId(5)),
+            session_password(SessionId(5))
+        );
+        assert_ne!(
+            session_password(SessionId(5)),
+            session_password(SessionId(6))
+        );
     }
 }

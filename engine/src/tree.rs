@@ -652,7 +652,11 @@ impl DataTree {
         self.acls.release(node.acl);
         self.unindex_kind(path, node.kind);
         self.index_quota(path, false);
-        self.update_quota(path, -1, -(node.data.as_ref().map_or(0, |d| d.len()) as i64));
+        self.update_quota(
+            path,
+            -1,
+            -(node.data.as_ref().map_or(0, |d| d.len()) as i64),
+        );
         Ok(())
     }
 
@@ -753,13 +757,22 @@ impl DataTree {
     }
 
     fn update_quota(&mut self, path: &str, count_diff: i64, bytes_diff: i64) {
-        let Some(quota_path) = self.quota_prefix(path) else { return };
+        let Some(quota_path) = self.quota_prefix(path) else {
+            return;
+        };
         let stats_path = format!("{QUOTA}{quota_path}/{QUOTA_STATS}");
-        let Some(node) = self.nodes.get(stats_path.as_str()) else { return };
+        let Some(node) = self.nodes.get(stats_path.as_str()) else {
+            return;
+        };
         let Some((count, bytes, rest)) = node.data.as_deref().and_then(parse_quota_stats) else {
             return;
         };
-        let text = format!("count={},bytes={}{}", count + count_diff, bytes + bytes_diff, rest);
+        let text = format!(
+            "count={},bytes={}{}",
+            count + count_diff,
+            bytes + bytes_diff,
+            rest
+        );
         self.rewrite_quota_stats(&stats_path, text);
     }
 
@@ -768,7 +781,9 @@ impl DataTree {
         let (mut count, mut bytes) = (0i64, 0i64);
         let mut stack = vec![quota_path.to_string()];
         while let Some(path) = stack.pop() {
-            let Some(node) = self.nodes.get(path.as_str()) else { continue };
+            let Some(node) = self.nodes.get(path.as_str()) else {
+                continue;
+            };
             count += 1;
             bytes += node.data.as_ref().map_or(0, |d| d.len() as i64);
             for child in node.children.iter().flat_map(|children| children.iter()) {
@@ -961,7 +976,10 @@ fn quota_stats_owner(path: &str) -> Option<&str> {
 }
 
 fn quota_owner<'a>(path: &'a str, leaf: &str) -> Option<&'a str> {
-    let inner = path.strip_prefix(QUOTA)?.strip_suffix(leaf)?.strip_suffix('/')?;
+    let inner = path
+        .strip_prefix(QUOTA)?
+        .strip_suffix(leaf)?
+        .strip_suffix('/')?;
     (inner.starts_with('/') && inner.len() > 1).then_some(inner)
 }
 

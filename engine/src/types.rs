@@ -91,7 +91,10 @@ pub struct Id {
 
 impl Id {
     pub fn new(scheme: &str, id: &str) -> Id {
-        Id { scheme: scheme.to_string(), id: id.to_string() }
+        Id {
+            scheme: scheme.to_string(),
+            id: id.to_string(),
+        }
     }
 }
 
@@ -114,11 +117,17 @@ pub struct Acl {
 impl Acl {
     /// `world:anyone` with every permission: ZooKeeper's OPEN_ACL_UNSAFE.
     pub fn open_unsafe() -> Vec<Acl> {
-        vec![Acl { perms: perms::ALL, id: Id::new("world", "anyone") }]
+        vec![Acl {
+            perms: perms::ALL,
+            id: Id::new("world", "anyone"),
+        }]
     }
     /// `world:anyone` read-only: ZooKeeper's READ_ACL_UNSAFE.
     pub fn read_unsafe() -> Vec<Acl> {
-        vec![Acl { perms: perms::READ, id: Id::new("world", "anyone") }]
+        vec![Acl {
+            perms: perms::READ,
+            id: Id::new("world", "anyone"),
+        }]
     }
 }
 
@@ -167,10 +176,16 @@ impl CreateMode {
         )
     }
     pub fn is_ephemeral(self) -> bool {
-        matches!(self, CreateMode::Ephemeral | CreateMode::EphemeralSequential)
+        matches!(
+            self,
+            CreateMode::Ephemeral | CreateMode::EphemeralSequential
+        )
     }
     pub fn is_ttl(self) -> bool {
-        matches!(self, CreateMode::PersistentWithTtl | CreateMode::PersistentSequentialWithTtl)
+        matches!(
+            self,
+            CreateMode::PersistentWithTtl | CreateMode::PersistentSequentialWithTtl
+        )
     }
 }
 

@@ -736,15 +736,22 @@ pub fn default_environment(version: &str) -> Vec<(String, String)> {
         // The reference reports its JVM heap here. With no heap, the honest
         // equivalents are: free = memory the machine has available, max = the
         // machine's memory (nothing smaller caps us), total = our resident set.
-        ("os.memory.free".to_string(), megabytes(meminfo_kb("MemAvailable:"))),
-        ("os.memory.max".to_string(), megabytes(meminfo_kb("MemTotal:"))),
+        (
+            "os.memory.free".to_string(),
+            megabytes(meminfo_kb("MemAvailable:")),
+        ),
+        (
+            "os.memory.max".to_string(),
+            megabytes(meminfo_kb("MemTotal:")),
+        ),
         ("os.memory.total".to_string(), megabytes(resident_kb())),
         ("process.id".to_string(), std::process::id().to_string()),
     ]
 }
 
 fn megabytes(kb: Option<u64>) -> String {
-    kb.map(|kb| format!("{}MB", kb / 1024)).unwrap_or_else(|| "<NA>".to_string())
+    kb.map(|kb| format!("{}MB", kb / 1024))
+        .unwrap_or_else(|| "<NA>".to_string())
 }
 
 /// A `/proc/meminfo` field in kB.
@@ -758,7 +765,11 @@ fn meminfo_kb(field: &str) -> Option<u64> {
 fn resident_kb() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = text.lines().find(|line| line.starts_with("VmRSS:"))?;
-    line["VmRSS:".len()..].split_whitespace().next()?.parse().ok()
+    line["VmRSS:".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Java's `Double.toString` for the values printed here: the shortest
@@ -1472,11 +1483,14 @@ mod tests {
                 "user.name",
                 "user.home",
                 "user.dir",
+                "os.memory.free",
+                "os.memory.max",
+                "os.memory.total",
                 "process.id"
             ]
         );
         assert!(pairs.iter().all(|(_, value)| !value.is_empty()));
-        assert_eq!(envi.lines().count(), 10);
+        assert_eq!(envi.lines().count(), 13);
     }
 
     #[test]

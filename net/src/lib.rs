@@ -1,8 +1,7 @@
-
-pub mod jute;
 pub mod fourlw;
-pub mod stats;
-pub mod proto;
+pub mod jute;
 pub mod mailbox;
+pub mod proto;
 pub mod reactor;
 pub mod shared;
+pub mod stats;

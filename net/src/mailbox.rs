@@ -29,9 +29,18 @@ pub enum Submission {
     },
     /// A write whose body did not parse: answered with `err`, consuming a
     /// zxid as the reference does.
-    Rejected { conn: WatcherId, session: SessionId, xid: i32, err: engine::types::ErrorCode },
+    Rejected {
+        conn: WatcherId,
+        session: SessionId,
+        xid: i32,
+        err: engine::types::ErrorCode,
+    },
     /// `sync`: answered once every write submitted before it is applied.
-    Sync { conn: WatcherId, xid: i32, path: String },
+    Sync {
+        conn: WatcherId,
+        xid: i32,
+        path: String,
+    },
     /// A handshake without a session id: create one.
     CreateSession { conn: WatcherId, timeout_ms: i32 },
 }
@@ -39,10 +48,22 @@ pub enum Submission {
 #[derive(Debug)]
 pub enum Mail {
     /// The answer to a `Submission::Write` or `Sync`.
-    Reply { conn: WatcherId, xid: i32, zxid: Zxid, reply: Reply },
-    Event { conn: WatcherId, event: WatcherEvent },
+    Reply {
+        conn: WatcherId,
+        xid: i32,
+        zxid: Zxid,
+        reply: Reply,
+    },
+    Event {
+        conn: WatcherId,
+        event: WatcherEvent,
+    },
     /// The answer to `Submission::CreateSession`.
-    SessionCreated { conn: WatcherId, session: SessionId, timeout_ms: i32 },
+    SessionCreated {
+        conn: WatcherId,
+        session: SessionId,
+        timeout_ms: i32,
+    },
     /// Close the connection once what is queued for it is flushed: its
     /// session expired, was closed, or moved to another connection.
     Close { conn: WatcherId },
@@ -70,7 +91,11 @@ pub struct Mailbox {
 
 impl Mailbox {
     pub fn new(waker: mio::Waker) -> Mailbox {
-        Mailbox { queue: Mutex::new(Vec::new()), incoming: Mutex::new(Vec::new()), waker }
+        Mailbox {
+            queue: Mutex::new(Vec::new()),
+            incoming: Mutex::new(Vec::new()),
+            waker,
+        }
     }
 
     /// Queues without waking; call `wake` once after a batch.
@@ -115,7 +140,10 @@ pub struct Postman<'a> {
 impl<'a> Postman<'a> {
     pub fn new(mailboxes: &'a [Mailbox]) -> Postman<'a> {
         assert!(mailboxes.len() <= 64, "at most 64 I/O threads");
-        Postman { mailboxes, touched: 0 }
+        Postman {
+            mailboxes,
+            touched: 0,
+        }
     }
 
     pub fn post(&mut self, mail: Mail) {

@@ -371,7 +371,10 @@ fn decode_body(op: OpCode, reader: &mut Reader<'_>) -> Result<Request, Refusal> 
         }
         DeleteContainer => return Err(Refusal::Code(ErrorCode::BadArguments)),
         CreateSession => return Err(Refusal::Code(ErrorCode::MarshallingError)),
-        Notification | Sasl | Error => return Err(Refusal::Unknown),
+        Sasl => Request::Sasl {
+            token: reader.read_buffer("sasl token")?,
+        },
+        Notification | Error => return Err(Refusal::Unknown),
     };
     Ok(request)
 }
@@ -584,6 +587,7 @@ pub fn request_op(request: &Request) -> OpCode {
         Request::GetAllChildrenNumber { .. } => OpCode::GetAllChildrenNumber,
         Request::AddWatch { .. } => OpCode::AddWatch,
         Request::WhoAmI => OpCode::WhoAmI,
+        Request::Sasl { .. } => OpCode::Sasl,
         Request::CloseSession => OpCode::CloseSession,
     }
 }
@@ -627,6 +631,7 @@ pub fn encode_request(header: &RequestHeader, request: &Request, out: &mut Vec<u
             put_int(out, *version);
         }
         Request::Ping | Request::WhoAmI | Request::CloseSession => {}
+        Request::Sasl { token } => put_buffer(out, token.as_deref()),
         Request::Multi(ops) | Request::MultiRead(ops) => put_multi_ops(out, ops),
         Request::CheckWatches { path, watcher_type }
         | Request::RemoveWatches { path, watcher_type } => {
@@ -812,6 +817,7 @@ fn response_size_hint(body: &Response) -> usize {
         Response::GetEphemerals { paths } => jute::string_vector_size(paths),
         Response::Multi(results) => 9 + 96 * results.len(),
         Response::WhoAmI { ids } => 4 + 32 * ids.len(),
+        Response::Sasl { token } => 4 + token.as_ref().map_or(0, Vec::len),
     }
 }
 
@@ -849,6 +855,7 @@ fn put_response(out: &mut Vec<u8>, body: &Response) {
         }
         // `ErrorResponse { err: 0 }`, as the reference sends.
         Response::AddWatch => put_int(out, ErrorCode::Ok.code()),
+        Response::Sasl { token } => put_buffer(out, token.as_deref()),
     }
 }
 
@@ -1004,9 +1011,12 @@ pub fn decode_reply(op: OpCode, body: &[u8]) -> Result<(ReplyHeader, Reply), Dec
             read_error_code(reader, "add watch err")?;
             Response::AddWatch
         }
+        Sasl => Response::Sasl {
+            token: reader.read_buffer("sasl token")?,
+        },
         Notification | Delete | Ping | Check | Reconfig | CheckWatches | RemoveWatches
-        | DeleteContainer | Auth | SetWatches | Sasl | SetWatches2 | CreateSession
-        | CloseSession | Error => Response::Empty,
+        | DeleteContainer | Auth | SetWatches | SetWatches2 | CreateSession | CloseSession
+        | Error => Response::Empty,
     };
     Ok((header, Reply { err, body }))
 }
@@ -1494,10 +1504,25 @@ mod tests {
     /// ZK-BEHAVIOURS 11: these opcodes get Unimplemented and a closed socket.
     #[test]
     fn unknown_opcodes() {
-        for op in [0, 10, 23, 102, 108, -1, -2, 99, i32::MIN] {
+        for op in [0, 10, 23, 108, -1, -2, 99, i32::MIN] {
             let frame = body(3, op);
             check(&frame, Decoded::UnknownOp(RequestHeader { xid: 3, op }));
         }
+    }
+
+    /// sasl (102) is answered (with a null token), not refused: clients that
+    /// try SASL first then carry on, as against a reference without SASL.
+    #[test]
+    fn sasl_is_a_request() {
+        let mut frame = body(3, 102);
+        put_buffer(&mut frame, None);
+        check(
+            &frame,
+            Decoded::Request(
+                RequestHeader { xid: 3, op: 102 },
+                Request::Sasl { token: None },
+            ),
+        );
     }
 
     #[test]

@@ -57,7 +57,10 @@ pub struct Polls {
 
 impl Polls {
     pub fn new(threads: usize) -> io::Result<(Polls, Vec<Mailbox>)> {
-        assert!((1..=64).contains(&threads), "io threads must be in 1..=64, got {threads}");
+        assert!(
+            (1..=64).contains(&threads),
+            "io threads must be in 1..=64, got {threads}"
+        );
         let mut polls = Vec::with_capacity(threads);
         let mut mailboxes = Vec::with_capacity(threads);
         for _ in 0..threads {
@@ -82,7 +85,11 @@ impl Reactor {
         listener: std::net::TcpListener,
         words: FourLetterWords,
     ) -> io::Result<Reactor> {
-        assert_eq!(polls.polls.len(), shared.mailboxes.len(), "one mailbox per poll");
+        assert_eq!(
+            polls.polls.len(),
+            shared.mailboxes.len(),
+            "one mailbox per poll"
+        );
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let mut listener = Some(TcpListener::from_std(listener));
@@ -91,7 +98,8 @@ impl Reactor {
         for (index, poll) in polls.polls.into_iter().enumerate() {
             let mut listener = listener.take();
             if let Some(listener) = listener.as_mut() {
-                poll.registry().register(listener, LISTENER, Interest::READABLE)?;
+                poll.registry()
+                    .register(listener, LISTENER, Interest::READABLE)?;
             }
             let io = IoThread {
                 index,
@@ -111,7 +119,10 @@ impl Reactor {
                 .spawn(move || io.run())?;
             threads.push(handle);
         }
-        Ok(Reactor { threads, local_addr })
+        Ok(Reactor {
+            threads,
+            local_addr,
+        })
     }
 
     pub fn join(self) {
@@ -263,7 +274,9 @@ impl IoThread {
 
     fn accept(&mut self) {
         loop {
-            let Some(listener) = self.listener.as_ref() else { return };
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
             let (stream, peer) = match listener.accept() {
                 Ok(accepted) => accepted,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
@@ -328,7 +341,10 @@ impl IoThread {
             queued: 0.into(),
             stats: ConnectionStats::new(),
         });
-        self.shared.connections.lock().insert(id, Arc::clone(&entry));
+        self.shared
+            .connections
+            .lock()
+            .insert(id, Arc::clone(&entry));
         self.shared.stats.connection_opened();
         tracing::debug!(%peer, conn = id.0, "accepted connection");
         let auth = Arc::new(vec![Id::new("ip", &peer.ip().to_string())]);
@@ -372,7 +388,9 @@ impl IoThread {
     fn fill(&mut self, serial: u64) {
         let mut chunk = [0u8; READ_CHUNK_BYTES];
         loop {
-            let Some(conn) = self.conns.get_mut(&serial) else { return };
+            let Some(conn) = self.conns.get_mut(&serial) else {
+                return;
+            };
             if conn.dead || conn.close_after_flush {
                 return;
             }
@@ -387,7 +405,9 @@ impl IoThread {
                 }
                 ParseOutcome::NeedMore => {}
             }
-            let Some(conn) = self.conns.get_mut(&serial) else { return };
+            let Some(conn) = self.conns.get_mut(&serial) else {
+                return;
+            };
             match conn.stream.read(&mut chunk) {
                 Ok(0) => {
                     self.kill(serial, "client closed the connection");
@@ -422,7 +442,9 @@ impl IoThread {
         }
         let paused = std::mem::take(&mut self.paused);
         for serial in paused {
-            let Some(conn) = self.conns.get_mut(&serial) else { continue };
+            let Some(conn) = self.conns.get_mut(&serial) else {
+                continue;
+            };
             conn.read_paused = false;
             self.fill(serial);
             self.schedule(serial);
@@ -433,7 +455,9 @@ impl IoThread {
     fn parse(&mut self, serial: u64) -> ParseOutcome {
         let max_frame = self.shared.settings.max_frame_bytes;
         let limit = self.shared.settings.connection_outstanding_limit;
-        let Some(conn) = self.conns.get_mut(&serial) else { return ParseOutcome::NeedMore };
+        let Some(conn) = self.conns.get_mut(&serial) else {
+            return ParseOutcome::NeedMore;
+        };
         let mut pos = 0;
         let outcome = loop {
             if conn.close_after_flush {
@@ -446,7 +470,9 @@ impl IoThread {
                 break ParseOutcome::Paused;
             }
             let rest = &conn.inbuf[pos..];
-            let Some(prefix) = rest.get(..4) else { break ParseOutcome::NeedMore };
+            let Some(prefix) = rest.get(..4) else {
+                break ParseOutcome::NeedMore;
+            };
             let length = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
             if conn.phase == Phase::Handshake {
                 if let Some(word) = fourlw::command_from_code(length) {
@@ -468,7 +494,9 @@ impl IoThread {
                 );
                 break ParseOutcome::Close("frame too large");
             }
-            let Some(body) = rest.get(4..4 + length) else { break ParseOutcome::NeedMore };
+            let Some(body) = rest.get(4..4 + length) else {
+                break ParseOutcome::NeedMore;
+            };
             pos += 4 + length;
             self.shared.stats.packet_received();
             conn.entry.stats.packet_received();
@@ -495,7 +523,11 @@ impl IoThread {
                 }
             };
             self.shared.outstanding.fetch_add(1, Ordering::Relaxed);
-            conn.queue.push_back(Pending { xid, work, received: Instant::now() });
+            conn.queue.push_back(Pending {
+                xid,
+                work,
+                received: Instant::now(),
+            });
         };
         conn.inbuf.drain(..pos);
         outcome
@@ -523,15 +555,21 @@ impl IoThread {
 
     fn deliver(&mut self, mail: Mail) {
         let serial = mail.conn().0 & ((1 << 56) - 1);
-        let Some(conn) = self.conns.get_mut(&serial) else { return };
+        let Some(conn) = self.conns.get_mut(&serial) else {
+            return;
+        };
         match mail {
-            Mail::Reply { xid, zxid, reply, .. } => {
+            Mail::Reply {
+                xid, zxid, reply, ..
+            } => {
                 let received = conn.in_flight.pop_front();
                 assert!(received.is_some(), "reply without a request in flight");
                 self.shared.outstanding.fetch_sub(1, Ordering::Relaxed);
                 if let Some((received, op)) = received {
                     let latency = received.elapsed();
-                    self.shared.stats.record_request_latency(latency, RequestKind::Update);
+                    self.shared
+                        .stats
+                        .record_request_latency(latency, RequestKind::Update);
                     conn.entry.stats.record_op(op);
                     conn.entry.stats.record_reply(latency, xid, zxid.0);
                 }
@@ -544,7 +582,11 @@ impl IoThread {
                 self.shared.stats.packet_sent();
                 conn.entry.stats.packet_sent();
             }
-            Mail::SessionCreated { session, timeout_ms, .. } => {
+            Mail::SessionCreated {
+                session,
+                timeout_ms,
+                ..
+            } => {
                 conn.session = session;
                 conn.phase = Phase::Open;
                 conn.entry.session.store(session.0, Ordering::Relaxed);
@@ -556,7 +598,11 @@ impl IoThread {
                     passwd: session_password(session).to_vec(),
                     read_only: false,
                 };
-                proto::encode_connect_response_for(&response, conn.sent_read_only, &mut conn.outbuf);
+                proto::encode_connect_response_for(
+                    &response,
+                    conn.sent_read_only,
+                    &mut conn.outbuf,
+                );
                 self.shared.stats.packet_sent();
                 conn.entry.stats.packet_sent();
                 tracing::debug!(%session, timeout_ms, "session established");
@@ -571,7 +617,9 @@ impl IoThread {
     /// Answers the connection's queued requests in order, stopping at a read
     /// that must wait for an earlier write.
     fn pump(&mut self, serial: u64, tree: &DataTree) {
-        let Some(conn) = self.conns.get_mut(&serial) else { return };
+        let Some(conn) = self.conns.get_mut(&serial) else {
+            return;
+        };
         if conn.phase != Phase::Open || conn.dead {
             return;
         }
@@ -584,16 +632,33 @@ impl IoThread {
                 break;
             }
             if front.work.goes_to_pipeline() {
-                let Some(Pending { xid, work, received }) = conn.queue.pop_front() else { break };
+                let Some(Pending {
+                    xid,
+                    work,
+                    received,
+                }) = conn.queue.pop_front()
+                else {
+                    break;
+                };
                 let submission = match work {
                     Work::RejectWrite(err) => {
                         conn.in_flight.push_back((received, OpCode::Error));
-                        Submission::Rejected { conn: conn.id, session: conn.session, xid, err }
+                        Submission::Rejected {
+                            conn: conn.id,
+                            session: conn.session,
+                            xid,
+                            err,
+                        }
                     }
                     Work::Request(request) => {
-                        conn.in_flight.push_back((received, proto::request_op(&request)));
+                        conn.in_flight
+                            .push_back((received, proto::request_op(&request)));
                         match request {
-                            Request::Sync { path } => Submission::Sync { conn: conn.id, xid, path },
+                            Request::Sync { path } => Submission::Sync {
+                                conn: conn.id,
+                                xid,
+                                path,
+                            },
                             request => Submission::Write {
                                 conn: conn.id,
                                 session: conn.session,
@@ -614,7 +679,9 @@ impl IoThread {
             if !conn.in_flight.is_empty() || conn.unsent() >= OUTBOUND_SOFT_LIMIT_BYTES {
                 break;
             }
-            let Some(pending) = conn.queue.pop_front() else { break };
+            let Some(pending) = conn.queue.pop_front() else {
+                break;
+            };
             shared.outstanding.fetch_sub(1, Ordering::Relaxed);
             let last_zxid = tree.last_zxid();
             if let Work::Request(request) = &pending.work {
@@ -631,18 +698,29 @@ impl IoThread {
                     conn.close_after_flush = true;
                 }
                 Work::Reject(code) => {
-                    proto::encode_reply(pending.xid, last_zxid.0, &Reply::error(code), &mut conn.outbuf);
+                    proto::encode_reply(
+                        pending.xid,
+                        last_zxid.0,
+                        &Reply::error(code),
+                        &mut conn.outbuf,
+                    );
                 }
                 Work::RejectWrite(_) => unreachable!("goes to the pipeline"),
                 Work::Request(request) => serve_local(shared, conn, tree, pending.xid, request),
             }
             let latency = pending.received.elapsed();
-            shared.stats.record_request_latency(latency, RequestKind::Read);
+            shared
+                .stats
+                .record_request_latency(latency, RequestKind::Read);
             shared.stats.packet_sent();
-            conn.entry.stats.record_reply(latency, pending.xid, last_zxid.0);
+            conn.entry
+                .stats
+                .record_reply(latency, pending.xid, last_zxid.0);
             conn.entry.stats.packet_sent();
         }
-        conn.entry.queued.store(conn.outstanding() as u64, Ordering::Relaxed);
+        conn.entry
+            .queued
+            .store(conn.outstanding() as u64, Ordering::Relaxed);
         if conn.unsent() > shared.settings.max_outbound_bytes {
             tracing::warn!(peer = %conn.entry.remote, bytes = conn.unsent(),
                 "client is not reading its replies; closing the connection");
@@ -653,7 +731,9 @@ impl IoThread {
     fn flush_dirty(&mut self) {
         let dirty = std::mem::take(&mut self.dirty);
         for serial in dirty {
-            let Some(conn) = self.conns.get_mut(&serial) else { continue };
+            let Some(conn) = self.conns.get_mut(&serial) else {
+                continue;
+            };
             conn.scheduled = false;
             if conn.dead {
                 self.close(serial, "connection closed");
@@ -704,10 +784,14 @@ impl IoThread {
     }
 
     fn close(&mut self, serial: u64, reason: &str) {
-        let Some(mut conn) = self.conns.remove(&serial) else { return };
+        let Some(mut conn) = self.conns.remove(&serial) else {
+            return;
+        };
         tracing::debug!(peer = %conn.entry.remote, session = %conn.session, reason, "connection closed");
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        self.shared.outstanding.fetch_sub(conn.outstanding(), Ordering::Relaxed);
+        self.shared
+            .outstanding
+            .fetch_sub(conn.outstanding(), Ordering::Relaxed);
         self.shared.watches.remove_watcher(conn.id);
         self.shared.connections.lock().remove(&conn.id);
         self.shared.stats.connection_closed();
@@ -750,7 +834,10 @@ fn handshake(shared: &Shared, conn: &mut Connection, body: &[u8]) -> Result<(), 
         conn.phase = Phase::Connecting;
         shared
             .submit
-            .send(Submission::CreateSession { conn: conn.id, timeout_ms })
+            .send(Submission::CreateSession {
+                conn: conn.id,
+                timeout_ms,
+            })
             .map_err(|_| "server shutting down")?;
         return Ok(());
     }
@@ -759,8 +846,13 @@ fn handshake(shared: &Shared, conn: &mut Connection, body: &[u8]) -> Result<(), 
         && shared.sessions.lock().touch(session, now_ms());
     if !valid {
         tracing::info!(peer = %conn.entry.remote, %session, "session expired or password wrong");
-        let refusal =
-            ConnectResponse { protocol_version: 0, timeout_ms: 0, session_id: 0, passwd: vec![0; 16], read_only: false };
+        let refusal = ConnectResponse {
+            protocol_version: 0,
+            timeout_ms: 0,
+            session_id: 0,
+            passwd: vec![0; 16],
+            read_only: false,
+        };
         proto::encode_connect_response_for(&refusal, conn.sent_read_only, &mut conn.outbuf);
         conn.close_after_flush = true;
         return Ok(());
@@ -791,14 +883,36 @@ fn handshake(shared: &Shared, conn: &mut Connection, body: &[u8]) -> Result<(), 
 }
 
 /// Answers a request that needs no txn: reads, pings, auth, watch management.
-fn serve_local(shared: &Shared, conn: &mut Connection, tree: &DataTree, xid: i32, request: Request) {
+fn serve_local(
+    shared: &Shared,
+    conn: &mut Connection,
+    tree: &DataTree,
+    xid: i32,
+    request: Request,
+) {
     let last_zxid = tree.last_zxid().0;
     match request {
         Request::Ping => {
-            proto::encode_reply(xid, last_zxid, &Reply::ok(Response::Empty), &mut conn.outbuf);
+            proto::encode_reply(
+                xid,
+                last_zxid,
+                &Reply::ok(Response::Empty),
+                &mut conn.outbuf,
+            );
+        }
+        Request::Sasl { .. } => {
+            // No mechanism is offered: a null token, zxid 0, as the
+            // reference without SASL configured answers.
+            proto::encode_reply(
+                xid,
+                0,
+                &Reply::ok(Response::Sasl { token: None }),
+                &mut conn.outbuf,
+            );
         }
         Request::SetAuth { scheme, auth, .. } => {
-            match engine::acl::authenticate(&scheme, &auth, shared.settings.super_digest.as_deref()) {
+            match engine::acl::authenticate(&scheme, &auth, shared.settings.super_digest.as_deref())
+            {
                 Ok(ids) => {
                     let merged = Arc::make_mut(&mut conn.auth);
                     for id in ids {
@@ -830,7 +944,12 @@ fn serve_local(shared: &Shared, conn: &mut Connection, tree: &DataTree, xid: i32
                 for event in &events {
                     proto::encode_event(event, &mut conn.outbuf);
                 }
-                proto::encode_reply(xid, last_zxid, &Reply::ok(Response::Empty), &mut conn.outbuf);
+                proto::encode_reply(
+                    xid,
+                    last_zxid,
+                    &Reply::ok(Response::Empty),
+                    &mut conn.outbuf,
+                );
                 return;
             }
             let reply = read::read(tree, &context, &request);

@@ -16,8 +16,11 @@ use std::time::Instant;
 
 /// The version line tools parse: the protocol generation we speak first,
 /// then our own version.
-pub const VERSION: &str =
-    concat!("3.8.0-zk-server-", env!("CARGO_PKG_VERSION"), ", built on unknown");
+pub const VERSION: &str = concat!(
+    "3.8.0-zk-server-",
+    env!("CARGO_PKG_VERSION"),
+    ", built on unknown"
+);
 
 pub struct Admin {
     shared: Arc<Shared>,
@@ -27,11 +30,18 @@ pub struct Admin {
 
 impl Admin {
     pub fn new(shared: Arc<Shared>, config: Config) -> Admin {
-        Admin { shared, config, started: Instant::now() }
+        Admin {
+            shared,
+            config,
+            started: Instant::now(),
+        }
     }
 
     fn session_of(&self, conn: engine::types::WatcherId) -> i64 {
-        self.shared.session_of(conn).map(|session| session.0).unwrap_or(0)
+        self.shared
+            .session_of(conn)
+            .map(|session| session.0)
+            .unwrap_or(0)
     }
 }
 
@@ -85,7 +95,10 @@ impl FourLetterSource for Admin {
     }
 
     fn config(&self) -> Vec<(String, String)> {
-        self.config.conf_4lw(dir_size(&self.config.data_dir), dir_size(&self.config.data_log_dir))
+        self.config.conf_4lw(
+            dir_size(&self.config.data_dir),
+            dir_size(&self.config.data_log_dir),
+        )
     }
 
     fn connections(&self) -> Vec<ConnectionSnapshot> {
@@ -128,7 +141,11 @@ impl FourLetterSource for Admin {
                 })
                 .collect()
         };
-        DumpSnapshot { session_expiry, ephemerals, connection_expiry: Vec::new() }
+        DumpSnapshot {
+            session_expiry,
+            ephemerals,
+            connection_expiry: Vec::new(),
+        }
     }
 
     fn watches_by_session(&self) -> Vec<(i64, Vec<String>)> {
@@ -157,7 +174,10 @@ impl FourLetterSource for Admin {
             .by_path()
             .into_iter()
             .map(|(path, conns)| {
-                let ids = conns.iter().map(|conn| sessions.get(conn).copied().unwrap_or(0)).collect();
+                let ids = conns
+                    .iter()
+                    .map(|conn| sessions.get(conn).copied().unwrap_or(0))
+                    .collect();
                 (path, ids)
             })
             .collect();
@@ -167,7 +187,11 @@ impl FourLetterSource for Admin {
 
     fn watch_summary(&self) -> WatchSummary {
         let summary = self.shared.watches.summary();
-        WatchSummary { connections: summary.connections, paths: summary.paths, watches: summary.watches }
+        WatchSummary {
+            connections: summary.connections,
+            paths: summary.paths,
+            watches: summary.watches,
+        }
     }
 
     fn reset_connection_stats(&self) {
@@ -184,7 +208,9 @@ impl FourLetterSource for Admin {
 /// Bytes in the files directly under `dir` (the reference sums its snapshot
 /// and log directories the same way).
 fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .filter_map(Result::ok)
         .filter_map(|entry| entry.metadata().ok())
@@ -195,8 +221,13 @@ fn dir_size(dir: &Path) -> u64 {
 
 /// Open and maximum file descriptors of this process, where Linux tells.
 fn file_descriptors() -> (Option<u64>, Option<u64>) {
-    let open = std::fs::read_dir("/proc/self/fd").ok().map(|entries| entries.count() as u64);
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let open = std::fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|entries| entries.count() as u64);
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes into the struct we pass and nothing else.
     let max = (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0)
         .then_some(limit.rlim_cur);

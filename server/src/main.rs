@@ -88,7 +88,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     let address = SocketAddr::new(
-        config.client_port_address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        config
+            .client_port_address
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         config.client_port,
     );
     let listener = std::net::TcpListener::bind(address)
@@ -96,7 +98,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(%address, "binding to the client port");
 
     let io_threads = match config.io_threads {
-        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         n => n,
     }
     .clamp(1, 64);
@@ -130,7 +134,12 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let pipeline = pipeline::Pipeline {
         shared: Arc::clone(&shared),
         storage,
-        prep: Prep::new(last_zxid, PrepConfig { extended_types_enabled: config.extended_types_enabled }),
+        prep: Prep::new(
+            last_zxid,
+            PrepConfig {
+                extended_types_enabled: config.extended_types_enabled,
+            },
+        ),
         submissions,
         tick_ms: u64::from(config.tick_time_ms),
         container_check_interval_ms: config.container_check_interval_ms,
@@ -149,15 +158,19 @@ fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(io_threads, address = %reactor.local_addr, "serving");
 
     let shutdown = Arc::clone(&shared);
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-            .context("cannot install signal handlers")?;
-    let signal_thread = std::thread::Builder::new().name("signals".into()).spawn(move || {
-        if let Some(signal) = signals.forever().next() {
-            tracing::info!(signal, "shutting down");
-            shutdown.begin_shutdown();
-        }
-    })?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("cannot install signal handlers")?;
+    let signal_thread = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                tracing::info!(signal, "shutting down");
+                shutdown.begin_shutdown();
+            }
+        })?;
 
     reactor.join();
     shared.begin_shutdown();

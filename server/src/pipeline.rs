@@ -43,10 +43,21 @@ enum Origin {
 }
 
 enum Entry {
-    Txn { txn: Txn, origin: Origin },
+    Txn {
+        txn: Txn,
+        origin: Origin,
+    },
     /// Answered without a txn, in its place in the batch.
-    Refused { conn: WatcherId, xid: i32, err: ErrorCode },
-    Sync { conn: WatcherId, xid: i32, path: String },
+    Refused {
+        conn: WatcherId,
+        xid: i32,
+        err: ErrorCode,
+    },
+    Sync {
+        conn: WatcherId,
+        xid: i32,
+        path: String,
+    },
 }
 
 impl Pipeline {
@@ -67,7 +78,9 @@ impl Pipeline {
                     let tree = shared.tree.read();
                     self.prep_submission(&tree, first, &mut entries);
                     while entries.len() < MAX_BATCH {
-                        let Ok(next) = self.submissions.try_recv() else { break };
+                        let Ok(next) = self.submissions.try_recv() else {
+                            break;
+                        };
                         self.prep_submission(&tree, next, &mut entries);
                     }
                 }
@@ -89,30 +102,62 @@ impl Pipeline {
         }
     }
 
-    fn prep_submission(&mut self, tree: &engine::tree::DataTree, submission: Submission, entries: &mut Vec<Entry>) {
+    fn prep_submission(
+        &mut self,
+        tree: &engine::tree::DataTree,
+        submission: Submission,
+        entries: &mut Vec<Entry>,
+    ) {
         let now = now_ms();
         match submission {
             Submission::CreateSession { conn, timeout_ms } => {
                 let session = self.shared.sessions.lock().next_session_id();
                 let txn = self.prep.prep_create_session(session, timeout_ms, now);
-                entries.push(Entry::Txn { txn, origin: Origin::CreateSession { conn, timeout_ms } });
+                entries.push(Entry::Txn {
+                    txn,
+                    origin: Origin::CreateSession { conn, timeout_ms },
+                });
             }
             Submission::Sync { conn, xid, path } => entries.push(Entry::Sync { conn, xid, path }),
-            Submission::Rejected { conn, session, xid, err } => {
+            Submission::Rejected {
+                conn,
+                session,
+                xid,
+                err,
+            } => {
                 let txn = self.prep.prep_error(session, xid, err, now);
-                entries.push(Entry::Txn { txn, origin: Origin::Client { conn, xid } });
+                entries.push(Entry::Txn {
+                    txn,
+                    origin: Origin::Client { conn, xid },
+                });
             }
-            Submission::Write { conn, session, xid, request: Request::CloseSession, .. } => {
+            Submission::Write {
+                conn,
+                session,
+                xid,
+                request: Request::CloseSession,
+                ..
+            } => {
                 self.shared.sessions.lock().set_closing(session);
                 let txn = self.prep.prep_close_session(tree, session, xid, now);
-                entries.push(Entry::Txn { txn, origin: Origin::CloseSession { conn, xid } });
+                entries.push(Entry::Txn {
+                    txn,
+                    origin: Origin::CloseSession { conn, xid },
+                });
             }
-            Submission::Write { conn, session, xid, request, auth } => {
-                match self.prep.prep(tree, session, xid, &auth, &request, now) {
-                    Ok(txn) => entries.push(Entry::Txn { txn, origin: Origin::Client { conn, xid } }),
-                    Err(err) => entries.push(Entry::Refused { conn, xid, err }),
-                }
-            }
+            Submission::Write {
+                conn,
+                session,
+                xid,
+                request,
+                auth,
+            } => match self.prep.prep(tree, session, xid, &auth, &request, now) {
+                Ok(txn) => entries.push(Entry::Txn {
+                    txn,
+                    origin: Origin::Client { conn, xid },
+                }),
+                Err(err) => entries.push(Entry::Refused { conn, xid, err }),
+            },
         }
     }
 
@@ -126,7 +171,10 @@ impl Pipeline {
         for session in expired {
             tracing::info!(%session, "expiring session: timeout exceeded");
             let txn = self.prep.prep_close_session(&tree, session, 0, now);
-            entries.push(Entry::Txn { txn, origin: Origin::Expiry });
+            entries.push(Entry::Txn {
+                txn,
+                origin: Origin::Expiry,
+            });
         }
     }
 
@@ -138,7 +186,10 @@ impl Pipeline {
         for path in tree.reap_candidates(now) {
             if let Ok(txn) = self.prep.prep_delete_container(&tree, &path, now) {
                 tracing::debug!(path, "reaping container or expired TTL node");
-                entries.push(Entry::Txn { txn, origin: Origin::Reaper });
+                entries.push(Entry::Txn {
+                    txn,
+                    origin: Origin::Reaper,
+                });
             }
         }
     }
@@ -175,11 +226,21 @@ impl Pipeline {
                 }
                 Entry::Refused { conn, xid, err } => {
                     let zxid = tree.last_zxid();
-                    postman.post(Mail::Reply { conn, xid, zxid, reply: Reply::error(err) });
+                    postman.post(Mail::Reply {
+                        conn,
+                        xid,
+                        zxid,
+                        reply: Reply::error(err),
+                    });
                 }
                 Entry::Sync { conn, xid, path } => {
                     let zxid = tree.last_zxid();
-                    postman.post(Mail::Reply { conn, xid, zxid, reply: Reply::ok(Response::Sync { path }) });
+                    postman.post(Mail::Reply {
+                        conn,
+                        xid,
+                        zxid,
+                        reply: Reply::ok(Response::Sync { path }),
+                    });
                 }
             }
         }
@@ -200,15 +261,32 @@ impl Pipeline {
         reply: Reply,
     ) {
         match origin {
-            Origin::Client { conn, xid } => postman.post(Mail::Reply { conn, xid, zxid, reply }),
+            Origin::Client { conn, xid } => postman.post(Mail::Reply {
+                conn,
+                xid,
+                zxid,
+                reply,
+            }),
             Origin::CreateSession { conn, timeout_ms } => {
-                self.shared.sessions.lock().add(session, timeout_ms, now_ms());
+                self.shared
+                    .sessions
+                    .lock()
+                    .add(session, timeout_ms, now_ms());
                 self.shared.owners.lock().insert(session, conn);
-                postman.post(Mail::SessionCreated { conn, session, timeout_ms });
+                postman.post(Mail::SessionCreated {
+                    conn,
+                    session,
+                    timeout_ms,
+                });
             }
             Origin::CloseSession { conn, xid } => {
                 self.forget_session(session);
-                postman.post(Mail::Reply { conn, xid, zxid, reply });
+                postman.post(Mail::Reply {
+                    conn,
+                    xid,
+                    zxid,
+                    reply,
+                });
                 postman.post(Mail::Close { conn });
             }
             Origin::Expiry => {

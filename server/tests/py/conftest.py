@@ -21,7 +21,6 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
-import zkraw  # noqa: E402
 
 _counter = itertools.count(1)
 
@@ -112,3 +111,18 @@ def kazoo(request):
         except Exception:
             pass
 
+
+
+def pytest_terminal_summary(terminalreporter):
+    """A banner when tests were skipped because a program is missing, so a
+    local run that did not test the reference (or ours) cannot pass unseen."""
+    missing = set()
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if "MISSING:" in reason:
+            missing.add(reason.split("MISSING:", 1)[1].strip())
+    if missing:
+        terminalreporter.write_sep("!", "TESTS SKIPPED: MISSING PROGRAMS", red=True, bold=True)
+        for m in sorted(missing):
+            terminalreporter.write_line("  " + m, red=True)
+        terminalreporter.write_line("  (with CI=true these are failures)", red=True)

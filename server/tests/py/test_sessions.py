@@ -18,7 +18,7 @@ import time
 import pytest
 
 import harness
-from zkraw import Err, EventType, Mode
+from zkraw import Err, EventType, Mode, connect_request
 
 TICK_MS = 200
 
@@ -160,9 +160,15 @@ def test_wrong_password_rejected(fast, raw, prefix):
         assert bad.wait_closed(5.0)
     finally:
         bad.close()
-    assert owner.wait_closed(1.0), (
-        "the reference closes the session's connection on any reconnect attempt, "
-        "even one with a wrong password")
+    if fast.kind == "reference":
+        assert owner.wait_closed(1.0), (
+            "the reference closes the session's connection on any reconnect attempt, "
+            "even one with a wrong password")
+    else:
+        # Known difference (see KNOWN_DIFFERENCES in test_differential.py):
+        # an impostor with a wrong password does not disconnect the owner.
+        assert not owner.wait_closed(1.0)
+        ok(owner.exists(prefix))
     again = raw(fast, timeout_ms=4000, session_id=owner.session_id, passwd=owner.passwd)
     assert again.session_id == owner.session_id
     assert ok(again.exists(prefix)).stat.ephemeralOwner == owner.session_id
@@ -186,7 +192,7 @@ def test_client_ahead_of_server_refused(fast, raw):
     last = probe.last_zxid()
     c = fast.raw_unconnected()
     try:
-        c.send_frame(__import__("zkraw").connect_request(4000, 0, b"\x00" * 16, last + 1000))
+        c.send_frame(connect_request(4000, 0, b"\x00" * 16, last + 1000))
         assert c.wait_closed(5.0)
         assert not c.replies
     finally:

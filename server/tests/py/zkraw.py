@@ -521,10 +521,16 @@ class Client:
     # -- raw bytes
 
     def send_bytes(self, data):
-        self.sock.sendall(data)
+        """Send raw bytes. A server that closes while we are still sending
+        (it may, after reading a bad length) shows up as Closed."""
+        try:
+            self.sock.sendall(data)
+        except (ConnectionResetError, BrokenPipeError) as e:
+            self.closed = True
+            raise Closed("closed while sending: %s" % e)
 
     def send_frame(self, payload):
-        self.sock.sendall(frame(payload))
+        self.send_bytes(frame(payload))
 
     def _fill(self, deadline):
         """Read what is available into inbuf; raise Closed on EOF/reset and
