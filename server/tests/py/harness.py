@@ -111,8 +111,12 @@ class Server:
 
     def __init__(self, kind, tick_time=2000, max_client_cnxns=60,
                  whitelist="*", extra=None, min_session_timeout=None,
-                 max_session_timeout=None):
+                 max_session_timeout=None, jvm_flags=()):
         self.kind = kind
+        # Java system properties (-Dname=value): on the java command line for
+        # the reference, in SERVER_JVMFLAGS for ours (as zkServer.sh users
+        # pass them).
+        self.jvm_flags = list(jvm_flags)
         self.host = "127.0.0.1"
         self.port = None
         self.tick_time = tick_time
@@ -171,6 +175,7 @@ class Server:
             "-Dzookeeper.admin.enableServer=false",
             "-Dzookeeper.extendedTypesEnabled=true",
             "-Dzookeeper.log.dir=%s" % self.dir,
+            *self.jvm_flags,
             "-cp", ZK_JAR,
             "org.apache.zookeeper.server.ZooKeeperServerMain",
             cfg,
@@ -190,6 +195,8 @@ class Server:
             self._log = open(self.log_path, "ab")
             env = dict(os.environ)
             env.setdefault("RUST_BACKTRACE", "1")
+            if self.kind == OURS and self.jvm_flags:
+                env["SERVER_JVMFLAGS"] = " ".join(self.jvm_flags)
             self.proc = subprocess.Popen(
                 self.command(cfg), stdin=subprocess.DEVNULL, stdout=self._log,
                 stderr=subprocess.STDOUT, cwd=self.dir, env=env, start_new_session=True,

@@ -22,7 +22,7 @@ import re
 import pytest
 
 import harness
-from zkraw import Err, Mode
+from zkraw import ok, Err, Mode
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -87,11 +87,6 @@ def is_number(v):
         return True
     except ValueError:
         return False
-
-
-def ok(reply):
-    assert reply.err == Err.OK, reply
-    return reply
 
 
 @pytest.fixture(scope="module")

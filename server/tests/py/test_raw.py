@@ -20,6 +20,7 @@ import hashlib
 import pytest
 
 import harness
+from zkraw import ok  # noqa: F401
 from zkraw import (
     ACL, Closed, Timeout, OPEN_ACL_UNSAFE, AddWatchMode, Err, EventType, Mode, Op, Perm, WatcherType,
     op_check, op_create, op_delete, op_get_children, op_get_data, op_set_data,
@@ -29,11 +30,6 @@ from zkraw import (
 def digest_hash(user_password):
     """The digest scheme's stored id: base64(sha1("user:password"))."""
     return base64.b64encode(hashlib.sha1(user_password.encode()).digest()).decode()
-
-
-def ok(reply):
-    assert reply.err == Err.OK, reply
-    return reply
 
 
 @pytest.fixture(scope="module", params=harness.targets())

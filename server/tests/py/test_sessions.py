@@ -18,7 +18,7 @@ import time
 import pytest
 
 import harness
-from zkraw import Err, EventType, Mode, connect_request
+from zkraw import ok, Err, EventType, Mode, connect_request
 
 TICK_MS = 200
 
@@ -30,11 +30,6 @@ def fast(request):
     request.addfinalizer(server.stop)
     server.start()
     return server
-
-
-def ok(reply):
-    assert reply.err == Err.OK, reply
-    return reply
 
 
 def test_timeout_clamped_to_ticks(fast):

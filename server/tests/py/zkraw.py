@@ -844,3 +844,9 @@ def four_letter(host, port, cmd, timeout=5.0):
                 break
             out += chunk
         return out.decode("utf-8", "replace")
+
+
+def ok(reply):
+    """Asserts a reply succeeded and returns it."""
+    assert reply.err == Err.OK, reply
+    return reply

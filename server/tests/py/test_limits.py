@@ -1,0 +1,101 @@
+"""Server-side housekeeping and limits, on both servers: the container and
+TTL reaper, and maxClientCnxns.
+
+What it is: tests that need a server started with non-default settings (a
+short container check interval passed as a Java system property, a small
+maxClientCnxns), so each test starts its own.
+
+Invariant it keeps: every loop is bounded in time; servers are stopped by
+their fixtures.
+"""
+
+import socket
+import time
+
+import pytest
+
+import harness
+from conftest import start_server
+from zkraw import Err, Mode, ok
+
+
+def wait_until(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+@pytest.fixture(scope="module", params=harness.targets())
+def reaping(request):
+    # The reference's container manager reads znode.container.checkIntervalMs
+    # (a JVM property); ours honours the same in SERVER_JVMFLAGS.
+    return start_server(request, request.param, jvm_flags=["-Dznode.container.checkIntervalMs=300"])
+
+
+def test_empty_container_is_reaped(reaping, raw, prefix):
+    # A container that had a child and lost it is deleted by the reaper; one
+    # that never had a child is left alone (the reference's rule).
+    c = raw(reaping)
+    ok(c.create(prefix))
+    ok(c.create_container(prefix + "/used"))
+    ok(c.create_container(prefix + "/never"))
+    ok(c.create(prefix + "/used/child"))
+    ok(c.exists(prefix + "/used", watch=True))
+    ok(c.delete(prefix + "/used/child", -1))
+    assert wait_until(lambda: c.exists(prefix + "/used").err == Err.NO_NODE, 10.0)
+    events = c.drain_events(0.3)
+    assert [(e.type, e.path) for e in events] == [(2, prefix + "/used")], events
+    ok(c.exists(prefix + "/never"))
+
+
+def test_expired_ttl_node_is_reaped(reaping, raw, prefix):
+    # A TTL node unchanged for longer than its ttl and without children is
+    # deleted; one with a long ttl stays.
+    c = raw(reaping)
+    ok(c.create(prefix))
+    ok(c.create_ttl(prefix + "/short", b"x", ttl=500))
+    ok(c.create_ttl(prefix + "/long", b"x", ttl=600000))
+    assert wait_until(lambda: c.exists(prefix + "/short").err == Err.NO_NODE, 10.0)
+    ok(c.exists(prefix + "/long"))
+
+
+@pytest.fixture(scope="module", params=harness.targets())
+def few_connections(request):
+    return start_server(request, request.param, max_client_cnxns=3)
+
+
+def test_max_client_cnxns_per_ip(few_connections, raw):
+    # maxClientCnxns bounds connections from one address: the one over the
+    # limit is closed at once, while those within it keep being served.
+    kept = [raw(few_connections) for _ in range(3)]
+    extra = socket.create_connection((few_connections.host, few_connections.port), timeout=5)
+    try:
+        extra.settimeout(5)
+        try:
+            data = extra.recv(1)
+        except ConnectionResetError:
+            data = b""
+        assert data == b"", "the connection over maxClientCnxns was not closed"
+    finally:
+        extra.close()
+    for client in kept:
+        ok(client.exists("/"))
+    # A slot frees when a connection closes.
+    kept[0].close()
+    assert wait_until(lambda: _can_connect(few_connections), 5.0)
+
+
+def _can_connect(server):
+    import zkraw
+    client = zkraw.Client(server.host, server.port, timeout=2.0)
+    try:
+        client.connect(timeout_ms=4000)
+        client.close_session(timeout=2.0)
+        return True
+    except Exception:
+        return False
+    finally:
+        client.close()
