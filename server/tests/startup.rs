@@ -1,0 +1,128 @@
+//! Start-up behaviour of the real `zk-server` binary: an invalid zoo.cfg value
+//! stops it with a message naming the key, the value and the file; unknown
+//! keys are logged and ignored; SIGTERM shuts it down cleanly. Servers bind
+//! 127.0.0.1 on a free port, in a temp dir, and are always stopped.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+fn write_config(dir: &Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("zoo.cfg");
+    std::fs::write(&path, body).expect("write zoo.cfg");
+    path
+}
+
+fn server(config: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_zk-server"));
+    command
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command.env_remove("SERVER_JVMFLAGS").env_remove("JVMFLAGS");
+    command
+}
+
+/// Kills the child when dropped, so a failed assertion never leaks a server.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn four_letter_word(port: u16, word: &[u8]) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.write_all(word).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+fn wait_serving(port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if four_letter_word(port, b"ruok").as_deref() == Some("imok") {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn invalid_value_names_key_value_and_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "tickTime=often\ndataDir={}\nclientPort={}\n",
+            dir.path().display(),
+            free_port()
+        ),
+    );
+    let output = server(&config).output().expect("run zk-server");
+    assert!(
+        !output.status.success(),
+        "an invalid tickTime must stop start-up"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for needle in ["tickTime", "often", "zoo.cfg"] {
+        assert!(
+            stderr.contains(needle),
+            "message lacks {needle:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_are_ignored_and_sigterm_stops_cleanly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+             4lw.commands.whitelist=ruok,srvr\nsomeFutureSetting=42\n",
+            dir.path().display()
+        ),
+    );
+    let mut running = Running(server(&config).spawn().expect("spawn zk-server"));
+    assert!(wait_serving(port), "server did not come up");
+    let srvr = four_letter_word(port, b"srvr").unwrap_or_default();
+    assert!(srvr.contains("Mode: standalone"), "{srvr}");
+
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(running.0.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = running.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.success(),
+        "SIGTERM should be a clean exit, got {status}"
+    );
+    let mut stderr = String::new();
+    if let Some(mut pipe) = running.0.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    assert!(
+        stderr.contains("someFutureSetting"),
+        "unknown key not logged: {stderr}"
+    );
+}
