@@ -576,11 +576,7 @@ impl DataTree {
                 node.stat.cversion = parent_cversion;
                 node.stat.pzxid = zxid.0;
             }
-            node.children
-                .get_or_insert_with(Default::default)
-                .insert(Box::from(name));
         });
-        let acl = self.acls.intern(acl);
         let stat = NodeStat {
             czxid: zxid.0,
             mzxid: zxid.0,
@@ -591,18 +587,7 @@ impl DataTree {
             cversion: 0,
             aversion: 0,
         };
-        let node = Node {
-            data: data.map(Box::from),
-            acl,
-            stat,
-            kind,
-            children: None,
-        };
-        self.data_size += node_size(path, node.data.as_deref());
-        self.digest = self.digest.wrapping_add(node_hash(path, &node));
-        self.index_kind(path, kind);
-        self.nodes.insert(Box::from(path), node);
-        self.index_quota(path, true);
+        self.insert_raw(path, data, acl, kind, stat);
         if let Some(quota_path) = quota_stats_owner(path) {
             let quota_path = quota_path.to_string();
             self.recount_quota(&quota_path);
