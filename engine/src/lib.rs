@@ -7,6 +7,7 @@
 pub mod acl;
 pub mod apply;
 pub mod path;
+pub mod persist;
 pub mod prep;
 pub mod read;
 pub mod request;
