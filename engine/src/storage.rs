@@ -8,6 +8,7 @@ use crate::tree::DataTree;
 use crate::txn::Txn;
 use crate::types::Zxid;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -21,16 +22,31 @@ pub enum StorageError {
 }
 
 pub trait Storage: Send {
-    /// Makes `txns` durable, in order; returns once they are. Group commit
-    /// falls out of the caller: it passes every txn prepped since the last
-    /// call as one batch.
-    fn append(&mut self, txns: &[Txn]) -> Result<(), StorageError>;
+    /// Starts making `txns` durable, in order after everything appended
+    /// before, and returns at once with a ticket for them. Group commit falls
+    /// out of this: the caller appends the next batch while the previous one
+    /// is being synced, and the backend merges what queues up meanwhile.
+    fn append(&mut self, txns: &[Txn]) -> Result<Ticket, StorageError>;
+
+    /// A waiter another thread (the applier) uses to learn when a ticket's
+    /// txns are durable.
+    fn waiter(&self) -> Arc<dyn DurableWait>;
 
     /// Rebuilds the state at start-up: the tree and the last zxid in it.
     fn recover(&mut self) -> Result<(DataTree, Zxid), StorageError>;
 
     /// A short name for logs and `conf`.
     fn name(&self) -> &'static str;
+}
+
+/// Names one `append` call; tickets grow with every call.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub struct Ticket(pub u64);
+
+pub trait DurableWait: Send + Sync {
+    /// Returns once everything appended up to `ticket` is durable, or the
+    /// error that makes it never so (after which the server stops).
+    fn wait(&self, ticket: Ticket) -> Result<(), StorageError>;
 }
 
 /// Keeps nothing: every append is "durable" at once, and recovery yields a
@@ -51,9 +67,13 @@ impl MemStorage {
 }
 
 impl Storage for MemStorage {
-    fn append(&mut self, txns: &[Txn]) -> Result<(), StorageError> {
+    fn append(&mut self, txns: &[Txn]) -> Result<Ticket, StorageError> {
         self.appended += txns.len() as u64;
-        Ok(())
+        Ok(Ticket(self.appended))
+    }
+
+    fn waiter(&self) -> Arc<dyn DurableWait> {
+        Arc::new(Immediate)
     }
 
     fn recover(&mut self) -> Result<(DataTree, Zxid), StorageError> {
@@ -62,5 +82,14 @@ impl Storage for MemStorage {
 
     fn name(&self) -> &'static str {
         "memory"
+    }
+}
+
+/// Everything is durable as soon as it is appended.
+struct Immediate;
+
+impl DurableWait for Immediate {
+    fn wait(&self, _ticket: Ticket) -> Result<(), StorageError> {
+        Ok(())
     }
 }

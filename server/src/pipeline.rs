@@ -1,28 +1,38 @@
-//! The commit pipeline: one thread that sequences every write. It takes
-//! whatever submissions have queued up as one batch, preps each into a txn
-//! (assigning zxids), hands the batch to `Storage`, and only once that returns
-//! applies the txns to the tree in zxid order, posting watch events and
-//! replies to the owning I/O threads while it holds the tree's write lock.
+//! The commit pipeline: two threads between the I/O threads and the tree.
 //!
-//! Batching is the group commit: every write that arrives while a batch is
-//! being made durable rides in the next one, with no timer. Session expiry and
-//! the container/TTL reaper run here too, as txns like any other.
+//! The *sequencer* takes whatever submissions have queued up as one batch,
+//! preps each into a txn (assigning zxids; prep sees the changes of batches
+//! not yet applied), hands the batch to `Storage::append`, and goes straight
+//! on to the next batch. The *applier* takes batches in order, waits until
+//! storage says a batch is durable, then applies its txns to the tree in zxid
+//! order, posting watch events and replies to the owning I/O threads while it
+//! holds the tree's write lock (DESIGN.md invariants 2 and 7).
+//!
+//! Group commit falls out of this shape: every write that arrives while a
+//! batch is being synced is prepped into the next one, with no timer. Session
+//! expiry and the container/TTL reaper run in the sequencer, as txns like any
+//! other.
 
 use engine::apply::apply;
 use engine::prep::Prep;
 use engine::request::{Reply, Request, Response};
-use engine::storage::Storage;
+use engine::storage::{DurableWait, Storage, StorageError, Ticket};
+use engine::tree::DataTree;
 use engine::txn::Txn;
-use engine::types::{ErrorCode, SessionId, WatcherId};
+use engine::types::{ErrorCode, SessionId, WatcherId, Zxid};
 use net::mailbox::{Mail, Postman, Submission};
 use net::reactor::now_ms;
 use net::shared::Shared;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Submissions taken into one batch at most, so one burst cannot delay the
 /// replies of the first writes in it for long.
 const MAX_BATCH: usize = 4096;
+/// Batches prepped but not yet applied, at most; past this the sequencer
+/// waits, and outstanding requests back up to the I/O threads' limits.
+const MAX_BATCHES_IN_FLIGHT: usize = 64;
 
 pub struct Pipeline {
     pub shared: Arc<Shared>,
@@ -43,177 +53,194 @@ enum Origin {
 }
 
 enum Entry {
-    Txn {
-        txn: Txn,
-        origin: Origin,
-    },
+    Txn { txn: Txn, origin: Origin },
     /// Answered without a txn, in its place in the batch.
-    Refused {
-        conn: WatcherId,
-        xid: i32,
-        err: ErrorCode,
-    },
-    Sync {
-        conn: WatcherId,
-        xid: i32,
-        path: String,
-    },
+    Refused { conn: WatcherId, xid: i32, err: ErrorCode },
+    Sync { conn: WatcherId, xid: i32, path: String },
+}
+
+struct Batch {
+    entries: Vec<Entry>,
+    ticket: Option<Ticket>,
 }
 
 impl Pipeline {
-    pub fn run(mut self) -> Result<(), engine::storage::StorageError> {
-        let tick = Duration::from_millis(self.tick_ms.max(1));
-        let reap_every = Duration::from_millis(self.container_check_interval_ms.max(1));
+    /// Runs the sequencer on this thread and the applier on a new one, until
+    /// shutdown or a storage failure.
+    pub fn run(self) -> Result<(), StorageError> {
+        let (batches, applier_batches) = crossbeam_channel::bounded(MAX_BATCHES_IN_FLIGHT);
+        let applied = Arc::new(AtomicI64::new(self.prep.last_zxid().0));
+        let applier = Applier {
+            shared: Arc::clone(&self.shared),
+            durable: self.storage.waiter(),
+            applied: Arc::clone(&applied),
+        };
+        let applier = std::thread::Builder::new()
+            .name("applier".into())
+            .spawn(move || applier.run(applier_batches))
+            .map_err(|source| StorageError::Io { path: "applier thread".into(), source })?;
+        let sequenced = Sequencer { pipeline: self, applied }.run(batches);
+        let applied = applier.join().unwrap_or_else(|_| {
+            tracing::error!("the applier panicked");
+            Ok(())
+        });
+        sequenced.and(applied)
+    }
+}
+
+struct Sequencer {
+    pipeline: Pipeline,
+    /// The last zxid the applier has applied.
+    applied: Arc<AtomicI64>,
+}
+
+impl Sequencer {
+    fn run(mut self, batches: crossbeam_channel::Sender<Batch>) -> Result<(), StorageError> {
+        let tick = Duration::from_millis(self.pipeline.tick_ms.max(1));
+        let reap_every = Duration::from_millis(self.pipeline.container_check_interval_ms.max(1));
         let mut next_tick = Instant::now() + tick;
         let mut next_reap = Instant::now() + reap_every;
-        let mut entries: Vec<Entry> = Vec::new();
+        let shared = Arc::clone(&self.pipeline.shared);
         loop {
-            if self.shared.is_shutting_down() {
+            if shared.is_shutting_down() {
                 return Ok(());
             }
+            let mut entries = Vec::new();
             let wait = next_tick.saturating_duration_since(Instant::now());
-            match self.submissions.recv_timeout(wait) {
-                Ok(first) => {
-                    let shared = Arc::clone(&self.shared);
-                    let tree = shared.tree.read();
+            let first = match self.pipeline.submissions.recv_timeout(wait) {
+                Ok(first) => Some(first),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
+            };
+            {
+                let tree = shared.tree.read();
+                // Read under the lock: the tree holds at least this much, so
+                // the pending changes dropped here are all visible in it.
+                self.pipeline.prep.applied(Zxid(self.applied.load(Ordering::Acquire)));
+                if let Some(first) = first {
                     self.prep_submission(&tree, first, &mut entries);
                     while entries.len() < MAX_BATCH {
-                        let Ok(next) = self.submissions.try_recv() else {
-                            break;
-                        };
+                        let Ok(next) = self.pipeline.submissions.try_recv() else { break };
                         self.prep_submission(&tree, next, &mut entries);
                     }
                 }
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
+                let now = Instant::now();
+                if now >= next_tick {
+                    next_tick = now + tick;
+                    self.expire_sessions(&tree, &mut entries);
+                }
+                if now >= next_reap {
+                    next_reap = now + reap_every;
+                    self.reap(&tree, &mut entries);
+                }
             }
-            let now = Instant::now();
-            if now >= next_tick {
-                next_tick = now + tick;
-                self.expire_sessions(&mut entries);
+            if entries.is_empty() {
+                continue;
             }
-            if now >= next_reap {
-                next_reap = now + reap_every;
-                self.reap(&mut entries);
-            }
-            if !entries.is_empty() {
-                self.commit(&mut entries)?;
+            let txns: Vec<Txn> = entries
+                .iter()
+                .filter_map(|entry| match entry {
+                    Entry::Txn { txn, .. } => Some(txn.clone()),
+                    _ => None,
+                })
+                .collect();
+            let ticket = if txns.is_empty() {
+                None
+            } else {
+                match self.pipeline.storage.append(&txns) {
+                    Ok(ticket) => Some(ticket),
+                    Err(error) => {
+                        tracing::error!(%error, "storage failed; the server stops");
+                        shared.begin_shutdown();
+                        return Err(error);
+                    }
+                }
+            };
+            if batches.send(Batch { entries, ticket }).is_err() {
+                // The applier stopped (storage failure): it said why.
+                return Ok(());
             }
         }
     }
 
-    fn prep_submission(
-        &mut self,
-        tree: &engine::tree::DataTree,
-        submission: Submission,
-        entries: &mut Vec<Entry>,
-    ) {
+    fn prep_submission(&mut self, tree: &DataTree, submission: Submission, entries: &mut Vec<Entry>) {
         let now = now_ms();
+        let prep = &mut self.pipeline.prep;
         match submission {
             Submission::CreateSession { conn, timeout_ms } => {
-                let session = self.shared.sessions.lock().next_session_id();
-                let txn = self.prep.prep_create_session(session, timeout_ms, now);
-                entries.push(Entry::Txn {
-                    txn,
-                    origin: Origin::CreateSession { conn, timeout_ms },
-                });
+                let session = self.pipeline.shared.sessions.lock().next_session_id();
+                let txn = prep.prep_create_session(session, timeout_ms, now);
+                entries.push(Entry::Txn { txn, origin: Origin::CreateSession { conn, timeout_ms } });
             }
             Submission::Sync { conn, xid, path } => entries.push(Entry::Sync { conn, xid, path }),
-            Submission::Rejected {
-                conn,
-                session,
-                xid,
-                err,
-            } => {
-                let txn = self.prep.prep_error(session, xid, err, now);
-                entries.push(Entry::Txn {
-                    txn,
-                    origin: Origin::Client { conn, xid },
-                });
+            Submission::Rejected { conn, session, xid, err } => {
+                let txn = prep.prep_error(session, xid, err, now);
+                entries.push(Entry::Txn { txn, origin: Origin::Client { conn, xid } });
             }
-            Submission::Write {
-                conn,
-                session,
-                xid,
-                request: Request::CloseSession,
-                ..
-            } => {
-                self.shared.sessions.lock().set_closing(session);
-                let txn = self.prep.prep_close_session(tree, session, xid, now);
-                entries.push(Entry::Txn {
-                    txn,
-                    origin: Origin::CloseSession { conn, xid },
-                });
+            Submission::Write { conn, session, xid, request: Request::CloseSession, .. } => {
+                self.pipeline.shared.sessions.lock().set_closing(session);
+                let txn = prep.prep_close_session(tree, session, xid, now);
+                entries.push(Entry::Txn { txn, origin: Origin::CloseSession { conn, xid } });
             }
-            Submission::Write {
-                conn,
-                session,
-                xid,
-                request,
-                auth,
-            } => match self.prep.prep(tree, session, xid, &auth, &request, now) {
-                Ok(txn) => entries.push(Entry::Txn {
-                    txn,
-                    origin: Origin::Client { conn, xid },
-                }),
-                Err(err) => entries.push(Entry::Refused { conn, xid, err }),
-            },
+            Submission::Write { conn, session, xid, request, auth } => {
+                match prep.prep(tree, session, xid, &auth, &request, now) {
+                    Ok(txn) => entries.push(Entry::Txn { txn, origin: Origin::Client { conn, xid } }),
+                    Err(err) => entries.push(Entry::Refused { conn, xid, err }),
+                }
+            }
         }
     }
 
-    fn expire_sessions(&mut self, entries: &mut Vec<Entry>) {
+    fn expire_sessions(&mut self, tree: &DataTree, entries: &mut Vec<Entry>) {
         let now = now_ms();
-        let expired = self.shared.sessions.lock().expired(now);
-        if expired.is_empty() {
-            return;
-        }
-        let tree = self.shared.tree.read();
+        let expired = self.pipeline.shared.sessions.lock().expired(now);
         for session in expired {
             tracing::info!(%session, "expiring session: timeout exceeded");
-            let txn = self.prep.prep_close_session(&tree, session, 0, now);
-            entries.push(Entry::Txn {
-                txn,
-                origin: Origin::Expiry,
-            });
+            let txn = self.pipeline.prep.prep_close_session(tree, session, 0, now);
+            entries.push(Entry::Txn { txn, origin: Origin::Expiry });
         }
     }
 
     /// Deletes empty containers and expired TTL nodes, as the reference's
     /// container manager does.
-    fn reap(&mut self, entries: &mut Vec<Entry>) {
+    fn reap(&mut self, tree: &DataTree, entries: &mut Vec<Entry>) {
         let now = now_ms();
-        let tree = self.shared.tree.read();
         for path in tree.reap_candidates(now) {
-            if let Ok(txn) = self.prep.prep_delete_container(&tree, &path, now) {
+            if let Ok(txn) = self.pipeline.prep.prep_delete_container(tree, &path, now) {
                 tracing::debug!(path, "reaping container or expired TTL node");
-                entries.push(Entry::Txn {
-                    txn,
-                    origin: Origin::Reaper,
-                });
+                entries.push(Entry::Txn { txn, origin: Origin::Reaper });
             }
         }
     }
+}
 
-    /// Makes the batch durable, then applies it and answers.
-    fn commit(&mut self, entries: &mut Vec<Entry>) -> Result<(), engine::storage::StorageError> {
-        let txns: Vec<Txn> = entries
-            .iter()
-            .filter_map(|entry| match entry {
-                Entry::Txn { txn, .. } => Some(txn.clone()),
-                _ => None,
-            })
-            .collect();
-        if !txns.is_empty() {
-            if let Err(error) = self.storage.append(&txns) {
-                tracing::error!(%error, "storage failed; the server stops");
-                self.shared.begin_shutdown();
-                return Err(error);
+struct Applier {
+    shared: Arc<Shared>,
+    durable: Arc<dyn DurableWait>,
+    applied: Arc<AtomicI64>,
+}
+
+impl Applier {
+    fn run(self, batches: crossbeam_channel::Receiver<Batch>) -> Result<(), StorageError> {
+        for batch in batches {
+            if let Some(ticket) = batch.ticket {
+                if let Err(error) = self.durable.wait(ticket) {
+                    tracing::error!(%error, "storage failed; the server stops");
+                    self.shared.begin_shutdown();
+                    return Err(error);
+                }
             }
+            self.apply(batch.entries);
         }
-        let shared = Arc::clone(&self.shared);
+        Ok(())
+    }
+
+    /// Applies a durable batch and answers it.
+    fn apply(&self, entries: Vec<Entry>) {
+        let shared = &*self.shared;
         let mut postman = Postman::new(&shared.mailboxes);
         let mut tree = shared.tree.write();
-        for entry in entries.drain(..) {
+        for entry in entries {
             match entry {
                 Entry::Txn { txn, origin } => {
                     let outcome = apply(&mut tree, &txn);
@@ -226,67 +253,30 @@ impl Pipeline {
                 }
                 Entry::Refused { conn, xid, err } => {
                     let zxid = tree.last_zxid();
-                    postman.post(Mail::Reply {
-                        conn,
-                        xid,
-                        zxid,
-                        reply: Reply::error(err),
-                    });
+                    postman.post(Mail::Reply { conn, xid, zxid, reply: Reply::error(err) });
                 }
                 Entry::Sync { conn, xid, path } => {
                     let zxid = tree.last_zxid();
-                    postman.post(Mail::Reply {
-                        conn,
-                        xid,
-                        zxid,
-                        reply: Reply::ok(Response::Sync { path }),
-                    });
+                    postman.post(Mail::Reply { conn, xid, zxid, reply: Reply::ok(Response::Sync { path }) });
                 }
             }
         }
-        let last = tree.last_zxid();
+        self.applied.store(tree.last_zxid().0, Ordering::Release);
         drop(tree);
-        drop(postman);
-        self.prep.applied(last);
-        Ok(())
     }
 
     /// Session bookkeeping and the reply, once a txn is applied.
-    fn settle(
-        &self,
-        postman: &mut Postman<'_>,
-        zxid: engine::types::Zxid,
-        session: SessionId,
-        origin: Origin,
-        reply: Reply,
-    ) {
+    fn settle(&self, postman: &mut Postman<'_>, zxid: Zxid, session: SessionId, origin: Origin, reply: Reply) {
         match origin {
-            Origin::Client { conn, xid } => postman.post(Mail::Reply {
-                conn,
-                xid,
-                zxid,
-                reply,
-            }),
+            Origin::Client { conn, xid } => postman.post(Mail::Reply { conn, xid, zxid, reply }),
             Origin::CreateSession { conn, timeout_ms } => {
-                self.shared
-                    .sessions
-                    .lock()
-                    .add(session, timeout_ms, now_ms());
+                self.shared.sessions.lock().add(session, timeout_ms, now_ms());
                 self.shared.owners.lock().insert(session, conn);
-                postman.post(Mail::SessionCreated {
-                    conn,
-                    session,
-                    timeout_ms,
-                });
+                postman.post(Mail::SessionCreated { conn, session, timeout_ms });
             }
             Origin::CloseSession { conn, xid } => {
                 self.forget_session(session);
-                postman.post(Mail::Reply {
-                    conn,
-                    xid,
-                    zxid,
-                    reply,
-                });
+                postman.post(Mail::Reply { conn, xid, zxid, reply });
                 postman.post(Mail::Close { conn });
             }
             Origin::Expiry => {
