@@ -15,6 +15,7 @@ import time
 import pytest
 
 import harness
+import zkraw
 from conftest import start_server
 from zkraw import Err, Mode, ok
 
@@ -95,7 +96,7 @@ def _connect_retrying(raw, server):
     while True:
         try:
             return raw(server)
-        except OSError:
+        except (OSError, zkraw.Closed, zkraw.Timeout):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
