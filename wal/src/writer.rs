@@ -1,0 +1,1233 @@
+//! Group-commit WAL writer. `Wal::open` checks every segment and repairs a
+//! torn tail; then one thread owns the files and the io_uring instance.
+//! Appends queue to it; each time it wakes it takes everything queued (up to
+//! a byte bound), writes it as one batch and fsyncs once, so appends that
+//! arrive during an fsync form the next batch with no added delay.
+//!
+//! Not the byte format (`format`), nor a reader (`reader`), nor anything
+//! that knows what a record means.
+//!
+//! Invariants: zxids strictly increase across appends (asserted at append);
+//! a sequence number is reported durable only after its batch's fsync
+//! returned; a failed write or fsync poisons the WAL for good.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use parking_lot::{Condvar, Mutex};
+
+use crate::dir;
+use crate::format::{self, SegmentHeader, Tail};
+use crate::io::Backend;
+use crate::reader::SegmentFile;
+use crate::{Error, IoMode, Record, WalConfig};
+
+/// Commands queued to the writer thread; the bound keeps memory in check and
+/// pushes back on appenders when the disk falls behind.
+const QUEUE_MAX: usize = 4096;
+/// The writer stops adding appends to a batch past this many bytes.
+const BATCH_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Notifications buffered per subscriber before new ones are dropped.
+const SUBSCRIBER_QUEUE_MAX: usize = 1024;
+/// Zeros are written in blocks of this size when a tail is cleared.
+const ZERO_BLOCK_BYTES: usize = 64 * 1024;
+
+/// How far the log is durable: every append up to `seq`, whose last record
+/// has `zxid` (None while nothing was ever appended).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durable {
+    pub seq: u64,
+    pub zxid: Option<u64>,
+}
+
+/// What `Wal::open` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    /// zxid of the last valid record, if any.
+    pub last_zxid: Option<u64>,
+    /// Bytes of a torn tail that were zeroed.
+    pub truncated_bytes: u64,
+    /// Segment files in the log after open.
+    pub segments: usize,
+    /// Files removed: an unfinished roll-over's temporary file, or a newest
+    /// segment that held no record.
+    pub removed: Vec<PathBuf>,
+    /// "io_uring" or "pwrite".
+    pub io: &'static str,
+}
+
+/// Whether this kernel lets us set up an io_uring instance.
+pub fn uring_available() -> bool {
+    Backend::uring().is_ok()
+}
+
+struct DurableState {
+    durable: Durable,
+    poisoned: bool,
+}
+
+struct Shared {
+    state: Mutex<DurableState>,
+    changed: Condvar,
+    fsyncs: AtomicU64,
+    poisoned: AtomicBool,
+    subscribers: Mutex<Vec<Sender<Durable>>>,
+    /// Test hook: the next batch fails as a failed fsync would.
+    #[cfg(test)]
+    fail_next_sync: AtomicBool,
+}
+
+impl Shared {
+    fn publish(&self, durable: Durable) {
+        {
+            let mut state = self.state.lock();
+            assert!(
+                durable.seq >= state.durable.seq,
+                "durable sequence went back: {} after {}",
+                durable.seq,
+                state.durable.seq
+            );
+            state.durable = durable;
+        }
+        self.changed.notify_all();
+        let mut subscribers = self.subscribers.lock();
+        // A full queue means the subscriber has a wake-up pending and will
+        // read `Wal::durable()`; a disconnected one is dropped.
+        subscribers.retain(|sender| {
+            !matches!(sender.try_send(durable), Err(TrySendError::Disconnected(_)))
+        });
+    }
+
+    fn poison(&self, error: &Error) {
+        tracing::error!(%error, "WAL poisoned: no further writes or syncs");
+        self.poisoned.store(true, Ordering::SeqCst);
+        self.state.lock().poisoned = true;
+        self.changed.notify_all();
+        // Dropping the senders tells subscribers the stream ended.
+        self.subscribers.lock().clear();
+    }
+}
+
+enum Command {
+    Append {
+        seq: u64,
+        records: Vec<Record>,
+    },
+    Truncate {
+        zxid: u64,
+        reply: Sender<Result<Option<u64>, Error>>,
+    },
+    Purge {
+        zxid: u64,
+        reply: Sender<Result<Vec<PathBuf>, Error>>,
+    },
+}
+
+struct Appender {
+    next_seq: u64,
+    last_zxid: Option<u64>,
+}
+
+/// The write-ahead log. Owns the writer thread; dropping it finishes the
+/// queued appends and stops the thread.
+pub struct Wal {
+    shared: Arc<Shared>,
+    appender: Mutex<Appender>,
+    commands: Option<Sender<Command>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Active {
+    file: File,
+    path: PathBuf,
+    /// Offset where the next record goes.
+    position: u64,
+    /// File length: preallocated space ends here.
+    allocated: u64,
+}
+
+struct Writer {
+    config: WalConfig,
+    backend: Backend,
+    /// Every segment, oldest first, the active one last.
+    segments: Vec<(u64, PathBuf)>,
+    active: Option<Active>,
+    buffer: Vec<u8>,
+    shared: Arc<Shared>,
+}
+
+static URING_WARNING: std::sync::Once = std::sync::Once::new();
+
+fn choose_backend(mode: IoMode) -> Result<Backend, Error> {
+    match mode {
+        IoMode::Pwrite => Ok(Backend::Pwrite),
+        IoMode::IoUring => Backend::uring().map_err(|source| Error::IoUringUnavailable { source }),
+        IoMode::Auto => match Backend::uring() {
+            Ok(backend) => Ok(backend),
+            Err(error) => {
+                URING_WARNING.call_once(|| {
+                    tracing::warn!(%error, "io_uring unavailable; the WAL uses pwrite + fdatasync");
+                });
+                Ok(Backend::Pwrite)
+            }
+        },
+    }
+}
+
+fn header_offset() -> u64 {
+    u64::try_from(format::HEADER_BYTES).unwrap_or(32)
+}
+
+/// Overwrites `[from, to)` of `file` with zeros (not synced).
+fn write_zeros(file: &File, path: &Path, from: u64, to: u64) -> Result<(), Error> {
+    let zeros = vec![0u8; ZERO_BLOCK_BYTES];
+    let mut at = from;
+    while at < to {
+        let len = usize::try_from(to - at)
+            .unwrap_or(ZERO_BLOCK_BYTES)
+            .min(ZERO_BLOCK_BYTES);
+        let block = zeros.get(..len).unwrap_or(&zeros);
+        file.write_all_at(block, at)
+            .map_err(|e| Error::io(path, e))?;
+        at += u64::try_from(block.len()).unwrap_or(u64::MAX);
+    }
+    Ok(())
+}
+
+fn open_for_append(path: &Path, position: u64) -> Result<Active, Error> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let allocated = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    Ok(Active {
+        file,
+        path: path.to_path_buf(),
+        position,
+        allocated,
+    })
+}
+
+impl Wal {
+    /// Opens the log in `config.dir` (creating the directory if needed):
+    /// checks every record of every segment, zeros a torn tail of the newest
+    /// segment, and refuses with `Error::Corrupt` a bad record anywhere else
+    /// (a bad record followed by a valid one, or in an older segment).
+    pub fn open(config: WalConfig) -> Result<(Wal, OpenReport), Error> {
+        let dir_path = config.dir.clone();
+        // First, so a refused io_uring leaves the directory untouched.
+        let backend = choose_backend(config.io)?;
+        fs::create_dir_all(&dir_path).map_err(|e| Error::io(&dir_path, e))?;
+        let (mut segments, temporaries) = dir::list(&dir_path)?;
+        let mut removed = Vec::new();
+        for temp in temporaries {
+            fs::remove_file(&temp).map_err(|e| Error::io(&temp, e))?;
+            removed.push(temp);
+        }
+
+        let mut checks = Vec::with_capacity(segments.len());
+        let mut previous_zxid: Option<u64> = None;
+        let count = segments.len();
+        for (index, (first_zxid, path)) in segments.iter().enumerate() {
+            let segment = SegmentFile::open(path)?;
+            let header = segment.header()?;
+            if header.database_id != config.database_id {
+                return Err(Error::WrongDatabase {
+                    file: path.clone(),
+                    expected: config.database_id,
+                    found: header.database_id,
+                });
+            }
+            if header.first_zxid != *first_zxid {
+                return Err(Error::Corrupt {
+                    file: path.clone(),
+                    offset: 0,
+                });
+            }
+            let check = segment.check()?;
+            let newest = index + 1 == count;
+            match check.tail {
+                Tail::Clean => {}
+                Tail::Torn { offset, .. } if !newest => {
+                    return Err(Error::Corrupt {
+                        file: path.clone(),
+                        offset,
+                    });
+                }
+                Tail::Torn { .. } => {}
+                Tail::Corrupt { offset, .. } => {
+                    return Err(Error::Corrupt {
+                        file: path.clone(),
+                        offset,
+                    });
+                }
+            }
+            if let (Some(first), Some(previous)) = (check.first_record_zxid, previous_zxid) {
+                if first <= previous {
+                    return Err(Error::Corrupt {
+                        file: path.clone(),
+                        offset: header_offset(),
+                    });
+                }
+            }
+            previous_zxid = check.last_zxid.or(previous_zxid);
+            checks.push(check);
+        }
+
+        // A newest segment without records is what a crash right after a
+        // roll-over leaves: remove it so its name cannot claim zxids that
+        // will be written elsewhere.
+        let mut truncated_bytes = 0;
+        while let (Some((_, path)), Some(check)) = (segments.last(), checks.last()) {
+            if check.records > 0 {
+                if let Tail::Torn {
+                    offset,
+                    garbage_end,
+                    ..
+                } = check.tail
+                {
+                    let file = OpenOptions::new()
+                        .write(true)
+                        .open(path)
+                        .map_err(|e| Error::io(path, e))?;
+                    write_zeros(&file, path, offset, garbage_end)?;
+                    file.sync_data().map_err(|e| Error::io(path, e))?;
+                    truncated_bytes = garbage_end - offset;
+                    tracing::warn!(file = %path.display(), offset, bytes = truncated_bytes, "zeroed the torn tail of the WAL");
+                }
+                break;
+            }
+            fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+            removed.push(path.clone());
+            segments.pop();
+            checks.pop();
+        }
+        if !removed.is_empty() {
+            dir::sync_dir(&dir_path)?;
+        }
+
+        let last_zxid = checks.iter().rev().find_map(|check| check.last_zxid);
+        let active = match (segments.last(), checks.last()) {
+            (Some((_, path)), Some(check)) => Some(open_for_append(path, check.data_end)?),
+            _ => None,
+        };
+        let report = OpenReport {
+            last_zxid,
+            truncated_bytes,
+            segments: segments.len(),
+            removed,
+            io: backend.name(),
+        };
+
+        let shared = Arc::new(Shared {
+            state: Mutex::new(DurableState {
+                durable: Durable {
+                    seq: 0,
+                    zxid: last_zxid,
+                },
+                poisoned: false,
+            }),
+            changed: Condvar::new(),
+            fsyncs: AtomicU64::new(0),
+            poisoned: AtomicBool::new(false),
+            subscribers: Mutex::new(Vec::new()),
+            #[cfg(test)]
+            fail_next_sync: AtomicBool::new(false),
+        });
+        let writer = Writer {
+            config,
+            backend,
+            segments,
+            active,
+            buffer: Vec::new(),
+            shared: Arc::clone(&shared),
+        };
+        let (sender, receiver) = crossbeam_channel::bounded(QUEUE_MAX);
+        let thread = std::thread::Builder::new()
+            .name("wal-writer".to_string())
+            .spawn(move || writer.run(receiver))
+            .map_err(|e| Error::io(&dir_path, e))?;
+        let wal = Wal {
+            shared,
+            appender: Mutex::new(Appender {
+                next_seq: 1,
+                last_zxid,
+            }),
+            commands: Some(sender),
+            thread: Some(thread),
+        };
+        Ok((wal, report))
+    }
+
+    fn check_poisoned(&self) -> Result<(), Error> {
+        if self.shared.poisoned.load(Ordering::SeqCst) {
+            return Err(Error::Poisoned);
+        }
+        Ok(())
+    }
+
+    fn send(&self, command: Command) -> Result<(), Error> {
+        let sender = self.commands.as_ref().ok_or(Error::Poisoned)?;
+        // The writer only hangs up after poisoning the log.
+        sender.send(command).map_err(|_| Error::Poisoned)
+    }
+
+    /// Queues `records` for the writer and returns at once with the
+    /// sequence number to pass to `wait_durable`. zxids must strictly
+    /// increase, across calls too (asserted: a caller that breaks this has
+    /// lost track of its own log). Blocks only when the queue is full.
+    pub fn append(&self, records: Vec<Record>) -> Result<u64, Error> {
+        self.check_poisoned()?;
+        if let Some(record) = records
+            .iter()
+            .find(|r| r.payload.len() > format::MAX_PAYLOAD_BYTES)
+        {
+            return Err(Error::RecordTooLarge {
+                zxid: record.zxid,
+                len: record.payload.len(),
+                limit: format::MAX_PAYLOAD_BYTES,
+            });
+        }
+        let mut appender = self.appender.lock();
+        let mut last = appender.last_zxid;
+        for record in &records {
+            if let Some(previous) = last {
+                assert!(
+                    record.zxid > previous,
+                    "WAL append out of order: zxid {:#x} after {:#x}",
+                    record.zxid,
+                    previous
+                );
+            }
+            last = Some(record.zxid);
+        }
+        let seq = appender.next_seq;
+        self.send(Command::Append { seq, records })?;
+        appender.next_seq += 1;
+        appender.last_zxid = last;
+        Ok(seq)
+    }
+
+    /// Blocks until every append up to `seq` is durable.
+    pub fn wait_durable(&self, seq: u64) -> Result<(), Error> {
+        {
+            let appender = self.appender.lock();
+            assert!(
+                seq < appender.next_seq,
+                "waiting for append {seq}, but only {} were made",
+                appender.next_seq - 1
+            );
+        }
+        let mut state = self.shared.state.lock();
+        loop {
+            if state.poisoned {
+                return Err(Error::Poisoned);
+            }
+            if state.durable.seq >= seq {
+                return Ok(());
+            }
+            self.shared.changed.wait(&mut state);
+        }
+    }
+
+    /// How far the log is durable now.
+    pub fn durable(&self) -> Result<Durable, Error> {
+        let state = self.shared.state.lock();
+        if state.poisoned {
+            return Err(Error::Poisoned);
+        }
+        Ok(state.durable)
+    }
+
+    /// A channel that receives a `Durable` after each batch is synced, for a
+    /// pipeline that selects on it. If the receiver lags by more than a
+    /// bounded number of notifications, newer ones are dropped until it
+    /// catches up: treat a notification as a wake-up and read `durable()`.
+    /// The channel disconnects when the WAL is poisoned or dropped.
+    pub fn subscribe(&self) -> Receiver<Durable> {
+        let (sender, receiver) = crossbeam_channel::bounded(SUBSCRIBER_QUEUE_MAX);
+        if !self.shared.poisoned.load(Ordering::SeqCst) {
+            self.shared.subscribers.lock().push(sender);
+        }
+        receiver
+    }
+
+    /// zxid of the last record appended (durable or not).
+    pub fn last_zxid(&self) -> Option<u64> {
+        self.appender.lock().last_zxid
+    }
+
+    /// Number of fsyncs the writer has issued (for tests and benchmarks).
+    pub fn fsync_count(&self) -> u64 {
+        self.shared.fsyncs.load(Ordering::SeqCst)
+    }
+
+    /// Removes every record with a zxid above `zxid` (Zab TRUNC, repair),
+    /// after the appends already queued are written. Returns the zxid of the
+    /// last record left. Later appends continue from there.
+    pub fn truncate_after(&mut self, zxid: u64) -> Result<Option<u64>, Error> {
+        self.check_poisoned()?;
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.send(Command::Truncate { zxid, reply })?;
+        let last = answer.recv().map_err(|_| Error::Poisoned)??;
+        self.appender.lock().last_zxid = last;
+        Ok(last)
+    }
+
+    /// Deletes the segments whose records all precede `zxid`, keeping the
+    /// one that contains it and never the segment being written. Returns the
+    /// deleted paths.
+    pub fn purge_before(&self, zxid: u64) -> Result<Vec<PathBuf>, Error> {
+        self.check_poisoned()?;
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.send(Command::Purge { zxid, reply })?;
+        answer.recv().map_err(|_| Error::Poisoned)?
+    }
+
+    /// Test hook: the next batch fails as a failed fsync would.
+    #[cfg(test)]
+    fn fail_next_sync(&self) {
+        self.shared.fail_next_sync.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        // Hanging up lets the writer finish what is queued, then exit.
+        self.commands = None;
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("WAL writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Writer {
+    fn run(mut self, commands: Receiver<Command>) {
+        let mut carried: Option<Command> = None;
+        loop {
+            let command = match carried.take() {
+                Some(command) => command,
+                None => match commands.recv() {
+                    Ok(command) => command,
+                    Err(_) => return,
+                },
+            };
+            let result = match command {
+                Command::Append { seq, records } => {
+                    self.buffer.clear();
+                    let mut batch = Batch::default();
+                    self.encode(&mut batch, seq, &records);
+                    // Everything that queued while the last batch synced
+                    // joins this one: that is the group commit.
+                    // A batch never spans segments, so it is also kept
+                    // within a segment's size (one large append may pass it).
+                    let batch_max = usize::try_from(self.config.segment_max_bytes)
+                        .unwrap_or(usize::MAX)
+                        .min(BATCH_MAX_BYTES);
+                    while self.buffer.len() < batch_max {
+                        match commands.try_recv() {
+                            Ok(Command::Append { seq, records }) => {
+                                self.encode(&mut batch, seq, &records)
+                            }
+                            Ok(other) => {
+                                carried = Some(other);
+                                break;
+                            }
+                            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                        }
+                    }
+                    self.write_batch(&batch)
+                }
+                Command::Truncate { zxid, reply } => match self.truncate_after(zxid) {
+                    Ok(last) => {
+                        let _ = reply.send(Ok(last));
+                        Ok(())
+                    }
+                    Err(error) => {
+                        self.shared.poison(&error);
+                        let _ = reply.send(Err(error));
+                        return;
+                    }
+                },
+                Command::Purge { zxid, reply } => {
+                    // A failed delete loses no data: report it, do not poison.
+                    let _ = reply.send(self.purge_before(zxid));
+                    Ok(())
+                }
+            };
+            if let Err(error) = result {
+                self.shared.poison(&error);
+                return;
+            }
+        }
+    }
+
+    fn encode(&mut self, batch: &mut Batch, seq: u64, records: &[Record]) {
+        assert!(seq > batch.last_seq, "append sequence out of order");
+        batch.last_seq = seq;
+        for record in records {
+            if let Some(previous) = batch.last_zxid {
+                assert!(record.zxid > previous, "batch zxids out of order");
+            }
+            batch.first_zxid.get_or_insert(record.zxid);
+            batch.last_zxid = Some(record.zxid);
+            format::encode_record(&mut self.buffer, record.zxid, &record.payload);
+        }
+    }
+
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), Error> {
+        let Some(first_zxid) = batch.first_zxid else {
+            // Only empty appends: nothing to write, they are durable as is.
+            let zxid = self.shared.state.lock().durable.zxid;
+            self.shared.publish(Durable {
+                seq: batch.last_seq,
+                zxid,
+            });
+            return Ok(());
+        };
+        let len = u64::try_from(self.buffer.len()).unwrap_or(u64::MAX);
+        let roll = match &self.active {
+            None => true,
+            Some(active) => {
+                active.position > header_offset()
+                    && active.position.saturating_add(len) > self.config.segment_max_bytes
+            }
+        };
+        if roll {
+            self.roll_over(first_zxid)?;
+        }
+        let sync = self.config.force_sync;
+        let Some(active) = self.active.as_mut() else {
+            unreachable!("roll_over always leaves an active segment");
+        };
+        let end = active.position.saturating_add(len);
+        if end > active.allocated {
+            // Grow by whole preallocation blocks past the batch's end.
+            let block = self.config.pre_alloc_bytes.max(1);
+            let new_len = end.div_ceil(block).saturating_mul(block);
+            dir::preallocate(&active.file, &active.path, new_len)?;
+            active.allocated = new_len;
+        }
+        #[cfg(test)]
+        if self.shared.fail_next_sync.swap(false, Ordering::SeqCst) {
+            return Err(Error::io(
+                &active.path,
+                std::io::Error::other("injected fsync failure"),
+            ));
+        }
+        self.backend
+            .write_batch(&active.file, &self.buffer, active.position, sync)
+            .map_err(|e| Error::io(&active.path, e))?;
+        if sync {
+            self.shared.fsyncs.fetch_add(1, Ordering::SeqCst);
+        }
+        active.position = end;
+        self.shared.publish(Durable {
+            seq: batch.last_seq,
+            zxid: batch.last_zxid,
+        });
+        Ok(())
+    }
+
+    fn roll_over(&mut self, first_zxid: u64) -> Result<(), Error> {
+        let header = SegmentHeader {
+            database_id: self.config.database_id,
+            first_zxid,
+        };
+        let (file, path, allocated) = dir::create_segment(
+            &self.config.dir,
+            header,
+            self.config.pre_alloc_bytes,
+            self.config.force_sync,
+        )?;
+        if let Some((last_first, _)) = self.segments.last() {
+            assert!(
+                first_zxid > *last_first,
+                "new segment {first_zxid:#x} after {last_first:#x}"
+            );
+        }
+        self.segments.push((first_zxid, path.clone()));
+        self.active = Some(Active {
+            file,
+            path,
+            position: header_offset(),
+            allocated,
+        });
+        Ok(())
+    }
+
+    fn truncate_after(&mut self, zxid: u64) -> Result<Option<u64>, Error> {
+        // Newest segments go first, so a crash part-way leaves a log that is
+        // a prefix of the old one plus some of its tail, never a gap.
+        let mut removed_any = false;
+        while let Some((first_zxid, path)) = self.segments.last() {
+            if *first_zxid <= zxid {
+                break;
+            }
+            if self
+                .active
+                .as_ref()
+                .is_some_and(|active| &active.path == path)
+            {
+                self.active = None;
+            }
+            fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+            self.segments.pop();
+            removed_any = true;
+        }
+        if removed_any {
+            dir::sync_dir(&self.config.dir)?;
+        }
+        let Some((_, path)) = self.segments.last().cloned() else {
+            self.active = None;
+            return Ok(None);
+        };
+        // Find where the records above zxid start in the remaining segment.
+        let segment = SegmentFile::open(&path)?;
+        let mut scan = segment.scan()?;
+        let mut cut = None;
+        let mut last_kept = None;
+        for record in scan.by_ref() {
+            if record.zxid > zxid {
+                cut = Some(record.offset);
+                break;
+            }
+            last_kept = Some(record.zxid);
+        }
+        let data_end = match cut {
+            Some(_) => {
+                // Keep scanning to the end of the written records.
+                for _ in scan.by_ref() {}
+                scan.data_end()
+            }
+            None => scan.data_end(),
+        };
+        drop(segment);
+        let keep_end = cut.unwrap_or(data_end);
+        let mut active = match self.active.take() {
+            Some(active) if active.path == path => active,
+            _ => open_for_append(&path, data_end)?,
+        };
+        if keep_end < data_end {
+            write_zeros(&active.file, &path, keep_end, data_end)?;
+            self.backend
+                .sync(&active.file)
+                .map_err(|e| Error::io(&path, e))?;
+            self.shared.fsyncs.fetch_add(1, Ordering::SeqCst);
+        }
+        active.position = keep_end;
+        self.active = Some(active);
+        // Only a segment without records keeps nothing; the last zxid then
+        // lies in an older segment.
+        let mut last = last_kept;
+        for (_, older) in self.segments.iter().rev().skip(1) {
+            if last.is_some() {
+                break;
+            }
+            let segment = SegmentFile::open(older)?;
+            last = segment.scan()?.last().map(|record| record.zxid);
+        }
+        self.shared.state.lock().durable.zxid = last;
+        Ok(last)
+    }
+
+    fn purge_before(&mut self, zxid: u64) -> Result<Vec<PathBuf>, Error> {
+        let mut deleted = Vec::new();
+        // Segment i holds only zxids below segment i+1's first zxid.
+        while self.segments.len() >= 2 {
+            let next_first = self
+                .segments
+                .get(1)
+                .map(|(first, _)| *first)
+                .unwrap_or(u64::MAX);
+            if next_first > zxid {
+                break;
+            }
+            let (_, path) = self.segments.remove(0);
+            fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            deleted.push(path);
+        }
+        if !deleted.is_empty() {
+            dir::sync_dir(&self.config.dir)?;
+        }
+        Ok(deleted)
+    }
+}
+
+#[derive(Default)]
+struct Batch {
+    last_seq: u64,
+    first_zxid: Option<u64>,
+    last_zxid: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reader::Reader;
+
+    /// Runs `test` once per io path. The same assertions hold for both.
+    fn for_each_mode(test: impl Fn(IoMode)) {
+        let mut modes = vec![IoMode::Pwrite];
+        if uring_available() {
+            modes.push(IoMode::IoUring);
+        } else {
+            eprintln!(
+                "!!! io_uring is NOT available on this machine: only the pwrite path is tested"
+            );
+        }
+        for mode in modes {
+            test(mode);
+        }
+    }
+
+    /// Small blocks so a few hundred records span several segments.
+    fn config(dir: &Path, io: IoMode) -> WalConfig {
+        WalConfig {
+            dir: dir.to_path_buf(),
+            pre_alloc_bytes: 1024,
+            force_sync: true,
+            database_id: 7,
+            io,
+            segment_max_bytes: 4096,
+        }
+    }
+
+    fn payload(zxid: u64, generation: u8) -> Vec<u8> {
+        let length = usize::try_from(zxid % 7).unwrap_or(0) * 5;
+        let mut bytes = format!("gen{generation} zxid {zxid}:").into_bytes();
+        bytes.resize(bytes.len() + length, generation);
+        bytes
+    }
+
+    fn records(zxids: std::ops::RangeInclusive<u64>, generation: u8) -> Vec<Record> {
+        zxids
+            .map(|zxid| Record {
+                zxid,
+                payload: payload(zxid, generation),
+            })
+            .collect()
+    }
+
+    fn open(dir: &Path, io: IoMode) -> (Wal, OpenReport) {
+        Wal::open(config(dir, io)).expect("open")
+    }
+
+    fn read_from(dir: &Path, zxid: u64) -> Vec<Record> {
+        Reader::open(dir, zxid)
+            .expect("reader")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("read")
+    }
+
+    /// Appends each record on its own and waits for the last.
+    fn append_each(wal: &Wal, records: Vec<Record>) {
+        let mut seq = 0;
+        for record in records {
+            seq = wal.append(vec![record]).expect("append");
+        }
+        wal.wait_durable(seq).expect("durable");
+    }
+
+    fn segment_paths(dir: &Path) -> Vec<PathBuf> {
+        dir::list(dir)
+            .expect("list")
+            .0
+            .into_iter()
+            .map(|(_, path)| path)
+            .collect()
+    }
+
+    /// Offsets of every record in a segment, and the end of the last one.
+    fn record_offsets(path: &Path) -> (Vec<u64>, u64) {
+        let segment = SegmentFile::open(path).expect("segment");
+        let mut scan = segment.scan().expect("scan");
+        let offsets = scan.by_ref().map(|record| record.offset).collect();
+        (offsets, scan.data_end())
+    }
+
+    fn copy_dir(from: &Path) -> tempfile::TempDir {
+        let to = tempfile::tempdir().expect("tempdir");
+        for entry in fs::read_dir(from).expect("read_dir") {
+            let entry = entry.expect("entry");
+            fs::copy(entry.path(), to.path().join(entry.file_name())).expect("copy");
+        }
+        to
+    }
+
+    // Records written in batches across several segments read back in
+    // order, from the start and from the middle, before and after reopening.
+    #[test]
+    fn round_trip_across_segments() {
+        for_each_mode(|mode| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (wal, report) = open(dir.path(), mode);
+            assert_eq!(report.last_zxid, None);
+            let all = records(1..=300, 1);
+            let mut seq = 0;
+            for chunk in all.chunks(7) {
+                seq = wal.append(chunk.to_vec()).expect("append");
+            }
+            wal.wait_durable(seq).expect("durable");
+            assert_eq!(wal.durable().expect("durable").zxid, Some(300));
+            drop(wal);
+            assert!(
+                segment_paths(dir.path()).len() > 3,
+                "{mode:?}: expected several segments"
+            );
+            assert_eq!(read_from(dir.path(), 0), all);
+            assert_eq!(read_from(dir.path(), 150), all[149..].to_vec());
+
+            let (wal, report) = open(dir.path(), mode);
+            assert_eq!((report.last_zxid, report.truncated_bytes), (Some(300), 0));
+            append_each(&wal, records(301..=320, 1));
+            drop(wal);
+            assert_eq!(read_from(dir.path(), 1), records(1..=320, 1));
+        });
+    }
+
+    // A crash mid-write leaves part of the last record: open keeps exactly
+    // the records before it, and appends continue after them.
+    #[test]
+    fn torn_tail_at_every_offset() {
+        for_each_mode(|mode| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (wal, _) = open(dir.path(), mode);
+            append_each(&wal, records(1..=5, 1));
+            drop(wal);
+            let last_segment = segment_paths(dir.path()).pop().expect("segment");
+            let (offsets, end) = record_offsets(&last_segment);
+            let start = *offsets.last().expect("records");
+            let name = last_segment.file_name().expect("name").to_owned();
+            for cut in start..end {
+                for damage in ["zeros", "garbage", "shorter file"] {
+                    let copy = copy_dir(dir.path());
+                    let path = copy.path().join(&name);
+                    let file = OpenOptions::new().write(true).open(&path).expect("open");
+                    match damage {
+                        "zeros" => write_zeros(&file, &path, cut, end).expect("zeros"),
+                        "garbage" => file
+                            .write_all_at(&vec![0xA5; usize::try_from(end - cut).unwrap_or(0)], cut)
+                            .expect("garbage"),
+                        _ => file.set_len(cut).expect("set_len"),
+                    }
+                    drop(file);
+                    let (wal, report) = open(copy.path(), mode);
+                    assert_eq!(report.last_zxid, Some(4), "{mode:?} {damage} at {cut}");
+                    assert_eq!(
+                        read_from(copy.path(), 0),
+                        records(1..=4, 1),
+                        "{damage} at {cut}"
+                    );
+                    append_each(&wal, records(5..=6, 2));
+                    drop(wal);
+                    let mut expected = records(1..=4, 1);
+                    expected.extend(records(5..=6, 2));
+                    assert_eq!(read_from(copy.path(), 0), expected, "{damage} at {cut}");
+                    let (_, report) = open(copy.path(), mode);
+                    assert_eq!((report.last_zxid, report.truncated_bytes), (Some(6), 0));
+                }
+            }
+        });
+    }
+
+    // A flipped bit in a record that valid records follow is corruption:
+    // open refuses, naming the file and the record's offset.
+    #[test]
+    fn bit_flip_in_the_middle_is_refused() {
+        for_each_mode(|mode| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (wal, _) = open(dir.path(), mode);
+            append_each(&wal, records(1..=10, 1));
+            drop(wal);
+            let path = segment_paths(dir.path()).pop().expect("segment");
+            let (offsets, _) = record_offsets(&path);
+            let target = offsets.get(4).copied().expect("fifth record");
+            // Payload, crc, zxid and length fields each in turn.
+            for delta in [20u64, 5, 9, 0] {
+                let copy = copy_dir(dir.path());
+                let copied = copy.path().join(path.file_name().expect("name"));
+                let mut bytes = fs::read(&copied).expect("read");
+                let index = usize::try_from(target + delta).expect("index");
+                bytes[index] ^= 0x04;
+                fs::write(&copied, &bytes).expect("write");
+                match Wal::open(config(copy.path(), mode)) {
+                    Err(error @ Error::Corrupt { .. }) => {
+                        let Error::Corrupt { ref file, offset } = error else {
+                            unreachable!()
+                        };
+                        assert_eq!((file, offset), (&copied, target), "flip at +{delta}");
+                        assert!(error.to_string().contains("zk-snaprepair"));
+                    }
+                    Err(other) => panic!("flip at +{delta}: {other}"),
+                    Ok(_) => panic!("flip at +{delta}: open accepted a corrupt log"),
+                }
+            }
+        });
+    }
+
+    // A bad tail in a segment that is not the newest is never a torn write.
+    #[test]
+    fn bad_tail_in_older_segment_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, _) = open(dir.path(), IoMode::Pwrite);
+        append_each(&wal, records(1..=200, 1));
+        drop(wal);
+        let first = segment_paths(dir.path())
+            .into_iter()
+            .next()
+            .expect("segment");
+        let (offsets, end) = record_offsets(&first);
+        let last = *offsets.last().expect("records");
+        let file = OpenOptions::new().write(true).open(&first).expect("open");
+        write_zeros(&file, &first, last + 3, end).expect("zeros");
+        drop(file);
+        match Wal::open(config(dir.path(), IoMode::Pwrite)) {
+            Err(Error::Corrupt { file, offset }) => assert_eq!((file, offset), (first, last)),
+            other => panic!(
+                "expected corruption, got {:?}",
+                other.map(|(_, report)| report)
+            ),
+        }
+    }
+
+    // Many threads appending at once: everything becomes durable, in the
+    // order appended, with fewer fsyncs than appends (group commit).
+    #[test]
+    fn concurrent_appends_are_group_committed() {
+        for_each_mode(|mode| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut config = config(dir.path(), mode);
+            config.segment_max_bytes = 1 << 20;
+            config.pre_alloc_bytes = 1 << 16;
+            let (wal, _) = Wal::open(config).expect("open");
+            let next_zxid = Mutex::new(1u64);
+            const THREADS: u64 = 8;
+            const EACH: u64 = 100;
+            std::thread::scope(|scope| {
+                for _ in 0..THREADS {
+                    scope.spawn(|| {
+                        let mut seq = 0;
+                        for _ in 0..EACH {
+                            // zxids are assigned and appended under one lock,
+                            // as the sequencer does.
+                            let mut zxid = next_zxid.lock();
+                            seq = wal.append(records(*zxid..=*zxid, 1)).expect("append");
+                            *zxid += 1;
+                        }
+                        wal.wait_durable(seq).expect("durable");
+                    });
+                }
+            });
+            let total = THREADS * EACH;
+            assert_eq!(wal.durable().expect("durable").zxid, Some(total));
+            let fsyncs = wal.fsync_count();
+            assert!(
+                fsyncs < total,
+                "{mode:?}: {fsyncs} fsyncs for {total} appends"
+            );
+            drop(wal);
+            assert_eq!(read_from(dir.path(), 0), records(1..=total, 1));
+        });
+    }
+
+    // After a failed fsync every call answers Poisoned, and subscribers see
+    // their channel close.
+    #[test]
+    fn failed_sync_poisons() {
+        for_each_mode(|mode| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (wal, _) = open(dir.path(), mode);
+            let notifications = wal.subscribe();
+            append_each(&wal, records(1..=3, 1));
+            // Appends may share a batch, so notifications may skip seqs.
+            let mut seen = 0;
+            while seen < 3 {
+                let durable = notifications.recv().expect("notification");
+                assert!(durable.seq > seen);
+                seen = durable.seq;
+            }
+            assert_eq!(
+                wal.durable().expect("durable"),
+                Durable {
+                    seq: 3,
+                    zxid: Some(3)
+                }
+            );
+            wal.fail_next_sync();
+            let seq = wal
+                .append(records(4..=4, 1))
+                .expect("queued before the failure");
+            assert!(matches!(wal.wait_durable(seq), Err(Error::Poisoned)));
+            assert!(matches!(wal.wait_durable(1), Err(Error::Poisoned)));
+            assert!(matches!(
+                wal.append(records(5..=5, 1)),
+                Err(Error::Poisoned)
+            ));
+            assert!(matches!(wal.durable(), Err(Error::Poisoned)));
+            assert!(matches!(wal.purge_before(1), Err(Error::Poisoned)));
+            while notifications.recv().is_ok() {}
+            drop(wal);
+            let (_, report) = open(dir.path(), mode);
+            assert_eq!(report.last_zxid, Some(3));
+        });
+    }
+
+    // Zab TRUNC: records above the zxid go, in the active segment and in
+    // whole later segments; appends continue from there and survive reopen.
+    #[test]
+    fn truncate_after_then_append() {
+        for_each_mode(|mode| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (mut wal, _) = open(dir.path(), mode);
+            append_each(&wal, records(1..=200, 1));
+            let segments_before = segment_paths(dir.path()).len();
+            assert_eq!(wal.truncate_after(42).expect("truncate"), Some(42));
+            assert!(segment_paths(dir.path()).len() < segments_before);
+            assert_eq!(read_from(dir.path(), 0), records(1..=42, 1));
+            append_each(&wal, records(43..=60, 2));
+            assert_eq!(wal.truncate_after(1000).expect("no-op"), Some(60));
+            drop(wal);
+            let mut expected = records(1..=42, 1);
+            expected.extend(records(43..=60, 2));
+            assert_eq!(read_from(dir.path(), 0), expected);
+            let (mut wal, report) = open(dir.path(), mode);
+            assert_eq!(report.last_zxid, Some(60));
+            assert_eq!(wal.truncate_after(0).expect("truncate all"), None);
+            append_each(&wal, records(5..=6, 3));
+            drop(wal);
+            assert_eq!(read_from(dir.path(), 0), records(5..=6, 3));
+        });
+    }
+
+    // Purge deletes whole segments before the zxid, keeps the one holding
+    // it, and the log still opens and reads from there.
+    #[test]
+    fn purge_before_keeps_the_segment_holding_the_zxid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, _) = open(dir.path(), IoMode::Pwrite);
+        append_each(&wal, records(1..=300, 1));
+        let before = dir::list(dir.path()).expect("list").0;
+        assert!(before.len() > 3);
+        let (third_first, _) = before[2].clone();
+        let deleted = wal.purge_before(third_first + 1).expect("purge");
+        assert_eq!(deleted, vec![before[0].1.clone(), before[1].1.clone()]);
+        assert_eq!(
+            wal.purge_before(u64::MAX).expect("purge").len(),
+            before.len() - 3
+        );
+        assert_eq!(
+            segment_paths(dir.path()),
+            vec![before.last().expect("last").1.clone()]
+        );
+        append_each(&wal, records(301..=310, 1));
+        drop(wal);
+        let newest_first = before.last().expect("last").0;
+        let (_, report) = open(dir.path(), IoMode::Pwrite);
+        assert_eq!(report.last_zxid, Some(310));
+        assert_eq!(read_from(dir.path(), 0), records(newest_first..=310, 1));
+    }
+
+    // A crash during roll-over leaves a temporary file or a newest segment
+    // with no record; open removes both and appends go on in the old one.
+    #[test]
+    fn unfinished_roll_over_is_cleaned_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, _) = open(dir.path(), IoMode::Pwrite);
+        append_each(&wal, records(1..=3, 1));
+        drop(wal);
+        let header = SegmentHeader {
+            database_id: 7,
+            first_zxid: 4,
+        };
+        let (_, empty, _) = dir::create_segment(dir.path(), header, 1024, false).expect("segment");
+        let temp = dir.path().join("log.0000000000000005.tmp");
+        fs::write(&temp, b"ZKRS").expect("temp");
+        let (wal, report) = open(dir.path(), IoMode::Pwrite);
+        assert_eq!(report.removed, vec![temp, empty]);
+        assert_eq!((report.last_zxid, report.segments), (Some(3), 1));
+        append_each(&wal, records(4..=5, 1));
+        drop(wal);
+        assert_eq!(read_from(dir.path(), 0), records(1..=5, 1));
+    }
+
+    // Segments of another database are refused; oversized records are an
+    // error value, not a panic.
+    #[test]
+    fn wrong_database_and_oversized_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, _) = open(dir.path(), IoMode::Pwrite);
+        let huge = Record {
+            zxid: 1,
+            payload: vec![0; format::MAX_PAYLOAD_BYTES + 1],
+        };
+        assert!(matches!(
+            wal.append(vec![huge]),
+            Err(Error::RecordTooLarge { zxid: 1, .. })
+        ));
+        append_each(&wal, records(1..=2, 1));
+        drop(wal);
+        let mut other = config(dir.path(), IoMode::Pwrite);
+        other.database_id = 8;
+        assert!(matches!(
+            Wal::open(other),
+            Err(Error::WrongDatabase {
+                expected: 8,
+                found: 7,
+                ..
+            })
+        ));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        // Whatever bytes follow a valid header, open and the reader return
+        // values (records, Corrupt, a repaired tail) and never panic; after
+        // a successful open, appends work and the reader agrees with it.
+        #[test]
+        fn open_and_read_arbitrary_segments(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            valid in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), 0..5),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut bytes = format::encode_header(SegmentHeader { database_id: 7, first_zxid: 1 }).to_vec();
+            for (index, payload) in valid.iter().enumerate() {
+                format::encode_record(&mut bytes, index as u64 + 1, payload);
+            }
+            bytes.extend_from_slice(&body);
+            fs::write(dir.path().join(dir::segment_name(1)), &bytes).expect("write");
+            let read: Vec<_> = Reader::open(dir.path(), 0).expect("reader").collect();
+            let mut config = config(dir.path(), IoMode::Pwrite);
+            config.force_sync = false;
+            if let Ok((wal, report)) = Wal::open(config) {
+                let kept = read_from(dir.path(), 0);
+                proptest::prop_assert!(kept.len() >= valid.len());
+                proptest::prop_assert_eq!(report.last_zxid, kept.last().map(|r| r.zxid));
+                proptest::prop_assert_eq!(read.len(), kept.len());
+                let next = report.last_zxid.unwrap_or(0) + 1;
+                append_each(&wal, records(next..=next, 9));
+                drop(wal);
+                proptest::prop_assert_eq!(read_from(dir.path(), 0).len(), kept.len() + 1);
+            }
+        }
+    }
+
+    // Appends must increase: a caller that reuses a zxid has lost track.
+    #[test]
+    #[should_panic(expected = "out of order")]
+    fn out_of_order_append_is_asserted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, _) = open(dir.path(), IoMode::Pwrite);
+        let _ = wal.append(records(5..=5, 1));
+        let _ = wal.append(records(5..=5, 1));
+    }
+}
