@@ -6,6 +6,7 @@
 
 pub mod acl;
 pub mod apply;
+pub mod native;
 pub mod path;
 pub mod persist;
 pub mod prep;

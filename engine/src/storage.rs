@@ -19,6 +19,18 @@ pub enum StorageError {
     },
     #[error("storage refuses further writes after a failed sync")]
     Poisoned,
+    #[error("corrupt data in {file} at offset {offset} ({what}); see zk-snaprepair")]
+    Corrupt {
+        file: PathBuf,
+        offset: u64,
+        what: String,
+    },
+    #[error("log: {0}")]
+    Wal(String),
+    #[error("snapshot: {0}")]
+    Snapshot(String),
+    #[error("cannot encode a txn: {0}")]
+    Encode(String),
 }
 
 pub trait Storage: Send {

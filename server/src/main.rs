@@ -12,9 +12,10 @@ mod pipeline;
 
 use anyhow::Context;
 use config::Config;
+use engine::native::{NativeConfig, NativeStorage};
 use engine::prep::{Prep, PrepConfig};
 use engine::session::SessionTracker;
-use engine::storage::{MemStorage, Storage};
+use engine::storage::Storage;
 use engine::watch::WatchRegistry;
 use net::reactor::{now_ms, FourLetterWords, Polls, Reactor};
 use net::shared::{Settings, Shared};
@@ -78,7 +79,23 @@ fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create dataDir {}", config.data_dir.display()))?;
 
-    let mut storage: Box<dyn Storage> = Box::new(MemStorage::new());
+    let native = NativeStorage::open(NativeConfig {
+        snapshot_dir: config.data_dir.clone(),
+        log_dir: config.data_log_dir.clone(),
+        pre_alloc_bytes: config.pre_alloc_size_kb.saturating_mul(1024),
+        force_sync: config.force_sync,
+    })
+    .context("recovery failed")?;
+    if !config.force_sync {
+        tracing::warn!("forceSync=no: acknowledged writes can be lost on power failure");
+    }
+    let snapshots = pipeline::SnapshotPolicy {
+        snapshotter: native.snapshotter(),
+        snap_count: config.snap_count.max(2),
+        retain_count: config.autopurge_snap_retain_count as usize,
+        purge: config.autopurge_purge_interval_hours > 0,
+    };
+    let mut storage: Box<dyn Storage> = Box::new(native);
     let (tree, last_zxid) = storage.recover().context("recovery failed")?;
     tracing::info!(storage = storage.name(), %last_zxid, nodes = tree.node_count(), "state recovered");
 
@@ -143,6 +160,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         submissions,
         tick_ms: u64::from(config.tick_time_ms),
         container_check_interval_ms: config.container_check_interval_ms,
+        snapshots: Some(snapshots),
     };
     let pipeline = std::thread::Builder::new()
         .name("pipeline".into())

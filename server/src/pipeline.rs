@@ -14,6 +14,7 @@
 //! other.
 
 use engine::apply::apply;
+use engine::native::Snapshotter;
 use engine::prep::Prep;
 use engine::request::{Reply, Request, Response};
 use engine::storage::{DurableWait, Storage, StorageError, Ticket};
@@ -41,6 +42,21 @@ pub struct Pipeline {
     pub submissions: crossbeam_channel::Receiver<Submission>,
     pub tick_ms: u64,
     pub container_check_interval_ms: u64,
+    /// When to write snapshots, for a backend that takes them.
+    pub snapshots: Option<SnapshotPolicy>,
+}
+
+/// A snapshot every `snap_count` txns or so (randomised in
+/// [snap_count/2 + 1, snap_count] as the reference does, so the servers of an
+/// ensemble do not all snapshot at once), written by a background thread
+/// while writes go on.
+pub struct SnapshotPolicy {
+    pub snapshotter: Snapshotter,
+    pub snap_count: u32,
+    pub retain_count: usize,
+    /// `autopurge.purgeInterval` > 0: remove old snapshots and log segments
+    /// after each snapshot.
+    pub purge: bool,
 }
 
 /// Who is waiting for a txn's outcome.
@@ -53,10 +69,21 @@ enum Origin {
 }
 
 enum Entry {
-    Txn { txn: Txn, origin: Origin },
+    Txn {
+        txn: Txn,
+        origin: Origin,
+    },
     /// Answered without a txn, in its place in the batch.
-    Refused { conn: WatcherId, xid: i32, err: ErrorCode },
-    Sync { conn: WatcherId, xid: i32, path: String },
+    Refused {
+        conn: WatcherId,
+        xid: i32,
+        err: ErrorCode,
+    },
+    Sync {
+        conn: WatcherId,
+        xid: i32,
+        path: String,
+    },
 }
 
 struct Batch {
@@ -70,16 +97,25 @@ impl Pipeline {
     pub fn run(self) -> Result<(), StorageError> {
         let (batches, applier_batches) = crossbeam_channel::bounded(MAX_BATCHES_IN_FLIGHT);
         let applied = Arc::new(AtomicI64::new(self.prep.last_zxid().0));
+        let mut this = self;
         let applier = Applier {
-            shared: Arc::clone(&self.shared),
-            durable: self.storage.waiter(),
+            shared: Arc::clone(&this.shared),
+            durable: this.storage.waiter(),
             applied: Arc::clone(&applied),
+            snapshots: this.snapshots.take().map(SnapshotSchedule::new),
         };
         let applier = std::thread::Builder::new()
             .name("applier".into())
             .spawn(move || applier.run(applier_batches))
-            .map_err(|source| StorageError::Io { path: "applier thread".into(), source })?;
-        let sequenced = Sequencer { pipeline: self, applied }.run(batches);
+            .map_err(|source| StorageError::Io {
+                path: "applier thread".into(),
+                source,
+            })?;
+        let sequenced = Sequencer {
+            pipeline: this,
+            applied,
+        }
+        .run(batches);
         let applied = applier.join().unwrap_or_else(|_| {
             tracing::error!("the applier panicked");
             Ok(())
@@ -116,11 +152,15 @@ impl Sequencer {
                 let tree = shared.tree.read();
                 // Read under the lock: the tree holds at least this much, so
                 // the pending changes dropped here are all visible in it.
-                self.pipeline.prep.applied(Zxid(self.applied.load(Ordering::Acquire)));
+                self.pipeline
+                    .prep
+                    .applied(Zxid(self.applied.load(Ordering::Acquire)));
                 if let Some(first) = first {
                     self.prep_submission(&tree, first, &mut entries);
                     while entries.len() < MAX_BATCH {
-                        let Ok(next) = self.pipeline.submissions.try_recv() else { break };
+                        let Ok(next) = self.pipeline.submissions.try_recv() else {
+                            break;
+                        };
                         self.prep_submission(&tree, next, &mut entries);
                     }
                 }
@@ -163,31 +203,63 @@ impl Sequencer {
         }
     }
 
-    fn prep_submission(&mut self, tree: &DataTree, submission: Submission, entries: &mut Vec<Entry>) {
+    fn prep_submission(
+        &mut self,
+        tree: &DataTree,
+        submission: Submission,
+        entries: &mut Vec<Entry>,
+    ) {
         let now = now_ms();
         let prep = &mut self.pipeline.prep;
         match submission {
             Submission::CreateSession { conn, timeout_ms } => {
                 let session = self.pipeline.shared.sessions.lock().next_session_id();
                 let txn = prep.prep_create_session(session, timeout_ms, now);
-                entries.push(Entry::Txn { txn, origin: Origin::CreateSession { conn, timeout_ms } });
+                entries.push(Entry::Txn {
+                    txn,
+                    origin: Origin::CreateSession { conn, timeout_ms },
+                });
             }
             Submission::Sync { conn, xid, path } => entries.push(Entry::Sync { conn, xid, path }),
-            Submission::Rejected { conn, session, xid, err } => {
+            Submission::Rejected {
+                conn,
+                session,
+                xid,
+                err,
+            } => {
                 let txn = prep.prep_error(session, xid, err, now);
-                entries.push(Entry::Txn { txn, origin: Origin::Client { conn, xid } });
+                entries.push(Entry::Txn {
+                    txn,
+                    origin: Origin::Client { conn, xid },
+                });
             }
-            Submission::Write { conn, session, xid, request: Request::CloseSession, .. } => {
+            Submission::Write {
+                conn,
+                session,
+                xid,
+                request: Request::CloseSession,
+                ..
+            } => {
                 self.pipeline.shared.sessions.lock().set_closing(session);
                 let txn = prep.prep_close_session(tree, session, xid, now);
-                entries.push(Entry::Txn { txn, origin: Origin::CloseSession { conn, xid } });
+                entries.push(Entry::Txn {
+                    txn,
+                    origin: Origin::CloseSession { conn, xid },
+                });
             }
-            Submission::Write { conn, session, xid, request, auth } => {
-                match prep.prep(tree, session, xid, &auth, &request, now) {
-                    Ok(txn) => entries.push(Entry::Txn { txn, origin: Origin::Client { conn, xid } }),
-                    Err(err) => entries.push(Entry::Refused { conn, xid, err }),
-                }
-            }
+            Submission::Write {
+                conn,
+                session,
+                xid,
+                request,
+                auth,
+            } => match prep.prep(tree, session, xid, &auth, &request, now) {
+                Ok(txn) => entries.push(Entry::Txn {
+                    txn,
+                    origin: Origin::Client { conn, xid },
+                }),
+                Err(err) => entries.push(Entry::Refused { conn, xid, err }),
+            },
         }
     }
 
@@ -197,7 +269,10 @@ impl Sequencer {
         for session in expired {
             tracing::info!(%session, "expiring session: timeout exceeded");
             let txn = self.pipeline.prep.prep_close_session(tree, session, 0, now);
-            entries.push(Entry::Txn { txn, origin: Origin::Expiry });
+            entries.push(Entry::Txn {
+                txn,
+                origin: Origin::Expiry,
+            });
         }
     }
 
@@ -208,7 +283,10 @@ impl Sequencer {
         for path in tree.reap_candidates(now) {
             if let Ok(txn) = self.pipeline.prep.prep_delete_container(tree, &path, now) {
                 tracing::debug!(path, "reaping container or expired TTL node");
-                entries.push(Entry::Txn { txn, origin: Origin::Reaper });
+                entries.push(Entry::Txn {
+                    txn,
+                    origin: Origin::Reaper,
+                });
             }
         }
     }
@@ -218,10 +296,11 @@ struct Applier {
     shared: Arc<Shared>,
     durable: Arc<dyn DurableWait>,
     applied: Arc<AtomicI64>,
+    snapshots: Option<SnapshotSchedule>,
 }
 
 impl Applier {
-    fn run(self, batches: crossbeam_channel::Receiver<Batch>) -> Result<(), StorageError> {
+    fn run(mut self, batches: crossbeam_channel::Receiver<Batch>) -> Result<(), StorageError> {
         for batch in batches {
             if let Some(ticket) = batch.ticket {
                 if let Err(error) = self.durable.wait(ticket) {
@@ -230,7 +309,18 @@ impl Applier {
                     return Err(error);
                 }
             }
+            let txns = batch
+                .entries
+                .iter()
+                .filter(|entry| matches!(entry, Entry::Txn { .. }))
+                .count();
             self.apply(batch.entries);
+            if let Some(schedule) = self.snapshots.as_mut() {
+                schedule.applied(txns as u64, &self.shared);
+            }
+        }
+        if let Some(schedule) = self.snapshots.take() {
+            schedule.finish();
         }
         Ok(())
     }
@@ -253,11 +343,21 @@ impl Applier {
                 }
                 Entry::Refused { conn, xid, err } => {
                     let zxid = tree.last_zxid();
-                    postman.post(Mail::Reply { conn, xid, zxid, reply: Reply::error(err) });
+                    postman.post(Mail::Reply {
+                        conn,
+                        xid,
+                        zxid,
+                        reply: Reply::error(err),
+                    });
                 }
                 Entry::Sync { conn, xid, path } => {
                     let zxid = tree.last_zxid();
-                    postman.post(Mail::Reply { conn, xid, zxid, reply: Reply::ok(Response::Sync { path }) });
+                    postman.post(Mail::Reply {
+                        conn,
+                        xid,
+                        zxid,
+                        reply: Reply::ok(Response::Sync { path }),
+                    });
                 }
             }
         }
@@ -266,17 +366,41 @@ impl Applier {
     }
 
     /// Session bookkeeping and the reply, once a txn is applied.
-    fn settle(&self, postman: &mut Postman<'_>, zxid: Zxid, session: SessionId, origin: Origin, reply: Reply) {
+    fn settle(
+        &self,
+        postman: &mut Postman<'_>,
+        zxid: Zxid,
+        session: SessionId,
+        origin: Origin,
+        reply: Reply,
+    ) {
         match origin {
-            Origin::Client { conn, xid } => postman.post(Mail::Reply { conn, xid, zxid, reply }),
+            Origin::Client { conn, xid } => postman.post(Mail::Reply {
+                conn,
+                xid,
+                zxid,
+                reply,
+            }),
             Origin::CreateSession { conn, timeout_ms } => {
-                self.shared.sessions.lock().add(session, timeout_ms, now_ms());
+                self.shared
+                    .sessions
+                    .lock()
+                    .add(session, timeout_ms, now_ms());
                 self.shared.owners.lock().insert(session, conn);
-                postman.post(Mail::SessionCreated { conn, session, timeout_ms });
+                postman.post(Mail::SessionCreated {
+                    conn,
+                    session,
+                    timeout_ms,
+                });
             }
             Origin::CloseSession { conn, xid } => {
                 self.forget_session(session);
-                postman.post(Mail::Reply { conn, xid, zxid, reply });
+                postman.post(Mail::Reply {
+                    conn,
+                    xid,
+                    zxid,
+                    reply,
+                });
                 postman.post(Mail::Close { conn });
             }
             Origin::Expiry => {
@@ -292,5 +416,85 @@ impl Applier {
     fn forget_session(&self, session: SessionId) -> Option<WatcherId> {
         self.shared.sessions.lock().remove(session);
         self.shared.owners.lock().remove(&session)
+    }
+}
+
+/// Counts applied txns and starts a snapshot thread when one is due (never
+/// two at once).
+struct SnapshotSchedule {
+    policy: SnapshotPolicy,
+    since_last: u64,
+    due_at: u64,
+    seed: u64,
+    running: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SnapshotSchedule {
+    fn new(policy: SnapshotPolicy) -> SnapshotSchedule {
+        let seed = now_ms() as u64 | 1;
+        let mut schedule = SnapshotSchedule {
+            policy,
+            since_last: 0,
+            due_at: 0,
+            seed,
+            running: None,
+        };
+        schedule.due_at = schedule.next_threshold();
+        schedule
+    }
+
+    fn next_threshold(&mut self) -> u64 {
+        // xorshift: spreading snapshots needs no better randomness.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let half = u64::from(self.policy.snap_count / 2);
+        half + 1 + self.seed % (u64::from(self.policy.snap_count) - half)
+    }
+
+    fn applied(&mut self, txns: u64, shared: &Arc<Shared>) {
+        self.since_last += txns;
+        if self.since_last < self.due_at {
+            return;
+        }
+        if self
+            .running
+            .as_ref()
+            .is_some_and(|thread| !thread.is_finished())
+        {
+            return;
+        }
+        self.since_last = 0;
+        self.due_at = self.next_threshold();
+        let snapshotter = self.policy.snapshotter.clone();
+        let (retain_count, purge) = (self.policy.retain_count, self.policy.purge);
+        let shared = Arc::clone(shared);
+        let spawned = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
+            let started = Instant::now();
+            match snapshotter.take(&shared.tree) {
+                Ok(path) => {
+                    tracing::info!(path = %path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "snapshot written");
+                    if purge {
+                        match snapshotter.purge(retain_count) {
+                            Ok(removed) if !removed.is_empty() => tracing::info!(files = removed.len(), "purged old snapshots and log segments"),
+                            Ok(_) => {}
+                            Err(error) => tracing::warn!(%error, "purge failed"),
+                        }
+                    }
+                }
+                // A failed snapshot loses nothing: the log still has every txn.
+                Err(error) => tracing::warn!(%error, "snapshot failed"),
+            }
+        });
+        match spawned {
+            Ok(thread) => self.running = Some(thread),
+            Err(error) => tracing::warn!(%error, "cannot start the snapshot thread"),
+        }
+    }
+
+    fn finish(self) {
+        if let Some(thread) = self.running {
+            let _ = thread.join();
+        }
     }
 }

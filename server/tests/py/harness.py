@@ -259,6 +259,25 @@ class Server:
             self._log = None
         _live.discard(self)
 
+    def crash_and_restart(self, timeout=60.0):
+        """kill -9 the server, then start it again on the same port, config
+        and data directory (what a crash and a restart by a supervisor do)."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self._kill()
+        cfg = os.path.join(self.dir, "zoo.cfg")
+        self._log = open(self.log_path, "ab")
+        env = dict(os.environ)
+        if self.kind == OURS and self.jvm_flags:
+            env["SERVER_JVMFLAGS"] = " ".join(self.jvm_flags)
+        self.proc = subprocess.Popen(
+            self.command(cfg), stdin=subprocess.DEVNULL, stdout=self._log,
+            stderr=subprocess.STDOUT, cwd=self.dir, env=env, start_new_session=True,
+        )
+        _live.add(self)
+        self.wait_ready(timeout)
+        return self
+
     def stop(self):
         self._kill()
         self.proc = None

@@ -1,0 +1,403 @@
+//! The native storage backend: every txn is a record in the `wal` (group
+//! committed; a ticket resolves when its batch is synced), and the tree is
+//! periodically written to a `snapshot` file, fuzzily, while writes go on.
+//!
+//! Recovery loads the newest valid snapshot (invalid ones are skipped with a
+//! warning by the snapshot crate), then replays every logged txn after the
+//! snapshot's start zxid with `apply_replay`, which converges over a fuzzy
+//! snapshot (DESIGN.md invariant 6). Opening the WAL truncates a torn tail of
+//! its last segment and refuses a corrupt record in the middle of the log
+//! (invariant 7): that error names the file and the offset.
+
+use crate::apply::apply_replay;
+use crate::persist::{self, SnapshotCursor, SnapshotRecord};
+use crate::storage::{DurableWait, Storage, StorageError, Ticket};
+use crate::tree::DataTree;
+use crate::txn::Txn;
+use crate::types::Zxid;
+use parking_lot::RwLock;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Nodes written per hold of the tree's read lock while snapshotting, so
+/// writers wait at most for one chunk.
+const SNAPSHOT_CHUNK_NODES: usize = 1_000;
+const SNAPSHOT_ZSTD_LEVEL: i32 = 1;
+const DATABASE_ID_FILE: &str = "database_id";
+
+#[derive(Clone, Debug)]
+pub struct NativeConfig {
+    /// Snapshots (`dataDir`).
+    pub snapshot_dir: PathBuf,
+    /// WAL segments (`dataLogDir`).
+    pub log_dir: PathBuf,
+    pub pre_alloc_bytes: u64,
+    /// `forceSync`; false is unsafe (acknowledged writes may be lost).
+    pub force_sync: bool,
+}
+
+pub struct NativeStorage {
+    wal: Arc<wal::Wal>,
+    config: NativeConfig,
+    database_id: u64,
+    recovered: Option<(DataTree, Zxid)>,
+}
+
+impl NativeStorage {
+    /// Opens (creating if needed) the data directories and recovers the state.
+    pub fn open(config: NativeConfig) -> Result<NativeStorage, StorageError> {
+        for dir in [&config.snapshot_dir, &config.log_dir] {
+            std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let database_id = database_id(&config.snapshot_dir)?;
+        let (mut tree, start) = load_snapshot(&config.snapshot_dir, database_id)?;
+        let wal_config = wal::WalConfig {
+            pre_alloc_bytes: config.pre_alloc_bytes,
+            force_sync: config.force_sync,
+            database_id,
+            ..wal::WalConfig::new(&config.log_dir)
+        };
+        let (wal, report) = wal::Wal::open(wal_config).map_err(wal_error)?;
+        if report.truncated_bytes > 0 {
+            tracing::warn!(
+                bytes = report.truncated_bytes,
+                "truncated a torn record at the end of the log"
+            );
+        }
+        let replayed = replay(&config.log_dir, start, &mut tree)?;
+        let last = tree.last_zxid();
+        tracing::info!(
+            snapshot_zxid = %start, replayed, %last, nodes = tree.node_count(), io = report.io,
+            "recovered from snapshot and log"
+        );
+        Ok(NativeStorage {
+            wal: Arc::new(wal),
+            config,
+            database_id,
+            recovered: Some((tree, last)),
+        })
+    }
+
+    /// What the server's snapshot thread needs; shareable across threads.
+    pub fn snapshotter(&self) -> Snapshotter {
+        Snapshotter {
+            wal: Arc::clone(&self.wal),
+            dir: self.config.snapshot_dir.clone(),
+            database_id: self.database_id,
+        }
+    }
+}
+
+impl Storage for NativeStorage {
+    fn append(&mut self, txns: &[Txn]) -> Result<Ticket, StorageError> {
+        let mut records = Vec::with_capacity(txns.len());
+        for txn in txns {
+            let payload = persist::encode_txn(txn)
+                .map_err(|error| StorageError::Encode(error.to_string()))?;
+            let zxid = u64::try_from(txn.zxid.0)
+                .map_err(|_| StorageError::Encode(format!("negative zxid {}", txn.zxid)))?;
+            records.push(wal::Record { zxid, payload });
+        }
+        self.wal.append(records).map(Ticket).map_err(wal_error)
+    }
+
+    fn waiter(&self) -> Arc<dyn DurableWait> {
+        Arc::new(WalWaiter(Arc::clone(&self.wal)))
+    }
+
+    fn recover(&mut self) -> Result<(DataTree, Zxid), StorageError> {
+        Ok(self
+            .recovered
+            .take()
+            .unwrap_or_else(|| (DataTree::new(), Zxid::ZERO)))
+    }
+
+    fn name(&self) -> &'static str {
+        "native"
+    }
+}
+
+struct WalWaiter(Arc<wal::Wal>);
+
+impl DurableWait for WalWaiter {
+    fn wait(&self, ticket: Ticket) -> Result<(), StorageError> {
+        self.0.wait_durable(ticket.0).map_err(wal_error)
+    }
+}
+
+/// Writes fuzzy snapshots of a live tree and purges what they make obsolete.
+#[derive(Clone)]
+pub struct Snapshotter {
+    wal: Arc<wal::Wal>,
+    dir: PathBuf,
+    database_id: u64,
+}
+
+impl Snapshotter {
+    /// Walks the tree in chunks, releasing the read lock between them, and
+    /// writes a snapshot named by the zxid it started from.
+    pub fn take(&self, tree: &RwLock<DataTree>) -> Result<PathBuf, StorageError> {
+        let start = tree.read().last_zxid();
+        let start_zxid = zxid_u64(start);
+        let mut writer = snapshot::SnapshotWriter::create(
+            &self.dir,
+            start_zxid,
+            self.database_id,
+            SNAPSHOT_ZSTD_LEVEL,
+        )
+        .map_err(snapshot_error)?;
+        let mut cursor = SnapshotCursor::new();
+        let mut records = Vec::with_capacity(SNAPSHOT_CHUNK_NODES);
+        while !cursor.is_done() {
+            cursor.next_chunk(&tree.read(), SNAPSHOT_CHUNK_NODES, &mut records);
+            for record in records.drain(..) {
+                let section = match record {
+                    SnapshotRecord::Node { .. } => snapshot::Section::Nodes,
+                    SnapshotRecord::Session { .. } => snapshot::Section::Sessions,
+                };
+                let bytes = persist::encode_record(&record)
+                    .map_err(|error| StorageError::Encode(error.to_string()))?;
+                writer.entry(section, &bytes).map_err(snapshot_error)?;
+            }
+        }
+        let (digest, end) = {
+            let tree = tree.read();
+            (tree.digest(), tree.last_zxid())
+        };
+        writer.finish(digest, zxid_u64(end)).map_err(snapshot_error)
+    }
+
+    /// Keeps the newest `retain_count` snapshots (at least 3) and the log
+    /// segments the oldest of them needs; removes the rest.
+    pub fn purge(&self, retain_count: usize) -> Result<Vec<PathBuf>, StorageError> {
+        let report = snapshot::purge(&self.dir, retain_count).map_err(snapshot_error)?;
+        let mut removed = report.removed;
+        if let Some(oldest) = report.oldest_retained_zxid {
+            removed.extend(
+                self.wal
+                    .purge_before(oldest.saturating_add(1))
+                    .map_err(wal_error)?,
+            );
+        }
+        Ok(removed)
+    }
+}
+
+fn load_snapshot(dir: &Path, database_id: u64) -> Result<(DataTree, Zxid), StorageError> {
+    let Some(valid) = snapshot::newest_valid(dir).map_err(snapshot_error)? else {
+        return Ok((DataTree::new(), Zxid::ZERO));
+    };
+    let reader = snapshot::SnapshotReader::open(&valid.path).map_err(snapshot_error)?;
+    if reader.header().database_id != database_id {
+        return Err(StorageError::Corrupt {
+            file: valid.path.clone(),
+            offset: 0,
+            what: "snapshot belongs to another database".into(),
+        });
+    }
+    let start = zxid_i64(valid.start_zxid, &valid.path)?;
+    let mut records = Vec::new();
+    for entry in reader.entries() {
+        let (_, bytes) = entry.map_err(snapshot_error)?;
+        let record = persist::decode_record(&bytes).map_err(|error| StorageError::Corrupt {
+            file: valid.path.clone(),
+            offset: 0,
+            what: error.to_string(),
+        })?;
+        records.push(record);
+    }
+    let tree = persist::restore(records, start).map_err(|error| StorageError::Corrupt {
+        file: valid.path.clone(),
+        offset: 0,
+        what: format!("inconsistent node: {error:?}"),
+    })?;
+    Ok((tree, start))
+}
+
+/// Replays every logged txn after `start` onto `tree`; returns how many.
+fn replay(log_dir: &Path, start: Zxid, tree: &mut DataTree) -> Result<u64, StorageError> {
+    let mut replayed = 0;
+    let reader =
+        wal::Reader::open(log_dir, zxid_u64(start).saturating_add(1)).map_err(wal_error)?;
+    for record in reader {
+        let record = record.map_err(wal_error)?;
+        let txn = persist::decode_txn(&record.payload).map_err(|error| StorageError::Corrupt {
+            file: log_dir.to_path_buf(),
+            offset: 0,
+            what: format!("txn {:#x} does not decode: {error}", record.zxid),
+        })?;
+        if txn.zxid <= start {
+            continue;
+        }
+        apply_replay(tree, &txn);
+        replayed += 1;
+    }
+    Ok(replayed)
+}
+
+/// The id written in every segment and snapshot header, so files of two
+/// databases are never mixed. Made once per data directory.
+fn database_id(dir: &Path) -> Result<u64, StorageError> {
+    let path = dir.join(DATABASE_ID_FILE);
+    let io = |source| StorageError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => u64::from_str_radix(text.trim(), 16).map_err(|_| StorageError::Corrupt {
+            file: path.clone(),
+            offset: 0,
+            what: format!("not a database id: {:?}", text.trim()),
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| elapsed.as_nanos() as u64)
+                .unwrap_or(0);
+            let id = now ^ (u64::from(std::process::id()) << 48);
+            let temp = dir.join(format!("{DATABASE_ID_FILE}.tmp"));
+            std::fs::write(&temp, format!("{id:016x}\n")).map_err(io)?;
+            std::fs::File::open(&temp)
+                .and_then(|file| file.sync_all())
+                .map_err(io)?;
+            std::fs::rename(&temp, &path).map_err(io)?;
+            std::fs::File::open(dir)
+                .and_then(|file| file.sync_all())
+                .map_err(io)?;
+            Ok(id)
+        }
+        Err(error) => Err(io(error)),
+    }
+}
+
+fn zxid_u64(zxid: Zxid) -> u64 {
+    // Zxids the tree holds are never negative: they start at 0 and grow.
+    u64::try_from(zxid.0).unwrap_or(0)
+}
+
+fn zxid_i64(zxid: u64, file: &Path) -> Result<Zxid, StorageError> {
+    i64::try_from(zxid)
+        .map(Zxid)
+        .map_err(|_| StorageError::Corrupt {
+            file: file.to_path_buf(),
+            offset: 0,
+            what: format!("zxid {zxid:#x} out of range"),
+        })
+}
+
+fn wal_error(error: wal::Error) -> StorageError {
+    match error {
+        wal::Error::Corrupt { file, offset } => StorageError::Corrupt {
+            file,
+            offset,
+            what: "corrupt log record".into(),
+        },
+        wal::Error::Poisoned => StorageError::Poisoned,
+        other => StorageError::Wal(other.to_string()),
+    }
+}
+
+fn snapshot_error(error: snapshot::Error) -> StorageError {
+    StorageError::Snapshot(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::apply;
+    use crate::prep::{Prep, PrepConfig};
+    use crate::request::{CreateRequest, Request};
+    use crate::types::{Acl, OpCode, SessionId};
+
+    fn config(dir: &Path) -> NativeConfig {
+        NativeConfig {
+            snapshot_dir: dir.to_path_buf(),
+            log_dir: dir.join("log"),
+            pre_alloc_bytes: 1 << 20,
+            force_sync: true,
+        }
+    }
+
+    fn create(path: &str) -> Request {
+        Request::Create {
+            op: OpCode::Create,
+            request: CreateRequest {
+                path: path.to_string(),
+                data: Some(path.as_bytes().to_vec()),
+                acl: Acl::open_unsafe(),
+                flags: 0,
+                ttl: -1,
+            },
+        }
+    }
+
+    /// Preps, appends, waits and applies like the pipeline does.
+    fn write(
+        storage: &mut NativeStorage,
+        tree: &RwLock<DataTree>,
+        prep: &mut Prep,
+        requests: &[Request],
+    ) {
+        let txns: Vec<Txn> = {
+            let tree = tree.read();
+            requests
+                .iter()
+                .map(|r| {
+                    prep.prep(&tree, SessionId(1), 0, &[], r, 1_000)
+                        .expect("write")
+                })
+                .collect()
+        };
+        let ticket = storage.append(&txns).expect("append");
+        storage.waiter().wait(ticket).expect("durable");
+        let mut tree = tree.write();
+        for txn in &txns {
+            apply(&mut tree, txn);
+        }
+        prep.applied(tree.last_zxid());
+    }
+
+    #[test]
+    fn restart_recovers_snapshot_plus_log() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let digest = {
+            let mut storage = NativeStorage::open(config(dir.path())).expect("open");
+            let (tree, last) = storage.recover().expect("recover");
+            assert_eq!(last, Zxid::ZERO);
+            let tree = RwLock::new(tree);
+            let mut prep = Prep::new(
+                last,
+                PrepConfig {
+                    extended_types_enabled: false,
+                },
+            );
+            write(
+                &mut storage,
+                &tree,
+                &mut prep,
+                &(0..50)
+                    .map(|i| create(&format!("/a{i}")))
+                    .collect::<Vec<_>>(),
+            );
+            storage.snapshotter().take(&tree).expect("snapshot");
+            write(
+                &mut storage,
+                &tree,
+                &mut prep,
+                &(0..50)
+                    .map(|i| create(&format!("/b{i}")))
+                    .collect::<Vec<_>>(),
+            );
+            let digest = tree.read().digest();
+            digest
+        };
+        let mut storage = NativeStorage::open(config(dir.path())).expect("reopen");
+        let (tree, last) = storage.recover().expect("recover");
+        assert_eq!(last, Zxid(100));
+        assert_eq!(tree.digest(), digest);
+        tree.check_invariants().expect("invariants");
+    }
+}
