@@ -186,34 +186,41 @@ impl Snapshotter {
     }
 }
 
+/// The newest snapshot that reads back whole, restored; an empty tree if
+/// there is none. A bad snapshot is skipped with a warning (the log before
+/// it is kept by purge, so an older snapshot plus more replay still works).
+/// Each candidate is decoded once: its checksums are verified as its
+/// entries stream by.
 fn load_snapshot(dir: &Path, database_id: u64) -> Result<(DataTree, Zxid), StorageError> {
-    let Some(valid) = snapshot::newest_valid(dir).map_err(snapshot_error)? else {
-        return Ok((DataTree::new(), Zxid::ZERO));
-    };
-    let reader = snapshot::SnapshotReader::open(&valid.path).map_err(snapshot_error)?;
-    if reader.header().database_id != database_id {
-        return Err(StorageError::Corrupt {
-            file: valid.path.clone(),
-            offset: 0,
-            what: "snapshot belongs to another database".into(),
-        });
+    for (zxid, path) in snapshot::list(dir).map_err(snapshot_error)? {
+        match load_one(&path, zxid, database_id) {
+            Ok(loaded) => return Ok(loaded),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "skipping unreadable snapshot")
+            }
+        }
     }
-    let start = zxid_i64(valid.start_zxid, &valid.path)?;
+    Ok((DataTree::new(), Zxid::ZERO))
+}
+
+fn load_one(path: &Path, zxid: u64, database_id: u64) -> Result<(DataTree, Zxid), StorageError> {
+    let corrupt = |what: String| StorageError::Corrupt {
+        file: path.to_path_buf(),
+        offset: 0,
+        what,
+    };
+    let reader = snapshot::SnapshotReader::open(path).map_err(snapshot_error)?;
+    if reader.header().database_id != database_id {
+        return Err(corrupt("snapshot belongs to another database".into()));
+    }
+    let start = zxid_i64(zxid, path)?;
     let mut records = Vec::new();
     for entry in reader.entries() {
         let (_, bytes) = entry.map_err(snapshot_error)?;
-        let record = persist::decode_record(&bytes).map_err(|error| StorageError::Corrupt {
-            file: valid.path.clone(),
-            offset: 0,
-            what: error.to_string(),
-        })?;
-        records.push(record);
+        records.push(persist::decode_record(&bytes).map_err(|error| corrupt(error.to_string()))?);
     }
-    let tree = persist::restore(records, start).map_err(|error| StorageError::Corrupt {
-        file: valid.path.clone(),
-        offset: 0,
-        what: format!("inconsistent node: {error:?}"),
-    })?;
+    let tree = persist::restore(records, start)
+        .map_err(|error| corrupt(format!("inconsistent node: {error:?}")))?;
     Ok((tree, start))
 }
 
@@ -399,5 +406,38 @@ mod tests {
         assert_eq!(last, Zxid(100));
         assert_eq!(tree.digest(), digest);
         tree.check_invariants().expect("invariants");
+    }
+
+    /// A damaged newest snapshot is skipped: the older one plus a longer
+    /// replay gives the same tree.
+    #[test]
+    fn damaged_snapshot_falls_back_to_an_older_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (digest, newest) = {
+            let mut storage = NativeStorage::open(config(dir.path())).expect("open");
+            let (tree, last) = storage.recover().expect("recover");
+            let tree = RwLock::new(tree);
+            let mut prep = Prep::new(
+                last,
+                PrepConfig {
+                    extended_types_enabled: false,
+                },
+            );
+            write(&mut storage, &tree, &mut prep, &[create("/a")]);
+            storage.snapshotter().take(&tree).expect("snapshot");
+            write(&mut storage, &tree, &mut prep, &[create("/b")]);
+            let newest = storage.snapshotter().take(&tree).expect("snapshot");
+            write(&mut storage, &tree, &mut prep, &[create("/c")]);
+            let digest = tree.read().digest();
+            (digest, newest)
+        };
+        let mut bytes = std::fs::read(&newest).expect("read");
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+        std::fs::write(&newest, bytes).expect("write");
+        let mut storage = NativeStorage::open(config(dir.path())).expect("reopen");
+        let (tree, last) = storage.recover().expect("recover");
+        assert_eq!(last, Zxid(3));
+        assert_eq!(tree.digest(), digest);
     }
 }
