@@ -28,6 +28,7 @@ fn main() {
         log_dir: dir.path().join("log"),
         pre_alloc_bytes: 64 << 20,
         force_sync: true,
+        io: wal::IoMode::Pwrite,
     };
 
     let started = Instant::now();

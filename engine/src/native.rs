@@ -34,6 +34,8 @@ pub struct NativeConfig {
     pub pre_alloc_bytes: u64,
     /// `forceSync`; false is unsafe (acknowledged writes may be lost).
     pub force_sync: bool,
+    /// How the log writes and syncs (`wal::IoMode`).
+    pub io: wal::IoMode,
 }
 
 pub struct NativeStorage {
@@ -58,6 +60,7 @@ impl NativeStorage {
             pre_alloc_bytes: config.pre_alloc_bytes,
             force_sync: config.force_sync,
             database_id,
+            io: config.io,
             ..wal::WalConfig::new(&config.log_dir)
         };
         let (wal, report) = wal::Wal::open(wal_config).map_err(wal_error)?;
@@ -325,6 +328,7 @@ mod tests {
             log_dir: dir.join("log"),
             pre_alloc_bytes: 1 << 20,
             force_sync: true,
+            io: wal::IoMode::Auto,
         }
     }
 

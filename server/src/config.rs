@@ -35,6 +35,13 @@ const DEFAULT_PRE_ALLOC_SIZE_KB: u64 = 65_536;
 const MIN_SNAP_RETAIN_COUNT: u32 = 3;
 const DEFAULT_ADMIN_PORT: u16 = 8080;
 
+/// How the write-ahead log writes and syncs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalIo {
+    Pwrite,
+    IoUring,
+}
+
 /// Where JVM flags come from, for error messages.
 const JVM_FLAGS_ORIGIN: &str = "SERVER_JVMFLAGS/JVMFLAGS";
 
@@ -89,6 +96,10 @@ pub struct Config {
     /// `connectionOutstandingLimit` (ours): requests one connection may have
     /// in flight before the server stops reading from it. Default 1000.
     pub connection_outstanding_limit: usize,
+    /// `walIo` (ours): how the log is written and synced: `pwrite` (default:
+    /// pwrite + fdatasync on the writer thread) or `io_uring` (the writer's
+    /// ring does both; falls back to pwrite where the kernel refuses).
+    pub wal_io: WalIo,
     /// `-Dznode.container.checkIntervalMs` (default 60000).
     pub container_check_interval_ms: u64,
     /// `-Dznode.container.maxPerMinute` (default 10000).
@@ -299,6 +310,7 @@ const HONOURED_PROPERTIES: &[&str] = &[
     "zookeeper.admin.commandURL",
     "zookeeper.ioThreads",
     "zookeeper.connectionOutstandingLimit",
+    "zookeeper.walIo",
 ];
 
 /// Properties the reference reads without the `zookeeper.` prefix: only JVM
@@ -682,6 +694,7 @@ impl Config {
             digest_enabled: true,
             io_threads: 0,
             connection_outstanding_limit: DEFAULT_CONNECTION_OUTSTANDING_LIMIT,
+            wal_io: WalIo::Pwrite,
             container_check_interval_ms: DEFAULT_CONTAINER_CHECK_INTERVAL_MS,
             container_max_per_minute: DEFAULT_CONTAINER_MAX_PER_MINUTE,
             snap_count: DEFAULT_SNAP_COUNT,
@@ -1051,6 +1064,13 @@ fn read_properties(builder: &mut Builder<'_>) -> Result<(), ConfigError> {
         let limit = setting.u32(1, "a positive integer")?;
         builder.config.connection_outstanding_limit =
             usize::try_from(limit).unwrap_or(DEFAULT_CONNECTION_OUTSTANDING_LIMIT);
+    }
+    if let Some(setting) = builder.property("zookeeper.walIo") {
+        builder.config.wal_io = match setting.value {
+            "pwrite" => WalIo::Pwrite,
+            "io_uring" => WalIo::IoUring,
+            _ => return Err(setting.invalid("pwrite or io_uring")),
+        };
     }
     if let Some(setting) = builder.property("zookeeper.skipACL") {
         builder.config.skip_acl = setting.value == "yes";
@@ -1690,6 +1710,19 @@ mod tests {
     }
 
     const MINIMAL: &str = "dataDir=/var/lib/zk\nclientPort=2181\n";
+
+    #[test]
+    fn wal_io_defaults_to_pwrite_and_accepts_io_uring() {
+        assert_eq!(parse(MINIMAL).wal_io, WalIo::Pwrite);
+        assert_eq!(
+            parse(&format!("{MINIMAL}walIo=io_uring\n")).wal_io,
+            WalIo::IoUring
+        );
+        assert_eq!(
+            parse_err(&format!("{MINIMAL}walIo=fast\n"), ""),
+            "zoo.cfg: invalid value \"fast\" for walIo: expected pwrite or io_uring"
+        );
+    }
 
     #[test]
     fn properties_separators_comments_and_whitespace() {

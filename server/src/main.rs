@@ -84,6 +84,10 @@ fn serve(config: Config) -> anyhow::Result<()> {
         log_dir: config.data_log_dir.clone(),
         pre_alloc_bytes: config.pre_alloc_size_kb.saturating_mul(1024),
         force_sync: config.force_sync,
+        io: match config.wal_io {
+            config::WalIo::Pwrite => wal::IoMode::Pwrite,
+            config::WalIo::IoUring => wal::IoMode::Auto,
+        },
     })
     .context("recovery failed")?;
     if !config.force_sync {

@@ -181,10 +181,16 @@ class Server:
             cfg,
         ]
 
-    def start(self, timeout=60.0):
+    def start(self, timeout=60.0, from_data=None):
+        """Start on a fresh temp dir. `from_data` (a directory) is copied in
+        as the data dir first: a server started on a copy of another's files,
+        which crash tests damage without touching the original."""
         require(self.kind)
         self.dir = tempfile.mkdtemp(prefix="zktest-%s-" % self.kind)
-        os.makedirs(os.path.join(self.dir, "data"))
+        if from_data is None:
+            os.makedirs(os.path.join(self.dir, "data"))
+        else:
+            shutil.copytree(from_data, os.path.join(self.dir, "data"))
         last_error = None
         # A free port can be taken between our probe and the server's bind:
         # try a few ports before giving up.
@@ -277,6 +283,73 @@ class Server:
         _live.add(self)
         self.wait_ready(timeout)
         return self
+
+    @property
+    def data_dir(self):
+        return os.path.join(self.dir, "data")
+
+    def _env(self):
+        env = dict(os.environ)
+        env.setdefault("RUST_BACKTRACE", "1")
+        if self.kind == OURS and self.jvm_flags:
+            env["SERVER_JVMFLAGS"] = " ".join(self.jvm_flags)
+        return env
+
+    def kill9(self):
+        """kill -9 the server (its whole process group) and reap it, leaving
+        the data directory as the crash left it."""
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+        self._kill()
+
+    def restart(self, timeout=60.0):
+        """Start again on the same port, config and data directory after
+        `kill9()` (or a refused start); returns once a handshake succeeds."""
+        if self.alive():
+            raise RuntimeError("restart: %r is still running" % self)
+        cfg = os.path.join(self.dir, "zoo.cfg")
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            self.command(cfg), stdin=subprocess.DEVNULL, stdout=self._log,
+            stderr=subprocess.STDOUT, cwd=self.dir, env=self._env(), start_new_session=True,
+        )
+        _live.add(self)
+        try:
+            self.wait_ready(timeout)
+        except Exception as e:
+            self._kill()
+            raise RuntimeError("%s server did not restart: %s\n--- log tail ---\n%s"
+                               % (self.kind, e, self.log_tail()))
+        return self
+
+    def restart_expecting_failure(self, timeout=30.0):
+        """Start the program on the same config and data directory (the
+        server must not be running), expecting it to refuse to start.
+        Returns (exit status, everything it printed). A program still
+        running after `timeout` is killed and the call fails: it started
+        when it should not have."""
+        if self.alive():
+            raise RuntimeError("restart_expecting_failure: %r is still running" % self)
+        cfg = os.path.join(self.dir, "zoo.cfg")
+        proc = subprocess.Popen(
+            self.command(cfg), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, cwd=self.dir, env=self._env(), start_new_session=True,
+        )
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate(timeout=10)
+            raise AssertionError("%s server kept running (expected it to refuse to start); "
+                                 "output:\n%s" % (self.kind, out.decode("utf-8", "replace")))
+        text = out.decode("utf-8", "replace")
+        with open(self.log_path, "ab") as f:
+            f.write(out)
+        return proc.returncode, text
 
     def stop(self):
         self._kill()
