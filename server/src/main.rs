@@ -97,7 +97,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
         snapshotter: native.snapshotter(),
         snap_count: config.snap_count.max(2),
         retain_count: config.autopurge_snap_retain_count as usize,
-        purge: config.autopurge_purge_interval_hours > 0,
+        purge_every: (config.autopurge_purge_interval_hours > 0).then(|| {
+            std::time::Duration::from_secs(u64::from(config.autopurge_purge_interval_hours) * 3600)
+        }),
     };
     let mut storage: Box<dyn Storage> = Box::new(native);
     let (tree, last_zxid) = storage.recover().context("recovery failed")?;

@@ -54,9 +54,9 @@ pub struct SnapshotPolicy {
     pub snapshotter: Snapshotter,
     pub snap_count: u32,
     pub retain_count: usize,
-    /// `autopurge.purgeInterval` > 0: remove old snapshots and log segments
-    /// after each snapshot.
-    pub purge: bool,
+    /// `autopurge.purgeInterval`: how often old snapshots and the log
+    /// segments only they needed are removed; None (interval 0) never.
+    pub purge_every: Option<Duration>,
 }
 
 /// Who is waiting for a txn's outcome.
@@ -427,6 +427,7 @@ struct SnapshotSchedule {
     due_at: u64,
     seed: u64,
     running: Option<std::thread::JoinHandle<()>>,
+    last_purge: Instant,
 }
 
 impl SnapshotSchedule {
@@ -438,6 +439,7 @@ impl SnapshotSchedule {
             due_at: 0,
             seed,
             running: None,
+            last_purge: Instant::now(),
         };
         schedule.due_at = schedule.next_threshold();
         schedule
@@ -452,11 +454,11 @@ impl SnapshotSchedule {
         half + 1 + self.seed % (u64::from(self.policy.snap_count) - half)
     }
 
+    /// Called after each applied batch: starts a snapshot when one is due,
+    /// and a purge when the purge interval has passed (one background job
+    /// at a time; a due job waits for the next batch).
     fn applied(&mut self, txns: u64, shared: &Arc<Shared>) {
         self.since_last += txns;
-        if self.since_last < self.due_at {
-            return;
-        }
         if self
             .running
             .as_ref()
@@ -464,28 +466,52 @@ impl SnapshotSchedule {
         {
             return;
         }
-        self.since_last = 0;
-        self.due_at = self.next_threshold();
+        let snapshot_due = self.since_last >= self.due_at;
+        let purge_due = self
+            .policy
+            .purge_every
+            .is_some_and(|every| self.last_purge.elapsed() >= every);
+        if !snapshot_due && !purge_due {
+            return;
+        }
+        if snapshot_due {
+            self.since_last = 0;
+            self.due_at = self.next_threshold();
+        }
+        if purge_due {
+            self.last_purge = Instant::now();
+        }
         let snapshotter = self.policy.snapshotter.clone();
-        let (retain_count, purge) = (self.policy.retain_count, self.policy.purge);
+        let retain_count = self.policy.retain_count;
         let shared = Arc::clone(shared);
-        let spawned = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
-            let started = Instant::now();
-            match snapshotter.take(&shared.tree) {
-                Ok(path) => {
-                    tracing::info!(path = %path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "snapshot written");
-                    if purge {
-                        match snapshotter.purge(retain_count) {
-                            Ok(removed) if !removed.is_empty() => tracing::info!(files = removed.len(), "purged old snapshots and log segments"),
-                            Ok(_) => {}
-                            Err(error) => tracing::warn!(%error, "purge failed"),
-                        }
+        let spawned = std::thread::Builder::new()
+            .name("snapshot".into())
+            .spawn(move || {
+                if snapshot_due {
+                    let started = Instant::now();
+                    match snapshotter.take(&shared.tree) {
+                        Ok(path) => tracing::info!(
+                            path = %path.display(),
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "snapshot written"
+                        ),
+                        // A failed snapshot loses nothing: the log still has every txn.
+                        Err(error) => tracing::warn!(%error, "snapshot failed"),
                     }
                 }
-                // A failed snapshot loses nothing: the log still has every txn.
-                Err(error) => tracing::warn!(%error, "snapshot failed"),
-            }
-        });
+                if purge_due {
+                    match snapshotter.purge(retain_count) {
+                        Ok(removed) if !removed.is_empty() => {
+                            tracing::info!(
+                                files = removed.len(),
+                                "purged old snapshots and log segments"
+                            )
+                        }
+                        Ok(_) => {}
+                        Err(error) => tracing::warn!(%error, "purge failed"),
+                    }
+                }
+            });
         match spawned {
             Ok(thread) => self.running = Some(thread),
             Err(error) => tracing::warn!(%error, "cannot start the snapshot thread"),
