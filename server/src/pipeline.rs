@@ -34,6 +34,8 @@ const MAX_BATCH: usize = 4096;
 /// Batches prepped but not yet applied, at most; past this the sequencer
 /// waits, and outstanding requests back up to the I/O threads' limits.
 const MAX_BATCHES_IN_FLIGHT: usize = 64;
+/// How long the sequencer waits for work before looking at the shutdown flag.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
 
 pub struct Pipeline {
     pub shared: Arc<Shared>,
@@ -142,7 +144,10 @@ impl Sequencer {
                 return Ok(());
             }
             let mut entries = Vec::new();
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            // Wake at least every SHUTDOWN_POLL to notice a shutdown promptly.
+            let wait = next_tick
+                .saturating_duration_since(Instant::now())
+                .min(SHUTDOWN_POLL);
             let first = match self.pipeline.submissions.recv_timeout(wait) {
                 Ok(first) => Some(first),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,

@@ -26,6 +26,8 @@ payload length, zeros after the last record) is wal/FORMAT.md's.
 
 import os
 import random
+import hashlib
+import json
 import re
 import shutil
 import struct
@@ -41,7 +43,14 @@ import zkraw
 from conftest import start_server
 from zkraw import Err, Mode, ok
 
-TOOLS_DIR = os.path.join(harness.REPO_ROOT, "target", "debug")
+
+
+def tools_dir():
+    """Where zk-snaprepair and zk-logdump are: ZK_TOOLS_DIR, else beside the
+    server binary (target/debug by default)."""
+    return os.environ.get("ZK_TOOLS_DIR") or os.path.dirname(harness.ours_bin())
+
+
 SEGMENT_HEADER = 32
 FRAME_HEADER = 16
 
@@ -83,7 +92,7 @@ def ours_small(request):
 def tool(name):
     """Path of one of the `tools` crate's binaries; a missing one skips
     (fails with CI=true)."""
-    path = os.path.join(TOOLS_DIR, name)
+    path = os.path.join(tools_dir(), name)
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         harness.missing("%s at %s (build with `cargo build -p tools`)" % (name, path))
     return path
@@ -238,8 +247,11 @@ class Writer(threading.Thread):
         c.close()
 
 
-def test_crash_loop_keeps_every_acknowledged_write(ours_small, raw, prefix):
-    ours = ours_small
+def test_crash_loop_keeps_every_acknowledged_write(request, raw, prefix):
+    _require_ours()
+    # Snapshots every few hundred txns: some kills land while one is being
+    # written, and recovery then starts from a snapshot plus the log.
+    ours = start_server(request, harness.OURS, extra=dict(SMALL_PREALLOC, snapCount="300"))
     seed = _seed("crash loop")
     rng = random.Random(seed)
     iterations = 50
@@ -351,6 +363,8 @@ def test_crash_loop_keeps_every_acknowledged_write(ours_small, raw, prefix):
               iterations, totals["acked"], totals["inflight"], totals["inflight_present"],
               len(model), time.monotonic() - started, totals["restart_s"]))
     assert totals["acked"] > iterations * 10, "too few writes to test anything: %r" % totals
+    assert any(n.startswith("snapshot.") for n in os.listdir(ours.data_dir)), (
+        "no snapshot was taken during the crash loop")
 
 
 # ---------------------------------------------------------------- 2. torn tail
@@ -463,6 +477,306 @@ def test_torn_tail_is_truncated_and_nothing_else_lost(request, ours_small, raw, 
             assert dump(e, prefix + "/n000") == {k2: v for k2, v in before.items()
                                                  if k2 == prefix + "/n000"}, ctx
             e.close()
+            # kill -9 first: a clean stop (SIGTERM) takes longer, and this
+            # data dir is thrown away anyway.
+            s.kill9()
             s.stop()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- 3. bit flip
+
+
+def dir_digest(path):
+    """name -> sha256 of every file under `path` (relative names)."""
+    out = {}
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            h = hashlib.sha256()
+            with open(full, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            out[os.path.relpath(full, path)] = h.hexdigest()
+    return out
+
+
+def _writes_then_flip(server, c, prefix, rng, field):
+    """Acknowledged writes (creates, and setData on every third node) with
+    the zxid of each; kill -9; flip one bit of `field` ("len", "crc",
+    "zxid" or "payload") of the record in the middle of the newest segment.
+    Returns (writes, segment name, damaged record's (offset, size, zxid),
+    every record of the segment)."""
+    writes = []  # (zxid, path, data, version) in zxid order
+    r = ok(c.create2(prefix, b"root"))
+    writes.append((r.stat.czxid, prefix, b"root", 0))
+    for i in range(40):
+        path = "%s/n%03d" % (prefix, i)
+        r = ok(c.create2(path, b"data-%03d" % i))
+        writes.append((r.stat.czxid, path, b"data-%03d" % i, 0))
+        if i % 3 == 0:
+            r = ok(c.set_data(path, b"set-%03d" % i, 0))
+            writes.append((r.stat.mzxid, path, b"set-%03d" % i, 1))
+    c.close()
+    server.kill9()
+    seg = segments(server.data_dir)[-1]
+    seg_path = os.path.join(server.data_dir, seg)
+    recs = records(seg_path)
+    assert len(recs) > 40, recs
+    # Damage one of the create/setData records, well away from both ends.
+    target = recs[len(recs) // 2]
+    start, size, _zxid = target
+    span = {"len": (0, 4), "crc": (4, 8), "zxid": (8, 16), "payload": (16, size)}[field]
+    at = start + rng.randrange(*span)
+    # In the length field, flip a low bit: the frame still looks plausible
+    # and only its checksum gives it away.
+    bit = rng.randrange(0, 4) if field == "len" else rng.randrange(0, 8)
+    with open(seg_path, "r+b") as f:
+        f.seek(at)
+        byte = f.read(1)[0]
+        f.seek(at)
+        f.write(bytes([byte ^ (1 << bit)]))
+    print("flipped bit %d of byte %d (%s of the record at offset %d, zxid %#x) in %s" % (
+        bit, at, field, start, target[2], seg))
+    return writes, seg, target, recs
+
+
+def _refused(server, seg, offset, ctx):
+    """Start-up on the damaged dir fails, names the file, the offset and
+    zk-snaprepair, and changes nothing on disk."""
+    before = dir_digest(server.data_dir)
+    code, out = server.restart_expecting_failure()
+    assert code != 0, "%s: the server started on a corrupt log:\n%s" % (ctx, out)
+    assert seg in out, "%s: the message does not name %s:\n%s" % (ctx, seg, out)
+    assert re.search(r"\boffset %d\b" % offset, out), (
+        "%s: the message does not name offset %d:\n%s" % (ctx, offset, out))
+    assert "zk-snaprepair" in out, "%s: no hint to zk-snaprepair:\n%s" % (ctx, out)
+    assert dir_digest(server.data_dir) == before, "%s: a refused start changed the data dir" % ctx
+    return out
+
+
+@pytest.mark.parametrize("field", ["len", "crc", "zxid", "payload"])
+def test_bit_flip_mid_log_refuses_to_start(ours, raw, prefix, field):
+    seed = _seed("bit flip in %s" % field)
+    rng = random.Random(seed)
+    c = raw(ours)
+    _writes, seg, target, _recs = _writes_then_flip(ours, c, prefix, rng, field)
+    ctx = "bit flip in %s, seed %d" % (field, seed)
+    _refused(ours, seg, target[0], ctx)
+    # Refusing again is the same refusal (nothing was half-repaired).
+    _refused(ours, seg, target[0], ctx)
+
+
+LOST_RE = re.compile(r"lost zxids (0x[0-9a-fA-F]+)\s*[\u2013\u2014-]+\s*(0x[0-9a-fA-F]+) "
+                     r"\((\d+) txns?\)")
+
+
+def test_bit_flip_then_snaprepair_recovers_what_it_reports(ours, raw, prefix):
+    seed = _seed("bit flip + zk-snaprepair")
+    rng = random.Random(seed)
+    c = raw(ours)
+    writes, seg, target, recs = _writes_then_flip(ours, c, prefix, rng, "payload")
+    ctx = "seed %d" % seed
+    _refused(ours, seg, target[0], ctx)
+    snaprepair = tool("zk-snaprepair")
+    logdump = tool("zk-logdump")
+    data_dir = ours.data_dir
+
+    # zk-logdump --verify finds the same record.
+    code, out = run_tool([logdump, "--verify", os.path.join(data_dir, seg)])
+    assert code == 1, "%s: zk-logdump --verify exit %d:\n%s" % (ctx, code, out)
+    assert re.search(r"\b%d\b" % target[0], out), (
+        "%s: zk-logdump --verify does not name offset %d:\n%s" % (ctx, target[0], out))
+
+    code, out = run_tool([snaprepair, "check", data_dir])
+    assert code == 1, "%s: check on a corrupt dir exit %d:\n%s" % (ctx, code, out)
+
+    # A dry run reports the loss and changes nothing.
+    before = dir_digest(data_dir)
+    code, dry = run_tool([snaprepair, "repair", data_dir])
+    assert code in (0, 1), "%s: repair (dry run) exit %d:\n%s" % (ctx, code, dry)
+    assert dir_digest(data_dir) == before, "%s: a dry run changed the data dir" % ctx
+    m = LOST_RE.search(dry)
+    assert m, "%s: the dry run does not say what is lost:\n%s" % (ctx, dry)
+
+    code, out = run_tool([snaprepair, "repair", "--apply", data_dir])
+    assert code in (0, 1), "%s: repair --apply exit %d:\n%s" % (ctx, code, out)
+    m2 = LOST_RE.search(out)
+    assert m2, "%s: repair --apply does not say what is lost:\n%s" % (ctx, out)
+    assert m2.groups() == m.groups(), "%s: dry run and --apply disagree:\n%s\n%s" % (
+        ctx, dry, out)
+    low, high, count = int(m2.group(1), 16), int(m2.group(2), 16), int(m2.group(3))
+    # What is lost is the damaged record and everything after it (those
+    # follow a hole, so replaying them would build a state that never was).
+    after = [z for _off, _size, z in recs if z >= target[2]]
+    assert (low, high, count) == (target[2], recs[-1][2], len(after)), (
+        "%s: reported lost %#x-%#x (%d), the log held %#x-%#x (%d) from the damage on:\n%s" % (
+            ctx, low, high, count, target[2], recs[-1][2], len(after), out))
+    quarantine = [n for n in os.listdir(data_dir) if n.startswith("quarantine-")]
+    assert len(quarantine) == 1, "%s: %r" % (ctx, os.listdir(data_dir))
+    assert seg in os.listdir(os.path.join(data_dir, quarantine[0])), (
+        "%s: the original segment is not in %s" % (ctx, quarantine[0]))
+    code, out = run_tool([snaprepair, "check", data_dir])
+    assert code == 0, "%s: check after repair exit %d:\n%s" % (ctx, code, out)
+
+    # The server starts, and holds exactly the writes below the lost range.
+    ours.restart()
+    expected = {}
+    for zxid, path, data, version in writes:
+        if zxid < low:
+            expected[path] = (data, version)
+    d = raw(ours)
+    got = dump(d, prefix) if prefix in expected else {}
+    assert {p: (v[0], v[1].version) for p, v in got.items()} == expected, (
+        "%s: after repair (lost %#x-%#x) the tree is not the writes below %#x" % (
+            ctx, low, high, low))
+    # New writes go on, and survive a crash.
+    new = ok(d.create2(prefix + "-after", b"new")).stat
+    d.close()
+    ours.kill9()
+    ours.restart()
+    e = raw(ours)
+    assert ok(e.get_data(prefix + "-after")).stat == new
+    ok(e.delete(prefix + "-after", 0))
+
+
+def test_logdump_json_matches_the_segment_format(ours_small, raw, prefix):
+    """zk-logdump --json (which the tools' users script against) lists the
+    same records, at the same offsets, as wal/FORMAT.md's framing gives;
+    --verify passes on an intact log."""
+    logdump = tool("zk-logdump")
+    c = raw(ours_small)
+    created = {}
+    ok(c.create(prefix, b""))
+    for i in range(12):
+        path = "%s/n%02d" % (prefix, i)
+        created[ok(c.create2(path, b"x" * i)).stat.czxid] = path
+    c.close()
+    ours_small.kill9()
+    data_dir = ours_small.data_dir
+    want = []
+    for seg in segments(data_dir):
+        want += [(seg, off, zxid) for off, _size, zxid in records(os.path.join(data_dir, seg))]
+    code, out = run_tool([logdump, "--json", data_dir])
+    assert code == 0, "zk-logdump --json exit %d:\n%s" % (code, out)
+    rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+    got = [(os.path.basename(r["file"]), r["offset"], r["zxid"]) for r in rows]
+    assert got == want
+    by_zxid = {r["zxid"]: r for r in rows}
+    for zxid, path in created.items():
+        row = by_zxid[zxid]
+        assert row["op"].startswith("create") and row["path"] == path, (row["op"], row["path"])
+    code, out = run_tool([logdump, "--verify", data_dir])
+    assert code == 0, "zk-logdump --verify on an intact log exit %d:\n%s" % (code, out)
+
+
+# ---------------------------------------------------------------- 4. snapshots under load
+
+
+def test_snapshots_under_load_restore_the_same_tree(request, raw, prefix):
+    _require_ours()
+    seed = _seed("snapshot under load")
+    rng = random.Random(seed)
+    s = start_server(request, harness.OURS, extra=dict(SMALL_PREALLOC, snapCount="200"))
+    c = raw(s)
+    ok(c.create(prefix, b""))
+    # A session that stays open, with an ephemeral and a sequential node:
+    # sessions and sequence counters go through snapshots too.
+    owner = raw(s, timeout_ms=30000)
+    ok(owner.create(prefix + "/eph", b"mine", flags=Mode.EPHEMERAL))
+    ok(owner.create(prefix + "/seq-", b"", flags=Mode.PERSISTENT_SEQUENTIAL))
+    first = c.last_zxid()
+    homes = []
+    for t in range(4):
+        homes.append(child(prefix, "w%d" % t))
+        ok(c.create(homes[-1], b""))
+    writers = [Writer(s, home, {}, random.Random(rng.random()), max_ops=200,
+                      tag=b"w%d" % t) for t, home in enumerate(homes)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.go.set()
+    for w in writers:
+        w.join(120)
+        assert not w.is_alive()
+        assert w.failure is None and not w.errors, (w.failure, w.errors[:5])
+    last = c.last_zxid()
+    assert last - first >= 800, "only %d txns of load" % (last - first)
+
+    # Snapshots are written in the background: wait for one that began
+    # while the load ran.
+    def snaps():
+        return sorted(int(n.split(".", 1)[1], 16) for n in os.listdir(s.data_dir)
+                      if re.fullmatch(r"snapshot\.[0-9a-f]{16}", n))
+    harness.wait_until(lambda: any(first < z < last for z in snaps()), timeout=20,
+                       what="a snapshot.* file started during the load (have %r)" % snaps())
+    ok(c.sync("/"))
+    before = dump(c, "/")
+    assert prefix in before and "/zookeeper" in before
+    owner.close()  # the socket only: the session and its ephemeral live on
+    c.close()
+    s.kill9()
+    s.restart()
+    d = raw(s)
+    after = dump(d, "/")
+    diff = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+    assert after == before, "seed %d: %d nodes differ after the restart, e.g. %r" % (
+        seed, len(diff), [(p, before.get(p), after.get(p)) for p in diff[:3]])
+    # The restored sequence counter goes on from where it was.
+    r = ok(d.create(prefix + "/seq-", b"", flags=Mode.PERSISTENT_SEQUENTIAL))
+    assert r.path == prefix + "/seq-%010d" % before[prefix][1].cversion, r
+    print("%d snapshots, %d txns of load, %d nodes compared" % (
+        len(snaps()), last - first, len(before)))
+
+
+# ---------------------------------------------------------------- 5. sessions
+
+
+@pytest.fixture(params=harness.targets())
+def short_ticks(request):
+    """A server of each target with tickTime 200 (sessions of 2 s expire
+    within a test)."""
+    return start_server(request, request.param, tick_time=200)
+
+
+def test_sessions_survive_a_restart_and_still_expire(short_ticks, raw, prefix):
+    s = short_ticks
+    c = raw(s)
+    ok(c.create(prefix, b""))
+    lapsed = raw(s, timeout_ms=2000)
+    assert lapsed.negotiated_timeout == 2000
+    ok(lapsed.create(prefix + "/lapsed", b"", flags=Mode.EPHEMERAL))
+    kept = raw(s, timeout_ms=4000)
+    ok(kept.create(prefix + "/kept", b"", flags=Mode.EPHEMERAL))
+    kept_id, kept_pw = kept.session_id, kept.passwd
+    for x in (c, lapsed, kept):
+        x.close()  # sockets only: no closeSession
+    s.crash_and_restart()
+
+    d = raw(s)
+    # Both sessions came back with the restart: their ephemerals are there
+    # (each session's clock starts again when the server is back).
+    eph = ok(d.exists(prefix + "/lapsed")).stat
+    assert eph.ephemeralOwner == lapsed.session_id
+    resumed = raw(s, timeout_ms=4000, session_id=kept_id, passwd=kept_pw)
+    assert resumed.session_id == kept_id, "the session did not survive the restart"
+    assert ok(resumed.exists(prefix + "/kept")).stat.ephemeralOwner == kept_id
+
+    # The session nobody resumed expires after its timeout; the resumed one
+    # (pinged) does not.
+    deadline = time.monotonic() + 15
+    while d.exists(prefix + "/lapsed").err == Err.OK:
+        assert time.monotonic() < deadline, "the unresumed session never expired"
+        resumed.keep_alive(0.3, interval=0.1)
+        d.ping()
+    assert ok(resumed.exists(prefix + "/kept")).stat.ephemeralOwner == kept_id
+    # Expired for good: resuming it is refused.
+    gone = s.raw_unconnected()
+    try:
+        r = gone.connect(timeout_ms=2000, session_id=lapsed.session_id, passwd=lapsed.passwd)
+        assert r.timeout <= 0 or r.session_id != lapsed.session_id, r
+    except zkraw.Closed:
+        pass
+    finally:
+        gone.close()
