@@ -211,6 +211,22 @@ mod tests {
         txns
     }
 
+    /// A fresh tree with session 7 open, and a prep to go with it.
+    fn fresh() -> (DataTree, Prep) {
+        let mut tree = DataTree::new();
+        let mut prep = Prep::new(
+            Zxid::ZERO,
+            PrepConfig {
+                extended_types_enabled: true,
+            },
+        );
+        apply(
+            &mut tree,
+            &prep.prep_create_session(SessionId(7), 30_000, 1_000),
+        );
+        (tree, prep)
+    }
+
     fn snapshot(tree: &DataTree, chunk: usize) -> Vec<SnapshotRecord> {
         let mut cursor = SnapshotCursor::new();
         let mut records = Vec::new();
@@ -244,17 +260,7 @@ mod tests {
 
     #[test]
     fn snapshot_restores_an_equal_tree() {
-        let mut tree = DataTree::new();
-        let mut prep = Prep::new(
-            Zxid::ZERO,
-            PrepConfig {
-                extended_types_enabled: true,
-            },
-        );
-        apply(
-            &mut tree,
-            &prep.prep_create_session(SessionId(7), 30_000, 1_000),
-        );
+        let (mut tree, mut prep) = fresh();
         let requests: Vec<Request> = (0..50)
             .map(|i| create(&format!("/n{}", i % 10), format!("v{i}").as_bytes(), 2))
             .chain([create("/n1/e", b"e", 1)])
@@ -281,17 +287,7 @@ mod tests {
     /// replay of the log from its start zxid, gives the live tree.
     #[test]
     fn fuzzy_snapshot_plus_replay_converges() {
-        let mut tree = DataTree::new();
-        let mut prep = Prep::new(
-            Zxid::ZERO,
-            PrepConfig {
-                extended_types_enabled: true,
-            },
-        );
-        apply(
-            &mut tree,
-            &prep.prep_create_session(SessionId(7), 30_000, 1_000),
-        );
+        let (mut tree, mut prep) = fresh();
         run(
             &mut tree,
             &mut prep,

@@ -29,6 +29,19 @@ pub const EXIT_ERROR: u8 = 2;
 /// Parses a zxid or session id: `0x`-prefixed hex, or decimal (a negative
 /// decimal is taken as the two's-complement u64, as ids are signed on the
 /// wire).
+/// Parses the command line; on `--help`/`--version` or a usage error prints
+/// what clap says and returns the exit code to stop with (0 or `EXIT_ERROR`).
+pub fn parse_args<T: clap::Parser>() -> Result<T, std::process::ExitCode> {
+    T::try_parse().map_err(|error| {
+        let _ = error.print();
+        std::process::ExitCode::from(if error.use_stderr() {
+            EXIT_ERROR
+        } else {
+            EXIT_OK
+        })
+    })
+}
+
 pub fn parse_number(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let parsed = if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {

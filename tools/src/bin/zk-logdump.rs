@@ -58,17 +58,9 @@ fn number(text: &str) -> Result<u64, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args: Args = match tools::parse_args() {
         Ok(args) => args,
-        Err(error) => {
-            let _ = error.print();
-            let code = if error.use_stderr() {
-                tools::EXIT_ERROR
-            } else {
-                tools::EXIT_OK
-            };
-            return ExitCode::from(code);
-        }
+        Err(code) => return code,
     };
     let options = tools::logdump::Options {
         paths: args.paths,
