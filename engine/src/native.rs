@@ -189,6 +189,16 @@ impl Snapshotter {
     }
 }
 
+impl crate::Checkpointer for Snapshotter {
+    fn take(&self, tree: &RwLock<DataTree>) -> Result<String, StorageError> {
+        Snapshotter::take(self, tree).map(|path| path.display().to_string())
+    }
+
+    fn purge(&self, retain: usize) -> Result<usize, StorageError> {
+        Snapshotter::purge(self, retain).map(|removed| removed.len())
+    }
+}
+
 /// The newest snapshot that reads back whole, restored; an empty tree if
 /// there is none. A bad snapshot is skipped with a warning (the log before
 /// it is kept by purge, so an older snapshot plus more replay still works).

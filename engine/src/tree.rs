@@ -999,13 +999,26 @@ fn node_size(path: &str, data: Option<&[u8]>) -> u64 {
 fn node_hash(path: &str, node: &Node) -> u64 {
     let s = &node.stat;
     let mut fixed = [0u8; 8 * 7 + 4 * 3];
-    let words = [s.czxid, s.mzxid, s.pzxid, s.ctime, s.mtime, node.kind.ephemeral_owner()];
+    let words = [
+        s.czxid,
+        s.mzxid,
+        s.pzxid,
+        s.ctime,
+        s.mtime,
+        node.kind.ephemeral_owner(),
+    ];
     for (slot, value) in fixed.chunks_exact_mut(8).zip(words) {
         slot.copy_from_slice(&value.to_le_bytes());
     }
-    let data_len = node.data.as_ref().map_or(u64::MAX, |data| data.len() as u64);
+    let data_len = node
+        .data
+        .as_ref()
+        .map_or(u64::MAX, |data| data.len() as u64);
     fixed[48..56].copy_from_slice(&data_len.to_le_bytes());
-    for (slot, value) in fixed[56..].chunks_exact_mut(4).zip([s.version, s.cversion, s.aversion]) {
+    for (slot, value) in fixed[56..]
+        .chunks_exact_mut(4)
+        .zip([s.version, s.cversion, s.aversion])
+    {
         slot.copy_from_slice(&value.to_le_bytes());
     }
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();

@@ -42,6 +42,15 @@ pub enum WalIo {
     IoUring,
 }
 
+/// Which storage backend keeps the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageBackend {
+    /// The write-ahead log plus snapshot files.
+    Native,
+    /// A RocksDB database in `<dataDir>/rocksdb`.
+    RocksDb,
+}
+
 /// Where JVM flags come from, for error messages.
 const JVM_FLAGS_ORIGIN: &str = "SERVER_JVMFLAGS/JVMFLAGS";
 
@@ -100,6 +109,8 @@ pub struct Config {
     /// pwrite + fdatasync on the writer thread) or `io_uring` (the writer's
     /// ring does both; falls back to pwrite where the kernel refuses).
     pub wal_io: WalIo,
+    /// `storage.backend` (ours): `native` (default) or `rocksdb`.
+    pub storage_backend: StorageBackend,
     /// `-Dznode.container.checkIntervalMs` (default 60000).
     pub container_check_interval_ms: u64,
     /// `-Dznode.container.maxPerMinute` (default 10000).
@@ -311,6 +322,7 @@ const HONOURED_PROPERTIES: &[&str] = &[
     "zookeeper.ioThreads",
     "zookeeper.connectionOutstandingLimit",
     "zookeeper.walIo",
+    "zookeeper.storage.backend",
 ];
 
 /// Properties the reference reads without the `zookeeper.` prefix: only JVM
@@ -695,6 +707,7 @@ impl Config {
             io_threads: 0,
             connection_outstanding_limit: DEFAULT_CONNECTION_OUTSTANDING_LIMIT,
             wal_io: WalIo::Pwrite,
+            storage_backend: StorageBackend::Native,
             container_check_interval_ms: DEFAULT_CONTAINER_CHECK_INTERVAL_MS,
             container_max_per_minute: DEFAULT_CONTAINER_MAX_PER_MINUTE,
             snap_count: DEFAULT_SNAP_COUNT,
@@ -1070,6 +1083,13 @@ fn read_properties(builder: &mut Builder<'_>) -> Result<(), ConfigError> {
             "pwrite" => WalIo::Pwrite,
             "io_uring" => WalIo::IoUring,
             _ => return Err(setting.invalid("pwrite or io_uring")),
+        };
+    }
+    if let Some(setting) = builder.property("zookeeper.storage.backend") {
+        builder.config.storage_backend = match setting.value {
+            "native" => StorageBackend::Native,
+            "rocksdb" => StorageBackend::RocksDb,
+            _ => return Err(setting.invalid("native or rocksdb")),
         };
     }
     if let Some(setting) = builder.property("zookeeper.skipACL") {
@@ -1710,6 +1730,19 @@ mod tests {
     }
 
     const MINIMAL: &str = "dataDir=/var/lib/zk\nclientPort=2181\n";
+
+    #[test]
+    fn storage_backend_defaults_to_native_and_accepts_rocksdb() {
+        assert_eq!(parse(MINIMAL).storage_backend, StorageBackend::Native);
+        assert_eq!(
+            parse(&format!("{MINIMAL}storage.backend=rocksdb\n")).storage_backend,
+            StorageBackend::RocksDb
+        );
+        assert_eq!(
+            parse_err(&format!("{MINIMAL}storage.backend=lmdb\n"), ""),
+            "zoo.cfg: invalid value \"lmdb\" for storage.backend: expected native or rocksdb"
+        );
+    }
 
     #[test]
     fn wal_io_defaults_to_pwrite_and_accepts_io_uring() {

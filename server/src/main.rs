@@ -14,9 +14,11 @@ use anyhow::Context;
 use config::Config;
 use engine::native::{NativeConfig, NativeStorage};
 use engine::prep::{Prep, PrepConfig};
+use engine::rocks::{RocksConfig, RocksStorage};
 use engine::session::SessionTracker;
 use engine::storage::Storage;
 use engine::watch::WatchRegistry;
+use engine::Checkpointer;
 use net::reactor::{now_ms, FourLetterWords, Polls, Reactor};
 use net::shared::{Settings, Shared};
 use net::stats::ServerStats;
@@ -79,29 +81,44 @@ fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create dataDir {}", config.data_dir.display()))?;
 
-    let native = NativeStorage::open(NativeConfig {
-        snapshot_dir: config.data_dir.clone(),
-        log_dir: config.data_log_dir.clone(),
-        pre_alloc_bytes: config.pre_alloc_size_kb.saturating_mul(1024),
-        force_sync: config.force_sync,
-        io: match config.wal_io {
-            config::WalIo::Pwrite => wal::IoMode::Pwrite,
-            config::WalIo::IoUring => wal::IoMode::Auto,
-        },
-    })
-    .context("recovery failed")?;
     if !config.force_sync {
         tracing::warn!("forceSync=no: acknowledged writes can be lost on power failure");
     }
+    let (mut storage, checkpointer): (Box<dyn Storage>, Arc<dyn Checkpointer>) =
+        match config.storage_backend {
+            config::StorageBackend::Native => {
+                let native = NativeStorage::open(NativeConfig {
+                    snapshot_dir: config.data_dir.clone(),
+                    log_dir: config.data_log_dir.clone(),
+                    pre_alloc_bytes: config.pre_alloc_size_kb.saturating_mul(1024),
+                    force_sync: config.force_sync,
+                    io: match config.wal_io {
+                        config::WalIo::Pwrite => wal::IoMode::Pwrite,
+                        config::WalIo::IoUring => wal::IoMode::Auto,
+                    },
+                })
+                .context("recovery failed")?;
+                let snapshotter = Arc::new(native.snapshotter());
+                (Box::new(native), snapshotter)
+            }
+            config::StorageBackend::RocksDb => {
+                let rocks = RocksStorage::open(RocksConfig {
+                    dir: config.data_dir.join("rocksdb"),
+                    force_sync: config.force_sync,
+                })
+                .context("recovery failed")?;
+                let checkpointer = Arc::new(rocks.checkpointer());
+                (Box::new(rocks), checkpointer)
+            }
+        };
     let snapshots = pipeline::SnapshotPolicy {
-        snapshotter: native.snapshotter(),
+        snapshotter: checkpointer,
         snap_count: config.snap_count.max(2),
         retain_count: config.autopurge_snap_retain_count as usize,
         purge_every: (config.autopurge_purge_interval_hours > 0).then(|| {
             std::time::Duration::from_secs(u64::from(config.autopurge_purge_interval_hours) * 3600)
         }),
     };
-    let mut storage: Box<dyn Storage> = Box::new(native);
     let (tree, last_zxid) = storage.recover().context("recovery failed")?;
     tracing::info!(storage = storage.name(), %last_zxid, nodes = tree.node_count(), "state recovered");
 

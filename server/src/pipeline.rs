@@ -14,13 +14,13 @@
 //! other.
 
 use engine::apply::apply;
-use engine::native::Snapshotter;
 use engine::prep::Prep;
 use engine::request::{Reply, Request, Response};
 use engine::storage::{DurableWait, Storage, StorageError, Ticket};
 use engine::tree::DataTree;
 use engine::txn::Txn;
 use engine::types::{ErrorCode, SessionId, WatcherId, Zxid};
+use engine::Checkpointer;
 use net::mailbox::{Mail, Postman, Submission};
 use net::reactor::now_ms;
 use net::shared::Shared;
@@ -53,7 +53,8 @@ pub struct Pipeline {
 /// ensemble do not all snapshot at once), written by a background thread
 /// while writes go on.
 pub struct SnapshotPolicy {
-    pub snapshotter: Snapshotter,
+    /// The backend's snapshot (native) or checkpoint (RocksDB) writer.
+    pub snapshotter: Arc<dyn Checkpointer>,
     pub snap_count: u32,
     pub retain_count: usize,
     /// `autopurge.purgeInterval`: how often old snapshots and the log
@@ -486,7 +487,7 @@ impl SnapshotSchedule {
         if purge_due {
             self.last_purge = Instant::now();
         }
-        let snapshotter = self.policy.snapshotter.clone();
+        let snapshotter = Arc::clone(&self.policy.snapshotter);
         let retain_count = self.policy.retain_count;
         let shared = Arc::clone(shared);
         let spawned = std::thread::Builder::new()
@@ -495,8 +496,8 @@ impl SnapshotSchedule {
                 if snapshot_due {
                     let started = Instant::now();
                     match snapshotter.take(&shared.tree) {
-                        Ok(path) => tracing::info!(
-                            path = %path.display(),
+                        Ok(written) => tracing::info!(
+                            %written,
                             elapsed_ms = started.elapsed().as_millis() as u64,
                             "snapshot written"
                         ),
@@ -506,11 +507,8 @@ impl SnapshotSchedule {
                 }
                 if purge_due {
                     match snapshotter.purge(retain_count) {
-                        Ok(removed) if !removed.is_empty() => {
-                            tracing::info!(
-                                files = removed.len(),
-                                "purged old snapshots and log segments"
-                            )
+                        Ok(removed) if removed > 0 => {
+                            tracing::info!(files = removed, "purged old snapshots and log segments")
                         }
                         Ok(_) => {}
                         Err(error) => tracing::warn!(%error, "purge failed"),

@@ -56,6 +56,34 @@ def targets():
     return names
 
 
+# Our storage backends (zoo.cfg `storage.backend`); the reference has one.
+ALL_BACKENDS = ("native", "rocksdb")
+
+
+def storage_backends():
+    """Our backends the durability tests run on (ZK_STORAGE_BACKENDS,
+    default both)."""
+    raw = os.environ.get("ZK_STORAGE_BACKENDS", ",".join(ALL_BACKENDS))
+    names = [b.strip() for b in raw.split(",") if b.strip()]
+    for n in names:
+        if n not in ALL_BACKENDS:
+            raise ValueError("ZK_STORAGE_BACKENDS: unknown backend %r (use %s)" % (
+                n, ",".join(ALL_BACKENDS)))
+    return names
+
+
+def durable_targets():
+    """pytest params for tests about durability: ours once per storage
+    backend, the reference once. Each param is (kind, backend or None)."""
+    out = []
+    for kind in targets():
+        if kind == OURS:
+            out += [pytest.param((OURS, b), id="%s-%s" % (OURS, b)) for b in storage_backends()]
+        else:
+            out.append(pytest.param((kind, None), id=kind))
+    return out
+
+
 def ours_bin():
     return os.environ.get("ZK_SERVER_BIN") or os.path.join(REPO_ROOT, "target", "debug", "zk-server")
 
@@ -111,8 +139,12 @@ class Server:
 
     def __init__(self, kind, tick_time=2000, max_client_cnxns=60,
                  whitelist="*", extra=None, min_session_timeout=None,
-                 max_session_timeout=None, jvm_flags=()):
+                 max_session_timeout=None, jvm_flags=(), backend=None):
         self.kind = kind
+        # Our storage backend, written as `storage.backend=` for ours (None:
+        # the key is left out, so the default, native); the reference has
+        # no such key and ignores this.
+        self.backend = backend
         # Java system properties (-Dname=value): on the java command line for
         # the reference, in SERVER_JVMFLAGS for ours (as zkServer.sh users
         # pass them).
@@ -132,6 +164,8 @@ class Server:
 
     @property
     def name(self):
+        if self.kind == OURS and self.backend:
+            return "%s-%s" % (self.kind, self.backend)
         return self.kind
 
     @property
@@ -156,6 +190,8 @@ class Server:
             lines.append("minSessionTimeout=%d" % self.min_session_timeout)
         if self.max_session_timeout is not None:
             lines.append("maxSessionTimeout=%d" % self.max_session_timeout)
+        if self.kind == OURS and self.backend:
+            lines.append("storage.backend=%s" % self.backend)
         for k, v in self.extra.items():
             lines.append("%s=%s" % (k, v))
         cfg = os.path.join(self.dir, "zoo.cfg")

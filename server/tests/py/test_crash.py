@@ -13,6 +13,10 @@ What it is not: a test of the WAL or snapshot crates' internals (their unit
 tests do that), nor of what a client sees on a clean restart
 (test_durability.py). Everything except the session test is about our
 storage, so it runs on `ours` only; the session test runs on both servers.
+The crash loop, snapshots under load and sessions run once per storage
+backend of ours (ZK_STORAGE_BACKENDS); torn tails, bit flips, zk-snaprepair
+and zk-logdump are about the WAL's file format, so they run on the native
+backend only.
 
 Invariant it keeps: randomness comes from one seeded RNG per test, printed
 (set ZK_CRASH_SEED to replay a run); damaged data directories are always
@@ -74,19 +78,23 @@ def _require_ours():
 SMALL_PREALLOC = {"preAllocSize": "256"}
 
 
+# `ours` and `ours_small` serve the WAL-format tests (torn tail, bit flips,
+# the tools), which parse and damage log segments: native backend only.
+
+
 @pytest.fixture
 def ours(request):
     """A fresh server of ours per test (crash tests own their data dir),
-    with the default preallocation."""
+    with the default preallocation, on the native backend."""
     _require_ours()
-    return start_server(request, harness.OURS)
+    return start_server(request, harness.OURS, backend="native")
 
 
 @pytest.fixture
 def ours_small(request):
-    """A fresh server of ours with SMALL_PREALLOC."""
+    """A fresh server of ours with SMALL_PREALLOC, on the native backend."""
     _require_ours()
-    return start_server(request, harness.OURS, extra=SMALL_PREALLOC)
+    return start_server(request, harness.OURS, extra=SMALL_PREALLOC, backend="native")
 
 
 def tool(name):
@@ -247,12 +255,15 @@ class Writer(threading.Thread):
         c.close()
 
 
-def test_crash_loop_keeps_every_acknowledged_write(request, raw, prefix):
+@pytest.mark.parametrize("backend", harness.storage_backends())
+def test_crash_loop_keeps_every_acknowledged_write(request, raw, prefix, backend):
     _require_ours()
-    # Snapshots every few hundred txns: some kills land while one is being
-    # written, and recovery then starts from a snapshot plus the log.
-    ours = start_server(request, harness.OURS, extra=dict(SMALL_PREALLOC, snapCount="300"))
-    seed = _seed("crash loop")
+    # Snapshots (checkpoints on rocksdb) every few hundred txns: some kills
+    # land while one is being written, and recovery then starts from one
+    # plus the log.
+    ours = start_server(request, harness.OURS, extra=dict(SMALL_PREALLOC, snapCount="300"),
+                        backend=backend)
+    seed = _seed("crash loop on %s" % backend)
     rng = random.Random(seed)
     iterations = 50
     c = raw(ours)
@@ -363,8 +374,7 @@ def test_crash_loop_keeps_every_acknowledged_write(request, raw, prefix):
               iterations, totals["acked"], totals["inflight"], totals["inflight_present"],
               len(model), time.monotonic() - started, totals["restart_s"]))
     assert totals["acked"] > iterations * 10, "too few writes to test anything: %r" % totals
-    assert any(n.startswith("snapshot.") for n in os.listdir(ours.data_dir)), (
-        "no snapshot was taken during the crash loop")
+    assert _snapshot_zxids(ours, backend), "no snapshot was taken during the crash loop"
 
 
 # ---------------------------------------------------------------- 2. torn tail
@@ -674,11 +684,28 @@ def test_logdump_json_matches_the_segment_format(ours_small, raw, prefix):
 # ---------------------------------------------------------------- 4. snapshots under load
 
 
-def test_snapshots_under_load_restore_the_same_tree(request, raw, prefix):
+CHECKPOINT_RE = re.compile(r"checkpoint at (0x[0-9a-f]+)")
+
+
+def _snapshot_zxids(server, backend):
+    """Start zxids of the snapshots (native: snapshot.<zxid> files) or
+    checkpoints (rocksdb: the server logs each one; the database keeps only
+    the newest) written so far."""
+    if backend == "rocksdb":
+        with open(server.log_path, "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+        return sorted(int(z, 16) for z in CHECKPOINT_RE.findall(text))
+    return sorted(int(n.split(".", 1)[1], 16) for n in os.listdir(server.data_dir)
+                  if re.fullmatch(r"snapshot\.[0-9a-f]{16}", n))
+
+
+@pytest.mark.parametrize("backend", harness.storage_backends())
+def test_snapshots_under_load_restore_the_same_tree(request, raw, prefix, backend):
     _require_ours()
-    seed = _seed("snapshot under load")
+    seed = _seed("snapshot under load on %s" % backend)
     rng = random.Random(seed)
-    s = start_server(request, harness.OURS, extra=dict(SMALL_PREALLOC, snapCount="200"))
+    s = start_server(request, harness.OURS, extra=dict(SMALL_PREALLOC, snapCount="200"),
+                     backend=backend)
     c = raw(s)
     ok(c.create(prefix, b""))
     # A session that stays open, with an ephemeral and a sequential node:
@@ -707,10 +734,9 @@ def test_snapshots_under_load_restore_the_same_tree(request, raw, prefix):
     # Snapshots are written in the background: wait for one that began
     # while the load ran.
     def snaps():
-        return sorted(int(n.split(".", 1)[1], 16) for n in os.listdir(s.data_dir)
-                      if re.fullmatch(r"snapshot\.[0-9a-f]{16}", n))
+        return _snapshot_zxids(s, backend)
     harness.wait_until(lambda: any(first < z < last for z in snaps()), timeout=20,
-                       what="a snapshot.* file started during the load (have %r)" % snaps())
+                       what="a snapshot started during the load (have %r)" % snaps())
     ok(c.sync("/"))
     before = dump(c, "/")
     assert prefix in before and "/zookeeper" in before
@@ -733,11 +759,12 @@ def test_snapshots_under_load_restore_the_same_tree(request, raw, prefix):
 # ---------------------------------------------------------------- 5. sessions
 
 
-@pytest.fixture(params=harness.targets())
+@pytest.fixture(params=harness.durable_targets())
 def short_ticks(request):
-    """A server of each target with tickTime 200 (sessions of 2 s expire
-    within a test)."""
-    return start_server(request, request.param, tick_time=200)
+    """A server of each target (ours on each backend) with tickTime 200
+    (sessions of 2 s expire within a test)."""
+    kind, backend = request.param
+    return start_server(request, kind, tick_time=200, backend=backend)
 
 
 def test_sessions_survive_a_restart_and_still_expire(short_ticks, raw, prefix):

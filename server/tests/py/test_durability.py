@@ -1,6 +1,7 @@
 """Durability across a crash, on both servers: what was acknowledged before
 kill -9 is there after a restart on the same data directory, sessions
-survive the restart (their ephemerals too), and zxids keep growing.
+survive the restart (their ephemerals too), and zxids keep growing. Ours
+runs once per storage backend (ZK_STORAGE_BACKENDS).
 
 What it is: restart tests through the harness's crash_and_restart. The
 crash loops, torn-tail and corruption tests of the storage issue live beside
@@ -14,9 +15,10 @@ from conftest import start_server
 from zkraw import Err, Mode, ok
 
 
-@pytest.fixture(params=harness.targets())
+@pytest.fixture(params=harness.durable_targets())
 def restartable(request):
-    return start_server(request, request.param)
+    kind, backend = request.param
+    return start_server(request, kind, backend=backend)
 
 
 def test_acknowledged_writes_survive_kill_9(restartable, raw, prefix):

@@ -1,0 +1,867 @@
+//! The RocksDB storage backend: the same contract as the native one (group
+//! committed appends, a ticket resolves when its batch is synced, fuzzy
+//! checkpoints while writes go on), kept in one RocksDB database instead of
+//! WAL segments and snapshot files. It is not a second encoding: txns and
+//! tree records are the `persist` bytes the native backend writes.
+//!
+//! Layout, two column families:
+//! - `log`: key = zxid as big-endian u64 (so key order is zxid order),
+//!   value = `persist::encode_txn`.
+//! - `state`: the tree as of the last checkpoint. `m` holds the meta (the
+//!   checkpoint's generation and start zxid); entries are keyed
+//!   `g` + generation (BE u64) + `n` + path for nodes and `s` + session id
+//!   for sessions. A path sorts after every proper prefix of it, so iterating
+//!   one generation in key order yields parents before children.
+//!
+//! Invariant: the meta names a generation that was written completely, and
+//! the log holds every txn after the meta's zxid. A checkpoint writes a new
+//! generation beside the old one and switches to it in one atomic batch that
+//! also drops the old generation and the log up to the new start zxid; a
+//! crash before that batch leaves the old checkpoint and the whole log.
+//! Recovery restores the generation, then replays the log after its zxid
+//! with `apply_replay`, which converges over a fuzzy checkpoint (DESIGN.md
+//! invariant 6). A failed log write poisons the backend: it is never retried.
+
+use crate::apply::apply_replay;
+use crate::persist::{self, SnapshotCursor, SnapshotRecord};
+use crate::storage::{DurableWait, Storage, StorageError, Ticket};
+use crate::tree::DataTree;
+use crate::txn::Txn;
+use crate::types::Zxid;
+use crate::Checkpointer;
+use parking_lot::{Condvar, Mutex, RwLock};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const LOG_CF: &str = "log";
+const STATE_CF: &str = "state";
+const META_KEY: &[u8] = b"m";
+const GENERATION_TAG: u8 = b'g';
+const NODE_TAG: u8 = b'n';
+const SESSION_TAG: u8 = b's';
+/// Nodes written per hold of the tree's read lock while checkpointing, so
+/// writers wait at most for one chunk (as for native snapshots).
+const CHECKPOINT_CHUNK_NODES: usize = 1_000;
+const KEEP_INFO_LOGS: usize = 5;
+
+#[derive(Clone, Debug)]
+pub struct RocksConfig {
+    /// The database directory (the server uses `<dataDir>/rocksdb`).
+    pub dir: PathBuf,
+    /// `forceSync`; false is unsafe (acknowledged writes may be lost).
+    pub force_sync: bool,
+}
+
+pub struct RocksStorage {
+    db: Arc<rocksdb::DB>,
+    config: RocksConfig,
+    queue: Arc<Queue>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    next_ticket: u64,
+    recovered: Option<(DataTree, Zxid)>,
+}
+
+/// What the appender and the writer thread share.
+struct Queue {
+    state: Mutex<QueueState>,
+    /// The writer waits here for work.
+    work: Condvar,
+    /// Waiters wait here for `durable` to move.
+    done: Condvar,
+}
+
+/// One txn to log: (zxid, `persist::encode_txn` bytes).
+type LogRecord = (u64, Vec<u8>);
+
+#[derive(Default)]
+struct QueueState {
+    /// Appended, not yet handed to RocksDB: (ticket, its records).
+    pending: Vec<(u64, Vec<LogRecord>)>,
+    /// Every ticket up to this one is durable.
+    durable: u64,
+    poisoned: bool,
+    closing: bool,
+    /// The writer thread has returned: nothing more becomes durable.
+    stopped: bool,
+    /// Tests make the next write fail to see the poisoning.
+    #[cfg(test)]
+    fail_next: bool,
+}
+
+impl RocksStorage {
+    /// Opens (creating if needed) the database and recovers the state.
+    pub fn open(config: RocksConfig) -> Result<RocksStorage, StorageError> {
+        std::fs::create_dir_all(&config.dir).map_err(|source| StorageError::Io {
+            path: config.dir.clone(),
+            source,
+        })?;
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        // RocksDB's own info logs (LOG.old.*) would otherwise pile up, one
+        // per start-up, by the thousand.
+        options.set_keep_log_file_num(KEEP_INFO_LOGS);
+        let families = [LOG_CF, STATE_CF]
+            .into_iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let db = rocksdb::DB::open_cf_descriptors(&options, &config.dir, families)
+            .map_err(|error| db_error(&config.dir, error))?;
+        let db = Arc::new(db);
+        let (mut tree, start) = load_state(&db, &config.dir)?;
+        let replayed = replay(&db, &config.dir, start, &mut tree)?;
+        let last = tree.last_zxid();
+        tracing::info!(
+            checkpoint_zxid = %start, replayed, %last, nodes = tree.node_count(),
+            "recovered from the rocksdb checkpoint and log"
+        );
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState::default()),
+            work: Condvar::new(),
+            done: Condvar::new(),
+        });
+        let writer = {
+            let db = Arc::clone(&db);
+            let queue = Arc::clone(&queue);
+            let dir = config.dir.clone();
+            let sync = config.force_sync;
+            std::thread::Builder::new()
+                .name("rocksdb-writer".into())
+                .spawn(move || {
+                    write_loop(&db, &queue, &dir, sync);
+                    queue.state.lock().stopped = true;
+                    queue.done.notify_all();
+                })
+                .map_err(|source| StorageError::Io {
+                    path: config.dir.clone(),
+                    source,
+                })?
+        };
+        Ok(RocksStorage {
+            db,
+            config,
+            queue,
+            writer: Some(writer),
+            next_ticket: 0,
+            recovered: Some((tree, last)),
+        })
+    }
+
+    /// What the server's checkpoint thread needs; shareable across threads.
+    pub fn checkpointer(&self) -> RocksCheckpointer {
+        RocksCheckpointer {
+            db: Arc::clone(&self.db),
+            dir: self.config.dir.clone(),
+            force_sync: self.config.force_sync,
+            queue: Arc::clone(&self.queue),
+            running: Arc::new(Mutex::new(())),
+        }
+    }
+
+    #[cfg(test)]
+    fn fail_next_write(&self) {
+        self.queue.state.lock().fail_next = true;
+    }
+}
+
+impl Drop for RocksStorage {
+    fn drop(&mut self) {
+        self.queue.state.lock().closing = true;
+        self.queue.work.notify_all();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Storage for RocksStorage {
+    fn append(&mut self, txns: &[Txn]) -> Result<Ticket, StorageError> {
+        let mut records = Vec::with_capacity(txns.len());
+        for txn in txns {
+            let payload = persist::encode_txn(txn)
+                .map_err(|error| StorageError::Encode(error.to_string()))?;
+            let zxid = u64::try_from(txn.zxid.0)
+                .map_err(|_| StorageError::Encode(format!("negative zxid {}", txn.zxid)))?;
+            records.push((zxid, payload));
+        }
+        let mut state = self.queue.state.lock();
+        if state.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        self.next_ticket += 1;
+        state.pending.push((self.next_ticket, records));
+        drop(state);
+        self.queue.work.notify_one();
+        Ok(Ticket(self.next_ticket))
+    }
+
+    fn waiter(&self) -> Arc<dyn DurableWait> {
+        Arc::new(QueueWaiter(Arc::clone(&self.queue)))
+    }
+
+    fn recover(&mut self) -> Result<(DataTree, Zxid), StorageError> {
+        Ok(self
+            .recovered
+            .take()
+            .unwrap_or_else(|| (DataTree::new(), Zxid::ZERO)))
+    }
+
+    fn name(&self) -> &'static str {
+        "rocksdb"
+    }
+}
+
+/// The writer thread: takes everything queued while the previous write was
+/// syncing and writes it as one batch (group commit).
+fn write_loop(db: &rocksdb::DB, queue: &Queue, dir: &Path, sync: bool) {
+    let mut options = WriteOptions::default();
+    options.set_sync(sync);
+    loop {
+        let (batch, fail) = {
+            let mut state = queue.state.lock();
+            while state.pending.is_empty() && !state.closing {
+                queue.work.wait(&mut state);
+            }
+            if state.pending.is_empty() || state.poisoned {
+                // Closing with nothing left, or nothing more may be written.
+                return;
+            }
+            let taken = std::mem::take(&mut state.pending);
+            #[cfg(test)]
+            let fail = std::mem::take(&mut state.fail_next);
+            #[cfg(not(test))]
+            let fail = false;
+            (taken, fail)
+        };
+        let Some(log) = db.cf_handle(LOG_CF) else {
+            poison(queue, "the log column family is missing");
+            return;
+        };
+        let mut write = WriteBatch::default();
+        let mut last = None;
+        for (ticket, records) in &batch {
+            for (zxid, payload) in records {
+                write.put_cf(log, zxid.to_be_bytes(), payload);
+            }
+            last = Some(*ticket);
+        }
+        let result = if fail {
+            Err("injected write failure".to_string())
+        } else {
+            db.write_opt(write, &options)
+                .map_err(|error| db_error(dir, error).to_string())
+        };
+        match result {
+            Ok(()) => {
+                let mut state = queue.state.lock();
+                if let Some(last) = last {
+                    state.durable = state.durable.max(last);
+                }
+                drop(state);
+                queue.done.notify_all();
+            }
+            Err(error) => {
+                poison(queue, &error);
+                return;
+            }
+        }
+    }
+}
+
+fn poison(queue: &Queue, why: &str) {
+    tracing::error!(
+        error = why,
+        "rocksdb log write failed; storage refuses further writes"
+    );
+    let mut state = queue.state.lock();
+    state.poisoned = true;
+    state.pending.clear();
+    drop(state);
+    queue.done.notify_all();
+}
+
+struct QueueWaiter(Arc<Queue>);
+
+impl DurableWait for QueueWaiter {
+    fn wait(&self, ticket: Ticket) -> Result<(), StorageError> {
+        let mut state = self.0.state.lock();
+        loop {
+            if state.durable >= ticket.0 {
+                return Ok(());
+            }
+            if state.poisoned {
+                return Err(StorageError::Poisoned);
+            }
+            if state.stopped {
+                // The writer has gone: this ticket will never be written.
+                return Err(StorageError::Poisoned);
+            }
+            self.0.done.wait(&mut state);
+        }
+    }
+}
+
+/// Writes fuzzy checkpoints of a live tree into the `state` column family.
+#[derive(Clone)]
+pub struct RocksCheckpointer {
+    db: Arc<rocksdb::DB>,
+    dir: PathBuf,
+    force_sync: bool,
+    /// To refuse work once the log writer has failed (poisoned).
+    queue: Arc<Queue>,
+    /// One checkpoint at a time: two would write the same generation.
+    running: Arc<Mutex<()>>,
+}
+
+impl RocksCheckpointer {
+    /// Walks the tree in chunks, releasing the read lock between them,
+    /// writes it as a new generation of `state`, then switches the meta to
+    /// it and drops the old generation and the log up to the walk's start
+    /// zxid, all in one batch. Returns the start zxid.
+    pub fn checkpoint(&self, tree: &RwLock<DataTree>) -> Result<Zxid, StorageError> {
+        let _one = self.running.lock();
+        if self.queue.state.lock().poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        let db = &*self.db;
+        let state_cf = self.cf(STATE_CF)?;
+        let log_cf = self.cf(LOG_CF)?;
+        let (old_generation, _) = read_meta(db, &self.dir)?;
+        let generation = old_generation.wrapping_add(1);
+        // Leftovers of a checkpoint a crash interrupted.
+        db.delete_range_cf(
+            state_cf,
+            generation_prefix(generation),
+            generation_prefix(u64::MAX),
+        )
+        .map_err(|error| db_error(&self.dir, error))?;
+
+        let start = tree.read().last_zxid();
+        let start_u64 = u64::try_from(start.0).unwrap_or(0);
+        let mut cursor = SnapshotCursor::new();
+        let mut records = Vec::with_capacity(CHECKPOINT_CHUNK_NODES);
+        while !cursor.is_done() {
+            cursor.next_chunk(&tree.read(), CHECKPOINT_CHUNK_NODES, &mut records);
+            let mut batch = WriteBatch::default();
+            for record in records.drain(..) {
+                let key = record_key(generation, &record);
+                let bytes = persist::encode_record(&record)
+                    .map_err(|error| StorageError::Encode(error.to_string()))?;
+                batch.put_cf(state_cf, key, bytes);
+            }
+            // Unsynced: the switch below syncs RocksDB's own log, which
+            // covers every write before it.
+            db.write(batch)
+                .map_err(|error| db_error(&self.dir, error))?;
+        }
+
+        let mut switch = WriteBatch::default();
+        switch.put_cf(state_cf, META_KEY, encode_meta(generation, start_u64));
+        switch.delete_range_cf(
+            state_cf,
+            generation_prefix(old_generation),
+            generation_prefix(generation),
+        );
+        switch.delete_range_cf(
+            log_cf,
+            0u64.to_be_bytes(),
+            start_u64.saturating_add(1).to_be_bytes(),
+        );
+        let mut options = WriteOptions::default();
+        options.set_sync(self.force_sync);
+        db.write_opt(switch, &options)
+            .map_err(|error| db_error(&self.dir, error))?;
+        Ok(start)
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StorageError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StorageError::Corrupt {
+                file: self.dir.clone(),
+                offset: 0,
+                what: format!("column family {name} is missing"),
+            })
+    }
+}
+
+impl Checkpointer for RocksCheckpointer {
+    fn take(&self, tree: &RwLock<DataTree>) -> Result<String, StorageError> {
+        let start = self.checkpoint(tree)?;
+        Ok(format!("{} checkpoint at {start}", self.dir.display()))
+    }
+
+    /// A checkpoint already dropped the log it made obsolete and the older
+    /// generation; RocksDB's compaction reclaims the space. Nothing to do.
+    fn purge(&self, _retain: usize) -> Result<usize, StorageError> {
+        Ok(0)
+    }
+}
+
+fn generation_prefix(generation: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9);
+    key.push(GENERATION_TAG);
+    key.extend_from_slice(&generation.to_be_bytes());
+    key
+}
+
+fn record_key(generation: u64, record: &SnapshotRecord) -> Vec<u8> {
+    let mut key = generation_prefix(generation);
+    match record {
+        SnapshotRecord::Node { path, .. } => {
+            key.push(NODE_TAG);
+            key.extend_from_slice(path.as_bytes());
+        }
+        SnapshotRecord::Session { session, .. } => {
+            key.push(SESSION_TAG);
+            key.extend_from_slice(&session.0.to_be_bytes());
+        }
+    }
+    key
+}
+
+fn encode_meta(generation: u64, zxid: u64) -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&generation.to_be_bytes());
+    bytes[8..].copy_from_slice(&zxid.to_be_bytes());
+    bytes
+}
+
+/// The current generation and its start zxid; (0, 0) for a new database
+/// (generation 0 is empty).
+fn read_meta(db: &rocksdb::DB, dir: &Path) -> Result<(u64, u64), StorageError> {
+    let state = db
+        .cf_handle(STATE_CF)
+        .ok_or_else(|| missing_cf(dir, STATE_CF))?;
+    let Some(bytes) = db
+        .get_cf(state, META_KEY)
+        .map_err(|error| db_error(dir, error))?
+    else {
+        return Ok((0, 0));
+    };
+    let bad = || StorageError::Corrupt {
+        file: dir.to_path_buf(),
+        offset: 0,
+        what: format!("checkpoint meta has {} bytes, not 16", bytes.len()),
+    };
+    let generation = bytes.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok());
+    let zxid = bytes.get(8..16).and_then(|b| <[u8; 8]>::try_from(b).ok());
+    match (generation, zxid, bytes.len()) {
+        (Some(generation), Some(zxid), 16) => {
+            Ok((u64::from_be_bytes(generation), u64::from_be_bytes(zxid)))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// The checkpointed tree (empty if none) and the zxid it starts from.
+fn load_state(db: &rocksdb::DB, dir: &Path) -> Result<(DataTree, Zxid), StorageError> {
+    let (generation, zxid) = read_meta(db, dir)?;
+    let start = i64::try_from(zxid)
+        .map(Zxid)
+        .map_err(|_| corrupt(dir, format!("checkpoint zxid {zxid:#x} out of range")))?;
+    let state = db
+        .cf_handle(STATE_CF)
+        .ok_or_else(|| missing_cf(dir, STATE_CF))?;
+    let prefix = generation_prefix(generation);
+    let mut records = Vec::new();
+    for entry in db.iterator_cf(state, IteratorMode::From(&prefix, Direction::Forward)) {
+        let (key, value) = entry.map_err(|error| db_error(dir, error))?;
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        let record = persist::decode_record(&value).map_err(|error| {
+            corrupt(
+                dir,
+                format!("checkpoint entry {:?} does not decode: {error}", key),
+            )
+        })?;
+        records.push(record);
+    }
+    let tree = persist::restore(records, start)
+        .map_err(|error| corrupt(dir, format!("inconsistent checkpoint node: {error:?}")))?;
+    Ok((tree, start))
+}
+
+/// Replays every logged txn after `start` onto `tree`; returns how many.
+fn replay(
+    db: &rocksdb::DB,
+    dir: &Path,
+    start: Zxid,
+    tree: &mut DataTree,
+) -> Result<u64, StorageError> {
+    let log = db
+        .cf_handle(LOG_CF)
+        .ok_or_else(|| missing_cf(dir, LOG_CF))?;
+    let from = u64::try_from(start.0)
+        .unwrap_or(0)
+        .saturating_add(1)
+        .to_be_bytes();
+    let mut replayed = 0;
+    for entry in db.iterator_cf(log, IteratorMode::From(&from, Direction::Forward)) {
+        let (key, value) = entry.map_err(|error| db_error(dir, error))?;
+        let txn = persist::decode_txn(&value).map_err(|error| {
+            corrupt(
+                dir,
+                format!("logged txn {:?} does not decode: {error}", key),
+            )
+        })?;
+        if txn.zxid <= start {
+            continue;
+        }
+        apply_replay(tree, &txn);
+        replayed += 1;
+    }
+    Ok(replayed)
+}
+
+fn corrupt(dir: &Path, what: String) -> StorageError {
+    StorageError::Corrupt {
+        file: dir.to_path_buf(),
+        offset: 0,
+        what,
+    }
+}
+
+fn missing_cf(dir: &Path, name: &str) -> StorageError {
+    corrupt(dir, format!("column family {name} is missing"))
+}
+
+fn db_error(dir: &Path, error: rocksdb::Error) -> StorageError {
+    StorageError::Io {
+        path: dir.to_path_buf(),
+        source: std::io::Error::other(error.into_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::apply;
+    use crate::prep::{Prep, PrepConfig};
+    use crate::request::{CreateRequest, Request};
+    use crate::types::{Acl, OpCode, SessionId};
+
+    fn config(dir: &Path) -> RocksConfig {
+        RocksConfig {
+            dir: dir.join("rocksdb"),
+            force_sync: true,
+        }
+    }
+
+    fn create(path: &str) -> Request {
+        Request::Create {
+            op: OpCode::Create,
+            request: CreateRequest {
+                path: path.to_string(),
+                data: Some(path.as_bytes().to_vec()),
+                acl: Acl::open_unsafe(),
+                flags: 0,
+                ttl: -1,
+            },
+        }
+    }
+
+    fn set(path: &str, data: &[u8]) -> Request {
+        Request::SetData {
+            path: path.to_string(),
+            data: Some(data.to_vec()),
+            version: -1,
+        }
+    }
+
+    fn delete(path: &str) -> Request {
+        Request::Delete {
+            path: path.to_string(),
+            version: -1,
+        }
+    }
+
+    fn prep_for(last: Zxid) -> Prep {
+        Prep::new(
+            last,
+            PrepConfig {
+                extended_types_enabled: false,
+            },
+        )
+    }
+
+    /// Preps, appends, waits and applies like the pipeline does.
+    fn write(
+        storage: &mut RocksStorage,
+        tree: &RwLock<DataTree>,
+        prep: &mut Prep,
+        requests: &[Request],
+    ) {
+        let txns: Vec<Txn> = {
+            let tree = tree.read();
+            requests
+                .iter()
+                .map(|r| {
+                    prep.prep(&tree, SessionId(1), 0, &[], r, 1_000)
+                        .expect("write")
+                })
+                .collect()
+        };
+        let ticket = storage.append(&txns).expect("append");
+        storage.waiter().wait(ticket).expect("durable");
+        let mut tree = tree.write();
+        for txn in &txns {
+            apply(&mut tree, txn);
+        }
+        prep.applied(tree.last_zxid());
+    }
+
+    fn creates(prefix: &str, count: usize) -> Vec<Request> {
+        (0..count)
+            .map(|i| create(&format!("{prefix}{i}")))
+            .collect()
+    }
+
+    fn log_len(storage: &RocksStorage) -> usize {
+        let log = storage.db.cf_handle(LOG_CF).expect("log cf");
+        storage.db.iterator_cf(log, IteratorMode::Start).count()
+    }
+
+    #[test]
+    fn restart_recovers_checkpoint_plus_log() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let digest = {
+            let mut storage = RocksStorage::open(config(dir.path())).expect("open");
+            let (tree, last) = storage.recover().expect("recover");
+            assert_eq!(last, Zxid::ZERO);
+            let tree = RwLock::new(tree);
+            let mut prep = prep_for(last);
+            write(&mut storage, &tree, &mut prep, &creates("/a", 50));
+            let start = storage
+                .checkpointer()
+                .checkpoint(&tree)
+                .expect("checkpoint");
+            assert_eq!(start, Zxid(50));
+            // The checkpoint dropped the log it covers.
+            assert_eq!(log_len(&storage), 0);
+            write(&mut storage, &tree, &mut prep, &creates("/b", 50));
+            write(
+                &mut storage,
+                &tree,
+                &mut prep,
+                &[delete("/a3"), set("/a4", b"x")],
+            );
+            assert_eq!(log_len(&storage), 52);
+            let digest = tree.read().digest();
+            digest
+        };
+        let mut storage = RocksStorage::open(config(dir.path())).expect("reopen");
+        let (tree, last) = storage.recover().expect("recover");
+        assert_eq!(last, Zxid(102));
+        assert_eq!(tree.digest(), digest);
+        tree.check_invariants().expect("invariants");
+        assert!(tree.get("/a3").is_none());
+    }
+
+    /// A second checkpoint replaces the first: deleted nodes do not come back.
+    #[test]
+    fn a_newer_checkpoint_replaces_the_older_generation() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let digest = {
+            let mut storage = RocksStorage::open(config(dir.path())).expect("open");
+            let (tree, last) = storage.recover().expect("recover");
+            let tree = RwLock::new(tree);
+            let mut prep = prep_for(last);
+            write(&mut storage, &tree, &mut prep, &creates("/a", 10));
+            storage
+                .checkpointer()
+                .checkpoint(&tree)
+                .expect("checkpoint");
+            write(
+                &mut storage,
+                &tree,
+                &mut prep,
+                &[delete("/a1"), delete("/a2")],
+            );
+            storage
+                .checkpointer()
+                .checkpoint(&tree)
+                .expect("checkpoint");
+            assert_eq!(log_len(&storage), 0);
+            let digest = tree.read().digest();
+            digest
+        };
+        let mut storage = RocksStorage::open(config(dir.path())).expect("reopen");
+        let (tree, last) = storage.recover().expect("recover");
+        assert_eq!(last, Zxid(12));
+        assert_eq!(tree.digest(), digest);
+        assert!(tree.get("/a1").is_none());
+        let state = storage.db.cf_handle(STATE_CF).expect("state cf");
+        let old = generation_prefix(1);
+        let leftovers = storage
+            .db
+            .iterator_cf(state, IteratorMode::Start)
+            .filter_map(Result::ok)
+            .filter(|(key, _)| key.starts_with(&old))
+            .count();
+        assert_eq!(leftovers, 0, "generation 1 was dropped");
+    }
+
+    /// Checkpoints taken while another thread keeps writing (so the walk is
+    /// fuzzy) still recover to exactly the final tree.
+    #[test]
+    fn fuzzy_checkpoint_under_writes_converges() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let digest = {
+            let mut storage = RocksStorage::open(config(dir.path())).expect("open");
+            let (tree, last) = storage.recover().expect("recover");
+            let tree = RwLock::new(tree);
+            let mut prep = prep_for(last);
+            write(&mut storage, &tree, &mut prep, &creates("/n", 3_000));
+            let checkpointer = storage.checkpointer();
+            std::thread::scope(|scope| {
+                let walker = scope.spawn(|| {
+                    for _ in 0..3 {
+                        checkpointer.checkpoint(&tree).expect("checkpoint");
+                    }
+                });
+                let mut round = 0;
+                while !walker.is_finished() || round < 20 {
+                    let i = round % 3_000;
+                    write(
+                        &mut storage,
+                        &tree,
+                        &mut prep,
+                        &[
+                            set(&format!("/n{i}"), format!("v{round}").as_bytes()),
+                            delete(&format!("/n{}", 2_999 - i)),
+                            create(&format!("/n{}", 2_999 - i)),
+                            create(&format!("/m{round}")),
+                        ],
+                    );
+                    round += 1;
+                }
+            });
+            let digest = tree.read().digest();
+            digest
+        };
+        let mut storage = RocksStorage::open(config(dir.path())).expect("reopen");
+        let (tree, _) = storage.recover().expect("recover");
+        assert_eq!(tree.digest(), digest);
+        tree.check_invariants().expect("invariants");
+    }
+
+    /// A checkpoint cut short (its generation partly written, the meta never
+    /// switched) changes nothing: recovery uses the previous one plus the log,
+    /// and the next checkpoint overwrites the leftovers.
+    #[test]
+    fn an_interrupted_checkpoint_is_ignored() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let digest = {
+            let mut storage = RocksStorage::open(config(dir.path())).expect("open");
+            let (tree, last) = storage.recover().expect("recover");
+            let tree = RwLock::new(tree);
+            let mut prep = prep_for(last);
+            write(&mut storage, &tree, &mut prep, &creates("/a", 5));
+            storage
+                .checkpointer()
+                .checkpoint(&tree)
+                .expect("checkpoint");
+            write(&mut storage, &tree, &mut prep, &[delete("/a0")]);
+            // What a crash mid-walk would leave: a stray node of generation 2.
+            let state = storage.db.cf_handle(STATE_CF).expect("state cf");
+            let stray = SnapshotRecord::Node {
+                path: "/stray".into(),
+                data: None,
+                acl: Acl::open_unsafe(),
+                kind: crate::txn::NodeKind::Persistent,
+                stat: crate::types::Stat::default(),
+            };
+            storage
+                .db
+                .put_cf(
+                    state,
+                    record_key(2, &stray),
+                    persist::encode_record(&stray).expect("encode"),
+                )
+                .expect("put");
+            let digest = tree.read().digest();
+            digest
+        };
+        let mut storage = RocksStorage::open(config(dir.path())).expect("reopen");
+        let (tree, _) = storage.recover().expect("recover");
+        assert_eq!(tree.digest(), digest);
+        assert!(tree.get("/stray").is_none());
+        let tree = RwLock::new(tree);
+        storage
+            .checkpointer()
+            .checkpoint(&tree)
+            .expect("checkpoint");
+        drop(storage);
+        let mut storage = RocksStorage::open(config(dir.path())).expect("reopen");
+        let (tree, _) = storage.recover().expect("recover");
+        assert_eq!(tree.digest(), digest);
+    }
+
+    #[test]
+    fn a_failed_write_poisons_the_backend() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut storage = RocksStorage::open(config(dir.path())).expect("open");
+        let (tree, last) = storage.recover().expect("recover");
+        let tree = RwLock::new(tree);
+        let mut prep = prep_for(last);
+        write(&mut storage, &tree, &mut prep, &[create("/ok")]);
+        let txn = prep
+            .prep(&tree.read(), SessionId(1), 0, &[], &create("/lost"), 1_000)
+            .expect("prep");
+        storage.fail_next_write();
+        let ticket = storage.append(&[txn]).expect("append");
+        assert!(matches!(
+            storage.waiter().wait(ticket),
+            Err(StorageError::Poisoned)
+        ));
+        assert!(matches!(storage.append(&[]), Err(StorageError::Poisoned)));
+        assert!(matches!(
+            storage.checkpointer().checkpoint(&tree),
+            Err(StorageError::Poisoned)
+        ));
+        drop(storage);
+        // The failed batch was never written; what was durable stays.
+        let mut storage = RocksStorage::open(config(dir.path())).expect("reopen");
+        let (tree, last) = storage.recover().expect("recover");
+        assert_eq!(last, Zxid(1));
+        assert!(tree.get("/ok").is_some() && tree.get("/lost").is_none());
+    }
+
+    /// Appends made while a write is syncing resolve together, in order.
+    #[test]
+    fn many_appends_before_waiting_all_become_durable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut storage = RocksStorage::open(config(dir.path())).expect("open");
+        let (tree, last) = storage.recover().expect("recover");
+        let mut prep = prep_for(last);
+        let mut tickets = Vec::new();
+        let mut tree = tree;
+        for i in 0..200 {
+            let txn = prep
+                .prep(
+                    &tree,
+                    SessionId(1),
+                    0,
+                    &[],
+                    &create(&format!("/g{i}")),
+                    1_000,
+                )
+                .expect("prep");
+            tickets.push(storage.append(std::slice::from_ref(&txn)).expect("append"));
+            apply(&mut tree, &txn);
+            prep.applied(tree.last_zxid());
+        }
+        let waiter = storage.waiter();
+        for ticket in tickets.iter().rev() {
+            waiter.wait(*ticket).expect("durable");
+        }
+        assert_eq!(log_len(&storage), 200);
+        drop(storage);
+        let mut storage = RocksStorage::open(config(dir.path())).expect("reopen");
+        let (recovered, last) = storage.recover().expect("recover");
+        assert_eq!(last, Zxid(200));
+        assert_eq!(recovered.digest(), tree.digest());
+    }
+}
