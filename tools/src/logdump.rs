@@ -150,6 +150,9 @@ fn resolve(options: &Options, err: &mut dyn Write) -> Result<Vec<Input>, String>
     for path in &options.paths {
         let metadata = std::fs::metadata(path).map_err(|error| io_error(path, error))?;
         if metadata.is_dir() {
+            if let Some(notice) = crate::inspect::rocksdb_notice(path) {
+                return Err(notice);
+            }
             let segments = wal::segments(path).map_err(|error| error.to_string())?;
             if segments.is_empty() {
                 let _ = writeln!(

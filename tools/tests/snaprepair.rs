@@ -349,3 +349,30 @@ fn separate_log_dir_is_checked_and_repaired() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Issue 4: the tools read the native backend only; on a RocksDB data
+/// directory they say what it is and what to use instead, and change nothing.
+#[test]
+fn rocksdb_directory_is_named_not_misread() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rocks = dir.path().join("rocksdb");
+    std::fs::create_dir(&rocks).expect("mkdir");
+    // The two files every RocksDB database directory has.
+    std::fs::write(rocks.join("CURRENT"), "MANIFEST-000005\n").expect("write");
+    std::fs::write(rocks.join("IDENTITY"), "id\n").expect("write");
+    for run in [
+        snaprepair(&["check", text(dir.path())]),
+        snaprepair(&["repair", text(dir.path()), "--apply"]),
+        logdump(&[text(dir.path())]),
+    ] {
+        assert_eq!(run.status, 2, "{}{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains("RocksDB data directory"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("ldb"), "{}", run.stderr);
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("list").collect();
+    assert_eq!(left.len(), 1, "nothing created or moved");
+}
