@@ -5,7 +5,6 @@
 //!
 //! `cargo bench -p engine --bench recovery`
 
-use engine::apply::apply;
 use engine::native::{NativeConfig, NativeStorage};
 use engine::prep::{Prep, PrepConfig};
 use engine::request::{CreateRequest, Request};
@@ -41,7 +40,6 @@ fn main() {
             extended_types_enabled: false,
         },
     );
-    let waiter = storage.waiter();
     let value = vec![b'v'; 100];
     for chunk_start in (0..znodes).step_by(BATCH) {
         let chunk_end = (chunk_start + BATCH).min(znodes);
@@ -70,13 +68,8 @@ fn main() {
                 })
                 .collect()
         };
-        let ticket = storage.append(&txns).expect("append");
-        waiter.wait(ticket).expect("durable");
-        let mut tree = tree.write();
-        for txn in &txns {
-            apply(&mut tree, txn);
-        }
-        prep.applied(tree.last_zxid());
+        let last = engine::storage::commit_in_place(&mut storage, &tree, &txns).expect("commit");
+        prep.applied(last);
     }
     let digest = tree.read().digest();
     println!(

@@ -327,7 +327,6 @@ fn snapshot_error(error: snapshot::Error) -> StorageError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::apply;
     use crate::prep::{Prep, PrepConfig};
     use crate::request::{CreateRequest, Request};
     use crate::types::{Acl, OpCode, SessionId};
@@ -372,13 +371,8 @@ mod tests {
                 })
                 .collect()
         };
-        let ticket = storage.append(&txns).expect("append");
-        storage.waiter().wait(ticket).expect("durable");
-        let mut tree = tree.write();
-        for txn in &txns {
-            apply(&mut tree, txn);
-        }
-        prep.applied(tree.last_zxid());
+        let last = crate::storage::commit_in_place(storage, tree, &txns).expect("commit");
+        prep.applied(last);
     }
 
     #[test]

@@ -603,13 +603,8 @@ mod tests {
                 })
                 .collect()
         };
-        let ticket = storage.append(&txns).expect("append");
-        storage.waiter().wait(ticket).expect("durable");
-        let mut tree = tree.write();
-        for txn in &txns {
-            apply(&mut tree, txn);
-        }
-        prep.applied(tree.last_zxid());
+        let last = crate::storage::commit_in_place(storage, tree, &txns).expect("commit");
+        prep.applied(last);
     }
 
     fn creates(prefix: &str, count: usize) -> Vec<Request> {

@@ -61,6 +61,23 @@ pub trait DurableWait: Send + Sync {
     fn wait(&self, ticket: Ticket) -> Result<(), StorageError>;
 }
 
+/// Appends `txns`, waits until they are durable and applies them: the
+/// pipeline's commit path on one thread, for tests, benchmarks and tools that
+/// build data directories. Returns the tree's last zxid after applying.
+pub fn commit_in_place(
+    storage: &mut dyn Storage,
+    tree: &parking_lot::RwLock<DataTree>,
+    txns: &[Txn],
+) -> Result<Zxid, StorageError> {
+    let ticket = storage.append(txns)?;
+    storage.waiter().wait(ticket)?;
+    let mut tree = tree.write();
+    for txn in txns {
+        crate::apply::apply(&mut tree, txn);
+    }
+    Ok(tree.last_zxid())
+}
+
 /// Keeps nothing: every append is "durable" at once, and recovery yields a
 /// fresh tree.
 #[derive(Default)]

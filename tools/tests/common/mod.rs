@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use engine::apply::apply;
 use engine::native::{NativeConfig, NativeStorage};
 use engine::prep::{Prep, PrepConfig};
 use engine::request::{CreateRequest, Request};
@@ -57,10 +56,9 @@ fn create(path: &str, data: &[u8]) -> Request {
 
 /// Writes one txn the way the pipeline does: prep, append, wait, apply.
 fn write(storage: &mut NativeStorage, tree: &RwLock<DataTree>, prep: &mut Prep, txn: Txn) {
-    let ticket = storage.append(std::slice::from_ref(&txn)).expect("append");
-    storage.waiter().wait(ticket).expect("durable");
-    apply(&mut tree.write(), &txn);
-    prep.applied(txn.zxid);
+    let last = engine::storage::commit_in_place(storage, tree, std::slice::from_ref(&txn))
+        .expect("commit");
+    prep.applied(last);
 }
 
 /// Builds the fixture in `dir` (dataDir = dataLogDir): zxid 1 creates the
