@@ -1,9 +1,11 @@
-//! Recovery time of the native backend: N znodes of 100 bytes (default
-//! 1,000,000; `RECOVERY_ZNODES` overrides), recovered once from the log
-//! alone and once from a snapshot plus an empty log tail. Prints figures;
-//! asserts only that recovery gives back the same tree.
+//! Recovery time and bytes on disk of each storage backend: N znodes of 100
+//! bytes (default 1,000,000; `RECOVERY_ZNODES` overrides) loaded through the
+//! backend in batches of 1,000 with fsync on, then recovered from the log
+//! alone, then a snapshot / checkpoint is taken and recovery runs again.
+//! Prints a table; asserts only that recovery gives back the same tree.
 //!
-//! `cargo bench -p engine --bench recovery`
+//! `cargo bench -p engine --bench recovery` (native only), or with
+//! `--features rocksdb` for both backends side by side.
 
 use engine::native::{NativeConfig, NativeStorage};
 use engine::prep::{Prep, PrepConfig};
@@ -11,27 +13,69 @@ use engine::request::{CreateRequest, Request};
 use engine::storage::Storage;
 use engine::txn::Txn;
 use engine::types::{Acl, OpCode, SessionId, Zxid};
+use engine::Checkpointer;
 use parking_lot::RwLock;
-use std::time::Instant;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const BATCH: usize = 1_000;
 
-fn main() {
-    let znodes: usize = std::env::var("RECOVERY_ZNODES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000_000);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = NativeConfig {
-        snapshot_dir: dir.path().to_path_buf(),
-        log_dir: dir.path().join("log"),
+/// Opens a backend on `dir` (recovering what is there).
+type Open = fn(&Path) -> (Box<dyn Storage>, Arc<dyn Checkpointer>);
+
+fn open_native(dir: &Path) -> (Box<dyn Storage>, Arc<dyn Checkpointer>) {
+    let storage = NativeStorage::open(NativeConfig {
+        snapshot_dir: dir.to_path_buf(),
+        log_dir: dir.to_path_buf(),
         pre_alloc_bytes: 64 << 20,
         force_sync: true,
         io: wal::IoMode::Pwrite,
-    };
+    })
+    .expect("open native");
+    let checkpointer = Arc::new(storage.snapshotter());
+    (Box::new(storage), checkpointer)
+}
 
+#[cfg(feature = "rocksdb")]
+fn open_rocksdb(dir: &Path) -> (Box<dyn Storage>, Arc<dyn Checkpointer>) {
+    let storage = engine::rocks::RocksStorage::open(engine::rocks::RocksConfig {
+        dir: dir.join("rocksdb"),
+        force_sync: true,
+    })
+    .expect("open rocksdb");
+    let checkpointer = Arc::new(storage.checkpointer());
+    (Box::new(storage), checkpointer)
+}
+
+fn bytes_on_disk(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| match entry.metadata() {
+            Ok(metadata) if metadata.is_dir() => bytes_on_disk(&entry.path()),
+            // Allocated blocks, not the length: preallocated log space counts
+            // only once written.
+            Ok(metadata) => std::os::unix::fs::MetadataExt::blocks(&metadata) * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+struct Figures {
+    load: Duration,
+    log_recovery: Duration,
+    checkpoint: Duration,
+    checkpoint_recovery: Duration,
+    bytes: u64,
+}
+
+fn run(open: Open, znodes: usize) -> Figures {
+    let dir = tempfile::tempdir().expect("temp dir");
     let started = Instant::now();
-    let mut storage = NativeStorage::open(config.clone()).expect("open");
+    let (mut storage, _) = open(dir.path());
     let (tree, last) = storage.recover().expect("recover");
     let tree = RwLock::new(tree);
     let mut prep = Prep::new(
@@ -68,43 +112,61 @@ fn main() {
                 })
                 .collect()
         };
-        let last = engine::storage::commit_in_place(&mut storage, &tree, &txns).expect("commit");
+        let last =
+            engine::storage::commit_in_place(storage.as_mut(), &tree, &txns).expect("commit");
         prep.applied(last);
     }
+    let load = started.elapsed();
     let digest = tree.read().digest();
-    println!(
-        "loaded {znodes} znodes of 100 bytes in {:.2?} (batches of {BATCH}, fsync on)",
-        started.elapsed()
-    );
     drop(storage);
 
+    let recover = || {
+        let started = Instant::now();
+        let (mut storage, checkpointer) = open(dir.path());
+        let (recovered, last) = storage.recover().expect("recover");
+        let elapsed = started.elapsed();
+        assert_eq!(recovered.digest(), digest, "recovery gave a different tree");
+        assert_eq!(last, Zxid(znodes as i64));
+        (elapsed, storage, checkpointer)
+    };
+    let (log_recovery, storage, checkpointer) = recover();
     let started = Instant::now();
-    let mut reopened = NativeStorage::open(config.clone()).expect("reopen");
-    let (recovered, last) = reopened.recover().expect("recover");
-    println!(
-        "recovery from the log alone: {:.2?} (last zxid {last})",
-        started.elapsed()
-    );
-    assert_eq!(recovered.digest(), digest);
-    drop(recovered);
+    checkpointer.take(&tree).expect("checkpoint");
+    let checkpoint = started.elapsed();
+    drop((storage, checkpointer));
+    let (checkpoint_recovery, _, _) = recover();
+    Figures {
+        load,
+        log_recovery,
+        checkpoint,
+        checkpoint_recovery,
+        bytes: bytes_on_disk(dir.path()),
+    }
+}
 
-    let started = Instant::now();
-    let path = reopened.snapshotter().take(&tree).expect("snapshot");
-    let snapshot_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+fn main() {
+    let znodes: usize = std::env::var("RECOVERY_ZNODES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    #[allow(unused_mut)]
+    let mut backends: Vec<(&str, Open)> = vec![("native", open_native)];
+    #[cfg(feature = "rocksdb")]
+    backends.push(("rocksdb", open_rocksdb));
+    println!("{znodes} znodes of 100 bytes, loaded in batches of {BATCH} with fsync on");
     println!(
-        "snapshot written in {:.2?} ({:.1} MiB)",
-        started.elapsed(),
-        snapshot_bytes as f64 / (1 << 20) as f64
+        "{:<8} {:>10} {:>16} {:>12} {:>20} {:>12}",
+        "backend", "load", "recover (log)", "checkpoint", "recover (checkpoint)", "disk MiB"
     );
-    drop(reopened);
-
-    let started = Instant::now();
-    let mut reopened = NativeStorage::open(config).expect("reopen");
-    let (recovered, last) = reopened.recover().expect("recover");
-    println!(
-        "recovery from the snapshot: {:.2?} (last zxid {last})",
-        started.elapsed()
-    );
-    assert_eq!(recovered.digest(), digest);
-    assert_eq!(last, Zxid(znodes as i64));
+    for (name, open) in backends {
+        let f = run(open, znodes);
+        println!(
+            "{name:<8} {:>10.2?} {:>16.2?} {:>12.2?} {:>20.2?} {:>12.1}",
+            f.load,
+            f.log_recovery,
+            f.checkpoint,
+            f.checkpoint_recovery,
+            f.bytes as f64 / (1 << 20) as f64
+        );
+    }
 }
