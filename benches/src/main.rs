@@ -1,0 +1,281 @@
+//! `zk-bench`: a pipelined ZooKeeper load generator. It speaks the wire
+//! protocol itself through `net::proto` (no client library), so it measures
+//! the server rather than a client's threading. Works against Apache
+//! ZooKeeper and `zk-server` alike.
+//!
+//! Not here: the workloads' mechanics (`run.rs`) and the socket (`conn.rs`).
+//! This file parses arguments and prints the report.
+//!
+//! Invariant: a run with any failed request (by ZooKeeper error code, or a
+//! lost connection counted as ConnectionLoss) prints a loud ERROR line and
+//! exits 1, so scripts cannot mistake a broken run for a fast one.
+
+mod conn;
+mod run;
+
+use clap::{Parser, ValueEnum};
+use engine::types::ErrorCode;
+use run::{Outcome, Plan, Workload};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum WorkloadArg {
+    Read,
+    Mixed,
+    Write,
+    Churn,
+    Multi,
+    Watch,
+    Sessions,
+    Large,
+}
+
+impl From<WorkloadArg> for Workload {
+    fn from(w: WorkloadArg) -> Workload {
+        match w {
+            WorkloadArg::Read => Workload::Read,
+            WorkloadArg::Mixed => Workload::Mixed,
+            WorkloadArg::Write => Workload::Write,
+            WorkloadArg::Churn => Workload::Churn,
+            WorkloadArg::Multi => Workload::Multi,
+            WorkloadArg::Watch => Workload::Watch,
+            WorkloadArg::Sessions => Workload::Sessions,
+            WorkloadArg::Large => Workload::Large,
+        }
+    }
+}
+
+/// Pipelined ZooKeeper load generator.
+#[derive(Parser, Debug)]
+#[command(name = "zk-bench", version)]
+struct Args {
+    /// Server address, host:port.
+    #[arg(long, default_value = "127.0.0.1:2181")]
+    server: String,
+    /// Client connections (one session and one thread each).
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Requests kept in flight per connection.
+    #[arg(long, default_value_t = 32)]
+    inflight: usize,
+    #[arg(long, value_enum, default_value = "read")]
+    workload: WorkloadArg,
+    /// Number of /bench/k<i> keys.
+    #[arg(long, default_value_t = 10000)]
+    keys: usize,
+    /// Bytes of data per key and per write.
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Measured time (after warmup), e.g. 10s, 500ms, 2m. Ignored with --ops.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Stop after this many measured ops instead of after --duration.
+    #[arg(long)]
+    ops: Option<u64>,
+    /// Unmeasured time before the measured window.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// mixed: reads per write.
+    #[arg(long, default_value_t = 10)]
+    read_ratio: u32,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Do not create /bench and its keys first.
+    #[arg(long)]
+    no_setup: bool,
+    /// Delete what this tool created under /bench afterwards.
+    #[arg(long)]
+    cleanup: bool,
+}
+
+/// "10s", "250ms", "2m", "1.5s" or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let value: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a duration: {s:?}"))?;
+    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("bad duration {s:?}: {e}"))
+}
+
+fn error_name(code: i32) -> String {
+    match ErrorCode::from_code(code) {
+        Some(c) => format!("{c:?}({code})"),
+        None => format!("code{code}"),
+    }
+}
+
+fn ms(hist: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
+    hist.value_at_quantile(q) as f64 / 1000.0
+}
+
+fn report_json(args: &Args, plan: &Plan, out: &Outcome) -> serde_json::Value {
+    let errors: serde_json::Map<String, serde_json::Value> = out
+        .errors
+        .iter()
+        .map(|(code, n)| (code.to_string(), serde_json::Value::from(*n)))
+        .collect();
+    serde_json::json!({
+        "workload": plan.workload.name(),
+        "server": args.server,
+        "connections": plan.connections,
+        "inflight": plan.inflight,
+        "keys": plan.keys,
+        "value_size": plan.value_size,
+        "ops": out.ops,
+        "seconds": out.seconds,
+        "ops_per_sec": ops_per_sec(out),
+        "p50_ms": ms(&out.hist, 0.5),
+        "p90_ms": ms(&out.hist, 0.9),
+        "p99_ms": ms(&out.hist, 0.99),
+        "p999_ms": ms(&out.hist, 0.999),
+        "max_ms": out.hist.max() as f64 / 1000.0,
+        "errors": errors,
+    })
+}
+
+fn ops_per_sec(out: &Outcome) -> f64 {
+    if out.seconds > 0.0 {
+        out.ops as f64 / out.seconds
+    } else {
+        0.0
+    }
+}
+
+fn report_table(plan: &Plan, out: &Outcome) {
+    let errors = if out.errors.is_empty() {
+        "none".to_string()
+    } else {
+        out.errors
+            .iter()
+            .map(|(c, n)| format!("{}={n}", error_name(*c)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "{:<9} {:>9} {:>10} {:>7} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8}  errors",
+        "workload", "conn×k", "ops", "secs", "ops/s", "p50ms", "p90ms", "p99ms", "p99.9ms", "maxms"
+    );
+    println!(
+        "{:<9} {:>9} {:>10} {:>7.2} {:>11.0} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3}  {}",
+        plan.workload.name(),
+        format!("{}×{}", plan.connections, plan.inflight),
+        out.ops,
+        out.seconds,
+        ops_per_sec(out),
+        ms(&out.hist, 0.5),
+        ms(&out.hist, 0.9),
+        ms(&out.hist, 0.99),
+        ms(&out.hist, 0.999),
+        out.hist.max() as f64 / 1000.0,
+        errors
+    );
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let workload = Workload::from(args.workload);
+    let plan = Plan {
+        server: args.server.clone(),
+        connections: args.connections.max(1),
+        // Sessions and watch are request/response by nature.
+        inflight: match workload {
+            Workload::Sessions | Workload::Watch => 1,
+            _ => args.inflight.max(1),
+        },
+        workload,
+        keys: args.keys.max(1),
+        value_size: args.value_size,
+        duration: args.duration,
+        ops: args.ops,
+        warmup: args.warmup,
+        read_ratio: args.read_ratio,
+        progress: std::io::stderr().is_terminal() && !args.json,
+    };
+    let mut setup_errors = BTreeMap::new();
+    if !args.no_setup {
+        match run::setup(&plan) {
+            Ok(errors) => setup_errors = errors,
+            Err(e) => {
+                eprintln!("ERROR: setup against {} failed: {e}", plan.server);
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if !setup_errors.is_empty() {
+        let list: Vec<_> = setup_errors
+            .iter()
+            .map(|(c, n)| format!("{}={n}", error_name(*c)))
+            .collect();
+        eprintln!("ERROR: setup failed requests: {}", list.join(" "));
+        return ExitCode::FAILURE;
+    }
+    let outcome = run::run(&plan);
+    if args.json {
+        println!("{}", report_json(&args, &plan, &outcome));
+    } else {
+        report_table(&plan, &outcome);
+    }
+    let mut failed = !outcome.errors.is_empty();
+    if failed {
+        let total: u64 = outcome.errors.values().sum();
+        eprintln!(
+            "ERROR: {total} request(s) failed during the {} run; results are not valid",
+            plan.workload.name()
+        );
+    }
+    if args.cleanup {
+        match run::cleanup(&plan) {
+            Ok(errors) if errors.is_empty() => {}
+            Ok(errors) => {
+                eprintln!("ERROR: cleanup failed requests: {errors:?}");
+                failed = true;
+            }
+            Err(e) => {
+                eprintln!("ERROR: cleanup failed: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn error_names_are_readable() {
+        assert_eq!(error_name(-101), "NoNode(-101)");
+        assert_eq!(error_name(-9999), "code-9999");
+    }
+}
