@@ -329,7 +329,8 @@ mod tests {
     use super::*;
     use crate::prep::{Prep, PrepConfig};
     use crate::request::{CreateRequest, Request};
-    use crate::types::{Acl, OpCode, SessionId};
+    use crate::storage::testing::write;
+    use crate::types::{Acl, OpCode};
 
     fn config(dir: &Path) -> NativeConfig {
         NativeConfig {
@@ -352,27 +353,6 @@ mod tests {
                 ttl: -1,
             },
         }
-    }
-
-    /// Preps, appends, waits and applies like the pipeline does.
-    fn write(
-        storage: &mut NativeStorage,
-        tree: &RwLock<DataTree>,
-        prep: &mut Prep,
-        requests: &[Request],
-    ) {
-        let txns: Vec<Txn> = {
-            let tree = tree.read();
-            requests
-                .iter()
-                .map(|r| {
-                    prep.prep(&tree, SessionId(1), 0, &[], r, 1_000)
-                        .expect("write")
-                })
-                .collect()
-        };
-        let last = crate::storage::commit_in_place(storage, tree, &txns).expect("commit");
-        prep.applied(last);
     }
 
     #[test]

@@ -540,6 +540,7 @@ mod tests {
     use crate::apply::apply;
     use crate::prep::{Prep, PrepConfig};
     use crate::request::{CreateRequest, Request};
+    use crate::storage::testing::write;
     use crate::types::{Acl, OpCode, SessionId};
 
     fn config(dir: &Path) -> RocksConfig {
@@ -584,27 +585,6 @@ mod tests {
                 extended_types_enabled: false,
             },
         )
-    }
-
-    /// Preps, appends, waits and applies like the pipeline does.
-    fn write(
-        storage: &mut RocksStorage,
-        tree: &RwLock<DataTree>,
-        prep: &mut Prep,
-        requests: &[Request],
-    ) {
-        let txns: Vec<Txn> = {
-            let tree = tree.read();
-            requests
-                .iter()
-                .map(|r| {
-                    prep.prep(&tree, SessionId(1), 0, &[], r, 1_000)
-                        .expect("write")
-                })
-                .collect()
-        };
-        let last = crate::storage::commit_in_place(storage, tree, &txns).expect("commit");
-        prep.applied(last);
     }
 
     fn creates(prefix: &str, count: usize) -> Vec<Request> {

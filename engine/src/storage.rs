@@ -122,3 +122,37 @@ impl DurableWait for Immediate {
         Ok(())
     }
 }
+
+/// Helpers the backends' tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{commit_in_place, Storage};
+    use crate::prep::Prep;
+    use crate::request::Request;
+    use crate::tree::DataTree;
+    use crate::txn::Txn;
+    use crate::types::SessionId;
+    use parking_lot::RwLock;
+
+    /// Preps `requests` as session 1, then appends, waits and applies them
+    /// like the pipeline does.
+    pub(crate) fn write(
+        storage: &mut dyn Storage,
+        tree: &RwLock<DataTree>,
+        prep: &mut Prep,
+        requests: &[Request],
+    ) {
+        let txns: Vec<Txn> = {
+            let tree = tree.read();
+            requests
+                .iter()
+                .map(|r| {
+                    prep.prep(&tree, SessionId(1), 0, &[], r, 1_000)
+                        .expect("write")
+                })
+                .collect()
+        };
+        let last = commit_in_place(storage, tree, &txns).expect("commit");
+        prep.applied(last);
+    }
+}
