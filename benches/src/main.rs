@@ -10,10 +10,11 @@
 //! lost connection counted as ConnectionLoss) prints a loud ERROR line and
 //! exits 1, so scripts cannot mistake a broken run for a fast one.
 
+mod compare;
 mod conn;
 mod run;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use engine::types::ErrorCode;
 use run::{Outcome, Plan, Workload};
 use std::collections::BTreeMap;
@@ -50,8 +51,10 @@ impl From<WorkloadArg> for Workload {
 
 /// Pipelined ZooKeeper load generator.
 #[derive(Parser, Debug)]
-#[command(name = "zk-bench", version)]
+#[command(name = "zk-bench", version, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Sub>,
     /// Server address, host:port.
     #[arg(long, default_value = "127.0.0.1:2181")]
     server: String,
@@ -90,6 +93,149 @@ struct Args {
     /// Delete what this tool created under /bench afterwards.
     #[arg(long)]
     cleanup: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Start the targets, run the same load against each in alternation,
+    /// print medians and ratios (see benches/README.md).
+    Compare(CompareArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CompareArgs {
+    /// Comma-separated: zk-server, zk-server-rocksdb, zookeeper.
+    #[arg(long, default_value = "zk-server,zookeeper", value_delimiter = ',')]
+    targets: Vec<String>,
+    /// Ratios are over this target's medians (default: zookeeper if a
+    /// target, else the last target).
+    #[arg(long)]
+    baseline: Option<String>,
+    /// Rounds; each target runs each workload once per round.
+    #[arg(long, default_value_t = 3)]
+    pairs: usize,
+    /// Comma-separated workloads for the throughput phase.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "read,mixed,write",
+        value_delimiter = ','
+    )]
+    workloads: Vec<WorkloadArg>,
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    #[arg(long, default_value_t = 32)]
+    inflight: usize,
+    #[arg(long, default_value_t = 10000)]
+    keys: usize,
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Measured time of each throughput run.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    duration: Duration,
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Znodes for the memory / restart / snapshot phases; 0 skips them.
+    #[arg(long, default_value_t = 1_000_000)]
+    big_tree: usize,
+    /// Length of the write-only run with snapshots; 0s skips it.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    snapshot_run: Duration,
+    /// snapCount during the snapshot run (both servers start a snapshot
+    /// every snapCount/2..snapCount txns).
+    #[arg(long, default_value_t = 1_000_000)]
+    snap_count: u64,
+    /// Where the servers keep their data (one filesystem for all);
+    /// default: a new directory under the system temp dir.
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    /// Keep --dir afterwards (logs and data).
+    #[arg(long)]
+    keep: bool,
+    /// zk-server binary; default: the one beside this zk-bench.
+    #[arg(long)]
+    zk_server: Option<std::path::PathBuf>,
+    #[arg(long, default_value = compare::DEBIAN_ZOOKEEPER_JAR)]
+    zookeeper_jar: std::path::PathBuf,
+    #[arg(long, default_value = "java")]
+    java: String,
+    /// Extra JVM options for Apache ZooKeeper, space-separated (e.g. "-Xmx2g").
+    #[arg(long, default_value = "")]
+    jvm_flags: String,
+    #[arg(long)]
+    json: bool,
+}
+
+fn compare_main(args: CompareArgs) -> ExitCode {
+    let parsed: Result<Vec<compare::Kind>, String> = args
+        .targets
+        .iter()
+        .map(|t| compare::Kind::parse(t.trim()))
+        .collect();
+    let targets = match parsed {
+        Ok(t) if !t.is_empty() => t,
+        Ok(_) => {
+            eprintln!("ERROR: --targets is empty");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let baseline = match args.baseline.as_deref().map(compare::Kind::parse) {
+        Some(Ok(kind)) if targets.contains(&kind) => kind,
+        Some(Ok(kind)) => {
+            eprintln!("ERROR: baseline {} is not one of the targets", kind.name());
+            return ExitCode::from(2);
+        }
+        Some(Err(e)) => {
+            eprintln!("ERROR: {e}");
+            return ExitCode::from(2);
+        }
+        None if targets.contains(&compare::Kind::Reference) => compare::Kind::Reference,
+        None => targets[targets.len() - 1],
+    };
+    let zk_server = args.zk_server.unwrap_or_else(|| {
+        std::env::current_exe()
+            .map(|exe| exe.with_file_name("zk-server"))
+            .unwrap_or_else(|_| "zk-server".into())
+    });
+    let settings = compare::Settings {
+        targets,
+        baseline,
+        pairs: args.pairs.max(1),
+        workloads: args.workloads.into_iter().map(Workload::from).collect(),
+        connections: args.connections.max(1),
+        inflight: args.inflight.max(1),
+        keys: args.keys.max(1),
+        value_size: args.value_size,
+        duration: args.duration,
+        warmup: args.warmup,
+        big_tree: args.big_tree,
+        snapshot_run: args.snapshot_run,
+        snap_count: args.snap_count.max(2),
+        dir: args.dir.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("zk-bench-compare-{}", std::process::id()))
+        }),
+        keep: args.keep,
+        zk_server,
+        zookeeper_jar: args.zookeeper_jar,
+        java: args.java,
+        jvm_flags: args
+            .jvm_flags
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+        json: args.json,
+    };
+    match compare::compare(&settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ERROR: compare failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// "10s", "250ms", "2m", "1.5s" or a bare number of seconds.
@@ -186,7 +332,10 @@ fn report_table(plan: &Plan, out: &Outcome) {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(Sub::Compare(compare)) = args.command.take() {
+        return compare_main(compare);
+    }
     let workload = Workload::from(args.workload);
     let plan = Plan {
         server: args.server.clone(),
@@ -204,6 +353,7 @@ fn main() -> ExitCode {
         warmup: args.warmup,
         read_ratio: args.read_ratio,
         progress: std::io::stderr().is_terminal() && !args.json,
+        timeline: false,
     };
     let mut setup_errors = BTreeMap::new();
     if !args.no_setup {

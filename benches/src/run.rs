@@ -68,6 +68,18 @@ pub struct Plan {
     pub warmup: Duration,
     pub read_ratio: u32,
     pub progress: bool,
+    /// Keep every measured op's send time and latency (`Outcome::samples`),
+    /// to split a run by what the server was doing when (compare's snapshot
+    /// phase). 8 bytes per op.
+    pub timeline: bool,
+}
+
+/// One measured op of a timeline run.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    /// When it was sent, in ms after the measured window opened.
+    pub sent_ms: u32,
+    pub latency_us: u32,
 }
 
 /// What one run measured.
@@ -78,6 +90,8 @@ pub struct Outcome {
     pub hist: Histogram<u64>,
     /// Count of failed requests by ZooKeeper error code.
     pub errors: BTreeMap<i32, u64>,
+    /// Every measured op, when the plan asked for a timeline; unordered.
+    pub samples: Vec<Sample>,
 }
 
 /// Per-thread results, merged at the end.
@@ -85,15 +99,20 @@ struct Tally {
     ops: u64,
     hist: Histogram<u64>,
     errors: BTreeMap<i32, u64>,
+    /// `Some(start of the measured window)` on a timeline run.
+    timeline: Option<Instant>,
+    samples: Vec<Sample>,
 }
 
 impl Tally {
-    fn new() -> Tally {
+    fn new(timeline: Option<Instant>) -> Tally {
         Tally {
             ops: 0,
             // Auto-resizing, three significant figures: no value is refused.
             hist: Histogram::new(3).unwrap_or_else(|_| unreachable_hist()),
             errors: BTreeMap::new(),
+            timeline,
+            samples: Vec::new(),
         }
     }
     fn error(&mut self, code: i32) {
@@ -103,6 +122,13 @@ impl Tally {
         let micros = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.ops += 1;
         let _ = self.hist.record(micros.max(1));
+        if let Some(measure_from) = self.timeline {
+            let sent_ms = since.saturating_duration_since(measure_from).as_millis();
+            self.samples.push(Sample {
+                sent_ms: u32::try_from(sent_ms).unwrap_or(u32::MAX),
+                latency_us: u32::try_from(micros).unwrap_or(u32::MAX),
+            });
+        }
     }
 }
 
@@ -617,7 +643,7 @@ pub fn run(plan: &Plan) -> Outcome {
             let window = Arc::clone(&window);
             let round = Arc::clone(&round);
             std::thread::spawn(move || {
-                let mut tally = Tally::new();
+                let mut tally = Tally::new(plan.timeline.then_some(measure_from));
                 match plan.workload {
                     Workload::Sessions => sessions_worker(&plan, &window, &mut tally),
                     Workload::Watch => watch_worker(&plan, &window, t, &round, &mut tally),
@@ -645,10 +671,11 @@ pub fn run(plan: &Plan) -> Outcome {
             eprintln!();
         })
     });
-    let mut total = Tally::new();
+    let mut total = Tally::new(None);
     for h in handles {
         match h.join() {
-            Ok(t) => {
+            Ok(mut t) => {
+                total.samples.append(&mut t.samples);
                 total.ops += t.ops;
                 let _ = total.hist.add(&t.hist);
                 merge(&mut total.errors, &t.errors);
@@ -668,5 +695,6 @@ pub fn run(plan: &Plan) -> Outcome {
             .as_secs_f64(),
         hist: total.hist,
         errors: total.errors,
+        samples: total.samples,
     }
 }

@@ -669,6 +669,14 @@ fn render_mntr(out: &mut String, version: &str, server: &ServerSnapshot) {
         metric(&format!("p99_{name}"), &summary.p99);
         metric(&format!("p999_{name}"), &summary.p999);
     }
+    // The reference's `snapshottime` summary, in ms. Benchmarks poll it to
+    // find when snapshots ran: a new count ends one of `last - min..` ms.
+    let snapshots = &stats.snapshot_time;
+    metric("avg_snapshottime", &java_double(snapshots.avg()));
+    metric("min_snapshottime", &snapshots.min);
+    metric("max_snapshottime", &snapshots.max);
+    metric("cnt_snapshottime", &snapshots.count);
+    metric("sum_snapshottime", &snapshots.total);
     for (key, value) in &server.extra_metrics {
         metric(key, value);
     }
@@ -988,6 +996,12 @@ mod tests {
                         p999: 2,
                     },
                     update_latency: SummarySnapshot::default(),
+                    snapshot_time: LatencySnapshot {
+                        count: 2,
+                        total: 30,
+                        min: 12,
+                        max: 18,
+                    },
                     last_response_size: 88,
                     min_response_size: 16,
                     max_response_size: 89,

@@ -279,6 +279,10 @@ pub struct ServerStats {
     read_latency: LatencySummary,
     update_latency: LatencySummary,
     response_sizes: ResponseSizes,
+    /// Milliseconds each snapshot (or checkpoint) took to write, the
+    /// reference's `snapshottime` summary. Not cleared by `srst`: it
+    /// describes the storage, not the clients.
+    snapshot_time: MinAvgMax,
 }
 
 impl ServerStats {
@@ -361,6 +365,11 @@ impl ServerStats {
         self.response_sizes.record(bytes);
     }
 
+    /// A snapshot or checkpoint finished writing after `elapsed`.
+    pub fn snapshot_taken(&self, elapsed: Duration) {
+        self.snapshot_time.record(duration_ms(elapsed));
+    }
+
     /// `srst`: clears latencies, packet counts and response sizes. Gauges
     /// (connections, outstanding) describe the present and are kept.
     pub fn reset(&self) {
@@ -387,6 +396,7 @@ impl ServerStats {
             latency: self.request_latency.snapshot(),
             read_latency: self.read_latency.snapshot(),
             update_latency: self.update_latency.snapshot(),
+            snapshot_time: self.snapshot_time.snapshot(),
             last_response_size: self.response_sizes.last.load(RELAXED),
             min_response_size: self.response_sizes.min.load(RELAXED),
             max_response_size: self.response_sizes.max.load(RELAXED),
@@ -407,6 +417,7 @@ pub struct ServerStatsSnapshot {
     pub latency: LatencySnapshot,
     pub read_latency: SummarySnapshot,
     pub update_latency: SummarySnapshot,
+    pub snapshot_time: LatencySnapshot,
     /// -1 until the first response, as the reference reports it.
     pub last_response_size: i64,
     pub min_response_size: i64,

@@ -496,11 +496,14 @@ impl SnapshotSchedule {
                 if snapshot_due {
                     let started = Instant::now();
                     match snapshotter.take(&shared.tree) {
-                        Ok(written) => tracing::info!(
-                            %written,
-                            elapsed_ms = started.elapsed().as_millis() as u64,
-                            "snapshot written"
-                        ),
+                        Ok(written) => {
+                            shared.stats.snapshot_taken(started.elapsed());
+                            tracing::info!(
+                                %written,
+                                elapsed_ms = started.elapsed().as_millis() as u64,
+                                "snapshot written"
+                            )
+                        }
                         // A failed snapshot loses nothing: the log still has every txn.
                         Err(error) => tracing::warn!(%error, "snapshot failed"),
                     }
