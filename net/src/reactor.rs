@@ -113,6 +113,7 @@ impl Reactor {
                 dirty: Vec::new(),
                 paused: Vec::new(),
                 mail: Vec::new(),
+                read_chunk: vec![0; READ_CHUNK_BYTES],
             };
             let handle = std::thread::Builder::new()
                 .name(format!("io-{index}"))
@@ -221,6 +222,9 @@ struct IoThread {
     /// Connections whose reading is paused by a limit.
     paused: Vec<u64>,
     mail: Vec<Mail>,
+    /// Socket reads land here first; allocated once, because zeroing a
+    /// fresh 64 KiB buffer on every read showed up in profiles.
+    read_chunk: Vec<u8>,
 }
 
 impl IoThread {
@@ -386,7 +390,12 @@ impl IoThread {
     /// Reads from the socket and parses frames until the socket is drained or
     /// a limit pauses the connection.
     fn fill(&mut self, serial: u64) {
-        let mut chunk = [0u8; READ_CHUNK_BYTES];
+        let mut chunk = std::mem::take(&mut self.read_chunk);
+        self.fill_from(serial, &mut chunk);
+        self.read_chunk = chunk;
+    }
+
+    fn fill_from(&mut self, serial: u64, chunk: &mut [u8]) {
         loop {
             let Some(conn) = self.conns.get_mut(&serial) else {
                 return;
@@ -408,7 +417,7 @@ impl IoThread {
             let Some(conn) = self.conns.get_mut(&serial) else {
                 return;
             };
-            match conn.stream.read(&mut chunk) {
+            match conn.stream.read(chunk) {
                 Ok(0) => {
                     self.kill(serial, "client closed the connection");
                     return;
