@@ -71,6 +71,55 @@ fn run() -> anyhow::Result<()> {
     serve(config)
 }
 
+/// The file a native store writes first, before any log or snapshot.
+const NATIVE_DATABASE_ID: &str = "database_id";
+
+/// Where the RocksDB backend keeps its database, under dataDir.
+const ROCKSDB_SUBDIR: &str = "rocksdb";
+
+/// Stops start-up when the data directory holds the other backend's data:
+/// the chosen backend would start from an empty tree and the data would
+/// look lost. Nothing migrates between backends; the operator either sets
+/// `storage.backend` back or moves the old data away.
+fn refuse_other_backends_data(config: &Config) -> anyhow::Result<()> {
+    let rocks_dir = config.data_dir.join(ROCKSDB_SUBDIR);
+    match config.storage_backend {
+        config::StorageBackend::Native => {
+            if rocks_dir.join("CURRENT").is_file() {
+                anyhow::bail!(
+                    "{} holds RocksDB-backend data but storage.backend=native: set storage.backend=rocksdb \
+                     to use it, or move {} away to start an empty native store (backends do not migrate)",
+                    config.data_dir.display(),
+                    rocks_dir.display()
+                );
+            }
+        }
+        config::StorageBackend::RocksDb => {
+            for dir in [&config.data_dir, &config.data_log_dir] {
+                let native = std::fs::read_dir(dir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                    .find(|name| {
+                        name.starts_with("log.")
+                            || name.starts_with("snapshot.")
+                            || name == NATIVE_DATABASE_ID
+                    });
+                if let Some(name) = native {
+                    anyhow::bail!(
+                        "{} holds native-backend data ({name}) but storage.backend=rocksdb: set \
+                         storage.backend=native to use it, or move the log.*, snapshot.* and database_id files away \
+                         to start an empty RocksDB store (backends do not migrate)",
+                        dir.display()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn serve(config: Config) -> anyhow::Result<()> {
     if !config.servers.is_empty() {
         tracing::warn!(
@@ -81,6 +130,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create dataDir {}", config.data_dir.display()))?;
 
+    refuse_other_backends_data(&config)?;
     if !config.force_sync {
         tracing::warn!("forceSync=no: acknowledged writes can be lost on power failure");
     }
@@ -103,7 +153,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
             }
             config::StorageBackend::RocksDb => {
                 let rocks = RocksStorage::open(RocksConfig {
-                    dir: config.data_dir.join("rocksdb"),
+                    dir: config.data_dir.join(ROCKSDB_SUBDIR),
                     force_sync: config.force_sync,
                 })
                 .context("recovery failed")?;

@@ -126,3 +126,51 @@ fn unknown_keys_are_ignored_and_sigterm_stops_cleanly() {
         "unknown key not logged: {stderr}"
     );
 }
+
+/// Switching `storage.backend` on a directory that holds the other backend's
+/// data is refused with a message naming both, rather than starting empty.
+#[test]
+fn switching_backend_on_existing_data_is_refused() {
+    for (first, second) in [("native", "rocksdb"), ("rocksdb", "native")] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let body = |backend: &str| {
+            format!(
+                "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=ruok\nstorage.backend={backend}\n",
+                dir.path().join("data").display()
+            )
+        };
+        let config = write_config(dir.path(), &body(first));
+        let mut running = Running(server(&config).spawn().expect("start zk-server"));
+        assert!(wait_serving(port), "{first} server did not start");
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe {
+            libc::kill(running.0.id() as i32, libc::SIGTERM);
+        }
+        let _ = running.0.wait();
+        drop(running);
+
+        let config = write_config(dir.path(), &body(second));
+        let mut refused = Running(server(&config).spawn().expect("start zk-server"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = refused.0.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{first} -> {second}: the server started instead of refusing"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        if let Some(mut pipe) = refused.0.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        assert!(!status.success(), "{first} -> {second}: {stderr}");
+        assert!(
+            stderr.contains("backend data") && stderr.contains("do not migrate"),
+            "{first} -> {second}: {stderr}"
+        );
+    }
+}
