@@ -51,6 +51,10 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
+        // A closed stderr (a log pipe whose reader died) must not stop the
+        // server: by default a failed log write is reported with
+        // `eprintln!`, which panics the logging thread on that same stderr.
+        .log_internal_errors(false)
         .init();
 }
 
@@ -258,8 +262,8 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .name("signals".into())
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
-                tracing::info!(signal, "shutting down");
                 shutdown.begin_shutdown();
+                tracing::info!(signal, "shutting down");
             }
         })?;
 

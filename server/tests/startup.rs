@@ -174,3 +174,41 @@ fn switching_backend_on_existing_data_is_refused() {
         );
     }
 }
+
+/// A log pipe whose reader has gone (a dead supervisor, `| head`) must not
+/// stop the server or keep SIGTERM from stopping it: log writes then fail,
+/// and they are dropped rather than turned into panics.
+#[test]
+fn closed_stderr_neither_kills_the_server_nor_blocks_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+             4lw.commands.whitelist=ruok\n",
+            dir.path().join("data").display()
+        ),
+    );
+    let mut running = Running(server(&config).spawn().expect("start zk-server"));
+    assert!(wait_serving(port), "server did not start");
+    drop(running.0.stderr.take());
+    drop(running.0.stdout.take());
+    // Every connection logs a line; the server must keep answering.
+    for _ in 0..3 {
+        assert_eq!(four_letter_word(port, b"ruok").as_deref(), Some("imok"));
+    }
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe {
+        libc::kill(running.0.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = running.0.try_wait().expect("wait") {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM did not stop the server");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
