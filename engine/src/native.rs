@@ -10,7 +10,7 @@
 //! (invariant 7): that error names the file and the offset.
 
 use crate::apply::apply_replay;
-use crate::persist::{self, SnapshotCursor, SnapshotRecord};
+use crate::persist::{self, PreparedRecord, SnapshotCursor, SnapshotRecord};
 use crate::storage::{DurableWait, Storage, StorageError, Ticket};
 use crate::tree::DataTree;
 use crate::txn::Txn;
@@ -23,6 +23,11 @@ use std::sync::Arc;
 /// writers wait at most for one chunk.
 const SNAPSHOT_CHUNK_NODES: usize = 1_000;
 const SNAPSHOT_ZSTD_LEVEL: i32 = 1;
+/// Records a restore's decoding thread hands over at a time (some 80 KiB).
+const RESTORE_BATCH_RECORDS: usize = 512;
+/// Batches in flight from the decoding thread: bounds what a restore holds
+/// beyond the tree.
+const RESTORE_BATCHES_IN_FLIGHT: usize = 8;
 const DATABASE_ID_FILE: &str = "database_id";
 
 #[derive(Clone, Debug)]
@@ -55,7 +60,6 @@ impl NativeStorage {
             })?;
         }
         let database_id = database_id(&config.snapshot_dir)?;
-        let (mut tree, start) = load_snapshot(&config.snapshot_dir, database_id)?;
         let wal_config = wal::WalConfig {
             pre_alloc_bytes: config.pre_alloc_bytes,
             force_sync: config.force_sync,
@@ -63,7 +67,27 @@ impl NativeStorage {
             io: config.io,
             ..wal::WalConfig::new(&config.log_dir)
         };
-        let (wal, report) = wal::Wal::open(wal_config).map_err(wal_error)?;
+        // Opening the log checks every record in it and needs nothing from
+        // the snapshot, so it runs beside the snapshot's restore.
+        let (loaded, opened) = std::thread::scope(|scope| {
+            let opening = std::thread::Builder::new()
+                .name("wal-open".into())
+                .spawn_scoped(scope, || wal::Wal::open(wal_config));
+            let loaded = load_snapshot(&config.snapshot_dir, database_id);
+            let opened = opening.map(|opening| {
+                opening
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            });
+            (loaded, opened)
+        });
+        let (mut tree, start) = loaded?;
+        let (wal, report) = opened
+            .map_err(|source| StorageError::Io {
+                path: config.log_dir.clone(),
+                source,
+            })?
+            .map_err(wal_error)?;
         if report.truncated_bytes > 0 {
             tracing::warn!(
                 bytes = report.truncated_bytes,
@@ -202,8 +226,9 @@ impl crate::Checkpointer for Snapshotter {
 /// The newest snapshot that reads back whole, restored; an empty tree if
 /// there is none. A bad snapshot is skipped with a warning (the log before
 /// it is kept by purge, so an older snapshot plus more replay still works).
-/// Each candidate is decoded once: its checksums are verified as its
-/// entries stream by.
+/// Each candidate is decoded once, straight into the tree: its checksums
+/// are verified as its entries stream by, and a tree built from a snapshot
+/// that turns out bad at its end is dropped.
 fn load_snapshot(dir: &Path, database_id: u64) -> Result<(DataTree, Zxid), StorageError> {
     for (zxid, path) in snapshot::list(dir).map_err(snapshot_error)? {
         match load_one(&path, zxid, database_id) {
@@ -227,14 +252,79 @@ fn load_one(path: &Path, zxid: u64, database_id: u64) -> Result<(DataTree, Zxid)
         return Err(corrupt("snapshot belongs to another database".into()));
     }
     let start = zxid_i64(zxid, path)?;
-    let mut records = Vec::new();
-    for entry in reader.entries() {
-        let (_, bytes) = entry.map_err(snapshot_error)?;
-        records.push(persist::decode_record(&bytes).map_err(|error| corrupt(error.to_string()))?);
+    let trailer = reader.trailer();
+    // The entry count sizes the node map up front. It is only a hint, and
+    // one a damaged trailer could inflate: no entry compresses to less than
+    // a few bytes, so it is capped by the compressed size.
+    let expected = trailer.entry_count.min(trailer.compressed_bytes / 4);
+    let expected = usize::try_from(expected).unwrap_or(0);
+    // Decompressing, checking and decoding the records (which allocates and
+    // hashes each node) costs about as much as linking them into the tree:
+    // a second thread does it while this one builds the tree.
+    std::thread::scope(|scope| {
+        let (batches, received) = std::sync::mpsc::sync_channel(RESTORE_BATCHES_IN_FLIGHT);
+        let decoding = std::thread::Builder::new()
+            .name("snapshot-decode".into())
+            .spawn_scoped(scope, || decode_snapshot(&reader, batches))
+            .map_err(|source| StorageError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let mut restorer = persist::Restorer::new(start, expected);
+        let mut built = Ok(());
+        'receive: for batch in received.iter() {
+            for record in batch {
+                if let Err(error) = restorer.restore_prepared(record) {
+                    built = Err(error);
+                    break 'receive;
+                }
+            }
+        }
+        // Hanging up stops the decoding thread if the tree refused a record.
+        drop(received);
+        let decoded = decoding
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        decoded?;
+        built.map_err(|error| corrupt(format!("inconsistent node: {error:?}")))?;
+        Ok((restorer.finish(), start))
+    })
+}
+
+/// Decodes a snapshot's records and sends them in batches, until the END
+/// frame (its checks passed) or until the receiver hangs up.
+fn decode_snapshot(
+    reader: &snapshot::SnapshotReader,
+    batches: std::sync::mpsc::SyncSender<Vec<PreparedRecord>>,
+) -> Result<(), StorageError> {
+    let mut decoder = persist::RecordDecoder::default();
+    let mut entries = reader.entries();
+    let mut payload = Vec::new();
+    // A record may add two prepared ones (an ACL list, then the node).
+    let mut batch = Vec::with_capacity(RESTORE_BATCH_RECORDS + 1);
+    while entries
+        .next_into(&mut payload)
+        .map_err(snapshot_error)?
+        .is_some()
+    {
+        decoder
+            .decode(&payload, &mut batch)
+            .map_err(|error| StorageError::Corrupt {
+                file: reader.path().to_path_buf(),
+                offset: 0,
+                what: error.to_string(),
+            })?;
+        if batch.len() >= RESTORE_BATCH_RECORDS {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(RESTORE_BATCH_RECORDS + 1));
+            if batches.send(full).is_err() {
+                // The tree refused a record; the builder reports it.
+                return Ok(());
+            }
+        }
     }
-    let tree = persist::restore(records, start)
-        .map_err(|error| corrupt(format!("inconsistent node: {error:?}")))?;
-    Ok((tree, start))
+    // A hang-up here also means the builder has an error to report.
+    let _ = batches.send(batch);
+    Ok(())
 }
 
 /// Replays every logged txn after `start` onto `tree`; returns how many.
@@ -394,6 +484,40 @@ mod tests {
         assert_eq!(last, Zxid(100));
         assert_eq!(tree.digest(), digest);
         tree.check_invariants().expect("invariants");
+    }
+
+    /// A snapshot whose nodes do not fit a tree (here: orphans, many more
+    /// than the decoding thread can have in flight) is skipped like a
+    /// damaged one, and the thread decoding it stops rather than waiting
+    /// forever to hand over records nobody takes.
+    #[test]
+    fn inconsistent_snapshot_is_skipped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        drop(NativeStorage::open(config(dir.path())).expect("open"));
+        let database_id = database_id(dir.path()).expect("database id");
+        let mut writer =
+            snapshot::SnapshotWriter::create(dir.path(), 5, database_id, 1).expect("create");
+        for i in 0..4 * RESTORE_BATCH_RECORDS * RESTORE_BATCHES_IN_FLIGHT {
+            let record = SnapshotRecord::Node {
+                path: format!("/missing/n{i}"),
+                data: None,
+                acl: Acl::open_unsafe(),
+                kind: crate::txn::NodeKind::Persistent,
+                stat: crate::types::Stat::default(),
+            };
+            let bytes = persist::encode_record(&record).expect("encodes");
+            writer
+                .entry(snapshot::Section::Nodes, &bytes)
+                .expect("entry");
+        }
+        writer.finish(0, 5).expect("finish");
+        let error = load_one(&dir.path().join(snapshot::file_name(5)), 5, database_id)
+            .expect_err("orphans refused");
+        assert!(matches!(error, StorageError::Corrupt { .. }), "{error:?}");
+        let mut storage = NativeStorage::open(config(dir.path())).expect("reopen");
+        let (tree, last) = storage.recover().expect("recover");
+        assert_eq!(last, Zxid::ZERO);
+        assert_eq!(tree.node_count(), DataTree::new().node_count());
     }
 
     /// A damaged newest snapshot is skipped: the older one plus a longer

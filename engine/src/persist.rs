@@ -8,12 +8,15 @@
 //! in chunks, parents before children, so a background writer can release
 //! the tree's lock between chunks while writes continue; recovery restores
 //! the records in order and replays the log from the snapshot's start zxid
-//! (DESIGN.md invariant 6).
+//! (DESIGN.md invariant 6). Restoring is split in two so that two threads
+//! can share it: `RecordDecoder` decodes records, borrowing from their
+//! bytes, into nodes ready to insert, and `Restorer` inserts them.
 
-use crate::tree::{DataTree, TreeError, ROOT};
+use crate::tree::{DataTree, PreparedNode, TreeError, ROOT};
 use crate::txn::{NodeKind, Txn};
-use crate::types::{Acl, SessionId, Stat, Zxid};
+use crate::types::{Acl, Id, SessionId, Stat, Zxid};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// No single record may decode to more than this (jute.maxbuffer-sized data
 /// plus a large ACL list fits many times over).
@@ -53,6 +56,9 @@ pub fn decode_txn(bytes: &[u8]) -> Result<Txn, CodecError> {
 pub enum SnapshotRecord {
     Node {
         path: String,
+        /// Encoded as bytes (a length, then the bytes: what a sequence of
+        /// `u8` also is in bincode), so decoding copies it at once.
+        #[serde(with = "serde_bytes")]
         data: Option<Vec<u8>>,
         acl: Vec<Acl>,
         kind: NodeKind,
@@ -82,10 +88,54 @@ fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Codec
     }
 }
 
+/// A `SnapshotRecord` as restore decodes it: path, data and ACL ids borrow
+/// from the record's bytes, so decoding allocates nothing the tree does not
+/// keep. Variants and fields mirror `SnapshotRecord` one for one, in order,
+/// which is what makes the two read the same bytes (a test checks it).
+#[derive(Deserialize)]
+enum RecordRef<'a> {
+    Node {
+        path: &'a str,
+        #[serde(borrow, with = "serde_bytes")]
+        data: Option<&'a [u8]>,
+        #[serde(borrow)]
+        acl: Vec<AclRef<'a>>,
+        kind: NodeKind,
+        stat: Stat,
+    },
+    Session {
+        session: SessionId,
+        timeout_ms: i32,
+    },
+}
+
+/// `Acl` (and its `Id`) borrowed from a record's bytes.
+#[derive(Deserialize)]
+struct AclRef<'a> {
+    perms: i32,
+    #[serde(borrow)]
+    id: IdRef<'a>,
+}
+
+#[derive(Deserialize)]
+struct IdRef<'a> {
+    scheme: &'a str,
+    id: &'a str,
+}
+
+fn decode_record_ref(bytes: &[u8]) -> Result<RecordRef<'_>, CodecError> {
+    let (value, used) = bincode::serde::borrow_decode_from_slice(bytes, config())
+        .map_err(|error| CodecError::Decode(error.to_string()))?;
+    match bytes.len() - used {
+        0 => Ok(value),
+        extra => Err(CodecError::Trailing(extra)),
+    }
+}
+
 /// Where a chunked walk of the tree stands: paths still to visit (each
 /// visited node pushes its children), then the session table.
 pub struct SnapshotCursor {
-    pending: Vec<String>,
+    pending: Vec<Arc<str>>,
     sessions_done: bool,
 }
 
@@ -98,7 +148,7 @@ impl Default for SnapshotCursor {
 impl SnapshotCursor {
     pub fn new() -> SnapshotCursor {
         SnapshotCursor {
-            pending: vec![ROOT.to_string()],
+            pending: vec![Arc::from(ROOT)],
             sessions_done: false,
         }
     }
@@ -120,9 +170,7 @@ impl SnapshotCursor {
             let Some(node) = tree.get(&path) else {
                 continue;
             };
-            for child in node.children() {
-                self.pending.push(crate::path::join(&path, child));
-            }
+            self.pending.extend(node.child_paths());
             out.push(SnapshotRecord::Node {
                 path: node.path().to_string(),
                 data: node.data().map(<[u8]>::to_vec),
@@ -145,15 +193,135 @@ impl SnapshotCursor {
     }
 }
 
-/// Rebuilds a tree from snapshot records (in the order written) and marks it
-/// as containing everything up to `start_zxid`; the caller replays the log
-/// after that.
-pub fn restore(
-    records: impl IntoIterator<Item = SnapshotRecord>,
-    start_zxid: Zxid,
-) -> Result<DataTree, TreeError> {
-    let mut tree = DataTree::new();
-    for record in records {
+/// An encoded snapshot record, decoded and made ready to join a tree
+/// (`Restorer::restore_prepared`) without the tree at hand, so that a
+/// restore can decode on one thread while another builds the tree.
+pub enum PreparedRecord {
+    /// A node whose ACL list is the last one given by an `Acl` record.
+    Node(PreparedNode),
+    /// The ACL list of the nodes that follow. Consecutive nodes nearly
+    /// always share one, so it is only sent when it changes.
+    Acl(Vec<Acl>),
+    Session {
+        session: SessionId,
+        timeout_ms: i32,
+    },
+}
+
+/// Decodes encoded snapshot records (`encode_record`) into
+/// `PreparedRecord`s, in order; the restore's decoding thread owns one.
+#[derive(Default)]
+pub struct RecordDecoder {
+    /// The ACL list of the previous node, or `None` before the first.
+    acl: Option<Vec<Acl>>,
+    /// The previous node's path and number of children. A node's first
+    /// child nearly always comes right after it (snapshots walk the tree
+    /// depth first), and makes room in its parent for all of them.
+    previous_path: String,
+    previous_children: usize,
+}
+
+impl RecordDecoder {
+    /// Decodes one record, appending what it prepares to `out`: the node or
+    /// session, preceded by the node's ACL list if it differs from the
+    /// previous node's.
+    pub fn decode(
+        &mut self,
+        bytes: &[u8],
+        out: &mut Vec<PreparedRecord>,
+    ) -> Result<(), CodecError> {
+        match decode_record_ref(bytes)? {
+            RecordRef::Node {
+                path,
+                data,
+                acl,
+                kind,
+                stat,
+            } => {
+                let same_acl = self.acl.as_ref().is_some_and(|previous| {
+                    previous.len() == acl.len()
+                        && previous.iter().zip(&acl).all(|(have, new)| {
+                            have.perms == new.perms
+                                && have.id.scheme == new.id.scheme
+                                && have.id.id == new.id.id
+                        })
+                });
+                if !same_acl {
+                    let list: Vec<Acl> = acl
+                        .iter()
+                        .map(|entry| Acl {
+                            perms: entry.perms,
+                            id: Id::new(entry.id.scheme, entry.id.id),
+                        })
+                        .collect();
+                    out.push(PreparedRecord::Acl(list.clone()));
+                    self.acl = Some(list);
+                }
+                let mut node = PreparedNode::new(path, data, kind, &stat);
+                if self.previous_children > 0 && crate::path::parent_of(path) == self.previous_path
+                {
+                    node.expect_siblings(self.previous_children);
+                }
+                self.previous_path.clear();
+                self.previous_path.push_str(path);
+                self.previous_children = usize::try_from(stat.num_children).unwrap_or(0);
+                out.push(PreparedRecord::Node(node));
+            }
+            RecordRef::Session {
+                session,
+                timeout_ms,
+            } => out.push(PreparedRecord::Session {
+                session,
+                timeout_ms,
+            }),
+        }
+        Ok(())
+    }
+}
+
+/// Rebuilds a tree from snapshot records, one at a time in the order
+/// written, so a restore holds the growing tree and a few records, never
+/// the whole snapshot.
+pub struct Restorer {
+    tree: DataTree,
+    /// The ACL list of the nodes being restored (`PreparedRecord::Acl`).
+    acl: Vec<Acl>,
+}
+
+impl Restorer {
+    /// A restore that will mark the tree as containing everything up to
+    /// `start_zxid` (the caller replays the log after that), with room made
+    /// for `expected_nodes` nodes (a hint; 0 if unknown).
+    pub fn new(start_zxid: Zxid, expected_nodes: usize) -> Restorer {
+        let mut tree = DataTree::new();
+        tree.reserve(expected_nodes);
+        tree.restore_last_zxid(start_zxid);
+        Restorer {
+            tree,
+            acl: Vec::new(),
+        }
+    }
+
+    /// Restores one record as `RecordDecoder` prepared it.
+    pub fn restore_prepared(&mut self, record: PreparedRecord) -> Result<(), TreeError> {
+        match record {
+            PreparedRecord::Node(node) => self.tree.restore_prepared(node, &self.acl),
+            PreparedRecord::Acl(acl) => {
+                self.acl = acl;
+                Ok(())
+            }
+            PreparedRecord::Session {
+                session,
+                timeout_ms,
+            } => {
+                self.tree.restore_session(session, timeout_ms);
+                Ok(())
+            }
+        }
+    }
+
+    /// Restores one decoded record.
+    pub fn restore(&mut self, record: SnapshotRecord) -> Result<(), TreeError> {
         match record {
             SnapshotRecord::Node {
                 path,
@@ -161,17 +329,36 @@ pub fn restore(
                 acl,
                 kind,
                 stat,
-            } => {
-                tree.restore_node(&path, data.as_deref(), &acl, kind, &stat)?;
-            }
+            } => self
+                .tree
+                .restore_node(&path, data.as_deref(), &acl, kind, &stat),
             SnapshotRecord::Session {
                 session,
                 timeout_ms,
-            } => tree.restore_session(session, timeout_ms),
+            } => {
+                self.tree.restore_session(session, timeout_ms);
+                Ok(())
+            }
         }
     }
-    tree.restore_last_zxid(start_zxid);
-    Ok(tree)
+
+    pub fn finish(self) -> DataTree {
+        self.tree
+    }
+}
+
+/// Rebuilds a tree from snapshot records (in the order written) and marks it
+/// as containing everything up to `start_zxid`; the caller replays the log
+/// after that.
+pub fn restore(
+    records: impl IntoIterator<Item = SnapshotRecord>,
+    start_zxid: Zxid,
+) -> Result<DataTree, TreeError> {
+    let mut restorer = Restorer::new(start_zxid, 0);
+    for record in records {
+        restorer.restore(record)?;
+    }
+    Ok(restorer.finish())
 }
 
 #[cfg(test)]
@@ -258,21 +445,67 @@ mod tests {
         }
     }
 
-    #[test]
-    fn snapshot_restores_an_equal_tree() {
-        let (mut tree, mut prep) = fresh();
-        let requests: Vec<Request> = (0..50)
-            .map(|i| create(&format!("/n{}", i % 10), format!("v{i}").as_bytes(), 2))
-            .chain([create("/n1/e", b"e", 1)])
-            .collect();
-        run(&mut tree, &mut prep, &requests);
-        let records = snapshot(&tree, 7);
+    /// Restores `records` both ways a restore can go: decoded records
+    /// (`restore`), and encoded ones through `RecordDecoder` and
+    /// `Restorer::restore_prepared`. Both must give the same tree.
+    fn restore_both_ways(records: &[SnapshotRecord], start: Zxid) -> DataTree {
         let bytes: Vec<Vec<u8>> = records
             .iter()
             .map(|r| encode_record(r).expect("encodes"))
             .collect();
         let decoded = bytes.iter().map(|b| decode_record(b).expect("decodes"));
-        let restored = restore(decoded, tree.last_zxid()).expect("restores");
+        let restored = restore(decoded, start).expect("restores");
+        let mut decoder = RecordDecoder::default();
+        let mut restorer = Restorer::new(start, records.len());
+        let mut prepared = Vec::new();
+        for record in &bytes {
+            decoder.decode(record, &mut prepared).expect("decodes");
+            for record in prepared.drain(..) {
+                restorer.restore_prepared(record).expect("restores");
+            }
+        }
+        let prepared = restorer.finish();
+        assert_eq!(prepared.digest(), restored.digest());
+        assert_eq!(prepared.paths(), restored.paths());
+        assert_eq!(prepared.last_zxid(), restored.last_zxid());
+        let sessions = |tree: &DataTree| {
+            let mut sessions: Vec<_> = tree.sessions().collect();
+            sessions.sort();
+            sessions
+        };
+        assert_eq!(sessions(&prepared), sessions(&restored));
+        for path in restored.paths() {
+            let (a, b) = (prepared.get(&path), restored.get(&path));
+            assert_eq!(a.map(|n| n.acl().to_vec()), b.map(|n| n.acl().to_vec()));
+            assert_eq!(a.map(|n| n.data()), b.map(|n| n.data()));
+        }
+        prepared.check_invariants().expect("invariants hold");
+        restored
+    }
+
+    #[test]
+    fn snapshot_restores_an_equal_tree() {
+        let (mut tree, mut prep) = fresh();
+        let read_only = |path: &str| Request::Create {
+            op: OpCode::Create,
+            request: CreateRequest {
+                path: path.to_string(),
+                data: None,
+                acl: Acl::read_unsafe(),
+                flags: 0,
+                ttl: -1,
+            },
+        };
+        let requests: Vec<Request> = (0..50)
+            .map(|i| create(&format!("/n{}", i % 10), format!("v{i}").as_bytes(), 2))
+            .chain([create("/n1/e", b"e", 1)])
+            // ACL lists change from node to node: null data, read-only.
+            .chain((0..5).map(|i| read_only(&format!("/r{i}"))))
+            .chain([create("/n2/big", &[7; 70_000], 0)])
+            .collect();
+        run(&mut tree, &mut prep, &requests);
+        let records = snapshot(&tree, 7);
+        let restored = restore_both_ways(&records, tree.last_zxid());
         assert_eq!(restored.digest(), tree.digest());
         assert_eq!(restored.node_count(), tree.node_count());
         assert_eq!(
@@ -318,7 +551,7 @@ mod tests {
             ];
             later.extend(run(&mut tree, &mut prep, &requests));
         }
-        let mut restored = restore(records, start).expect("restores");
+        let mut restored = restore_both_ways(&records, start);
         for txn in &later {
             apply_replay(&mut restored, txn);
         }
@@ -330,12 +563,78 @@ mod tests {
         restored.check_invariants().expect("invariants hold");
     }
 
+    /// `SnapshotRecord` as it was before its data became `serde_bytes`.
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    enum RecordBeforeSerdeBytes {
+        Node {
+            path: String,
+            data: Option<Vec<u8>>,
+            acl: Vec<Acl>,
+            kind: NodeKind,
+            stat: Stat,
+        },
+        Session {
+            session: SessionId,
+            timeout_ms: i32,
+        },
+    }
+
+    /// Byte fields moved from a sequence of `u8` to `serde_bytes` without
+    /// changing a byte on disk: snapshots and logs written before read back,
+    /// and new ones read the same in older builds. Lengths straddle the
+    /// varint's one-, three- and five-byte forms.
+    #[test]
+    fn serde_bytes_keeps_the_encoding() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Sequence(Option<Vec<u8>>);
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Bytes(#[serde(with = "serde_bytes")] Option<Vec<u8>>);
+        let lengths = [0, 1, 250, 251, 300, 65_535, 65_536, 70_000];
+        let values = [None]
+            .into_iter()
+            .chain(lengths.map(|len| Some((0..len).map(|i| i as u8).collect::<Vec<u8>>())));
+        for data in values {
+            let old = bincode::serde::encode_to_vec(Sequence(data.clone()), config()).unwrap();
+            let new = bincode::serde::encode_to_vec(Bytes(data.clone()), config()).unwrap();
+            assert_eq!(old, new, "{:?} bytes", data.as_ref().map(Vec::len));
+
+            let record = SnapshotRecord::Node {
+                path: "/a".into(),
+                data: data.clone(),
+                acl: Acl::open_unsafe(),
+                kind: NodeKind::Ephemeral(SessionId(3)),
+                stat: Stat {
+                    czxid: 5,
+                    ..Stat::default()
+                },
+            };
+            let before = RecordBeforeSerdeBytes::Node {
+                path: "/a".into(),
+                data: data.clone(),
+                acl: Acl::open_unsafe(),
+                kind: NodeKind::Ephemeral(SessionId(3)),
+                stat: Stat {
+                    czxid: 5,
+                    ..Stat::default()
+                },
+            };
+            let old = bincode::serde::encode_to_vec(&before, config()).unwrap();
+            assert_eq!(encode_record(&record).unwrap(), old);
+            assert_eq!(decode_record(&old).unwrap(), record);
+            let (back, _): (RecordBeforeSerdeBytes, usize) =
+                bincode::serde::decode_from_slice(&encode_record(&record).unwrap(), config())
+                    .unwrap();
+            assert_eq!(back, before);
+        }
+    }
+
     proptest! {
         /// Decoders are fed untrusted bytes: errors, never panics.
         #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = decode_txn(&bytes);
             let _ = decode_record(&bytes);
+            let _ = RecordDecoder::default().decode(&bytes, &mut Vec::new());
         }
     }
 }

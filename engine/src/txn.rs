@@ -73,6 +73,9 @@ pub struct CreateTxn {
     pub op: OpCode,
     /// The final path, sequential suffix included.
     pub path: String,
+    /// Encoded as bytes (a length, then the bytes: what a sequence of `u8`
+    /// also is in bincode), so decoding copies it at once.
+    #[serde(with = "serde_bytes")]
     pub data: Option<Vec<u8>>,
     /// Already validated, deduplicated and with `auth` entries resolved.
     pub acl: Vec<Acl>,
@@ -112,6 +115,7 @@ pub enum TxnOp {
     },
     SetData {
         path: String,
+        #[serde(with = "serde_bytes")]
         data: Option<Vec<u8>>,
         /// The node's data version after this write.
         version: i32,

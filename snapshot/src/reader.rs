@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -32,8 +32,26 @@ const WINDOW_LOG_MAX: u32 = 27;
 /// cost, and entries are typically a few hundred bytes.
 const DECODED_BUFFER_BYTES: usize = 128 << 10;
 
-/// The entry stream's decoder with a buffer in front of it.
-type Decoder<'a> = io::BufReader<zstd::stream::read::Decoder<'static, &'a [u8]>>;
+/// The entry stream's decoder, checksummed, with a buffer in front of it.
+type Decoder<'a> = io::BufReader<Checksummed<zstd::stream::read::Decoder<'static, &'a [u8]>>>;
+
+/// Passes reads through, keeping the crc32c of every byte read: one
+/// checksum call per decoded block instead of two per entry.
+struct Checksummed<R> {
+    inner: R,
+    crc32c: u32,
+}
+
+impl<R: Read> Read for Checksummed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        let bytes = buf
+            .get(..read)
+            .ok_or_else(|| io::Error::other("decoder returned more bytes than asked for"))?;
+        self.crc32c = crc32c::crc32c_append(self.crc32c, bytes);
+        Ok(read)
+    }
+}
 
 /// Payload buffers start at most this big and grow as bytes actually arrive,
 /// so a length field alone never reserves memory.
@@ -198,7 +216,14 @@ impl SnapshotReader {
             .unwrap_or(&[]);
         let decoder = zstd::stream::read::Decoder::with_buffer(stream).and_then(|mut decoder| {
             decoder.window_log_max(WINDOW_LOG_MAX)?;
-            Ok(io::BufReader::with_capacity(DECODED_BUFFER_BYTES, decoder))
+            let checksummed = Checksummed {
+                inner: decoder,
+                crc32c: 0,
+            };
+            Ok(io::BufReader::with_capacity(
+                DECODED_BUFFER_BYTES,
+                checksummed,
+            ))
         });
         let (decoder, pending_error) = match decoder {
             Ok(decoder) => (Some(decoder), None),
@@ -212,7 +237,6 @@ impl SnapshotReader {
             pending_error,
             entries_read: 0,
             stream_offset: 0,
-            stream_crc32c: 0,
         }
     }
 
@@ -222,8 +246,9 @@ impl SnapshotReader {
     pub fn verify(path: &Path) -> Result<Summary, Error> {
         let reader = SnapshotReader::open(path)?;
         let mut sections: BTreeMap<Section, SectionSummary> = BTreeMap::new();
-        for item in reader.entries() {
-            let (section, payload) = item?;
+        let mut entries = reader.entries();
+        let mut payload = Vec::new();
+        while let Some(section) = entries.next_into(&mut payload)? {
             let summary = sections.entry(section).or_default();
             summary.entries += 1;
             summary.payload_bytes += payload.len() as u64;
@@ -250,7 +275,6 @@ pub struct Entries<'a> {
     entries_read: u64,
     /// Bytes of the uncompressed stream consumed so far.
     stream_offset: u64,
-    stream_crc32c: u32,
 }
 
 impl std::fmt::Debug for Entries<'_> {
@@ -285,17 +309,36 @@ impl Entries<'_> {
             .saturating_sub(self.stream_offset)
     }
 
+    /// Like the iterator's `next`, but decodes the payload into `payload`
+    /// (replacing its contents, keeping its allocation), so a caller that
+    /// handles one entry at a time allocates nothing per entry. `Ok(None)`
+    /// after the END frame has been checked, and from then on; after an
+    /// error, further calls return `Ok(None)` too.
+    pub fn next_into(&mut self, payload: &mut Vec<u8>) -> Result<Option<Section>, Error> {
+        if let Some(error) = self.pending_error.take() {
+            return Err(error);
+        }
+        let Some(mut decoder) = self.decoder.take() else {
+            return Ok(None);
+        };
+        let section = self.next_entry(&mut decoder, payload)?;
+        if section.is_some() {
+            self.decoder = Some(decoder);
+        }
+        Ok(section)
+    }
+
     fn next_entry(
         &mut self,
         decoder: &mut Decoder<'_>,
-    ) -> Result<Option<(Section, Vec<u8>)>, Error> {
+        payload: &mut Vec<u8>,
+    ) -> Result<Option<Section>, Error> {
         let mut prefix = [0u8; FRAME_PREFIX_BYTES];
         decoder
             .read_exact(&mut prefix)
             .map_err(|error| self.decode_error("a frame prefix", error))?;
         let (tag, len) = decode_frame_prefix(&prefix);
         if tag == END_TAG {
-            self.stream_crc32c = crc32c::crc32c_append(self.stream_crc32c, &prefix);
             self.stream_offset += FRAME_PREFIX_BYTES as u64;
             self.check_end(len, decoder)?;
             return Ok(None);
@@ -321,22 +364,34 @@ impl Entries<'_> {
             )))
             }
         };
-        let mut payload = Vec::with_capacity(len_usize.min(INITIAL_PAYLOAD_CAPACITY));
-        let read = decoder
-            .by_ref()
-            .take(u64::from(len))
-            .read_to_end(&mut payload)
-            .map_err(|error| self.decode_error("an entry payload", error))?;
-        if read != len_usize {
-            return Err(self.corrupt(format!(
-                "entry stream ends inside a {section} entry ({read} of {len} bytes)"
-            )));
+        payload.clear();
+        if let Some(buffered) = decoder.buffer().get(..len_usize) {
+            // The usual case: the whole entry is already decoded.
+            payload.extend_from_slice(buffered);
+            decoder.consume(len_usize);
+        } else if len_usize <= INITIAL_PAYLOAD_CAPACITY {
+            // Small: sized at once, read in one call.
+            payload.resize(len_usize, 0);
+            decoder.read_exact(payload).map_err(|error| {
+                self.decode_error(&format!("a {section} entry of {len} bytes"), error)
+            })?;
+        } else {
+            // Large: the buffer grows only as decoded bytes arrive.
+            payload.reserve(INITIAL_PAYLOAD_CAPACITY);
+            let read = decoder
+                .by_ref()
+                .take(u64::from(len))
+                .read_to_end(payload)
+                .map_err(|error| self.decode_error("an entry payload", error))?;
+            if read != len_usize {
+                return Err(self.corrupt(format!(
+                    "entry stream ends inside a {section} entry ({read} of {len} bytes)"
+                )));
+            }
         }
-        self.stream_crc32c = crc32c::crc32c_append(self.stream_crc32c, &prefix);
-        self.stream_crc32c = crc32c::crc32c_append(self.stream_crc32c, &payload);
         self.stream_offset += (FRAME_PREFIX_BYTES + len_usize) as u64;
         self.entries_read += 1;
-        Ok(Some((section, payload)))
+        Ok(Some(section))
     }
 
     /// Checks everything that can only be checked at the END frame.
@@ -368,19 +423,23 @@ impl Entries<'_> {
                 ),
             ));
         }
-        if self.stream_crc32c != self.trailer.stream_crc32c {
-            return Err(self.corrupt(format!(
-                "entry stream crc32c mismatch: trailer {:#010x}, computed {:#010x}",
-                self.trailer.stream_crc32c, self.stream_crc32c
-            )));
-        }
         // Nothing may follow END: not more frames, not a second zstd frame.
+        // Checked before the stream's crc32c, which covers every byte the
+        // decoder produced: once nothing follows, that is exactly the stream.
         let mut extra = [0u8; 1];
         match decoder.read(&mut extra) {
-            Ok(0) => Ok(()),
-            Ok(_) => Err(self.corrupt("bytes follow the END frame")),
-            Err(error) => Err(self.decode_error("the bytes after the END frame", error)),
+            Ok(0) => {}
+            Ok(_) => return Err(self.corrupt("bytes follow the END frame")),
+            Err(error) => return Err(self.decode_error("the bytes after the END frame", error)),
         }
+        let stream_crc32c = decoder.get_ref().crc32c;
+        if stream_crc32c != self.trailer.stream_crc32c {
+            return Err(self.corrupt(format!(
+                "entry stream crc32c mismatch: trailer {:#010x}, computed {stream_crc32c:#010x}",
+                self.trailer.stream_crc32c
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -388,18 +447,10 @@ impl Iterator for Entries<'_> {
     type Item = Result<(Section, Vec<u8>), Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(error) = self.pending_error.take() {
-            return Some(Err(error));
-        }
-        let mut decoder = self.decoder.take()?;
-        match self.next_entry(&mut decoder) {
-            Ok(Some(entry)) => {
-                self.decoder = Some(decoder);
-                Some(Ok(entry))
-            }
-            Ok(None) => None,
-            Err(error) => Some(Err(error)),
-        }
+        let mut payload = Vec::new();
+        self.next_into(&mut payload)
+            .transpose()
+            .map(|item| item.map(|section| (section, payload)))
     }
 }
 
