@@ -610,12 +610,17 @@ fn summarise(rows: &mut [Value], baseline: Kind, group: &[&str]) {
             continue;
         };
         for (measure, value) in medians {
-            if let (Some(ours), Some(theirs)) = (value.as_f64(), base["median"][&measure].as_f64())
-            {
-                if theirs > 0.0 {
-                    row["ratio"][&measure] = json!(ours / theirs);
-                }
-            }
+            put_ratio(row, &measure, &value, &base["median"][&measure]);
+        }
+    }
+}
+
+/// Sets `row.ratio.<key>` to ours / theirs when both are numbers and
+/// theirs is positive.
+fn put_ratio(row: &mut Value, key: &str, ours: &Value, theirs: &Value) {
+    if let (Some(ours), Some(theirs)) = (ours.as_f64(), theirs.as_f64()) {
+        if theirs > 0.0 {
+            row["ratio"][key] = json!(ours / theirs);
         }
     }
 }
@@ -684,11 +689,8 @@ fn big_tree_phase(settings: &Settings, targets: &mut [Target]) -> io::Result<Val
     if let Some(base) = base {
         for row in loads.iter_mut() {
             for key in ["load_s", "rss_after_load_bytes", "disk_bytes"] {
-                if let (Some(ours), Some(theirs)) = (row[key].as_f64(), base[key].as_f64()) {
-                    if theirs > 0.0 {
-                        row["ratio"][key] = json!(ours / theirs);
-                    }
-                }
+                let ours = row[key].clone();
+                put_ratio(row, key, &ours, &base[key]);
             }
         }
     }

@@ -34,6 +34,27 @@ fn server(config: &Path) -> Command {
 /// Kills the child when dropped, so a failed assertion never leaks a server.
 struct Running(Child);
 
+impl Running {
+    /// Sends SIGTERM.
+    fn terminate(&self) {
+        // SAFETY: kill(2) on our own child's pid, not yet reaped.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+    }
+
+    /// Waits up to `limit` for the process to exit; fails the test with
+    /// `what` if it does not.
+    fn exit_status(&mut self, limit: Duration, what: &str) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -103,16 +124,8 @@ fn unknown_keys_are_ignored_and_sigterm_stops_cleanly() {
     let srvr = four_letter_word(port, b"srvr").unwrap_or_default();
     assert!(srvr.contains("Mode: standalone"), "{srvr}");
 
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(running.0.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = running.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    running.terminate();
+    let status = running.exit_status(Duration::from_secs(10), "server did not stop on SIGTERM");
     assert!(
         status.success(),
         "SIGTERM should be a clean exit, got {status}"
@@ -143,26 +156,16 @@ fn switching_backend_on_existing_data_is_refused() {
         let config = write_config(dir.path(), &body(first));
         let mut running = Running(server(&config).spawn().expect("start zk-server"));
         assert!(wait_serving(port), "{first} server did not start");
-        // SAFETY: kill(2) on our own child, not yet reaped.
-        unsafe {
-            libc::kill(running.0.id() as i32, libc::SIGTERM);
-        }
+        running.terminate();
         let _ = running.0.wait();
         drop(running);
 
         let config = write_config(dir.path(), &body(second));
         let mut refused = Running(server(&config).spawn().expect("start zk-server"));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = refused.0.try_wait().expect("wait") {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{first} -> {second}: the server started instead of refusing"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = refused.exit_status(
+            Duration::from_secs(20),
+            &format!("{first} -> {second}: the server started instead of refusing"),
+        );
         let mut stderr = String::new();
         if let Some(mut pipe) = refused.0.stderr.take() {
             let _ = pipe.read_to_string(&mut stderr);
@@ -198,17 +201,7 @@ fn closed_stderr_neither_kills_the_server_nor_blocks_sigterm() {
     for _ in 0..3 {
         assert_eq!(four_letter_word(port, b"ruok").as_deref(), Some("imok"));
     }
-    // SAFETY: kill(2) on our own child, not yet reaped.
-    unsafe {
-        libc::kill(running.0.id() as i32, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = running.0.try_wait().expect("wait") {
-            assert!(status.success(), "exit status {status}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "SIGTERM did not stop the server");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    running.terminate();
+    let status = running.exit_status(Duration::from_secs(20), "SIGTERM did not stop the server");
+    assert!(status.success(), "exit status {status}");
 }
