@@ -31,6 +31,7 @@ fn open_native(dir: &Path) -> (Box<dyn Storage>, Arc<dyn Checkpointer>) {
         pre_alloc_bytes: 64 << 20,
         force_sync: true,
         io: wal::IoMode::Pwrite,
+        segment_max_bytes: engine::native::DEFAULT_SEGMENT_MAX_BYTES,
     })
     .expect("open native");
     let checkpointer = Arc::new(storage.snapshotter());

@@ -21,18 +21,4 @@ pub mod txn;
 pub mod types;
 pub mod watch;
 
-/// Periodic durable copies of the tree that shorten the log, whatever the
-/// backend: native snapshots, RocksDB checkpoints. The server's snapshot
-/// schedule drives one of these from a background thread.
-pub trait Checkpointer: Send + Sync {
-    /// Writes a (fuzzy) copy of `tree` while writes go on; says what it wrote.
-    fn take(
-        &self,
-        tree: &parking_lot::RwLock<tree::DataTree>,
-    ) -> Result<String, storage::StorageError>;
-
-    /// Removes what no longer serves recovery, keeping at least `retain`
-    /// copies where the backend keeps several; returns how many files or
-    /// items were removed.
-    fn purge(&self, retain: usize) -> Result<usize, storage::StorageError>;
-}
+pub use storage::{Checkpoint, Checkpointer};

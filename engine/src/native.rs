@@ -7,7 +7,15 @@
 //! snapshot's start zxid with `apply_replay`, which converges over a fuzzy
 //! snapshot (DESIGN.md invariant 6). Opening the WAL truncates a torn tail of
 //! its last segment and refuses a corrupt record in the middle of the log
-//! (invariant 7): that error names the file and the offset.
+//! (invariant 7): that error names the file and the offset. Replay must reach
+//! the snapshot's end zxid, where the tree's digest must equal the one the
+//! snapshot recorded; otherwise the snapshot is refused.
+//!
+//! `install` (Zab SNAP) replaces the whole state through a staging directory:
+//! the new snapshot is written to `install/`, which a rename to
+//! `install.ready/` commits; then the log and the old snapshots are removed
+//! and the new snapshot moved into place. Opening finishes a committed
+//! install a crash interrupted and discards an uncommitted one.
 
 use crate::apply::apply_replay;
 use crate::persist::{self, PreparedRecord, SnapshotCursor, SnapshotRecord};
@@ -29,6 +37,10 @@ const RESTORE_BATCH_RECORDS: usize = 512;
 /// beyond the tree.
 const RESTORE_BATCHES_IN_FLIGHT: usize = 8;
 const DATABASE_ID_FILE: &str = "database_id";
+/// Where `install` writes the new snapshot (in the snapshot directory).
+const INSTALL_STAGING: &str = "install";
+/// The staging directory once the install is committed.
+const INSTALL_READY: &str = "install.ready";
 
 #[derive(Clone, Debug)]
 pub struct NativeConfig {
@@ -41,13 +53,24 @@ pub struct NativeConfig {
     pub force_sync: bool,
     /// How the log writes and syncs (`wal::IoMode`).
     pub io: wal::IoMode,
+    /// A log segment is closed and a new one started past this size.
+    pub segment_max_bytes: u64,
 }
+
+/// Log segments of ZooKeeper's default size limit.
+pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 pub struct NativeStorage {
     wal: Arc<wal::Wal>,
     config: NativeConfig,
     database_id: u64,
     recovered: Option<(DataTree, Zxid)>,
+    /// The last zxid of the state as recovered, installed or truncated to:
+    /// with no log segment at all, nothing after it exists.
+    base: Zxid,
+    /// Held while a snapshot is written, and by `truncate_after` and
+    /// `install`, so neither runs under a snapshot of the state it replaces.
+    snapshotting: Arc<parking_lot::Mutex<()>>,
 }
 
 impl NativeStorage {
@@ -60,11 +83,13 @@ impl NativeStorage {
             })?;
         }
         let database_id = database_id(&config.snapshot_dir)?;
+        finish_install(&config.snapshot_dir, Finish::LogClosed(&config.log_dir))?;
         let wal_config = wal::WalConfig {
             pre_alloc_bytes: config.pre_alloc_bytes,
             force_sync: config.force_sync,
             database_id,
             io: config.io,
+            segment_max_bytes: config.segment_max_bytes,
             ..wal::WalConfig::new(&config.log_dir)
         };
         // Opening the log checks every record in it and needs nothing from
@@ -81,7 +106,7 @@ impl NativeStorage {
             });
             (loaded, opened)
         });
-        let (mut tree, start) = loaded?;
+        let (mut tree, snapshot) = loaded?;
         let (wal, report) = opened
             .map_err(|source| StorageError::Io {
                 path: config.log_dir.clone(),
@@ -94,10 +119,10 @@ impl NativeStorage {
                 "truncated a torn record at the end of the log"
             );
         }
-        let replayed = replay(&config.log_dir, start, &mut tree)?;
+        let replayed = replay(&config.log_dir, &snapshot, &mut tree)?;
         let last = tree.last_zxid();
         tracing::info!(
-            snapshot_zxid = %start, replayed, %last, nodes = tree.node_count(), io = report.io,
+            snapshot_zxid = %snapshot.start, replayed, %last, nodes = tree.node_count(), io = report.io,
             "recovered from snapshot and log"
         );
         Ok(NativeStorage {
@@ -105,6 +130,8 @@ impl NativeStorage {
             config,
             database_id,
             recovered: Some((tree, last)),
+            base: last,
+            snapshotting: Arc::new(parking_lot::Mutex::new(())),
         })
     }
 
@@ -114,7 +141,20 @@ impl NativeStorage {
             wal: Arc::clone(&self.wal),
             dir: self.config.snapshot_dir.clone(),
             database_id: self.database_id,
+            running: Arc::clone(&self.snapshotting),
         }
+    }
+
+    /// The end zxid of every snapshot that opens (a damaged one is skipped,
+    /// as recovery skips it).
+    fn snapshot_ends(&self) -> Result<Vec<Zxid>, StorageError> {
+        let mut ends = Vec::new();
+        for (_, path) in snapshot::list(&self.config.snapshot_dir).map_err(snapshot_error)? {
+            if let Ok(reader) = snapshot::SnapshotReader::open(&path) {
+                ends.push(zxid_i64(reader.trailer().end_zxid, &path)?);
+            }
+        }
+        Ok(ends)
     }
 }
 
@@ -136,15 +176,207 @@ impl Storage for NativeStorage {
     }
 
     fn recover(&mut self) -> Result<(DataTree, Zxid), StorageError> {
-        Ok(self
-            .recovered
-            .take()
-            .unwrap_or_else(|| (DataTree::new(), Zxid::ZERO)))
+        if let Some(recovered) = self.recovered.take() {
+            return Ok(recovered);
+        }
+        let (mut tree, snapshot) = load_snapshot(&self.config.snapshot_dir, self.database_id)?;
+        replay(&self.config.log_dir, &snapshot, &mut tree)?;
+        let last = tree.last_zxid();
+        Ok((tree, last))
+    }
+
+    fn read_log(&self, after: Zxid, max: usize) -> Result<Vec<Txn>, StorageError> {
+        let floor = self.log_floor()?;
+        if after < floor {
+            return Err(StorageError::LogCompacted { after, floor });
+        }
+        // A reader may see records written but not yet synced.
+        let Some(durable) = self.wal.durable().map_err(wal_error)?.zxid else {
+            return Ok(Vec::new());
+        };
+        let reader = wal::Reader::open(&self.config.log_dir, zxid_u64(after).saturating_add(1))
+            .map_err(wal_error)?;
+        let mut txns = Vec::new();
+        for record in reader {
+            let record = record.map_err(wal_error)?;
+            if txns.len() >= max || record.zxid > durable {
+                break;
+            }
+            txns.push(decode_logged(&self.config.log_dir, &record)?);
+        }
+        Ok(txns)
+    }
+
+    fn log_floor(&self) -> Result<Zxid, StorageError> {
+        let segments = wal::segments(&self.config.log_dir).map_err(wal_error)?;
+        let Some((first, path)) = segments.first() else {
+            return Ok(self.base);
+        };
+        // Segments are only purged to make room behind a snapshot: with
+        // none, the log still starts at the beginning.
+        if snapshot::list(&self.config.snapshot_dir)
+            .map_err(snapshot_error)?
+            .is_empty()
+        {
+            return Ok(Zxid::ZERO);
+        }
+        // The log is contiguous from its first record, which opens the
+        // oldest segment.
+        zxid_i64(first.saturating_sub(1), path)
+    }
+
+    fn truncate_after(&mut self, zxid: Zxid) -> Result<(), StorageError> {
+        let _no_snapshot = self.snapshotting.lock();
+        if let Some(checkpoint) = self.snapshot_ends()?.into_iter().max() {
+            if checkpoint > zxid {
+                return Err(StorageError::TruncateBelowCheckpoint { zxid, checkpoint });
+            }
+        }
+        let last = self.wal.truncate_after(zxid_u64(zxid)).map_err(wal_error)?;
+        if last.is_none() {
+            self.base = self.base.min(zxid);
+        }
+        self.recovered = None;
+        Ok(())
+    }
+
+    fn install(&mut self, tree: &DataTree) -> Result<(), StorageError> {
+        let _no_snapshot = self.snapshotting.lock();
+        let dir = &self.config.snapshot_dir;
+        stage_install(dir, self.database_id, tree)?;
+        finish_install(dir, Finish::LogOpen(&self.wal))?;
+        self.base = tree.last_zxid();
+        self.recovered = None;
+        Ok(())
+    }
+
+    fn checkpointer(&self) -> Arc<dyn crate::Checkpointer> {
+        Arc::new(self.snapshotter())
     }
 
     fn name(&self) -> &'static str {
         "native"
     }
+}
+
+/// Writes `tree` as a snapshot in the staging directory, then commits the
+/// install by renaming that to `install.ready`.
+fn stage_install(dir: &Path, database_id: u64, tree: &DataTree) -> Result<(), StorageError> {
+    let staging = dir.join(INSTALL_STAGING);
+    remove_dir(&staging)?;
+    create_dir(&staging)?;
+    let last = zxid_u64(tree.last_zxid());
+    let mut writer =
+        snapshot::SnapshotWriter::create(&staging, last, database_id, SNAPSHOT_ZSTD_LEVEL)
+            .map_err(snapshot_error)?;
+    write_chunks(&mut writer, |cursor, records| {
+        cursor.next_chunk(tree, SNAPSHOT_CHUNK_NODES, records)
+    })?;
+    writer.finish(tree.digest(), last).map_err(snapshot_error)?;
+    // The commit point: from here on, opening finishes the install.
+    rename(&staging, &dir.join(INSTALL_READY))?;
+    sync_dir(dir)
+}
+
+/// Whether the log is open (a live install) or not yet (at open).
+enum Finish<'a> {
+    LogOpen(&'a wal::Wal),
+    LogClosed(&'a Path),
+}
+
+/// Completes a committed install, if one is in `dir`: drops the whole log
+/// and every snapshot, then moves the installed snapshot into place. Each
+/// step can be repeated, so a crash anywhere in here is finished by the next
+/// open. Also removes an uncommitted install's staging directory.
+fn finish_install(dir: &Path, log: Finish<'_>) -> Result<(), StorageError> {
+    remove_dir(&dir.join(INSTALL_STAGING))?;
+    let ready = dir.join(INSTALL_READY);
+    if !ready.is_dir() {
+        return Ok(());
+    }
+    let installed = snapshot::list(&ready).map_err(snapshot_error)?;
+    if let Some((_, from)) = installed.first() {
+        match log {
+            Finish::LogOpen(wal) => {
+                wal.truncate_after(0).map_err(wal_error)?;
+            }
+            Finish::LogClosed(log_dir) => {
+                for (_, segment) in wal::segments(log_dir).map_err(wal_error)? {
+                    std::fs::remove_file(&segment).map_err(|source| StorageError::Io {
+                        path: segment.clone(),
+                        source,
+                    })?;
+                }
+                sync_dir(log_dir)?;
+            }
+        }
+        for (_, old) in snapshot::list(dir).map_err(snapshot_error)? {
+            std::fs::remove_file(&old).map_err(|source| StorageError::Io {
+                path: old.clone(),
+                source,
+            })?;
+        }
+        let name = from.file_name().unwrap_or_default();
+        rename(from, &dir.join(name))?;
+        sync_dir(dir)?;
+    }
+    remove_dir(&ready)?;
+    sync_dir(dir)
+}
+
+fn remove_dir(path: &Path) -> Result<(), StorageError> {
+    match std::fs::remove_dir_all(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(StorageError::Io {
+            path: path.to_path_buf(),
+            source: error,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn create_dir(path: &Path) -> Result<(), StorageError> {
+    std::fs::create_dir(path).map_err(|source| StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), StorageError> {
+    std::fs::rename(from, to).map_err(|source| StorageError::Io {
+        path: from.to_path_buf(),
+        source,
+    })
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    std::fs::File::open(dir)
+        .and_then(|file| file.sync_all())
+        .map_err(|source| StorageError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// Feeds the records `next_chunk` yields to a snapshot, in sections.
+fn write_chunks(
+    writer: &mut snapshot::SnapshotWriter,
+    mut next_chunk: impl FnMut(&mut SnapshotCursor, &mut Vec<SnapshotRecord>),
+) -> Result<(), StorageError> {
+    let mut cursor = SnapshotCursor::new();
+    let mut records = Vec::with_capacity(SNAPSHOT_CHUNK_NODES);
+    while !cursor.is_done() {
+        next_chunk(&mut cursor, &mut records);
+        for record in records.drain(..) {
+            let section = match record {
+                SnapshotRecord::Node { .. } => snapshot::Section::Nodes,
+                SnapshotRecord::Session { .. } => snapshot::Section::Sessions,
+            };
+            let bytes = persist::encode_record(&record)
+                .map_err(|error| StorageError::Encode(error.to_string()))?;
+            writer.entry(section, &bytes).map_err(snapshot_error)?;
+        }
+    }
+    Ok(())
 }
 
 struct WalWaiter(Arc<wal::Wal>);
@@ -161,40 +393,39 @@ pub struct Snapshotter {
     wal: Arc<wal::Wal>,
     dir: PathBuf,
     database_id: u64,
+    /// One snapshot at a time, and none during a truncate or install.
+    running: Arc<parking_lot::Mutex<()>>,
 }
 
 impl Snapshotter {
     /// Walks the tree in chunks, releasing the read lock between them, and
     /// writes a snapshot named by the zxid it started from.
-    pub fn take(&self, tree: &RwLock<DataTree>) -> Result<PathBuf, StorageError> {
+    pub fn take(&self, tree: &RwLock<DataTree>) -> Result<crate::Checkpoint, StorageError> {
+        let _one = self.running.lock();
         let start = tree.read().last_zxid();
-        let start_zxid = zxid_u64(start);
         let mut writer = snapshot::SnapshotWriter::create(
             &self.dir,
-            start_zxid,
+            zxid_u64(start),
             self.database_id,
             SNAPSHOT_ZSTD_LEVEL,
         )
         .map_err(snapshot_error)?;
-        let mut cursor = SnapshotCursor::new();
-        let mut records = Vec::with_capacity(SNAPSHOT_CHUNK_NODES);
-        while !cursor.is_done() {
-            cursor.next_chunk(&tree.read(), SNAPSHOT_CHUNK_NODES, &mut records);
-            for record in records.drain(..) {
-                let section = match record {
-                    SnapshotRecord::Node { .. } => snapshot::Section::Nodes,
-                    SnapshotRecord::Session { .. } => snapshot::Section::Sessions,
-                };
-                let bytes = persist::encode_record(&record)
-                    .map_err(|error| StorageError::Encode(error.to_string()))?;
-                writer.entry(section, &bytes).map_err(snapshot_error)?;
-            }
-        }
+        write_chunks(&mut writer, |cursor, records| {
+            cursor.next_chunk(&tree.read(), SNAPSHOT_CHUNK_NODES, records)
+        })?;
         let (digest, end) = {
             let tree = tree.read();
             (tree.digest(), tree.last_zxid())
         };
-        writer.finish(digest, zxid_u64(end)).map_err(snapshot_error)
+        let path = writer
+            .finish(digest, zxid_u64(end))
+            .map_err(snapshot_error)?;
+        Ok(crate::Checkpoint {
+            start,
+            end,
+            digest,
+            location: path.display().to_string(),
+        })
     }
 
     /// Keeps the newest `retain_count` snapshots (at least 3) and the log
@@ -214,8 +445,8 @@ impl Snapshotter {
 }
 
 impl crate::Checkpointer for Snapshotter {
-    fn take(&self, tree: &RwLock<DataTree>) -> Result<String, StorageError> {
-        Snapshotter::take(self, tree).map(|path| path.display().to_string())
+    fn take(&self, tree: &RwLock<DataTree>) -> Result<crate::Checkpoint, StorageError> {
+        Snapshotter::take(self, tree)
     }
 
     fn purge(&self, retain: usize) -> Result<usize, StorageError> {
@@ -229,7 +460,7 @@ impl crate::Checkpointer for Snapshotter {
 /// Each candidate is decoded once, straight into the tree: its checksums
 /// are verified as its entries stream by, and a tree built from a snapshot
 /// that turns out bad at its end is dropped.
-fn load_snapshot(dir: &Path, database_id: u64) -> Result<(DataTree, Zxid), StorageError> {
+fn load_snapshot(dir: &Path, database_id: u64) -> Result<(DataTree, Loaded), StorageError> {
     for (zxid, path) in snapshot::list(dir).map_err(snapshot_error)? {
         match load_one(&path, zxid, database_id) {
             Ok(loaded) => return Ok(loaded),
@@ -238,10 +469,24 @@ fn load_snapshot(dir: &Path, database_id: u64) -> Result<(DataTree, Zxid), Stora
             }
         }
     }
-    Ok((DataTree::new(), Zxid::ZERO))
+    let empty = Loaded {
+        start: Zxid::ZERO,
+        end: None,
+    };
+    Ok((DataTree::new(), empty))
 }
 
-fn load_one(path: &Path, zxid: u64, database_id: u64) -> Result<(DataTree, Zxid), StorageError> {
+/// Where a restored snapshot leaves recovery.
+#[derive(Debug)]
+struct Loaded {
+    /// Replay starts after this zxid.
+    start: Zxid,
+    /// The snapshot's end zxid, the tree's digest there and the file: replay
+    /// must reach that zxid and find that digest.
+    end: Option<(Zxid, u64, PathBuf)>,
+}
+
+fn load_one(path: &Path, zxid: u64, database_id: u64) -> Result<(DataTree, Loaded), StorageError> {
     let corrupt = |what: String| StorageError::Corrupt {
         file: path.to_path_buf(),
         offset: 0,
@@ -287,7 +532,12 @@ fn load_one(path: &Path, zxid: u64, database_id: u64) -> Result<(DataTree, Zxid)
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         decoded?;
         built.map_err(|error| corrupt(format!("inconsistent node: {error:?}")))?;
-        Ok((restorer.finish(), start))
+        let end = zxid_i64(trailer.end_zxid, path)?;
+        let loaded = Loaded {
+            start,
+            end: Some((end, trailer.digest, path.to_path_buf())),
+        };
+        Ok((restorer.finish(), loaded))
     })
 }
 
@@ -327,25 +577,60 @@ fn decode_snapshot(
     Ok(())
 }
 
-/// Replays every logged txn after `start` onto `tree`; returns how many.
-fn replay(log_dir: &Path, start: Zxid, tree: &mut DataTree) -> Result<u64, StorageError> {
+/// Replays every logged txn after the snapshot's start onto `tree`, checking
+/// the tree against the snapshot's digest when it reaches the snapshot's
+/// end; returns how many txns were replayed.
+fn replay(log_dir: &Path, snapshot: &Loaded, tree: &mut DataTree) -> Result<u64, StorageError> {
+    let start = snapshot.start;
+    let check_end = |tree: &DataTree| match &snapshot.end {
+        Some((end, digest, file)) if tree.last_zxid() == *end && tree.digest() != *digest => {
+            Err(StorageError::Corrupt {
+                file: file.clone(),
+                offset: 0,
+                what: format!(
+                    "the tree replayed to the snapshot's end zxid {end} has digest {:#x}, \
+                     the snapshot recorded {digest:#x}",
+                    tree.digest()
+                ),
+            })
+        }
+        _ => Ok(()),
+    };
+    check_end(tree)?;
     let mut replayed = 0;
     let reader =
         wal::Reader::open(log_dir, zxid_u64(start).saturating_add(1)).map_err(wal_error)?;
     for record in reader {
         let record = record.map_err(wal_error)?;
-        let txn = persist::decode_txn(&record.payload).map_err(|error| StorageError::Corrupt {
-            file: log_dir.to_path_buf(),
-            offset: 0,
-            what: format!("txn {:#x} does not decode: {error}", record.zxid),
-        })?;
+        let txn = decode_logged(log_dir, &record)?;
         if txn.zxid <= start {
             continue;
         }
         apply_replay(tree, &txn);
         replayed += 1;
+        check_end(tree)?;
+    }
+    if let Some((end, _, file)) = &snapshot.end {
+        if tree.last_zxid() < *end {
+            return Err(StorageError::Corrupt {
+                file: file.clone(),
+                offset: 0,
+                what: format!(
+                    "the log ends at {} but the snapshot needs it up to {end}",
+                    tree.last_zxid()
+                ),
+            });
+        }
     }
     Ok(replayed)
+}
+
+fn decode_logged(log_dir: &Path, record: &wal::Record) -> Result<Txn, StorageError> {
+    persist::decode_txn(&record.payload).map_err(|error| StorageError::Corrupt {
+        file: log_dir.to_path_buf(),
+        offset: 0,
+        what: format!("txn {:#x} does not decode: {error}", record.zxid),
+    })
 }
 
 /// The id written in every segment and snapshot header, so files of two
@@ -429,6 +714,7 @@ mod tests {
             pre_alloc_bytes: 1 << 20,
             force_sync: true,
             io: wal::IoMode::Auto,
+            segment_max_bytes: DEFAULT_SEGMENT_MAX_BYTES,
         }
     }
 
@@ -538,7 +824,11 @@ mod tests {
             write(&mut storage, &tree, &mut prep, &[create("/a")]);
             storage.snapshotter().take(&tree).expect("snapshot");
             write(&mut storage, &tree, &mut prep, &[create("/b")]);
-            let newest = storage.snapshotter().take(&tree).expect("snapshot");
+            let newest = storage
+                .snapshotter()
+                .take(&tree)
+                .expect("snapshot")
+                .location;
             write(&mut storage, &tree, &mut prep, &[create("/c")]);
             let digest = tree.read().digest();
             (digest, newest)
@@ -551,5 +841,93 @@ mod tests {
         let (tree, last) = storage.recover().expect("recover");
         assert_eq!(last, Zxid(3));
         assert_eq!(tree.digest(), digest);
+    }
+
+    /// An install cut short by a crash: before its commit point the old
+    /// state stays, after it the next open finishes the install, whichever
+    /// step it stopped at.
+    #[test]
+    fn an_interrupted_install_rolls_back_or_forward() {
+        let build = |prefix: &str, count: usize| {
+            let mut tree = DataTree::new();
+            let mut prep = Prep::new(
+                Zxid::ZERO,
+                PrepConfig {
+                    extended_types_enabled: false,
+                },
+            );
+            for i in 0..count {
+                let txn = prep
+                    .prep(
+                        &tree,
+                        crate::types::SessionId(1),
+                        0,
+                        &[],
+                        &create(&format!("{prefix}{i}")),
+                        1_000,
+                    )
+                    .expect("prep");
+                crate::apply::apply(&mut tree, &txn);
+                prep.applied(tree.last_zxid());
+            }
+            tree
+        };
+        let installed = build("/new", 8);
+        let recovered = |dir: &Path| {
+            let mut storage = NativeStorage::open(config(dir)).expect("open");
+            let (tree, last) = storage.recover().expect("recover");
+            (last, tree.digest())
+        };
+        let old_state = |dir: &Path| {
+            let mut storage = NativeStorage::open(config(dir)).expect("open");
+            let (tree, last) = storage.recover().expect("recover");
+            let tree = RwLock::new(tree);
+            let mut prep = Prep::new(
+                last,
+                PrepConfig {
+                    extended_types_enabled: false,
+                },
+            );
+            write(
+                &mut storage,
+                &tree,
+                &mut prep,
+                &[create("/old0"), create("/old1")],
+            );
+            storage.snapshotter().take(&tree).expect("snapshot");
+            write(&mut storage, &tree, &mut prep, &[create("/old2")]);
+            let state = (tree.read().last_zxid(), tree.read().digest());
+            (state, storage.database_id)
+        };
+
+        // Staged, never committed: the old state stays.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (old, database_id) = old_state(dir.path());
+        stage_install(dir.path(), database_id, &installed).expect("stage");
+        rename(
+            &dir.path().join(INSTALL_READY),
+            &dir.path().join(INSTALL_STAGING),
+        )
+        .expect("uncommit");
+        assert_eq!(recovered(dir.path()), old);
+        assert!(!dir.path().join(INSTALL_STAGING).exists());
+
+        // Committed, nothing else done: the open finishes it.
+        let new = (installed.last_zxid(), installed.digest());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_, database_id) = old_state(dir.path());
+        stage_install(dir.path(), database_id, &installed).expect("stage");
+        assert_eq!(recovered(dir.path()), new);
+        assert!(!dir.path().join(INSTALL_READY).exists());
+        assert_eq!(snapshot::list(dir.path()).expect("list").len(), 1);
+
+        // Committed and moved into place, the empty directory left over.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_, database_id) = old_state(dir.path());
+        stage_install(dir.path(), database_id, &installed).expect("stage");
+        finish_install(dir.path(), Finish::LogClosed(&dir.path().join("log"))).expect("finish");
+        create_dir(&dir.path().join(INSTALL_READY)).expect("leftover");
+        assert_eq!(recovered(dir.path()), new);
+        assert!(!dir.path().join(INSTALL_READY).exists());
     }
 }

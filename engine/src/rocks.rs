@@ -8,27 +8,29 @@
 //! - `log`: key = zxid as big-endian u64 (so key order is zxid order),
 //!   value = `persist::encode_txn`.
 //! - `state`: the tree as of the last checkpoint. `m` holds the meta (the
-//!   checkpoint's generation and start zxid); entries are keyed
-//!   `g` + generation (BE u64) + `n` + path for nodes and `s` + session id
-//!   for sessions. A path sorts after every proper prefix of it, so iterating
-//!   one generation in key order yields parents before children.
+//!   checkpoint's generation, start and end zxids and the digest at its
+//!   end); entries are keyed `g` + generation (BE u64) + `n` + path for
+//!   nodes and `s` + session id for sessions. A path sorts after every
+//!   proper prefix of it, so iterating one generation in key order yields
+//!   parents before children.
 //!
 //! Invariant: the meta names a generation that was written completely, and
-//! the log holds every txn after the meta's zxid. A checkpoint writes a new
-//! generation beside the old one and switches to it in one atomic batch that
-//! also drops the old generation and the log up to the new start zxid; a
-//! crash before that batch leaves the old checkpoint and the whole log.
-//! Recovery restores the generation, then replays the log after its zxid
-//! with `apply_replay`, which converges over a fuzzy checkpoint (DESIGN.md
-//! invariant 6). A failed log write poisons the backend: it is never retried.
+//! the log holds every txn after the meta's start zxid. A checkpoint (and an
+//! install) writes a new generation beside the old one and switches to it in
+//! one atomic batch that also drops the old generation and the log up to the
+//! new start zxid (all of it, for an install); a crash before that batch
+//! leaves the old checkpoint and the whole log. Recovery restores the
+//! generation, then replays the log after its start with `apply_replay`,
+//! which converges over a fuzzy checkpoint (DESIGN.md invariant 6), and
+//! checks the digest when replay reaches the checkpoint's end. A failed log
+//! write poisons the backend: it is never retried.
 
 use crate::apply::apply_replay;
 use crate::persist::{self, SnapshotCursor, SnapshotRecord};
-use crate::storage::{DurableWait, Storage, StorageError, Ticket};
+use crate::storage::{Checkpoint, Checkpointer, DurableWait, Storage, StorageError, Ticket};
 use crate::tree::DataTree;
 use crate::txn::Txn;
 use crate::types::Zxid;
-use crate::Checkpointer;
 use parking_lot::{Condvar, Mutex, RwLock};
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 use std::path::{Path, PathBuf};
@@ -40,6 +42,8 @@ const META_KEY: &[u8] = b"m";
 const GENERATION_TAG: u8 = b'g';
 const NODE_TAG: u8 = b'n';
 const SESSION_TAG: u8 = b's';
+/// Sorts after every 8-byte log key: the exclusive end of "the whole log".
+const LOG_END_KEY: [u8; 9] = [0xff; 9];
 /// Nodes written per hold of the tree's read lock while checkpointing, so
 /// writers wait at most for one chunk (as for native snapshots).
 const CHECKPOINT_CHUNK_NODES: usize = 1_000;
@@ -60,6 +64,8 @@ pub struct RocksStorage {
     writer: Option<std::thread::JoinHandle<()>>,
     next_ticket: u64,
     recovered: Option<(DataTree, Zxid)>,
+    /// One checkpoint at a time, and none during a truncate or install.
+    running: Arc<Mutex<()>>,
 }
 
 /// What the appender and the writer thread share.
@@ -80,6 +86,8 @@ struct QueueState {
     pending: Vec<(u64, Vec<LogRecord>)>,
     /// Every ticket up to this one is durable.
     durable: u64,
+    /// The zxid of the last durable txn written since opening.
+    durable_zxid: Option<u64>,
     poisoned: bool,
     closing: bool,
     /// The writer thread has returned: nothing more becomes durable.
@@ -87,6 +95,55 @@ struct QueueState {
     /// Tests make the next write fail to see the poisoning.
     #[cfg(test)]
     fail_next: bool,
+}
+
+/// The `state` column family's meta entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Meta {
+    generation: u64,
+    start: u64,
+    /// The zxid and digest at the checkpoint's end.
+    end: u64,
+    digest: u64,
+}
+
+const META_BYTES: usize = 32;
+
+impl Meta {
+    /// A new database: generation 0 is empty, its tree is a fresh one.
+    fn empty() -> Meta {
+        Meta {
+            generation: 0,
+            start: 0,
+            end: 0,
+            digest: DataTree::new().digest(),
+        }
+    }
+
+    fn encode(&self) -> [u8; META_BYTES] {
+        let mut bytes = [0u8; META_BYTES];
+        for (slot, value) in
+            bytes
+                .chunks_exact_mut(8)
+                .zip([self.generation, self.start, self.end, self.digest])
+        {
+            slot.copy_from_slice(&value.to_be_bytes());
+        }
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Meta> {
+        let bytes: &[u8; META_BYTES] = bytes.try_into().ok()?;
+        let mut values = bytes
+            .chunks_exact(8)
+            .map(|chunk| u64::from_be_bytes(chunk.try_into().unwrap_or_default()));
+        Some(Meta {
+            generation: values.next()?,
+            start: values.next()?,
+            end: values.next()?,
+            digest: values.next()?,
+        })
+    }
 }
 
 impl RocksStorage {
@@ -108,11 +165,10 @@ impl RocksStorage {
         let db = rocksdb::DB::open_cf_descriptors(&options, &config.dir, families)
             .map_err(|error| db_error(&config.dir, error))?;
         let db = Arc::new(db);
-        let (mut tree, start) = load_state(&db, &config.dir)?;
-        let replayed = replay(&db, &config.dir, start, &mut tree)?;
+        let (tree, meta, replayed) = load(&db, &config.dir)?;
         let last = tree.last_zxid();
         tracing::info!(
-            checkpoint_zxid = %start, replayed, %last, nodes = tree.node_count(),
+            checkpoint_zxid = meta.start, replayed, %last, nodes = tree.node_count(),
             "recovered from the rocksdb checkpoint and log"
         );
         let queue = Arc::new(Queue {
@@ -144,18 +200,30 @@ impl RocksStorage {
             writer: Some(writer),
             next_ticket: 0,
             recovered: Some((tree, last)),
+            running: Arc::new(Mutex::new(())),
         })
     }
 
-    /// What the server's checkpoint thread needs; shareable across threads.
-    pub fn checkpointer(&self) -> RocksCheckpointer {
+    fn make_checkpointer(&self) -> RocksCheckpointer {
         RocksCheckpointer {
             db: Arc::clone(&self.db),
             dir: self.config.dir.clone(),
             force_sync: self.config.force_sync,
             queue: Arc::clone(&self.queue),
-            running: Arc::new(Mutex::new(())),
+            running: Arc::clone(&self.running),
         }
+    }
+
+    /// Waits until everything appended so far is written.
+    fn drain(&self) -> Result<(), StorageError> {
+        QueueWaiter(Arc::clone(&self.queue)).wait(Ticket(self.next_ticket))
+    }
+
+    fn check_poisoned(&self) -> Result<(), StorageError> {
+        if self.queue.state.lock().poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        Ok(())
     }
 
     #[cfg(test)]
@@ -200,14 +268,105 @@ impl Storage for RocksStorage {
     }
 
     fn recover(&mut self) -> Result<(DataTree, Zxid), StorageError> {
-        Ok(self
-            .recovered
-            .take()
-            .unwrap_or_else(|| (DataTree::new(), Zxid::ZERO)))
+        if let Some(recovered) = self.recovered.take() {
+            return Ok(recovered);
+        }
+        self.drain()?;
+        let (tree, _, _) = load(&self.db, &self.config.dir)?;
+        let last = tree.last_zxid();
+        Ok((tree, last))
+    }
+
+    fn read_log(&self, after: Zxid, max: usize) -> Result<Vec<Txn>, StorageError> {
+        let floor = self.log_floor()?;
+        if after < floor {
+            return Err(StorageError::LogCompacted { after, floor });
+        }
+        let durable = self.queue.state.lock().durable_zxid;
+        let log = cf(&self.db, &self.config.dir, LOG_CF)?;
+        let from = zxid_u64(after).saturating_add(1).to_be_bytes();
+        let mut txns = Vec::new();
+        for entry in self
+            .db
+            .iterator_cf(log, IteratorMode::From(&from, Direction::Forward))
+        {
+            if txns.len() >= max {
+                break;
+            }
+            let (key, value) = entry.map_err(|error| db_error(&self.config.dir, error))?;
+            let txn = decode_logged(&self.config.dir, &key, &value)?;
+            // What this process writes shows only once durable; what was
+            // there at open was durable already.
+            if durable.is_some_and(|durable| zxid_u64(txn.zxid) > durable) {
+                break;
+            }
+            txns.push(txn);
+        }
+        Ok(txns)
+    }
+
+    fn log_floor(&self) -> Result<Zxid, StorageError> {
+        let meta = read_meta(&self.db, &self.config.dir)?;
+        zxid_i64(&self.config.dir, meta.start)
+    }
+
+    fn truncate_after(&mut self, zxid: Zxid) -> Result<(), StorageError> {
+        self.drain()?;
+        let _no_checkpoint = self.running.lock();
+        let meta = read_meta(&self.db, &self.config.dir)?;
+        let checkpoint = zxid_i64(&self.config.dir, meta.end)?;
+        if checkpoint > zxid {
+            return Err(StorageError::TruncateBelowCheckpoint { zxid, checkpoint });
+        }
+        let log = cf(&self.db, &self.config.dir, LOG_CF)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(
+            log,
+            &zxid_u64(zxid).saturating_add(1).to_be_bytes()[..],
+            &LOG_END_KEY[..],
+        );
+        self.write_synced(batch)?;
+        self.recovered = None;
+        Ok(())
+    }
+
+    fn install(&mut self, tree: &DataTree) -> Result<(), StorageError> {
+        self.drain()?;
+        let checkpointer = self.make_checkpointer();
+        let _no_checkpoint = self.running.lock();
+        let last = zxid_u64(tree.last_zxid());
+        let meta = Meta {
+            generation: 0,
+            start: last,
+            end: last,
+            digest: tree.digest(),
+        };
+        checkpointer.write_state_with(
+            |cursor, records| cursor.next_chunk(tree, CHECKPOINT_CHUNK_NODES, records),
+            |generation| Meta { generation, ..meta },
+            &LOG_END_KEY,
+        )?;
+        self.recovered = None;
+        Ok(())
+    }
+
+    fn checkpointer(&self) -> Arc<dyn Checkpointer> {
+        Arc::new(self.make_checkpointer())
     }
 
     fn name(&self) -> &'static str {
         "rocksdb"
+    }
+}
+
+impl RocksStorage {
+    fn write_synced(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        self.check_poisoned()?;
+        let mut options = WriteOptions::default();
+        options.set_sync(self.config.force_sync);
+        self.db
+            .write_opt(batch, &options)
+            .map_err(|error| db_error(&self.config.dir, error))
     }
 }
 
@@ -239,9 +398,11 @@ fn write_loop(db: &rocksdb::DB, queue: &Queue, dir: &Path, sync: bool) {
         };
         let mut write = WriteBatch::default();
         let mut last = None;
+        let mut last_zxid = None;
         for (ticket, records) in &batch {
             for (zxid, payload) in records {
                 write.put_cf(log, zxid.to_be_bytes(), payload);
+                last_zxid = Some(*zxid);
             }
             last = Some(*ticket);
         }
@@ -257,6 +418,7 @@ fn write_loop(db: &rocksdb::DB, queue: &Queue, dir: &Path, sync: bool) {
                 if let Some(last) = last {
                     state.durable = state.durable.max(last);
                 }
+                state.durable_zxid = last_zxid.or(state.durable_zxid);
                 drop(state);
                 queue.done.notify_all();
             }
@@ -317,17 +479,52 @@ impl RocksCheckpointer {
     /// Walks the tree in chunks, releasing the read lock between them,
     /// writes it as a new generation of `state`, then switches the meta to
     /// it and drops the old generation and the log up to the walk's start
-    /// zxid, all in one batch. Returns the start zxid.
-    pub fn checkpoint(&self, tree: &RwLock<DataTree>) -> Result<Zxid, StorageError> {
+    /// zxid, all in one batch.
+    pub fn checkpoint(&self, tree: &RwLock<DataTree>) -> Result<Checkpoint, StorageError> {
         let _one = self.running.lock();
+        let start = tree.read().last_zxid();
+        let start_u64 = zxid_u64(start);
+        let meta = self.write_state_with(
+            |cursor, records| cursor.next_chunk(&tree.read(), CHECKPOINT_CHUNK_NODES, records),
+            |generation| {
+                // After the walk: the tree as it stands now is what the log
+                // after `start` leads to.
+                let tree = tree.read();
+                Meta {
+                    generation,
+                    start: start_u64,
+                    end: zxid_u64(tree.last_zxid()),
+                    digest: tree.digest(),
+                }
+            },
+            &start_u64.saturating_add(1).to_be_bytes(),
+        )?;
+        Ok(Checkpoint {
+            start,
+            end: zxid_i64(&self.dir, meta.end)?,
+            digest: meta.digest,
+            location: self.dir.display().to_string(),
+        })
+    }
+
+    /// Writes the records `next_chunk` yields as the next generation, then
+    /// in one synced batch switches the meta to it (`meta_for` is given the
+    /// generation, once the walk is over), drops the old generation and the
+    /// log below `log_cut`. The caller holds `running`.
+    fn write_state_with(
+        &self,
+        mut next_chunk: impl FnMut(&mut SnapshotCursor, &mut Vec<SnapshotRecord>),
+        meta_for: impl FnOnce(u64) -> Meta,
+        log_cut: &[u8],
+    ) -> Result<Meta, StorageError> {
         if self.queue.state.lock().poisoned {
             return Err(StorageError::Poisoned);
         }
         let db = &*self.db;
-        let state_cf = self.cf(STATE_CF)?;
-        let log_cf = self.cf(LOG_CF)?;
-        let (old_generation, _) = read_meta(db, &self.dir)?;
-        let generation = old_generation.wrapping_add(1);
+        let state_cf = cf(db, &self.dir, STATE_CF)?;
+        let log_cf = cf(db, &self.dir, LOG_CF)?;
+        let old = read_meta(db, &self.dir)?;
+        let generation = old.generation.wrapping_add(1);
         // Leftovers of a checkpoint a crash interrupted.
         db.delete_range_cf(
             state_cf,
@@ -336,12 +533,10 @@ impl RocksCheckpointer {
         )
         .map_err(|error| db_error(&self.dir, error))?;
 
-        let start = tree.read().last_zxid();
-        let start_u64 = u64::try_from(start.0).unwrap_or(0);
         let mut cursor = SnapshotCursor::new();
         let mut records = Vec::with_capacity(CHECKPOINT_CHUNK_NODES);
         while !cursor.is_done() {
-            cursor.next_chunk(&tree.read(), CHECKPOINT_CHUNK_NODES, &mut records);
+            next_chunk(&mut cursor, &mut records);
             let mut batch = WriteBatch::default();
             for record in records.drain(..) {
                 let key = record_key(generation, &record);
@@ -355,40 +550,26 @@ impl RocksCheckpointer {
                 .map_err(|error| db_error(&self.dir, error))?;
         }
 
+        let meta = meta_for(generation);
         let mut switch = WriteBatch::default();
-        switch.put_cf(state_cf, META_KEY, encode_meta(generation, start_u64));
+        switch.put_cf(state_cf, META_KEY, meta.encode());
         switch.delete_range_cf(
             state_cf,
-            generation_prefix(old_generation),
+            generation_prefix(old.generation),
             generation_prefix(generation),
         );
-        switch.delete_range_cf(
-            log_cf,
-            0u64.to_be_bytes(),
-            start_u64.saturating_add(1).to_be_bytes(),
-        );
+        switch.delete_range_cf(log_cf, &0u64.to_be_bytes()[..], log_cut);
         let mut options = WriteOptions::default();
         options.set_sync(self.force_sync);
         db.write_opt(switch, &options)
             .map_err(|error| db_error(&self.dir, error))?;
-        Ok(start)
-    }
-
-    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StorageError> {
-        self.db
-            .cf_handle(name)
-            .ok_or_else(|| StorageError::Corrupt {
-                file: self.dir.clone(),
-                offset: 0,
-                what: format!("column family {name} is missing"),
-            })
+        Ok(meta)
     }
 }
 
 impl Checkpointer for RocksCheckpointer {
-    fn take(&self, tree: &RwLock<DataTree>) -> Result<String, StorageError> {
-        let start = self.checkpoint(tree)?;
-        Ok(format!("{} checkpoint at {start}", self.dir.display()))
+    fn take(&self, tree: &RwLock<DataTree>) -> Result<Checkpoint, StorageError> {
+        self.checkpoint(tree)
     }
 
     /// A checkpoint already dropped the log it made obsolete and the older
@@ -420,50 +601,44 @@ fn record_key(generation: u64, record: &SnapshotRecord) -> Vec<u8> {
     key
 }
 
-fn encode_meta(generation: u64, zxid: u64) -> [u8; 16] {
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&generation.to_be_bytes());
-    bytes[8..].copy_from_slice(&zxid.to_be_bytes());
-    bytes
-}
-
-/// The current generation and its start zxid; (0, 0) for a new database
-/// (generation 0 is empty).
-fn read_meta(db: &rocksdb::DB, dir: &Path) -> Result<(u64, u64), StorageError> {
-    let state = db
-        .cf_handle(STATE_CF)
-        .ok_or_else(|| missing_cf(dir, STATE_CF))?;
+/// The current checkpoint's meta; `Meta::empty()` for a new database.
+fn read_meta(db: &rocksdb::DB, dir: &Path) -> Result<Meta, StorageError> {
+    let state = cf(db, dir, STATE_CF)?;
     let Some(bytes) = db
         .get_cf(state, META_KEY)
         .map_err(|error| db_error(dir, error))?
     else {
-        return Ok((0, 0));
+        return Ok(Meta::empty());
     };
-    let bad = || StorageError::Corrupt {
-        file: dir.to_path_buf(),
-        offset: 0,
-        what: format!("checkpoint meta has {} bytes, not 16", bytes.len()),
-    };
-    let generation = bytes.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok());
-    let zxid = bytes.get(8..16).and_then(|b| <[u8; 8]>::try_from(b).ok());
-    match (generation, zxid, bytes.len()) {
-        (Some(generation), Some(zxid), 16) => {
-            Ok((u64::from_be_bytes(generation), u64::from_be_bytes(zxid)))
-        }
-        _ => Err(bad()),
+    let meta = Meta::decode(&bytes).ok_or_else(|| {
+        corrupt(
+            dir,
+            format!(
+                "checkpoint meta has {} bytes, not {META_BYTES}",
+                bytes.len()
+            ),
+        )
+    })?;
+    if meta.end < meta.start {
+        return Err(corrupt(
+            dir,
+            format!(
+                "checkpoint meta ends at {:#x}, before its start {:#x}",
+                meta.end, meta.start
+            ),
+        ));
     }
+    Ok(meta)
 }
 
-/// The checkpointed tree (empty if none) and the zxid it starts from.
-fn load_state(db: &rocksdb::DB, dir: &Path) -> Result<(DataTree, Zxid), StorageError> {
-    let (generation, zxid) = read_meta(db, dir)?;
-    let start = i64::try_from(zxid)
-        .map(Zxid)
-        .map_err(|_| corrupt(dir, format!("checkpoint zxid {zxid:#x} out of range")))?;
-    let state = db
-        .cf_handle(STATE_CF)
-        .ok_or_else(|| missing_cf(dir, STATE_CF))?;
-    let prefix = generation_prefix(generation);
+/// The state: the checkpointed tree plus the log replayed after it, with the
+/// checkpoint's meta and the number of txns replayed.
+fn load(db: &rocksdb::DB, dir: &Path) -> Result<(DataTree, Meta, u64), StorageError> {
+    let meta = read_meta(db, dir)?;
+    let start = zxid_i64(dir, meta.start)?;
+    let end = zxid_i64(dir, meta.end)?;
+    let state = cf(db, dir, STATE_CF)?;
+    let prefix = generation_prefix(meta.generation);
     let mut records = Vec::new();
     for entry in db.iterator_cf(state, IteratorMode::From(&prefix, Direction::Forward)) {
         let (key, value) = entry.map_err(|error| db_error(dir, error))?;
@@ -478,41 +653,74 @@ fn load_state(db: &rocksdb::DB, dir: &Path) -> Result<(DataTree, Zxid), StorageE
         })?;
         records.push(record);
     }
-    let tree = persist::restore(records, start)
+    let mut tree = persist::restore(records, start)
         .map_err(|error| corrupt(dir, format!("inconsistent checkpoint node: {error:?}")))?;
-    Ok((tree, start))
-}
-
-/// Replays every logged txn after `start` onto `tree`; returns how many.
-fn replay(
-    db: &rocksdb::DB,
-    dir: &Path,
-    start: Zxid,
-    tree: &mut DataTree,
-) -> Result<u64, StorageError> {
-    let log = db
-        .cf_handle(LOG_CF)
-        .ok_or_else(|| missing_cf(dir, LOG_CF))?;
-    let from = u64::try_from(start.0)
-        .unwrap_or(0)
-        .saturating_add(1)
-        .to_be_bytes();
+    let check_end = |tree: &DataTree| {
+        if tree.last_zxid() == end && tree.digest() != meta.digest {
+            return Err(corrupt(
+                dir,
+                format!(
+                    "the tree replayed to the checkpoint's end zxid {end} has digest {:#x}, \
+                     the checkpoint recorded {:#x}",
+                    tree.digest(),
+                    meta.digest
+                ),
+            ));
+        }
+        Ok(())
+    };
+    check_end(&tree)?;
+    let log = cf(db, dir, LOG_CF)?;
+    let from = meta.start.saturating_add(1).to_be_bytes();
     let mut replayed = 0;
     for entry in db.iterator_cf(log, IteratorMode::From(&from, Direction::Forward)) {
         let (key, value) = entry.map_err(|error| db_error(dir, error))?;
-        let txn = persist::decode_txn(&value).map_err(|error| {
-            corrupt(
-                dir,
-                format!("logged txn {:?} does not decode: {error}", key),
-            )
-        })?;
+        let txn = decode_logged(dir, &key, &value)?;
         if txn.zxid <= start {
             continue;
         }
-        apply_replay(tree, &txn);
+        apply_replay(&mut tree, &txn);
         replayed += 1;
+        check_end(&tree)?;
     }
-    Ok(replayed)
+    if tree.last_zxid() < end {
+        return Err(corrupt(
+            dir,
+            format!(
+                "the log ends at {} but the checkpoint needs it up to {end}",
+                tree.last_zxid()
+            ),
+        ));
+    }
+    Ok((tree, meta, replayed))
+}
+
+fn decode_logged(dir: &Path, key: &[u8], value: &[u8]) -> Result<Txn, StorageError> {
+    persist::decode_txn(value).map_err(|error| {
+        corrupt(
+            dir,
+            format!("logged txn {:?} does not decode: {error}", key),
+        )
+    })
+}
+
+fn cf<'a>(
+    db: &'a rocksdb::DB,
+    dir: &Path,
+    name: &str,
+) -> Result<&'a rocksdb::ColumnFamily, StorageError> {
+    db.cf_handle(name).ok_or_else(|| missing_cf(dir, name))
+}
+
+fn zxid_u64(zxid: Zxid) -> u64 {
+    // Zxids the tree holds are never negative: they start at 0 and grow.
+    u64::try_from(zxid.0).unwrap_or(0)
+}
+
+fn zxid_i64(dir: &Path, zxid: u64) -> Result<Zxid, StorageError> {
+    i64::try_from(zxid)
+        .map(Zxid)
+        .map_err(|_| corrupt(dir, format!("zxid {zxid:#x} out of range")))
 }
 
 fn corrupt(dir: &Path, what: String) -> StorageError {
@@ -609,10 +817,10 @@ mod tests {
             let mut prep = prep_for(last);
             write(&mut storage, &tree, &mut prep, &creates("/a", 50));
             let start = storage
-                .checkpointer()
+                .make_checkpointer()
                 .checkpoint(&tree)
                 .expect("checkpoint");
-            assert_eq!(start, Zxid(50));
+            assert_eq!(start.start, Zxid(50));
             // The checkpoint dropped the log it covers.
             assert_eq!(log_len(&storage), 0);
             write(&mut storage, &tree, &mut prep, &creates("/b", 50));
@@ -645,7 +853,7 @@ mod tests {
             let mut prep = prep_for(last);
             write(&mut storage, &tree, &mut prep, &creates("/a", 10));
             storage
-                .checkpointer()
+                .make_checkpointer()
                 .checkpoint(&tree)
                 .expect("checkpoint");
             write(
@@ -655,7 +863,7 @@ mod tests {
                 &[delete("/a1"), delete("/a2")],
             );
             storage
-                .checkpointer()
+                .make_checkpointer()
                 .checkpoint(&tree)
                 .expect("checkpoint");
             assert_eq!(log_len(&storage), 0);
@@ -689,7 +897,7 @@ mod tests {
             let tree = RwLock::new(tree);
             let mut prep = prep_for(last);
             write(&mut storage, &tree, &mut prep, &creates("/n", 3_000));
-            let checkpointer = storage.checkpointer();
+            let checkpointer = storage.make_checkpointer();
             std::thread::scope(|scope| {
                 let walker = scope.spawn(|| {
                     for _ in 0..3 {
@@ -735,7 +943,7 @@ mod tests {
             let mut prep = prep_for(last);
             write(&mut storage, &tree, &mut prep, &creates("/a", 5));
             storage
-                .checkpointer()
+                .make_checkpointer()
                 .checkpoint(&tree)
                 .expect("checkpoint");
             write(&mut storage, &tree, &mut prep, &[delete("/a0")]);
@@ -765,7 +973,7 @@ mod tests {
         assert!(tree.get("/stray").is_none());
         let tree = RwLock::new(tree);
         storage
-            .checkpointer()
+            .make_checkpointer()
             .checkpoint(&tree)
             .expect("checkpoint");
         drop(storage);
@@ -793,7 +1001,7 @@ mod tests {
         ));
         assert!(matches!(storage.append(&[]), Err(StorageError::Poisoned)));
         assert!(matches!(
-            storage.checkpointer().checkpoint(&tree),
+            storage.make_checkpointer().checkpoint(&tree),
             Err(StorageError::Poisoned)
         ));
         drop(storage);

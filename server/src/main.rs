@@ -18,7 +18,6 @@ use engine::rocks::{RocksConfig, RocksStorage};
 use engine::session::SessionTracker;
 use engine::storage::Storage;
 use engine::watch::WatchRegistry;
-use engine::Checkpointer;
 use net::reactor::{now_ms, FourLetterWords, Polls, Reactor};
 use net::shared::{Settings, Shared};
 use net::stats::ServerStats;
@@ -138,35 +137,33 @@ fn serve(config: Config) -> anyhow::Result<()> {
     if !config.force_sync {
         tracing::warn!("forceSync=no: acknowledged writes can be lost on power failure");
     }
-    let (mut storage, checkpointer): (Box<dyn Storage>, Arc<dyn Checkpointer>) =
-        match config.storage_backend {
-            config::StorageBackend::Native => {
-                let native = NativeStorage::open(NativeConfig {
-                    snapshot_dir: config.data_dir.clone(),
-                    log_dir: config.data_log_dir.clone(),
-                    pre_alloc_bytes: config.pre_alloc_size_kb.saturating_mul(1024),
-                    force_sync: config.force_sync,
-                    io: match config.wal_io {
-                        config::WalIo::Pwrite => wal::IoMode::Pwrite,
-                        config::WalIo::IoUring => wal::IoMode::Auto,
-                    },
-                })
-                .context("recovery failed")?;
-                let snapshotter = Arc::new(native.snapshotter());
-                (Box::new(native), snapshotter)
-            }
-            config::StorageBackend::RocksDb => {
-                let rocks = RocksStorage::open(RocksConfig {
-                    dir: config.data_dir.join(ROCKSDB_SUBDIR),
-                    force_sync: config.force_sync,
-                })
-                .context("recovery failed")?;
-                let checkpointer = Arc::new(rocks.checkpointer());
-                (Box::new(rocks), checkpointer)
-            }
-        };
+    let mut storage: Box<dyn Storage> = match config.storage_backend {
+        config::StorageBackend::Native => {
+            let native = NativeStorage::open(NativeConfig {
+                snapshot_dir: config.data_dir.clone(),
+                log_dir: config.data_log_dir.clone(),
+                pre_alloc_bytes: config.pre_alloc_size_kb.saturating_mul(1024),
+                force_sync: config.force_sync,
+                io: match config.wal_io {
+                    config::WalIo::Pwrite => wal::IoMode::Pwrite,
+                    config::WalIo::IoUring => wal::IoMode::Auto,
+                },
+                segment_max_bytes: engine::native::DEFAULT_SEGMENT_MAX_BYTES,
+            })
+            .context("recovery failed")?;
+            Box::new(native)
+        }
+        config::StorageBackend::RocksDb => {
+            let rocks = RocksStorage::open(RocksConfig {
+                dir: config.data_dir.join(ROCKSDB_SUBDIR),
+                force_sync: config.force_sync,
+            })
+            .context("recovery failed")?;
+            Box::new(rocks)
+        }
+    };
     let snapshots = pipeline::SnapshotPolicy {
-        snapshotter: checkpointer,
+        snapshotter: storage.checkpointer(),
         snap_count: config.snap_count.max(2),
         retain_count: config.autopurge_snap_retain_count as usize,
         purge_every: (config.autopurge_purge_interval_hours > 0).then(|| {

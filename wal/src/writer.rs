@@ -471,12 +471,15 @@ impl Wal {
     /// Removes every record with a zxid above `zxid` (Zab TRUNC, repair),
     /// after the appends already queued are written. Returns the zxid of the
     /// last record left. Later appends continue from there.
-    pub fn truncate_after(&mut self, zxid: u64) -> Result<Option<u64>, Error> {
+    pub fn truncate_after(&self, zxid: u64) -> Result<Option<u64>, Error> {
         self.check_poisoned()?;
+        // Held throughout, so no append slips in between the truncation and
+        // the new last zxid.
+        let mut appender = self.appender.lock();
         let (reply, answer) = crossbeam_channel::bounded(1);
         self.send(Command::Truncate { zxid, reply })?;
         let last = answer.recv().map_err(|_| Error::Poisoned)??;
-        self.appender.lock().last_zxid = last;
+        appender.last_zxid = last;
         Ok(last)
     }
 
@@ -1087,7 +1090,7 @@ mod tests {
     fn truncate_after_then_append() {
         for_each_mode(|mode| {
             let dir = tempfile::tempdir().expect("tempdir");
-            let (mut wal, _) = open(dir.path(), mode);
+            let (wal, _) = open(dir.path(), mode);
             append_each(&wal, records(1..=200, 1));
             let segments_before = segment_paths(dir.path()).len();
             assert_eq!(wal.truncate_after(42).expect("truncate"), Some(42));
@@ -1099,7 +1102,7 @@ mod tests {
             let mut expected = records(1..=42, 1);
             expected.extend(records(43..=60, 2));
             assert_eq!(read_from(dir.path(), 0), expected);
-            let (mut wal, report) = open(dir.path(), mode);
+            let (wal, report) = open(dir.path(), mode);
             assert_eq!(report.last_zxid, Some(60));
             assert_eq!(wal.truncate_after(0).expect("truncate all"), None);
             append_each(&wal, records(5..=6, 3));

@@ -38,6 +38,7 @@ pub fn config_in(dir: &Path, log_dir: &Path) -> NativeConfig {
         pre_alloc_bytes: 64 << 10,
         force_sync: true,
         io: wal::IoMode::Pwrite,
+        segment_max_bytes: engine::native::DEFAULT_SEGMENT_MAX_BYTES,
     }
 }
 
