@@ -499,7 +499,9 @@ impl SnapshotSchedule {
                         Ok(written) => {
                             shared.stats.snapshot_taken(started.elapsed());
                             tracing::info!(
-                                %written,
+                                start = %written.start,
+                                end = %written.end,
+                                location = %written.location,
                                 elapsed_ms = started.elapsed().as_millis() as u64,
                                 "snapshot written"
                             )

@@ -684,7 +684,7 @@ def test_logdump_json_matches_the_segment_format(ours_small, raw, prefix):
 # ---------------------------------------------------------------- 4. snapshots under load
 
 
-CHECKPOINT_RE = re.compile(r"checkpoint at (0x[0-9a-f]+)")
+CHECKPOINT_RE = re.compile(r"snapshot written start=(0x[0-9a-f]+)")
 
 
 def _snapshot_zxids(server, backend):
