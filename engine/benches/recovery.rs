@@ -13,18 +13,16 @@ use engine::request::{CreateRequest, Request};
 use engine::storage::Storage;
 use engine::txn::Txn;
 use engine::types::{Acl, OpCode, SessionId, Zxid};
-use engine::Checkpointer;
 use parking_lot::RwLock;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BATCH: usize = 1_000;
 
 /// Opens a backend on `dir` (recovering what is there).
-type Open = fn(&Path) -> (Box<dyn Storage>, Arc<dyn Checkpointer>);
+type Open = fn(&Path) -> Box<dyn Storage>;
 
-fn open_native(dir: &Path) -> (Box<dyn Storage>, Arc<dyn Checkpointer>) {
+fn open_native(dir: &Path) -> Box<dyn Storage> {
     let storage = NativeStorage::open(NativeConfig {
         snapshot_dir: dir.to_path_buf(),
         log_dir: dir.to_path_buf(),
@@ -34,19 +32,17 @@ fn open_native(dir: &Path) -> (Box<dyn Storage>, Arc<dyn Checkpointer>) {
         segment_max_bytes: engine::native::DEFAULT_SEGMENT_MAX_BYTES,
     })
     .expect("open native");
-    let checkpointer = Arc::new(storage.snapshotter());
-    (Box::new(storage), checkpointer)
+    Box::new(storage)
 }
 
 #[cfg(feature = "rocksdb")]
-fn open_rocksdb(dir: &Path) -> (Box<dyn Storage>, Arc<dyn Checkpointer>) {
+fn open_rocksdb(dir: &Path) -> Box<dyn Storage> {
     let storage = engine::rocks::RocksStorage::open(engine::rocks::RocksConfig {
         dir: dir.join("rocksdb"),
         force_sync: true,
     })
     .expect("open rocksdb");
-    let checkpointer = Arc::new(storage.checkpointer());
-    (Box::new(storage), checkpointer)
+    Box::new(storage)
 }
 
 fn bytes_on_disk(dir: &Path) -> u64 {
@@ -76,7 +72,7 @@ struct Figures {
 fn run(open: Open, znodes: usize) -> Figures {
     let dir = tempfile::tempdir().expect("temp dir");
     let started = Instant::now();
-    let (mut storage, _) = open(dir.path());
+    let mut storage = open(dir.path());
     let (tree, last) = storage.recover().expect("recover");
     let tree = RwLock::new(tree);
     let mut prep = Prep::new(
@@ -123,19 +119,20 @@ fn run(open: Open, znodes: usize) -> Figures {
 
     let recover = || {
         let started = Instant::now();
-        let (mut storage, checkpointer) = open(dir.path());
+        let mut storage = open(dir.path());
         let (recovered, last) = storage.recover().expect("recover");
         let elapsed = started.elapsed();
         assert_eq!(recovered.digest(), digest, "recovery gave a different tree");
         assert_eq!(last, Zxid(znodes as i64));
-        (elapsed, storage, checkpointer)
+        (elapsed, storage)
     };
-    let (log_recovery, storage, checkpointer) = recover();
+    let (log_recovery, storage) = recover();
+    let checkpointer = storage.checkpointer();
     let started = Instant::now();
     checkpointer.take(&tree).expect("checkpoint");
     let checkpoint = started.elapsed();
     drop((storage, checkpointer));
-    let (checkpoint_recovery, _, _) = recover();
+    let (checkpoint_recovery, _) = recover();
     Figures {
         load,
         log_recovery,

@@ -12,6 +12,7 @@ pub mod persist;
 pub mod prep;
 pub mod read;
 pub mod request;
+pub mod restore;
 #[cfg(feature = "rocksdb")]
 pub mod rocks;
 pub mod session;

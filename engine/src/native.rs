@@ -18,7 +18,8 @@
 //! install a crash interrupted and discards an uncommitted one.
 
 use crate::apply::apply_replay;
-use crate::persist::{self, PreparedRecord, SnapshotCursor, SnapshotRecord};
+use crate::persist::{self, SnapshotCursor, SnapshotRecord};
+use crate::restore::{restore_pipelined, RestoreError};
 use crate::storage::{DurableWait, Storage, StorageError, Ticket};
 use crate::tree::DataTree;
 use crate::txn::Txn;
@@ -31,11 +32,6 @@ use std::sync::Arc;
 /// writers wait at most for one chunk.
 const SNAPSHOT_CHUNK_NODES: usize = 1_000;
 const SNAPSHOT_ZSTD_LEVEL: i32 = 1;
-/// Records a restore's decoding thread hands over at a time (some 80 KiB).
-const RESTORE_BATCH_RECORDS: usize = 512;
-/// Batches in flight from the decoding thread: bounds what a restore holds
-/// beyond the tree.
-const RESTORE_BATCHES_IN_FLIGHT: usize = 8;
 const DATABASE_ID_FILE: &str = "database_id";
 /// Where `install` writes the new snapshot (in the snapshot directory).
 const INSTALL_STAGING: &str = "install";
@@ -503,78 +499,35 @@ fn load_one(path: &Path, zxid: u64, database_id: u64) -> Result<(DataTree, Loade
     // a few bytes, so it is capped by the compressed size.
     let expected = trailer.entry_count.min(trailer.compressed_bytes / 4);
     let expected = usize::try_from(expected).unwrap_or(0);
-    // Decompressing, checking and decoding the records (which allocates and
-    // hashes each node) costs about as much as linking them into the tree:
-    // a second thread does it while this one builds the tree.
-    std::thread::scope(|scope| {
-        let (batches, received) = std::sync::mpsc::sync_channel(RESTORE_BATCHES_IN_FLIGHT);
-        let decoding = std::thread::Builder::new()
-            .name("snapshot-decode".into())
-            .spawn_scoped(scope, || decode_snapshot(&reader, batches))
-            .map_err(|source| StorageError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        let mut restorer = persist::Restorer::new(start, expected);
-        let mut built = Ok(());
-        'receive: for batch in received.iter() {
-            for record in batch {
-                if let Err(error) = restorer.restore_prepared(record) {
-                    built = Err(error);
-                    break 'receive;
-                }
+    let tree = restore_pipelined(start, expected, |sink| {
+        let mut entries = reader.entries();
+        let mut payload = Vec::new();
+        while entries
+            .next_into(&mut payload)
+            .map_err(snapshot_error)?
+            .is_some()
+        {
+            if !sink(&payload) {
+                break;
             }
         }
-        // Hanging up stops the decoding thread if the tree refused a record.
-        drop(received);
-        let decoded = decoding
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        decoded?;
-        built.map_err(|error| corrupt(format!("inconsistent node: {error:?}")))?;
-        let end = zxid_i64(trailer.end_zxid, path)?;
-        let loaded = Loaded {
-            start,
-            end: Some((end, trailer.digest, path.to_path_buf())),
-        };
-        Ok((restorer.finish(), loaded))
+        Ok(())
     })
-}
-
-/// Decodes a snapshot's records and sends them in batches, until the END
-/// frame (its checks passed) or until the receiver hangs up.
-fn decode_snapshot(
-    reader: &snapshot::SnapshotReader,
-    batches: std::sync::mpsc::SyncSender<Vec<PreparedRecord>>,
-) -> Result<(), StorageError> {
-    let mut decoder = persist::RecordDecoder::default();
-    let mut entries = reader.entries();
-    let mut payload = Vec::new();
-    // A record may add two prepared ones (an ACL list, then the node).
-    let mut batch = Vec::with_capacity(RESTORE_BATCH_RECORDS + 1);
-    while entries
-        .next_into(&mut payload)
-        .map_err(snapshot_error)?
-        .is_some()
-    {
-        decoder
-            .decode(&payload, &mut batch)
-            .map_err(|error| StorageError::Corrupt {
-                file: reader.path().to_path_buf(),
-                offset: 0,
-                what: error.to_string(),
-            })?;
-        if batch.len() >= RESTORE_BATCH_RECORDS {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(RESTORE_BATCH_RECORDS + 1));
-            if batches.send(full).is_err() {
-                // The tree refused a record; the builder reports it.
-                return Ok(());
-            }
-        }
-    }
-    // A hang-up here also means the builder has an error to report.
-    let _ = batches.send(batch);
-    Ok(())
+    .map_err(|error| match error {
+        RestoreError::Read(error) => error,
+        RestoreError::Decode(error) => corrupt(error.to_string()),
+        RestoreError::Tree(error) => corrupt(format!("inconsistent node: {error:?}")),
+        RestoreError::Spawn(source) => StorageError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    })?;
+    let end = zxid_i64(trailer.end_zxid, path)?;
+    let loaded = Loaded {
+        start,
+        end: Some((end, trailer.digest, path.to_path_buf())),
+    };
+    Ok((tree, loaded))
 }
 
 /// Replays every logged txn after the snapshot's start onto `tree`, checking
@@ -783,7 +736,7 @@ mod tests {
         let database_id = database_id(dir.path()).expect("database id");
         let mut writer =
             snapshot::SnapshotWriter::create(dir.path(), 5, database_id, 1).expect("create");
-        for i in 0..4 * RESTORE_BATCH_RECORDS * RESTORE_BATCHES_IN_FLIGHT {
+        for i in 0..4 * crate::restore::BATCH_RECORDS * crate::restore::BATCHES_IN_FLIGHT {
             let record = SnapshotRecord::Node {
                 path: format!("/missing/n{i}"),
                 data: None,

@@ -27,6 +27,7 @@
 
 use crate::apply::apply_replay;
 use crate::persist::{self, SnapshotCursor, SnapshotRecord};
+use crate::restore::{restore_pipelined, RestoreError};
 use crate::storage::{Checkpoint, Checkpointer, DurableWait, Storage, StorageError, Ticket};
 use crate::tree::DataTree;
 use crate::txn::Txn;
@@ -105,9 +106,11 @@ struct Meta {
     /// The zxid and digest at the checkpoint's end.
     end: u64,
     digest: u64,
+    /// Nodes in the tree at the end: sizes the tree on recovery.
+    nodes: u64,
 }
 
-const META_BYTES: usize = 32;
+const META_BYTES: usize = 40;
 
 impl Meta {
     /// A new database: generation 0 is empty, its tree is a fresh one.
@@ -117,16 +120,19 @@ impl Meta {
             start: 0,
             end: 0,
             digest: DataTree::new().digest(),
+            nodes: 0,
         }
     }
 
     fn encode(&self) -> [u8; META_BYTES] {
         let mut bytes = [0u8; META_BYTES];
-        for (slot, value) in
-            bytes
-                .chunks_exact_mut(8)
-                .zip([self.generation, self.start, self.end, self.digest])
-        {
+        for (slot, value) in bytes.chunks_exact_mut(8).zip([
+            self.generation,
+            self.start,
+            self.end,
+            self.digest,
+            self.nodes,
+        ]) {
             slot.copy_from_slice(&value.to_be_bytes());
         }
         bytes
@@ -142,6 +148,7 @@ impl Meta {
             start: values.next()?,
             end: values.next()?,
             digest: values.next()?,
+            nodes: values.next()?,
         })
     }
 }
@@ -340,6 +347,7 @@ impl Storage for RocksStorage {
             start: last,
             end: last,
             digest: tree.digest(),
+            nodes: tree.node_count() as u64,
         };
         checkpointer.write_state_with(
             |cursor, records| cursor.next_chunk(tree, CHECKPOINT_CHUNK_NODES, records),
@@ -495,6 +503,7 @@ impl RocksCheckpointer {
                     start: start_u64,
                     end: zxid_u64(tree.last_zxid()),
                     digest: tree.digest(),
+                    nodes: tree.node_count() as u64,
                 }
             },
             &start_u64.saturating_add(1).to_be_bytes(),
@@ -533,6 +542,10 @@ impl RocksCheckpointer {
         )
         .map_err(|error| db_error(&self.dir, error))?;
 
+        // The generation bypasses RocksDB's WAL (written once, not twice)
+        // and is flushed to table files before the switch refers to it.
+        let mut unlogged = WriteOptions::default();
+        unlogged.disable_wal(true);
         let mut cursor = SnapshotCursor::new();
         let mut records = Vec::with_capacity(CHECKPOINT_CHUNK_NODES);
         while !cursor.is_done() {
@@ -544,11 +557,11 @@ impl RocksCheckpointer {
                     .map_err(|error| StorageError::Encode(error.to_string()))?;
                 batch.put_cf(state_cf, key, bytes);
             }
-            // Unsynced: the switch below syncs RocksDB's own log, which
-            // covers every write before it.
-            db.write(batch)
+            db.write_opt(batch, &unlogged)
                 .map_err(|error| db_error(&self.dir, error))?;
         }
+        db.flush_cf(state_cf)
+            .map_err(|error| db_error(&self.dir, error))?;
 
         let meta = meta_for(generation);
         let mut switch = WriteBatch::default();
@@ -639,22 +652,28 @@ fn load(db: &rocksdb::DB, dir: &Path) -> Result<(DataTree, Meta, u64), StorageEr
     let end = zxid_i64(dir, meta.end)?;
     let state = cf(db, dir, STATE_CF)?;
     let prefix = generation_prefix(meta.generation);
-    let mut records = Vec::new();
-    for entry in db.iterator_cf(state, IteratorMode::From(&prefix, Direction::Forward)) {
-        let (key, value) = entry.map_err(|error| db_error(dir, error))?;
-        if !key.starts_with(&prefix) {
-            break;
+    let mut tree = restore_pipelined(start, expected_nodes(db, state, &meta), |sink| {
+        // Looked up again: a handle may not cross threads.
+        let state = cf(db, dir, STATE_CF)?;
+        for entry in db.iterator_cf(state, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (key, value) = entry.map_err(|error| db_error(dir, error))?;
+            if !key.starts_with(&prefix) || !sink(&value) {
+                break;
+            }
         }
-        let record = persist::decode_record(&value).map_err(|error| {
-            corrupt(
-                dir,
-                format!("checkpoint entry {:?} does not decode: {error}", key),
-            )
-        })?;
-        records.push(record);
-    }
-    let mut tree = persist::restore(records, start)
-        .map_err(|error| corrupt(dir, format!("inconsistent checkpoint node: {error:?}")))?;
+        Ok(())
+    })
+    .map_err(|error| match error {
+        RestoreError::Read(error) => error,
+        RestoreError::Decode(error) => corrupt(dir, format!("a checkpoint entry: {error}")),
+        RestoreError::Tree(error) => {
+            corrupt(dir, format!("inconsistent checkpoint node: {error:?}"))
+        }
+        RestoreError::Spawn(source) => StorageError::Io {
+            path: dir.to_path_buf(),
+            source,
+        },
+    })?;
     let check_end = |tree: &DataTree| {
         if tree.last_zxid() == end && tree.digest() != meta.digest {
             return Err(corrupt(
@@ -693,6 +712,20 @@ fn load(db: &rocksdb::DB, dir: &Path) -> Result<(DataTree, Meta, u64), StorageEr
         ));
     }
     Ok((tree, meta, replayed))
+}
+
+/// The meta's node count, to size the tree: a hint that a damaged meta could
+/// inflate, so capped by what the column family's files could hold.
+fn expected_nodes(db: &rocksdb::DB, state: &rocksdb::ColumnFamily, meta: &Meta) -> usize {
+    let property = |name| {
+        db.property_int_value_cf(state, name)
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    };
+    let bytes = property("rocksdb.total-sst-files-size")
+        .saturating_add(property("rocksdb.cur-size-all-mem-tables"));
+    usize::try_from(meta.nodes.min(bytes / 16)).unwrap_or(0)
 }
 
 fn decode_logged(dir: &Path, key: &[u8], value: &[u8]) -> Result<Txn, StorageError> {
