@@ -477,6 +477,28 @@ pub fn salvage(segments: &[SegmentInfo], after: u64) -> Result<Salvage, String> 
     Ok(salvage)
 }
 
+/// If `dir` holds a RocksDB-backend data directory (`storage.backend=rocksdb`)
+/// rather than WAL segments and snapshots, the sentence to tell the user.
+/// These tools read the native backend's files only.
+pub fn rocksdb_notice(dir: &Path) -> Option<String> {
+    let is_rocksdb = |d: &Path| d.join("CURRENT").is_file() && d.join("IDENTITY").is_file();
+    let rocks_dir = if is_rocksdb(dir) {
+        dir.to_path_buf()
+    } else {
+        dir.join("rocksdb")
+    };
+    is_rocksdb(&rocks_dir).then(|| {
+        format!(
+            "{} is a RocksDB data directory (storage.backend=rocksdb): this tool reads the native \
+             backend's WAL segments and snapshots only. Inspect it with RocksDB's own `ldb` and \
+             `sst_dump` tools (Debian package rocksdb-tools), e.g. `ldb --db={} --column_family=log scan --hex`; \
+             the server checks and recovers it itself at start-up.",
+            rocks_dir.display(),
+            rocks_dir.display()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,26 +646,4 @@ mod tests {
             }
         }
     }
-}
-
-/// If `dir` holds a RocksDB-backend data directory (`storage.backend=rocksdb`)
-/// rather than WAL segments and snapshots, the sentence to tell the user.
-/// These tools read the native backend's files only.
-pub fn rocksdb_notice(dir: &Path) -> Option<String> {
-    let is_rocksdb = |d: &Path| d.join("CURRENT").is_file() && d.join("IDENTITY").is_file();
-    let rocks_dir = if is_rocksdb(dir) {
-        dir.to_path_buf()
-    } else {
-        dir.join("rocksdb")
-    };
-    is_rocksdb(&rocks_dir).then(|| {
-        format!(
-            "{} is a RocksDB data directory (storage.backend=rocksdb): this tool reads the native \
-             backend's WAL segments and snapshots only. Inspect it with RocksDB's own `ldb` and \
-             `sst_dump` tools (Debian package rocksdb-tools), e.g. `ldb --db={} --column_family=log scan --hex`; \
-             the server checks and recovers it itself at start-up.",
-            rocks_dir.display(),
-            rocks_dir.display()
-        )
-    })
 }
