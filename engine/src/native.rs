@@ -655,10 +655,8 @@ fn snapshot_error(error: snapshot::Error) -> StorageError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prep::{Prep, PrepConfig};
-    use crate::request::{CreateRequest, Request};
-    use crate::storage::testing::write;
-    use crate::types::{Acl, OpCode};
+    use crate::storage::testing::{create, prep_at, write};
+    use crate::types::Acl;
 
     fn config(dir: &Path) -> NativeConfig {
         NativeConfig {
@@ -671,19 +669,6 @@ mod tests {
         }
     }
 
-    fn create(path: &str) -> Request {
-        Request::Create {
-            op: OpCode::Create,
-            request: CreateRequest {
-                path: path.to_string(),
-                data: Some(path.as_bytes().to_vec()),
-                acl: Acl::open_unsafe(),
-                flags: 0,
-                ttl: -1,
-            },
-        }
-    }
-
     #[test]
     fn restart_recovers_snapshot_plus_log() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -692,12 +677,7 @@ mod tests {
             let (tree, last) = storage.recover().expect("recover");
             assert_eq!(last, Zxid::ZERO);
             let tree = RwLock::new(tree);
-            let mut prep = Prep::new(
-                last,
-                PrepConfig {
-                    extended_types_enabled: false,
-                },
-            );
+            let mut prep = prep_at(last);
             write(
                 &mut storage,
                 &tree,
@@ -768,12 +748,7 @@ mod tests {
             let mut storage = NativeStorage::open(config(dir.path())).expect("open");
             let (tree, last) = storage.recover().expect("recover");
             let tree = RwLock::new(tree);
-            let mut prep = Prep::new(
-                last,
-                PrepConfig {
-                    extended_types_enabled: false,
-                },
-            );
+            let mut prep = prep_at(last);
             write(&mut storage, &tree, &mut prep, &[create("/a")]);
             storage.snapshotter().take(&tree).expect("snapshot");
             write(&mut storage, &tree, &mut prep, &[create("/b")]);
@@ -803,12 +778,7 @@ mod tests {
     fn an_interrupted_install_rolls_back_or_forward() {
         let build = |prefix: &str, count: usize| {
             let mut tree = DataTree::new();
-            let mut prep = Prep::new(
-                Zxid::ZERO,
-                PrepConfig {
-                    extended_types_enabled: false,
-                },
-            );
+            let mut prep = prep_at(Zxid::ZERO);
             for i in 0..count {
                 let txn = prep
                     .prep(
@@ -835,12 +805,7 @@ mod tests {
             let mut storage = NativeStorage::open(config(dir)).expect("open");
             let (tree, last) = storage.recover().expect("recover");
             let tree = RwLock::new(tree);
-            let mut prep = Prep::new(
-                last,
-                PrepConfig {
-                    extended_types_enabled: false,
-                },
-            );
+            let mut prep = prep_at(last);
             write(
                 &mut storage,
                 &tree,

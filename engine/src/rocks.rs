@@ -779,28 +779,14 @@ fn db_error(dir: &Path, error: rocksdb::Error) -> StorageError {
 mod tests {
     use super::*;
     use crate::apply::apply;
-    use crate::prep::{Prep, PrepConfig};
-    use crate::request::{CreateRequest, Request};
-    use crate::storage::testing::write;
-    use crate::types::{Acl, OpCode, SessionId};
+    use crate::request::Request;
+    use crate::storage::testing::{create, prep_at, write};
+    use crate::types::{Acl, SessionId};
 
     fn config(dir: &Path) -> RocksConfig {
         RocksConfig {
             dir: dir.join("rocksdb"),
             force_sync: true,
-        }
-    }
-
-    fn create(path: &str) -> Request {
-        Request::Create {
-            op: OpCode::Create,
-            request: CreateRequest {
-                path: path.to_string(),
-                data: Some(path.as_bytes().to_vec()),
-                acl: Acl::open_unsafe(),
-                flags: 0,
-                ttl: -1,
-            },
         }
     }
 
@@ -817,15 +803,6 @@ mod tests {
             path: path.to_string(),
             version: -1,
         }
-    }
-
-    fn prep_for(last: Zxid) -> Prep {
-        Prep::new(
-            last,
-            PrepConfig {
-                extended_types_enabled: false,
-            },
-        )
     }
 
     fn creates(prefix: &str, count: usize) -> Vec<Request> {
@@ -847,7 +824,7 @@ mod tests {
             let (tree, last) = storage.recover().expect("recover");
             assert_eq!(last, Zxid::ZERO);
             let tree = RwLock::new(tree);
-            let mut prep = prep_for(last);
+            let mut prep = prep_at(last);
             write(&mut storage, &tree, &mut prep, &creates("/a", 50));
             let start = storage
                 .make_checkpointer()
@@ -883,7 +860,7 @@ mod tests {
             let mut storage = RocksStorage::open(config(dir.path())).expect("open");
             let (tree, last) = storage.recover().expect("recover");
             let tree = RwLock::new(tree);
-            let mut prep = prep_for(last);
+            let mut prep = prep_at(last);
             write(&mut storage, &tree, &mut prep, &creates("/a", 10));
             storage
                 .make_checkpointer()
@@ -928,7 +905,7 @@ mod tests {
             let mut storage = RocksStorage::open(config(dir.path())).expect("open");
             let (tree, last) = storage.recover().expect("recover");
             let tree = RwLock::new(tree);
-            let mut prep = prep_for(last);
+            let mut prep = prep_at(last);
             write(&mut storage, &tree, &mut prep, &creates("/n", 3_000));
             let checkpointer = storage.make_checkpointer();
             std::thread::scope(|scope| {
@@ -973,7 +950,7 @@ mod tests {
             let mut storage = RocksStorage::open(config(dir.path())).expect("open");
             let (tree, last) = storage.recover().expect("recover");
             let tree = RwLock::new(tree);
-            let mut prep = prep_for(last);
+            let mut prep = prep_at(last);
             write(&mut storage, &tree, &mut prep, &creates("/a", 5));
             storage
                 .make_checkpointer()
@@ -1021,7 +998,7 @@ mod tests {
         let mut storage = RocksStorage::open(config(dir.path())).expect("open");
         let (tree, last) = storage.recover().expect("recover");
         let tree = RwLock::new(tree);
-        let mut prep = prep_for(last);
+        let mut prep = prep_at(last);
         write(&mut storage, &tree, &mut prep, &[create("/ok")]);
         let txn = prep
             .prep(&tree.read(), SessionId(1), 0, &[], &create("/lost"), 1_000)
@@ -1051,7 +1028,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut storage = RocksStorage::open(config(dir.path())).expect("open");
         let (tree, last) = storage.recover().expect("recover");
-        let mut prep = prep_for(last);
+        let mut prep = prep_at(last);
         let mut tickets = Vec::new();
         let mut tree = tree;
         for i in 0..200 {

@@ -155,12 +155,36 @@ pub fn commit_in_place(
 #[cfg(test)]
 pub(crate) mod testing {
     use super::{commit_in_place, Storage};
-    use crate::prep::Prep;
-    use crate::request::Request;
+    use crate::prep::{Prep, PrepConfig};
+    use crate::request::{CreateRequest, Request};
     use crate::tree::DataTree;
     use crate::txn::Txn;
-    use crate::types::SessionId;
+    use crate::types::{Acl, OpCode, SessionId, Zxid};
     use parking_lot::RwLock;
+
+    /// A prep for a tree whose last zxid is `last`, extended types off.
+    pub(crate) fn prep_at(last: Zxid) -> Prep {
+        Prep::new(
+            last,
+            PrepConfig {
+                extended_types_enabled: false,
+            },
+        )
+    }
+
+    /// A persistent node at `path` whose data is its path.
+    pub(crate) fn create(path: &str) -> Request {
+        Request::Create {
+            op: OpCode::Create,
+            request: CreateRequest {
+                path: path.to_string(),
+                data: Some(path.as_bytes().to_vec()),
+                acl: Acl::open_unsafe(),
+                flags: 0,
+                ttl: -1,
+            },
+        }
+    }
 
     /// Preps `requests` as session 1, then appends, waits and applies them
     /// like the pipeline does.
@@ -189,13 +213,13 @@ pub(crate) mod testing {
 /// every backend (`contract::native::*`, `contract::rocksdb::*`).
 #[cfg(test)]
 mod contract {
+    use super::testing::{create, prep_at};
     use super::{commit_in_place, Storage, StorageError};
     use crate::apply::apply;
-    use crate::prep::{Prep, PrepConfig};
-    use crate::request::{CreateRequest, Request};
+    use crate::prep::Prep;
     use crate::tree::DataTree;
     use crate::txn::Txn;
-    use crate::types::{Acl, OpCode, SessionId, Zxid};
+    use crate::types::{SessionId, Zxid};
     use parking_lot::RwLock;
     use std::path::Path;
 
@@ -293,28 +317,6 @@ mod contract {
             let (tree, last) = self.storage.recover().expect("recover");
             *self.tree.write() = tree;
             self.prep = prep_at(last);
-        }
-    }
-
-    fn prep_at(last: Zxid) -> Prep {
-        Prep::new(
-            last,
-            PrepConfig {
-                extended_types_enabled: false,
-            },
-        )
-    }
-
-    fn create(path: &str) -> Request {
-        Request::Create {
-            op: OpCode::Create,
-            request: CreateRequest {
-                path: path.to_string(),
-                data: Some(path.as_bytes().to_vec()),
-                acl: Acl::open_unsafe(),
-                flags: 0,
-                ttl: -1,
-            },
         }
     }
 
