@@ -477,6 +477,21 @@ pub fn salvage(segments: &[SegmentInfo], after: u64) -> Result<Salvage, String> 
     Ok(salvage)
 }
 
+/// If the server committed a whole-state install (Zab SNAP) in `dir` but did
+/// not finish it, the sentence to tell the user: the files beside it are
+/// the state being replaced, so checking or repairing them would mislead.
+pub fn pending_install_notice(dir: &Path) -> Option<String> {
+    let ready = dir.join("install.ready");
+    ready.is_dir().then(|| {
+        format!(
+            "{} holds a state install the server committed but did not finish; the \
+             snapshots and log beside it are the state it replaces. Start the server once \
+             (it finishes the install at start-up), then run this tool again.",
+            ready.display()
+        )
+    })
+}
+
 /// If `dir` holds a RocksDB-backend data directory (`storage.backend=rocksdb`)
 /// rather than WAL segments and snapshots, the sentence to tell the user.
 /// These tools read the native backend's files only.

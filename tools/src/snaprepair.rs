@@ -113,7 +113,9 @@ fn analyse(layout: &Layout) -> Result<Analysis, String> {
             return Err(format!("{}: not a directory", dir.display()));
         }
     }
-    if let Some(notice) = inspect::rocksdb_notice(&layout.data_dir) {
+    if let Some(notice) = inspect::rocksdb_notice(&layout.data_dir)
+        .or_else(|| inspect::pending_install_notice(&layout.data_dir))
+    {
         return Err(notice);
     }
     let snapshots = inspect::snapshots(&layout.data_dir)?;

@@ -376,3 +376,23 @@ fn rocksdb_directory_is_named_not_misread() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).expect("list").collect();
     assert_eq!(left.len(), 1, "nothing created or moved");
 }
+
+/// A committed but unfinished state install: the tools refuse to judge the
+/// files it replaces, and say how to finish it.
+#[test]
+fn pending_install_is_named_not_misread() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("install.ready")).expect("mkdir");
+    for run in [
+        snaprepair(&["check", text(dir.path())]),
+        snaprepair(&["repair", text(dir.path()), "--apply"]),
+    ] {
+        assert_eq!(run.status, 2, "{}{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains("install.ready"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("Start the server once"),
+            "{}",
+            run.stderr
+        );
+    }
+}
