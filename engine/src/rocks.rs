@@ -33,7 +33,10 @@ use crate::tree::DataTree;
 use crate::txn::Txn;
 use crate::types::Zxid;
 use parking_lot::{Condvar, Mutex, RwLock};
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, MemtableFactory, Options, WriteBatch,
+    WriteOptions,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -67,6 +70,9 @@ pub struct RocksStorage {
     recovered: Option<(DataTree, Zxid)>,
     /// One checkpoint at a time, and none during a truncate or install.
     running: Arc<Mutex<()>>,
+    /// The current checkpoint's meta, as last written: reading it back from
+    /// `state` while a checkpoint fills the memtable would be slow.
+    meta: Arc<Mutex<Meta>>,
 }
 
 /// What the appender and the writer thread share.
@@ -166,9 +172,19 @@ impl RocksStorage {
         // RocksDB's own info logs (LOG.old.*) would otherwise pile up, one
         // per start-up, by the thousand.
         options.set_keep_log_file_num(KEEP_INFO_LOGS);
-        let families = [LOG_CF, STATE_CF]
-            .into_iter()
-            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        // One thread writes each column family; the vector memtable below
+        // cannot take concurrent writes anyway.
+        options.set_allow_concurrent_memtable_write(false);
+        // `state` is written in bulk, a whole tree per checkpoint, in the
+        // tree walk's order, and read back only by recovery: a vector
+        // memtable appends each entry and sorts once at flush, where the
+        // default skiplist pays a sorted insert per entry.
+        let mut state_options = Options::default();
+        state_options.set_memtable_factory(MemtableFactory::Vector);
+        let families = [
+            ColumnFamilyDescriptor::new(LOG_CF, Options::default()),
+            ColumnFamilyDescriptor::new(STATE_CF, state_options),
+        ];
         let db = rocksdb::DB::open_cf_descriptors(&options, &config.dir, families)
             .map_err(|error| db_error(&config.dir, error))?;
         let db = Arc::new(db);
@@ -208,6 +224,7 @@ impl RocksStorage {
             next_ticket: 0,
             recovered: Some((tree, last)),
             running: Arc::new(Mutex::new(())),
+            meta: Arc::new(Mutex::new(meta)),
         })
     }
 
@@ -218,6 +235,7 @@ impl RocksStorage {
             force_sync: self.config.force_sync,
             queue: Arc::clone(&self.queue),
             running: Arc::clone(&self.running),
+            meta: Arc::clone(&self.meta),
         }
     }
 
@@ -279,6 +297,7 @@ impl Storage for RocksStorage {
             return Ok(recovered);
         }
         self.drain()?;
+        let _no_checkpoint = self.running.lock();
         let (tree, _, _) = load(&self.db, &self.config.dir)?;
         let last = tree.last_zxid();
         Ok((tree, last))
@@ -313,15 +332,15 @@ impl Storage for RocksStorage {
     }
 
     fn log_floor(&self) -> Result<Zxid, StorageError> {
-        let meta = read_meta(&self.db, &self.config.dir)?;
-        zxid_i64(&self.config.dir, meta.start)
+        let start = self.meta.lock().start;
+        zxid_i64(&self.config.dir, start)
     }
 
     fn truncate_after(&mut self, zxid: Zxid) -> Result<(), StorageError> {
         self.drain()?;
         let _no_checkpoint = self.running.lock();
-        let meta = read_meta(&self.db, &self.config.dir)?;
-        let checkpoint = zxid_i64(&self.config.dir, meta.end)?;
+        let end = self.meta.lock().end;
+        let checkpoint = zxid_i64(&self.config.dir, end)?;
         if checkpoint > zxid {
             return Err(StorageError::TruncateBelowCheckpoint { zxid, checkpoint });
         }
@@ -481,6 +500,8 @@ pub struct RocksCheckpointer {
     queue: Arc<Queue>,
     /// One checkpoint at a time: two would write the same generation.
     running: Arc<Mutex<()>>,
+    /// Shared with `RocksStorage`: updated once a switch is written.
+    meta: Arc<Mutex<Meta>>,
 }
 
 impl RocksCheckpointer {
@@ -532,7 +553,7 @@ impl RocksCheckpointer {
         let db = &*self.db;
         let state_cf = cf(db, &self.dir, STATE_CF)?;
         let log_cf = cf(db, &self.dir, LOG_CF)?;
-        let old = read_meta(db, &self.dir)?;
+        let old = *self.meta.lock();
         let generation = old.generation.wrapping_add(1);
         // Leftovers of a checkpoint a crash interrupted.
         db.delete_range_cf(
@@ -576,6 +597,7 @@ impl RocksCheckpointer {
         options.set_sync(self.force_sync);
         db.write_opt(switch, &options)
             .map_err(|error| db_error(&self.dir, error))?;
+        *self.meta.lock() = meta;
         Ok(meta)
     }
 }
