@@ -14,40 +14,13 @@ mod compare;
 mod conn;
 mod run;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use engine::types::ErrorCode;
 use run::{Outcome, Plan, Workload};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum WorkloadArg {
-    Read,
-    Mixed,
-    Write,
-    Churn,
-    Multi,
-    Watch,
-    Sessions,
-    Large,
-}
-
-impl From<WorkloadArg> for Workload {
-    fn from(w: WorkloadArg) -> Workload {
-        match w {
-            WorkloadArg::Read => Workload::Read,
-            WorkloadArg::Mixed => Workload::Mixed,
-            WorkloadArg::Write => Workload::Write,
-            WorkloadArg::Churn => Workload::Churn,
-            WorkloadArg::Multi => Workload::Multi,
-            WorkloadArg::Watch => Workload::Watch,
-            WorkloadArg::Sessions => Workload::Sessions,
-            WorkloadArg::Large => Workload::Large,
-        }
-    }
-}
 
 /// Pipelined ZooKeeper load generator.
 #[derive(Parser, Debug)]
@@ -65,7 +38,7 @@ struct Args {
     #[arg(long, default_value_t = 32)]
     inflight: usize,
     #[arg(long, value_enum, default_value = "read")]
-    workload: WorkloadArg,
+    workload: Workload,
     /// Number of /bench/k<i> keys.
     #[arg(long, default_value_t = 10000)]
     keys: usize,
@@ -121,7 +94,7 @@ struct CompareArgs {
         default_value = "read,mixed,write",
         value_delimiter = ','
     )]
-    workloads: Vec<WorkloadArg>,
+    workloads: Vec<Workload>,
     #[arg(long, default_value_t = 32)]
     connections: usize,
     #[arg(long, default_value_t = 32)]
@@ -205,7 +178,7 @@ fn compare_main(args: CompareArgs) -> ExitCode {
         targets,
         baseline,
         pairs: args.pairs.max(1),
-        workloads: args.workloads.into_iter().map(Workload::from).collect(),
+        workloads: args.workloads,
         connections: args.connections.max(1),
         inflight: args.inflight.max(1),
         keys: args.keys.max(1),
@@ -336,7 +309,7 @@ fn main() -> ExitCode {
     if let Some(Sub::Compare(compare)) = args.command.take() {
         return compare_main(compare);
     }
-    let workload = Workload::from(args.workload);
+    let workload = args.workload;
     let plan = Plan {
         server: args.server.clone(),
         connections: args.connections.max(1),

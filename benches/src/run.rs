@@ -28,7 +28,8 @@ pub const ROOT: &str = "/bench";
 pub const CHURN_DIR: &str = "/bench/churn";
 pub const WATCH_NODE: &str = "/bench/watch";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Also the `--workload(s)` values, by their lower-case names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
     Read,
     Mixed,
@@ -494,6 +495,24 @@ struct WatchRound {
     broken: AtomicBool,
 }
 
+impl WatchRound {
+    /// Counts a failure (a ZooKeeper error code, or a lost connection) and
+    /// breaks the round.
+    fn fail(&self, tally: &mut Tally, code: i32) {
+        tally.error(code);
+        self.broken.store(true, Ordering::Relaxed);
+    }
+
+    /// Fails the round unless `reply` is a success.
+    fn expect_ok(&self, tally: &mut Tally, reply: io::Result<i32>) {
+        match reply {
+            Ok(0) => {}
+            Ok(code) => self.fail(tally, code),
+            Err(_) => self.fail(tally, CONNECTION_LOSS),
+        }
+    }
+}
+
 /// Thread 0 writes `/bench/watch`; every other thread is a watcher session.
 /// One op = one round: all watchers armed, one setData, until the last
 /// watcher has its notification.
@@ -506,8 +525,7 @@ fn watch_worker(
 ) {
     let mut conn = Conn::connect(&plan.server);
     if conn.is_err() {
-        tally.error(CONNECTION_LOSS);
-        round.broken.store(true, Ordering::Relaxed);
+        round.fail(tally, CONNECTION_LOSS);
     }
     let value = vec![b'w'; plan.value_size];
     loop {
@@ -518,17 +536,7 @@ fn watch_worker(
                     path: WATCH_NODE.to_string(),
                     watch: true,
                 });
-                match armed {
-                    Ok(0) => {}
-                    Ok(code) => {
-                        tally.error(code);
-                        round.broken.store(true, Ordering::Relaxed);
-                    }
-                    Err(_) => {
-                        tally.error(CONNECTION_LOSS);
-                        round.broken.store(true, Ordering::Relaxed);
-                    }
-                }
+                round.expect_ok(tally, armed);
             }
         }
         round.barrier.wait();
@@ -541,21 +549,12 @@ fn watch_worker(
                 *f = Some(sent);
             }
             if let Ok(c) = conn.as_mut() {
-                match c.call(&Request::SetData {
+                let set = c.call(&Request::SetData {
                     path: WATCH_NODE.to_string(),
                     data: Some(value.clone()),
                     version: -1,
-                }) {
-                    Ok(0) => {}
-                    Ok(code) => {
-                        tally.error(code);
-                        round.broken.store(true, Ordering::Relaxed);
-                    }
-                    Err(_) => {
-                        tally.error(CONNECTION_LOSS);
-                        round.broken.store(true, Ordering::Relaxed);
-                    }
-                }
+                });
+                round.expect_ok(tally, set);
             }
         } else if let Ok(c) = conn.as_mut() {
             match wait_notification(c) {
@@ -564,10 +563,7 @@ fn watch_worker(
                         *last = Some(last.map_or(at, |l| l.max(at)));
                     }
                 }
-                Err(_) => {
-                    tally.error(CONNECTION_LOSS);
-                    round.broken.store(true, Ordering::Relaxed);
-                }
+                Err(_) => round.fail(tally, CONNECTION_LOSS),
             }
         }
         round.barrier.wait();
