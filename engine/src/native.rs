@@ -655,7 +655,7 @@ fn snapshot_error(error: snapshot::Error) -> StorageError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::testing::{create, prep_at, write};
+    use crate::storage::testing::{create, prep_at, recovered, write};
     use crate::types::Acl;
 
     fn config(dir: &Path) -> NativeConfig {
@@ -674,10 +674,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let digest = {
             let mut storage = NativeStorage::open(config(dir.path())).expect("open");
-            let (tree, last) = storage.recover().expect("recover");
-            assert_eq!(last, Zxid::ZERO);
-            let tree = RwLock::new(tree);
-            let mut prep = prep_at(last);
+            let (tree, mut prep) = recovered(&mut storage);
+            assert_eq!(tree.read().last_zxid(), Zxid::ZERO);
             write(
                 &mut storage,
                 &tree,
@@ -746,9 +744,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let (digest, newest) = {
             let mut storage = NativeStorage::open(config(dir.path())).expect("open");
-            let (tree, last) = storage.recover().expect("recover");
-            let tree = RwLock::new(tree);
-            let mut prep = prep_at(last);
+            let (tree, mut prep) = recovered(&mut storage);
             write(&mut storage, &tree, &mut prep, &[create("/a")]);
             storage.snapshotter().take(&tree).expect("snapshot");
             write(&mut storage, &tree, &mut prep, &[create("/b")]);
@@ -796,16 +792,14 @@ mod tests {
             tree
         };
         let installed = build("/new", 8);
-        let recovered = |dir: &Path| {
+        let state_of = |dir: &Path| {
             let mut storage = NativeStorage::open(config(dir)).expect("open");
             let (tree, last) = storage.recover().expect("recover");
             (last, tree.digest())
         };
         let old_state = |dir: &Path| {
             let mut storage = NativeStorage::open(config(dir)).expect("open");
-            let (tree, last) = storage.recover().expect("recover");
-            let tree = RwLock::new(tree);
-            let mut prep = prep_at(last);
+            let (tree, mut prep) = recovered(&mut storage);
             write(
                 &mut storage,
                 &tree,
@@ -827,7 +821,7 @@ mod tests {
             &dir.path().join(INSTALL_STAGING),
         )
         .expect("uncommit");
-        assert_eq!(recovered(dir.path()), old);
+        assert_eq!(state_of(dir.path()), old);
         assert!(!dir.path().join(INSTALL_STAGING).exists());
 
         // Committed, nothing else done: the open finishes it.
@@ -835,7 +829,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let (_, database_id) = old_state(dir.path());
         stage_install(dir.path(), database_id, &installed).expect("stage");
-        assert_eq!(recovered(dir.path()), new);
+        assert_eq!(state_of(dir.path()), new);
         assert!(!dir.path().join(INSTALL_READY).exists());
         assert_eq!(snapshot::list(dir.path()).expect("list").len(), 1);
 
@@ -845,7 +839,7 @@ mod tests {
         stage_install(dir.path(), database_id, &installed).expect("stage");
         finish_install(dir.path(), Finish::LogClosed(&dir.path().join("log"))).expect("finish");
         create_dir(&dir.path().join(INSTALL_READY)).expect("leftover");
-        assert_eq!(recovered(dir.path()), new);
+        assert_eq!(state_of(dir.path()), new);
         assert!(!dir.path().join(INSTALL_READY).exists());
     }
 }

@@ -244,11 +244,16 @@ impl RocksStorage {
         QueueWaiter(Arc::clone(&self.queue)).wait(Ticket(self.next_ticket))
     }
 
-    fn check_poisoned(&self) -> Result<(), StorageError> {
+    /// Writes `batch` synced (if `forceSync`), unless the log writer failed.
+    fn write_synced(&self, batch: WriteBatch) -> Result<(), StorageError> {
         if self.queue.state.lock().poisoned {
             return Err(StorageError::Poisoned);
         }
-        Ok(())
+        let mut options = WriteOptions::default();
+        options.set_sync(self.config.force_sync);
+        self.db
+            .write_opt(batch, &options)
+            .map_err(|error| db_error(&self.config.dir, error))
     }
 
     #[cfg(test)]
@@ -383,17 +388,6 @@ impl Storage for RocksStorage {
 
     fn name(&self) -> &'static str {
         "rocksdb"
-    }
-}
-
-impl RocksStorage {
-    fn write_synced(&self, batch: WriteBatch) -> Result<(), StorageError> {
-        self.check_poisoned()?;
-        let mut options = WriteOptions::default();
-        options.set_sync(self.config.force_sync);
-        self.db
-            .write_opt(batch, &options)
-            .map_err(|error| db_error(&self.config.dir, error))
     }
 }
 
@@ -802,7 +796,7 @@ mod tests {
     use super::*;
     use crate::apply::apply;
     use crate::request::Request;
-    use crate::storage::testing::{create, prep_at, write};
+    use crate::storage::testing::{create, prep_at, recovered, write};
     use crate::types::{Acl, SessionId};
 
     fn config(dir: &Path) -> RocksConfig {
@@ -843,10 +837,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let digest = {
             let mut storage = RocksStorage::open(config(dir.path())).expect("open");
-            let (tree, last) = storage.recover().expect("recover");
-            assert_eq!(last, Zxid::ZERO);
-            let tree = RwLock::new(tree);
-            let mut prep = prep_at(last);
+            let (tree, mut prep) = recovered(&mut storage);
+            assert_eq!(tree.read().last_zxid(), Zxid::ZERO);
             write(&mut storage, &tree, &mut prep, &creates("/a", 50));
             let start = storage
                 .make_checkpointer()
@@ -880,9 +872,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let digest = {
             let mut storage = RocksStorage::open(config(dir.path())).expect("open");
-            let (tree, last) = storage.recover().expect("recover");
-            let tree = RwLock::new(tree);
-            let mut prep = prep_at(last);
+            let (tree, mut prep) = recovered(&mut storage);
             write(&mut storage, &tree, &mut prep, &creates("/a", 10));
             storage
                 .make_checkpointer()
@@ -925,9 +915,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let digest = {
             let mut storage = RocksStorage::open(config(dir.path())).expect("open");
-            let (tree, last) = storage.recover().expect("recover");
-            let tree = RwLock::new(tree);
-            let mut prep = prep_at(last);
+            let (tree, mut prep) = recovered(&mut storage);
             write(&mut storage, &tree, &mut prep, &creates("/n", 3_000));
             let checkpointer = storage.make_checkpointer();
             std::thread::scope(|scope| {
@@ -970,9 +958,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let digest = {
             let mut storage = RocksStorage::open(config(dir.path())).expect("open");
-            let (tree, last) = storage.recover().expect("recover");
-            let tree = RwLock::new(tree);
-            let mut prep = prep_at(last);
+            let (tree, mut prep) = recovered(&mut storage);
             write(&mut storage, &tree, &mut prep, &creates("/a", 5));
             storage
                 .make_checkpointer()
@@ -1018,9 +1004,7 @@ mod tests {
     fn a_failed_write_poisons_the_backend() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut storage = RocksStorage::open(config(dir.path())).expect("open");
-        let (tree, last) = storage.recover().expect("recover");
-        let tree = RwLock::new(tree);
-        let mut prep = prep_at(last);
+        let (tree, mut prep) = recovered(&mut storage);
         write(&mut storage, &tree, &mut prep, &[create("/ok")]);
         let txn = prep
             .prep(&tree.read(), SessionId(1), 0, &[], &create("/lost"), 1_000)

@@ -186,6 +186,13 @@ pub(crate) mod testing {
         }
     }
 
+    /// What `storage` recovered, held as the pipeline holds the tree, and a
+    /// prep to write on top of it.
+    pub(crate) fn recovered(storage: &mut dyn Storage) -> (RwLock<DataTree>, Prep) {
+        let (tree, last) = storage.recover().expect("recover");
+        (RwLock::new(tree), prep_at(last))
+    }
+
     /// Preps `requests` as session 1, then appends, waits and applies them
     /// like the pipeline does.
     pub(crate) fn write(
@@ -213,7 +220,7 @@ pub(crate) mod testing {
 /// every backend (`contract::native::*`, `contract::rocksdb::*`).
 #[cfg(test)]
 mod contract {
-    use super::testing::{create, prep_at};
+    use super::testing::{create, prep_at, recovered};
     use super::{commit_in_place, Storage, StorageError};
     use crate::apply::apply;
     use crate::prep::Prep;
@@ -270,11 +277,11 @@ mod contract {
     impl Node {
         fn open<B: Backend>(dir: &Path) -> Node {
             let mut storage = B::open(dir);
-            let (tree, last) = storage.recover().expect("recover");
+            let (tree, prep) = recovered(&mut *storage);
             Node {
                 storage,
-                tree: RwLock::new(tree),
-                prep: prep_at(last),
+                tree,
+                prep,
                 txns: Vec::new(),
             }
         }
