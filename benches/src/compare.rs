@@ -479,7 +479,7 @@ fn check_installed(settings: &Settings) -> io::Result<()> {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!(
-                "no zk-server at {} (build it: cargo build --release -p server, or pass --zk-server)",
+                "no zk-server at {} (build it: cargo build --release -p server, with --features rocksdb for the RocksDB target, or pass --zk-server)",
                 settings.zk_server.display()
             ),
         ));

@@ -40,6 +40,13 @@ fn start_server() -> Option<Server> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let built = Command::new(cargo)
         .args(["build", "-p", "server"])
+        // The same features as the workspace build CI runs, so the binary
+        // the Python suite uses later is not rebuilt without RocksDB.
+        .args(if cfg!(feature = "rocksdb") {
+            &["--features", "rocksdb"][..]
+        } else {
+            &[][..]
+        })
         .current_dir(workspace())
         .status();
     let binary = workspace().join("target/debug/zk-server");

@@ -5,7 +5,9 @@
 //! This is liveness only. Creating and closing a session are txns (prep and
 //! apply own that); the tracker learns of them from the pipeline and decides
 //! when a silent session must be closed. It reads no clock: every call takes
-//! `now_ms`.
+//! `now_ms`, which is *monotonic* time (the server's `net::clock`), never the
+//! wall clock, so a clock step expires nothing. Only the id seed in `new` is
+//! wall time, to keep ids unique across restarts.
 
 use crate::types::SessionId;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -42,10 +44,18 @@ impl SessionTracker {
         }
     }
 
+    /// A fresh id, never one the tracker already holds: after a restart the
+    /// recovered sessions are tracked, and a wall clock set back across the
+    /// restart would otherwise hand a new client a live session's id (and
+    /// with it that session's password and ephemerals).
     pub fn next_session_id(&mut self) -> SessionId {
-        let id = SessionId(self.next_id);
-        self.next_id += 1;
-        id
+        loop {
+            let id = SessionId(self.next_id);
+            self.next_id = self.next_id.wrapping_add(1);
+            if id.0 != 0 && !self.sessions.contains_key(&id) {
+                return id;
+            }
+        }
     }
 
     /// Starts (or restarts, after recovery) tracking a session.
@@ -161,19 +171,43 @@ impl SessionTracker {
     }
 }
 
-/// The password handed to a new session. Derived from the id and a fixed
-/// secret, so every server of an ensemble, and this one after a restart, can
-/// check it without storing it.
-pub fn session_password(session: SessionId) -> [u8; 16] {
-    use sha1::{Digest, Sha1};
-    const SECRET: &[u8] = b"zk-server session secret v1";
-    let mut hasher = Sha1::new();
-    hasher.update(SECRET);
-    hasher.update(session.0.to_be_bytes());
-    let digest = hasher.finalize();
-    let mut password = [0u8; 16];
-    password.copy_from_slice(&digest[..16]);
-    password
+/// The secret session passwords derive from. Each data directory has its
+/// own (the server creates it on first start), so knowing a session id —
+/// shown by `cons`, `dump` and every ephemeral's Stat — is not enough to take
+/// the session over, as it would be with a secret compiled into the binary.
+#[derive(Clone)]
+pub struct SessionSecret([u8; SessionSecret::LEN]);
+
+impl SessionSecret {
+    pub const LEN: usize = 32;
+
+    pub fn new(bytes: [u8; SessionSecret::LEN]) -> SessionSecret {
+        SessionSecret(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; SessionSecret::LEN] {
+        &self.0
+    }
+
+    /// The password handed to a new session. Derived from the id and the
+    /// secret, so this server after a restart can check it without storing
+    /// it.
+    pub fn password(&self, session: SessionId) -> [u8; 16] {
+        use sha1::{Digest, Sha1};
+        let mut hasher = Sha1::new();
+        hasher.update(self.0);
+        hasher.update(session.0.to_be_bytes());
+        let digest = hasher.finalize();
+        let mut password = [0u8; 16];
+        password.copy_from_slice(&digest[..16]);
+        password
+    }
+}
+
+impl std::fmt::Debug for SessionSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionSecret(..)")
+    }
 }
 
 #[cfg(test)]
@@ -213,14 +247,25 @@ mod tests {
     }
 
     #[test]
-    fn password_depends_on_id_only() {
-        assert_eq!(
-            session_password(SessionId(5)),
-            session_password(SessionId(5))
-        );
-        assert_ne!(
-            session_password(SessionId(5)),
-            session_password(SessionId(6))
-        );
+    fn password_depends_on_id_and_secret() {
+        let secret = SessionSecret::new([1; 32]);
+        assert_eq!(secret.password(SessionId(5)), secret.password(SessionId(5)));
+        assert_ne!(secret.password(SessionId(5)), secret.password(SessionId(6)));
+        let other = SessionSecret::new([2; 32]);
+        assert_ne!(secret.password(SessionId(5)), other.password(SessionId(5)));
+    }
+
+    #[test]
+    fn new_ids_skip_recovered_sessions() {
+        // A clock set back across a restart seeds the same ids again.
+        let mut before = SessionTracker::new(2000, 1, 1_700_000_000_000);
+        let first = before.next_session_id();
+        let second = before.next_session_id();
+        let mut after = SessionTracker::new(2000, 1, 1_700_000_000_000);
+        after.add(first, 10_000, 0);
+        after.add(second, 10_000, 0);
+        let fresh = after.next_session_id();
+        assert_ne!(fresh, first);
+        assert_ne!(fresh, second);
     }
 }

@@ -26,8 +26,21 @@ impl Zxid {
     pub fn counter(self) -> u32 {
         self.0 as u32
     }
+    /// The zxid after this one. The counter never carries into the epoch
+    /// bits by accident: past the last counter of an epoch comes counter 1
+    /// of the next epoch (counter 0 of an epoch is never a txn's). Standalone
+    /// that keeps zxids increasing; under Zab a leader must start a new epoch
+    /// before it gets here (`is_last_of_epoch`), as the reference re-elects.
     pub fn next(self) -> Zxid {
-        Zxid(self.0 + 1)
+        if self.is_last_of_epoch() {
+            Zxid::new(self.epoch().wrapping_add(1), 1)
+        } else {
+            Zxid(self.0 + 1)
+        }
+    }
+    /// The counter is exhausted: no further txn fits in this epoch.
+    pub fn is_last_of_epoch(self) -> bool {
+        self.counter() == u32::MAX
     }
 }
 
@@ -443,4 +456,19 @@ pub enum WatcherType {
 pub enum AddWatchMode {
     Persistent = 0,
     PersistentRecursive = 1,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zxid_counter_never_carries_into_the_epoch_by_accident() {
+        let last = Zxid::new(3, u32::MAX);
+        assert!(last.is_last_of_epoch());
+        assert_eq!(last.next(), Zxid::new(4, 1));
+        assert!(last.next() > last);
+        assert_eq!(Zxid::new(3, 7).next(), Zxid::new(3, 8));
+        assert!(!Zxid::new(3, 7).is_last_of_epoch());
+    }
 }

@@ -1,3 +1,5 @@
+pub mod clock;
+pub mod failpoint;
 pub mod fourlw;
 pub mod jute;
 pub mod mailbox;

@@ -21,7 +21,6 @@ use crate::shared::{ConnectionEntry, Shared};
 use crate::stats::{ConnectionStats, RequestKind};
 use engine::read::{self, ReadContext};
 use engine::request::{Reply, Request, Response};
-use engine::session::session_password;
 use engine::tree::DataTree;
 use engine::types::{ErrorCode, Id, OpCode, SessionId, WatcherId, Zxid};
 use mio::net::{TcpListener, TcpStream};
@@ -115,7 +114,7 @@ impl Reactor {
                 mail: Vec::new(),
                 read_chunk: vec![0; READ_CHUNK_BYTES],
                 clock: Instant::now(),
-                clock_ms: now_ms(),
+                monotonic_ms: shared.clock.monotonic_ms(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("io-{index}"))
@@ -232,13 +231,15 @@ struct IoThread {
     /// request showed up in profiles. Latencies are then accurate to one
     /// loop iteration.
     clock: Instant,
-    clock_ms: i64,
+    /// `shared.clock`'s monotonic time at the same moment, for session
+    /// liveness.
+    monotonic_ms: i64,
 }
 
 impl IoThread {
-    fn tick(&mut self) {
+    fn read_clock(&mut self) {
         self.clock = Instant::now();
-        self.clock_ms = now_ms();
+        self.monotonic_ms = self.shared.clock.monotonic_ms();
     }
 
     fn run(mut self) {
@@ -274,6 +275,9 @@ impl IoThread {
             self.serve();
             self.flush_dirty();
         }
+        // An I/O thread that stops on its own (its poll failed) stops the
+        // server: its connections would otherwise hang unanswered.
+        self.shared.begin_shutdown();
         let serials: Vec<u64> = self.conns.keys().copied().collect();
         for serial in serials {
             self.close(serial, "server shutting down");
@@ -563,7 +567,7 @@ impl IoThread {
         if self.dirty.is_empty() && !self.shared.mailboxes[self.index].has_mail() {
             return;
         }
-        self.tick();
+        self.read_clock();
         let shared = Arc::clone(&self.shared);
         let tree = shared.tree.read();
         self.shared.mailboxes[self.index].drain(&mut self.mail);
@@ -621,7 +625,7 @@ impl IoThread {
                     protocol_version: 0,
                     timeout_ms,
                     session_id: session.0,
-                    passwd: session_password(session).to_vec(),
+                    passwd: self.shared.session_secret.password(session).to_vec(),
                     read_only: false,
                 };
                 proto::encode_connect_response_for(
@@ -643,7 +647,7 @@ impl IoThread {
     /// Answers the connection's queued requests in order, stopping at a read
     /// that must wait for an earlier write.
     fn pump(&mut self, serial: u64, tree: &DataTree) {
-        let (now, now_ms) = (self.clock, self.clock_ms);
+        let (now, monotonic_ms) = (self.clock, self.monotonic_ms);
         let Some(conn) = self.conns.get_mut(&serial) else {
             return;
         };
@@ -651,9 +655,15 @@ impl IoThread {
             return;
         }
         let shared = &*self.shared;
-        if !conn.queue.is_empty() && conn.session.0 != 0 {
-            shared.sessions.lock().touch(conn.session, now_ms);
-        }
+        // A session that is closing or gone is not served: its requests are
+        // answered SessionExpired and the connection closed (writes are
+        // refused the same way by the sequencer). Without this a connection
+        // whose session expired, or was closed from another connection, went
+        // on answering reads and pings: a lock holder would believe it still
+        // held its lock.
+        let live = conn.queue.is_empty()
+            || conn.session.0 == 0
+            || shared.sessions.lock().touch(conn.session, monotonic_ms);
         while let Some(front) = conn.queue.front() {
             if conn.close_after_flush {
                 break;
@@ -709,6 +719,23 @@ impl IoThread {
             let Some(pending) = conn.queue.pop_front() else {
                 break;
             };
+            if !live {
+                // Everything submitted earlier has been answered (the queue
+                // waited for it), so a closeSession's own reply is not lost.
+                shared.outstanding.fetch_sub(1, Ordering::Relaxed);
+                tracing::info!(peer = %conn.entry.remote, session = %conn.session,
+                    "request on an expired or closed session; closing the connection");
+                proto::encode_reply(
+                    pending.xid,
+                    tree.last_zxid().0,
+                    &Reply::error(ErrorCode::SessionExpired),
+                    &mut conn.outbuf,
+                );
+                shared.stats.packet_sent();
+                conn.entry.stats.packet_sent();
+                conn.close_after_flush = true;
+                break;
+            }
             shared.outstanding.fetch_sub(1, Ordering::Relaxed);
             let last_zxid = tree.last_zxid();
             if let Work::Request(request) = &pending.work {
@@ -869,8 +896,11 @@ fn handshake(shared: &Shared, conn: &mut Connection, body: &[u8]) -> Result<(), 
         return Ok(());
     }
     let session = SessionId(request.session_id);
-    let valid = request.passwd.as_slice() == session_password(session).as_slice()
-        && shared.sessions.lock().touch(session, now_ms());
+    let valid = request.passwd.as_slice() == shared.session_secret.password(session).as_slice()
+        && shared
+            .sessions
+            .lock()
+            .touch(session, shared.clock.monotonic_ms());
     if !valid {
         tracing::info!(peer = %conn.entry.remote, %session, "session expired or password wrong");
         let refusal = ConnectResponse {
@@ -899,7 +929,7 @@ fn handshake(shared: &Shared, conn: &mut Connection, body: &[u8]) -> Result<(), 
         protocol_version: 0,
         timeout_ms,
         session_id: session.0,
-        passwd: session_password(session).to_vec(),
+        passwd: shared.session_secret.password(session).to_vec(),
         read_only: false,
     };
     proto::encode_connect_response_for(&response, conn.sent_read_only, &mut conn.outbuf);
@@ -959,6 +989,9 @@ fn serve_local(
             }
         }
         request => {
+            if let Request::GetData { path, .. } = &request {
+                crate::failpoint::check(crate::failpoint::IO, path);
+            }
             let context = ReadContext {
                 session: conn.session,
                 auth: &conn.auth,
@@ -983,11 +1016,4 @@ fn serve_local(
             proto::encode_reply(xid, last_zxid, &reply, &mut conn.outbuf);
         }
     }
-}
-/// Wall-clock milliseconds, the unit session deadlines and znode times use.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

@@ -3,9 +3,10 @@
 //! Everything else here has its own short-held lock or is atomic. No lock in
 //! this struct is ever held across socket or disk I/O.
 
+use crate::clock::Clock;
 use crate::mailbox::{Mailbox, Submission};
 use crate::stats::{ConnectionStats, ServerStats};
-use engine::session::SessionTracker;
+use engine::session::{SessionSecret, SessionTracker};
 use engine::tree::DataTree;
 use engine::types::{SessionId, WatcherId};
 use engine::watch::WatchRegistry;
@@ -66,6 +67,10 @@ pub struct Shared {
     pub submit: crossbeam_channel::Sender<Submission>,
     pub settings: Settings,
     pub shutdown: AtomicBool,
+    /// Wall time for what is stored, monotonic time for session liveness.
+    pub clock: Arc<dyn Clock>,
+    /// What session passwords derive from (kept in the data directory).
+    pub session_secret: SessionSecret,
 }
 
 impl Shared {

@@ -119,6 +119,10 @@ impl FourLetterSource for Admin {
     }
 
     fn dump(&self) -> DumpSnapshot {
+        // Deadlines are monotonic time; shown as the wall-clock time they
+        // fall at, as the reference shows them.
+        let clock = &self.shared.clock;
+        let wall_minus_monotonic = clock.wall_ms() - clock.monotonic_ms();
         let session_expiry = self
             .shared
             .sessions
@@ -126,7 +130,7 @@ impl FourLetterSource for Admin {
             .by_expiry()
             .into_iter()
             .map(|(at_ms, sessions)| ExpiryBucket {
-                expires_at_ms: u64::try_from(at_ms).unwrap_or(0),
+                expires_at_ms: u64::try_from(at_ms + wall_minus_monotonic).unwrap_or(0),
                 members: sessions.into_iter().map(|session| session.0).collect(),
             })
             .collect();

@@ -9,16 +9,17 @@
 mod admin;
 mod config;
 mod pipeline;
+mod secret;
 
 use anyhow::Context;
 use config::Config;
 use engine::native::{NativeConfig, NativeStorage};
 use engine::prep::{Prep, PrepConfig};
-use engine::rocks::{RocksConfig, RocksStorage};
 use engine::session::SessionTracker;
 use engine::storage::Storage;
 use engine::watch::WatchRegistry;
-use net::reactor::{now_ms, FourLetterWords, Polls, Reactor};
+use net::clock::{Clock, SystemClock};
+use net::reactor::{FourLetterWords, Polls, Reactor};
 use net::shared::{Settings, Shared};
 use net::stats::ServerStats;
 use parking_lot::{Mutex, RwLock};
@@ -35,6 +36,8 @@ SERVER_JVMFLAGS or JVMFLAGS are honoured as Apache ZooKeeper honours them.";
 
 fn main() {
     init_logging();
+    stop_on_any_panic();
+    net::failpoint::init();
     if let Err(error) = run() {
         tracing::error!("{error:#}");
         eprintln!("zk-server: {error:#}");
@@ -55,6 +58,24 @@ fn init_logging() {
         // `eprintln!`, which panics the logging thread on that same stderr.
         .log_internal_errors(false)
         .init();
+}
+
+/// The failure policy of every server thread: a panic anywhere (an I/O
+/// thread, the sequencer, the applier, the log writer, a snapshot) aborts the
+/// process. A server with one thread dead is worse than a stopped one: it
+/// would answer `ruok` and serve stale reads while writes hang, its
+/// outstanding counts would never drain, and an apply that did not match the
+/// tree means this replica has diverged. Supervisors restart a stopped server;
+/// recovery replays the log, so nothing acknowledged is lost.
+fn stop_on_any_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("unnamed");
+        tracing::error!(thread, "{info}; the server stops");
+        report(info);
+        std::process::abort();
+    }));
 }
 
 fn run() -> anyhow::Result<()> {
@@ -123,6 +144,26 @@ fn refuse_other_backends_data(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "rocksdb")]
+fn open_rocksdb(config: &Config) -> anyhow::Result<Box<dyn Storage>> {
+    let rocks = engine::rocks::RocksStorage::open(engine::rocks::RocksConfig {
+        dir: config.data_dir.join(ROCKSDB_SUBDIR),
+        force_sync: config.force_sync,
+    })
+    .context("recovery failed")?;
+    Ok(Box::new(rocks))
+}
+
+/// A binary built without the backend says how to get one, in one line.
+#[cfg(not(feature = "rocksdb"))]
+fn open_rocksdb(_config: &Config) -> anyhow::Result<Box<dyn Storage>> {
+    anyhow::bail!("{ROCKSDB_NOT_BUILT}")
+}
+
+#[cfg(not(feature = "rocksdb"))]
+const ROCKSDB_NOT_BUILT: &str = "storage.backend=rocksdb: this zk-server was built without the RocksDB backend; \
+rebuild with `cargo build --release -p server --features rocksdb` (needs Debian's librocksdb-dev and libclang-dev)";
+
 fn serve(config: Config) -> anyhow::Result<()> {
     if !config.servers.is_empty() {
         tracing::warn!(
@@ -153,14 +194,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
             .context("recovery failed")?;
             Box::new(native)
         }
-        config::StorageBackend::RocksDb => {
-            let rocks = RocksStorage::open(RocksConfig {
-                dir: config.data_dir.join(ROCKSDB_SUBDIR),
-                force_sync: config.force_sync,
-            })
-            .context("recovery failed")?;
-            Box::new(rocks)
-        }
+        config::StorageBackend::RocksDb => open_rocksdb(&config)?,
     };
     let snapshots = pipeline::SnapshotPolicy {
         snapshotter: storage.checkpointer(),
@@ -173,9 +207,23 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let (tree, last_zxid) = storage.recover().context("recovery failed")?;
     tracing::info!(storage = storage.name(), %last_zxid, nodes = tree.node_count(), "state recovered");
 
-    let mut sessions = SessionTracker::new(config.tick_time_ms, 0, now_ms());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let session_secret = secret::load_or_create(&config.data_dir)?;
+    // Session ids carry the server id in their top byte, so two servers of an
+    // ensemble never hand out the same id.
+    let server_id = match config.my_id {
+        None => 0,
+        Some(id) => u8::try_from(id).map_err(|_| {
+            anyhow::anyhow!(
+                "{}: myid {id} is out of range: session ids carry the server id in one byte (1..=255)",
+                config.data_dir.join("myid").display()
+            )
+        })?,
+    };
+    let mut sessions = SessionTracker::new(config.tick_time_ms, server_id, clock.wall_ms());
+    // Recovered sessions get a whole timeout from now to reconnect.
     for (session, timeout_ms) in tree.sessions() {
-        sessions.add(session, timeout_ms, now_ms());
+        sessions.add(session, timeout_ms, clock.monotonic_ms());
     }
 
     let address = SocketAddr::new(
@@ -220,6 +268,8 @@ fn serve(config: Config) -> anyhow::Result<()> {
         submit,
         settings,
         shutdown: AtomicBool::new(false),
+        clock,
+        session_secret,
     });
 
     let pipeline = pipeline::Pipeline {

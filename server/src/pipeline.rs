@@ -22,7 +22,6 @@ use engine::txn::Txn;
 use engine::types::{ErrorCode, SessionId, WatcherId, Zxid};
 use engine::Checkpointer;
 use net::mailbox::{Mail, Postman, Submission};
-use net::reactor::now_ms;
 use net::shared::Shared;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -114,11 +113,15 @@ impl Pipeline {
                 path: "applier thread".into(),
                 source,
             })?;
+        let shared = Arc::clone(&this.shared);
         let sequenced = Sequencer {
             pipeline: this,
             applied,
         }
         .run(batches);
+        // Whichever stage stops first, for whatever reason, the server stops:
+        // without the pipeline it could only serve stale reads.
+        shared.begin_shutdown();
         let applied = applier.join().unwrap_or_else(|_| {
             tracing::error!("the applier panicked");
             Ok(())
@@ -215,11 +218,24 @@ impl Sequencer {
         submission: Submission,
         entries: &mut Vec<Entry>,
     ) {
-        let now = now_ms();
+        let shared = &self.pipeline.shared;
+        let now = shared.clock.wall_ms();
+        // Every write of a session that is closing or gone is refused, as the
+        // reference's checkSession does (an error txn, consuming a zxid):
+        // otherwise writes pipelined after a closeSession, or sent by a
+        // connection whose session expired, would be applied under a dead
+        // session's id.
+        let refused = |session: SessionId| {
+            !shared
+                .sessions
+                .lock()
+                .get(session)
+                .is_some_and(|info| !info.closing)
+        };
         let prep = &mut self.pipeline.prep;
         match submission {
             Submission::CreateSession { conn, timeout_ms } => {
-                let session = self.pipeline.shared.sessions.lock().next_session_id();
+                let session = shared.sessions.lock().next_session_id();
                 let txn = prep.prep_create_session(session, timeout_ms, now);
                 entries.push(Entry::Txn {
                     txn,
@@ -243,10 +259,22 @@ impl Sequencer {
                 conn,
                 session,
                 xid,
+                ..
+            } if refused(session) => {
+                let txn = prep.prep_error(session, xid, ErrorCode::SessionExpired, now);
+                entries.push(Entry::Txn {
+                    txn,
+                    origin: Origin::Client { conn, xid },
+                });
+            }
+            Submission::Write {
+                conn,
+                session,
+                xid,
                 request: Request::CloseSession,
                 ..
             } => {
-                self.pipeline.shared.sessions.lock().set_closing(session);
+                shared.sessions.lock().set_closing(session);
                 let txn = prep.prep_close_session(tree, session, xid, now);
                 entries.push(Entry::Txn {
                     txn,
@@ -259,7 +287,12 @@ impl Sequencer {
                 xid,
                 request,
                 auth,
-            } => match prep.prep(tree, session, xid, &auth, &request, now) {
+            } => match {
+                if let Request::Create { request, .. } = &request {
+                    net::failpoint::check(net::failpoint::SEQUENCER, &request.path);
+                }
+                prep.prep(tree, session, xid, &auth, &request, now)
+            } {
                 Ok(txn) => entries.push(Entry::Txn {
                     txn,
                     origin: Origin::Client { conn, xid },
@@ -270,8 +303,14 @@ impl Sequencer {
     }
 
     fn expire_sessions(&mut self, tree: &DataTree, entries: &mut Vec<Entry>) {
-        let now = now_ms();
-        let expired = self.pipeline.shared.sessions.lock().expired(now);
+        let clock = &self.pipeline.shared.clock;
+        let now = clock.wall_ms();
+        let expired = self
+            .pipeline
+            .shared
+            .sessions
+            .lock()
+            .expired(clock.monotonic_ms());
         for session in expired {
             tracing::info!(%session, "expiring session: timeout exceeded");
             let txn = self.pipeline.prep.prep_close_session(tree, session, 0, now);
@@ -285,7 +324,7 @@ impl Sequencer {
     /// Deletes empty containers and expired TTL nodes, as the reference's
     /// container manager does.
     fn reap(&mut self, tree: &DataTree, entries: &mut Vec<Entry>) {
-        let now = now_ms();
+        let now = self.pipeline.shared.clock.wall_ms();
         for path in tree.reap_candidates(now) {
             if let Ok(txn) = self.pipeline.prep.prep_delete_container(tree, &path, now) {
                 tracing::debug!(path, "reaping container or expired TTL node");
@@ -339,6 +378,9 @@ impl Applier {
         for entry in entries {
             match entry {
                 Entry::Txn { txn, origin } => {
+                    if let engine::txn::TxnOp::Create(create) = &txn.op {
+                        net::failpoint::check(net::failpoint::APPLIER, &create.path);
+                    }
                     let outcome = apply(&mut tree, &txn);
                     for (path, event_type) in &outcome.events {
                         for (conn, event) in shared.watches.trigger(path, *event_type) {
@@ -388,10 +430,11 @@ impl Applier {
                 reply,
             }),
             Origin::CreateSession { conn, timeout_ms } => {
-                self.shared
-                    .sessions
-                    .lock()
-                    .add(session, timeout_ms, now_ms());
+                self.shared.sessions.lock().add(
+                    session,
+                    timeout_ms,
+                    self.shared.clock.monotonic_ms(),
+                );
                 self.shared.owners.lock().insert(session, conn);
                 postman.post(Mail::SessionCreated {
                     conn,
@@ -400,7 +443,11 @@ impl Applier {
                 });
             }
             Origin::CloseSession { conn, xid } => {
-                self.forget_session(session);
+                // The session may have reattached elsewhere between the
+                // closeSession's submission and its prep: that connection is
+                // closed too, or it would go on serving a session whose
+                // ephemerals are gone.
+                let owner = self.forget_session(session);
                 postman.post(Mail::Reply {
                     conn,
                     xid,
@@ -408,6 +455,9 @@ impl Applier {
                     reply,
                 });
                 postman.post(Mail::Close { conn });
+                if let Some(owner) = owner.filter(|owner| *owner != conn) {
+                    postman.post(Mail::Close { conn: owner });
+                }
             }
             Origin::Expiry => {
                 if let Some(conn) = self.forget_session(session) {
@@ -438,7 +488,7 @@ struct SnapshotSchedule {
 
 impl SnapshotSchedule {
     fn new(policy: SnapshotPolicy) -> SnapshotSchedule {
-        let seed = now_ms() as u64 | 1;
+        let seed = net::clock::wall_ms() as u64 | 1;
         let mut schedule = SnapshotSchedule {
             policy,
             since_last: 0,

@@ -142,6 +142,7 @@ fn unknown_keys_are_ignored_and_sigterm_stops_cleanly() {
 
 /// Switching `storage.backend` on a directory that holds the other backend's
 /// data is refused with a message naming both, rather than starting empty.
+#[cfg(feature = "rocksdb")]
 #[test]
 fn switching_backend_on_existing_data_is_refused() {
     for (first, second) in [("native", "rocksdb"), ("rocksdb", "native")] {
@@ -204,4 +205,35 @@ fn closed_stderr_neither_kills_the_server_nor_blocks_sigterm() {
     running.terminate();
     let status = running.exit_status(Duration::from_secs(20), "SIGTERM did not stop the server");
     assert!(status.success(), "exit status {status}");
+}
+
+/// A binary built without the RocksDB feature refuses `storage.backend=rocksdb`
+/// in one line that says how to build one with it, instead of starting on
+/// some other backend.
+#[cfg(not(feature = "rocksdb"))]
+#[test]
+fn rocksdb_backend_without_the_feature_says_how_to_build_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nstorage.backend=rocksdb\n",
+            dir.path().join("data").display()
+        ),
+    );
+    let mut refused = Running(server(&config).spawn().expect("start zk-server"));
+    let status = refused.exit_status(
+        Duration::from_secs(20),
+        "the server started without a RocksDB backend",
+    );
+    let mut stderr = String::new();
+    if let Some(mut pipe) = refused.0.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--features rocksdb") && stderr.contains("librocksdb-dev"),
+        "no build hint: {stderr}"
+    );
 }
