@@ -24,6 +24,7 @@ from zkraw import ok  # noqa: F401
 from zkraw import (
     ACL, Closed, Timeout, OPEN_ACL_UNSAFE, AddWatchMode, Err, EventType, Mode, Op, Perm, WatcherType,
     op_check, op_create, op_delete, op_get_children, op_get_data, op_set_data,
+    body_path_watch, body_set_data,
 )
 
 
@@ -549,19 +550,33 @@ def test_zkb16_own_event_before_own_reply(server, raw, prefix):
 
 
 def test_invariant2_event_before_read_reflecting_change(server, raw, prefix):
-    # DESIGN invariant 2: another session's change fires our watch; a read we
-    # send afterwards that sees the change is preceded by the event on the
-    # wire. Repeated to give a racy server a chance to show itself.
+    # DESIGN invariant 2: another session's change fires our watch; any read
+    # of ours that sees the change is preceded by the event on the wire. A's
+    # reads are pipelined while B's write is in flight (nobody waits for B's
+    # reply), so some reads race the change and land on either side of it.
     a, b = raw(server), raw(server)
     ok(a.create(prefix, b"0"))
     for i in range(1, 26):
+        new = b"%d" % i
         ok(a.get_data(prefix, watch=True))
         a.log.clear()
-        ok(b.set_data(prefix, b"%d" % i))
-        r = ok(a.get_data(prefix))
-        assert r.data == b"%d" % i
-        kinds = [(k, getattr(x, "path", None)) for k, x in a.log]
-        assert kinds == [("event", prefix), ("reply", None)], (i, a.log)
+        write = b.submit(Op.SET_DATA, body_set_data(prefix, new))
+        reads = [a.submit(Op.GET_DATA, body_path_watch(prefix, False)) for _ in range(30)]
+        for xid in reads:
+            a.wait_reply(xid)
+        ok(b.wait_reply(write))
+        if not any(k == "event" for k, _ in a.log):
+            # Every read came before the change: read once more, after it.
+            assert ok(a.get_data(prefix)).data == new
+        seen_event = False
+        for kind, item in a.log:
+            if kind == "event":
+                assert item.path == prefix, (i, a.log)
+                seen_event = True
+            elif item.data == new:
+                assert seen_event, ("a read saw the change before its event", i, a.log)
+            else:
+                assert not seen_event, ("a read after the event missed the change", i, a.log)
 
 
 # ------------------------------------------------------------- ZK-BEHAVIOURS 17

@@ -1,0 +1,263 @@
+//! The applier: the only writer of the tree. Proposals queue here in zxid
+//! order; `commit(upto)` applies every queued txn up to that zxid, posting
+//! watch events and replies to the owning I/O threads' mailboxes while it
+//! holds the tree's write lock, so no read can see a change before its
+//! connection has been sent the change's events (DESIGN.md invariant 2).
+//! Entries without a txn (refusals, syncs) are answered in their place, once
+//! everything sequenced before them is applied.
+//!
+//! The write lock is held for a bounded slice of txns at a time, never a
+//! whole proposal: every read on every I/O thread and the sequencer's prep
+//! wait for it. Each txn is applied and answered whole inside one slice, so
+//! a reader sees a txn entirely or not at all (a multi is one txn).
+
+use super::snapshots::SnapshotSchedule;
+use super::{Entry, Input, Origin, Proposal};
+use engine::apply::apply;
+use engine::request::{Reply, Response};
+use engine::tree::DataTree;
+use engine::txn::Txn;
+use engine::types::{SessionId, WatcherId, Zxid};
+use net::mailbox::{Mail, Postman};
+use net::shared::Shared;
+use parking_lot::RwLockWriteGuard;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+/// Txns applied per hold of the write lock before it is released to waiting
+/// readers: about 64 × 1-2 µs.
+pub(super) const SLICE_TXNS: usize = 64;
+
+enum Item {
+    Txn(Txn, Origin),
+    Untxn(Entry),
+    /// The last item of a proposal: frees its slot of the in-flight window.
+    EndOfProposal,
+}
+
+pub(super) struct Applier {
+    shared: Arc<Shared>,
+    queue: VecDeque<Item>,
+    /// Everything up to here may be applied.
+    committed: Zxid,
+    applied: Arc<AtomicI64>,
+    snapshots: Option<SnapshotSchedule>,
+}
+
+impl Applier {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        applied: Zxid,
+        snapshots: Option<SnapshotSchedule>,
+    ) -> Applier {
+        Applier {
+            shared,
+            queue: VecDeque::new(),
+            committed: applied,
+            applied: Arc::new(AtomicI64::new(applied.0)),
+            snapshots,
+        }
+    }
+
+    /// The last applied zxid, as the sequencer reads it.
+    pub(super) fn applied_handle(&self) -> Arc<AtomicI64> {
+        Arc::clone(&self.applied)
+    }
+
+    /// Queues a proposal behind those before it; nothing of it is applied
+    /// or answered before `commit` covers its txns.
+    pub(super) fn propose(&mut self, proposal: Proposal) {
+        let mut txns = proposal.txns.into_iter();
+        for entry in proposal.entries {
+            match entry {
+                Entry::Txn(origin) => {
+                    let txn = txns.next().expect("one txn per Entry::Txn");
+                    self.queue.push_back(Item::Txn(txn, origin));
+                }
+                untxn => self.queue.push_back(Item::Untxn(untxn)),
+            }
+        }
+        debug_assert!(txns.next().is_none(), "a txn without its entry");
+        self.queue.push_back(Item::EndOfProposal);
+    }
+
+    /// Everything up to `upto` is committed: applies and answers what that
+    /// releases. Returns how many proposals were finished.
+    pub(super) fn commit(&mut self, upto: Zxid) -> usize {
+        self.committed = self.committed.max(upto);
+        self.apply_ready()
+    }
+
+    fn ready(&self) -> bool {
+        match self.queue.front() {
+            None => false,
+            Some(Item::Txn(txn, _)) => txn.zxid <= self.committed,
+            Some(Item::Untxn(_) | Item::EndOfProposal) => true,
+        }
+    }
+
+    fn apply_ready(&mut self) -> usize {
+        if !self.ready() {
+            return 0;
+        }
+        let shared = Arc::clone(&self.shared);
+        let mut postman = Postman::new(&shared.mailboxes);
+        let mut tree = shared.tree.write();
+        let (mut finished, mut txns, mut in_slice) = (0, 0u64, 0);
+        while self.ready() {
+            match self.queue.pop_front() {
+                Some(Item::Txn(txn, origin)) => {
+                    self.apply_one(&mut tree, &mut postman, txn, origin);
+                    txns += 1;
+                    in_slice += 1;
+                    if in_slice == SLICE_TXNS {
+                        in_slice = 0;
+                        // Readers queued behind the lock go first; what was
+                        // posted so far is delivered meanwhile.
+                        self.applied.store(tree.last_zxid().0, Ordering::Release);
+                        postman.wake_all();
+                        RwLockWriteGuard::bump(&mut tree);
+                    }
+                }
+                Some(Item::Untxn(entry)) => answer_untxn(&tree, &mut postman, entry),
+                Some(Item::EndOfProposal) => finished += 1,
+                None => break,
+            }
+        }
+        self.applied.store(tree.last_zxid().0, Ordering::Release);
+        drop(tree);
+        drop(postman);
+        if let Some(schedule) = self.snapshots.as_mut() {
+            schedule.applied(txns, &self.shared);
+        }
+        finished
+    }
+
+    fn apply_one(
+        &self,
+        tree: &mut DataTree,
+        postman: &mut Postman<'_>,
+        txn: Txn,
+        origin: Origin,
+    ) {
+        if let engine::txn::TxnOp::Create(create) = &txn.op {
+            net::failpoint::check(net::failpoint::APPLIER, &create.path);
+        }
+        let outcome = apply(tree, &txn);
+        for (path, event_type) in &outcome.events {
+            for (conn, event) in self.shared.watches.trigger(path, *event_type) {
+                postman.post(Mail::Event { conn, event });
+            }
+        }
+        self.settle(postman, txn.zxid, txn.session, origin, outcome.reply);
+    }
+
+    /// Session bookkeeping and the reply, once a txn is applied.
+    fn settle(
+        &self,
+        postman: &mut Postman<'_>,
+        zxid: Zxid,
+        session: SessionId,
+        origin: Origin,
+        reply: Reply,
+    ) {
+        match origin {
+            Origin::Client { conn, xid } => postman.post(Mail::Reply {
+                conn,
+                xid,
+                zxid,
+                reply,
+            }),
+            Origin::CreateSession { conn, timeout_ms } => {
+                self.shared.sessions.lock().add(
+                    session,
+                    timeout_ms,
+                    self.shared.clock.monotonic_ms(),
+                );
+                self.shared.owners.lock().insert(session, conn);
+                postman.post(Mail::SessionCreated {
+                    conn,
+                    session,
+                    timeout_ms,
+                });
+            }
+            Origin::CloseSession { conn, xid } => {
+                // The session may have reattached elsewhere between the
+                // closeSession's submission and its prep: that connection is
+                // closed too, or it would go on serving a session whose
+                // ephemerals are gone.
+                let owner = self.forget_session(session);
+                postman.post(Mail::Reply {
+                    conn,
+                    xid,
+                    zxid,
+                    reply,
+                });
+                postman.post(Mail::Close { conn });
+                if let Some(owner) = owner.filter(|owner| *owner != conn) {
+                    postman.post(Mail::Close { conn: owner });
+                }
+            }
+            Origin::Expiry => {
+                if let Some(conn) = self.forget_session(session) {
+                    postman.post(Mail::Close { conn });
+                }
+            }
+            Origin::Reaper => {}
+        }
+    }
+
+    /// Drops a closed session; returns the connection it was attached to.
+    fn forget_session(&self, session: SessionId) -> Option<WatcherId> {
+        self.shared.sessions.lock().remove(session);
+        self.shared.owners.lock().remove(&session)
+    }
+
+    pub(super) fn finish(self) {
+        if let Some(schedule) = self.snapshots {
+            schedule.finish();
+        }
+    }
+}
+
+fn answer_untxn(tree: &DataTree, postman: &mut Postman<'_>, entry: Entry) {
+    let zxid = tree.last_zxid();
+    match entry {
+        Entry::Refused { conn, xid, err } => postman.post(Mail::Reply {
+            conn,
+            xid,
+            zxid,
+            reply: Reply::error(err),
+        }),
+        Entry::Sync { conn, xid, path } => postman.post(Mail::Reply {
+            conn,
+            xid,
+            zxid,
+            reply: Reply::ok(Response::Sync { path }),
+        }),
+        Entry::Txn(_) => unreachable!("txn entries are queued as Item::Txn"),
+    }
+}
+
+/// The applier thread, standalone: a txn durable here is committed.
+pub(super) fn run(
+    mut applier: Applier,
+    inputs: crossbeam_channel::Receiver<Input>,
+    window: crossbeam_channel::Receiver<()>,
+) {
+    for input in inputs {
+        let finished = match input {
+            Input::Proposed(proposal) => {
+                applier.propose(proposal);
+                // A proposal without txns needs no durability.
+                applier.apply_ready()
+            }
+            Input::Durable(zxid) => applier.commit(zxid),
+        };
+        for _ in 0..finished {
+            let _ = window.try_recv();
+        }
+    }
+    applier.finish();
+}

@@ -1,0 +1,203 @@
+//! The commit pipeline: three stages between the I/O threads and the tree,
+//! each the sole owner of what it changes, so that replication plugs in at
+//! the seams between them.
+//!
+//! ```text
+//! Submission ─▶ sequencer ──Proposal──▶ log ──Durable(zxid)──▶ applier ─▶ Mail
+//!               prep, zxids              Storage: append,       applies what is
+//!               (owns Prep)              durability as events   committed, in zxid
+//!                                        (owns Storage)         order (owns the tree's
+//!                                                               write lock)
+//! ```
+//!
+//! The applier is driven by two inputs: `propose` (a batch in zxid order,
+//! logged or being logged) and `commit(upto)`. Standalone, a txn durable here
+//! is committed, so the applier thread turns each `Durable(zxid)` into
+//! `commit(zxid)`. Under Zab the quorum layer takes the durable events (to
+//! ACK) and calls `commit` when a quorum has acked; neither stage changes.
+//!
+//! Invariants (DESIGN.md 1, 2, 7): nothing is answered and no watch fires for
+//! a txn before it is committed; entries are answered in the order they were
+//! sequenced, so a session's replies keep its order; a txn's watch events are
+//! posted under the tree's write lock with the txn, before any read can see
+//! it. Group commit falls out of the shape: every write that arrives while a
+//! batch is syncing is prepped into the next one, with no timer.
+
+mod applier;
+mod log;
+mod sequencer;
+mod snapshots;
+#[cfg(test)]
+mod tests;
+
+pub use snapshots::SnapshotPolicy;
+
+use applier::Applier;
+use engine::prep::Prep;
+use engine::storage::{Storage, StorageError, Ticket};
+use engine::txn::Txn;
+use engine::types::{ErrorCode, WatcherId, Zxid};
+use net::mailbox::Submission;
+use net::shared::Shared;
+use sequencer::Sequencer;
+use std::sync::Arc;
+
+/// Batches sequenced but not yet applied, at most; past this the sequencer
+/// waits, and outstanding requests back up to the I/O threads' limits.
+const MAX_PROPOSALS_IN_FLIGHT: usize = 64;
+
+pub struct Pipeline {
+    pub shared: Arc<Shared>,
+    pub storage: Box<dyn Storage>,
+    pub prep: Prep,
+    pub submissions: crossbeam_channel::Receiver<Submission>,
+    pub tick_ms: u64,
+    pub container_check_interval_ms: u64,
+    /// When to write snapshots, for a backend that takes them.
+    pub snapshots: Option<SnapshotPolicy>,
+}
+
+/// Who is waiting for a txn's outcome.
+#[derive(Debug)]
+enum Origin {
+    Client { conn: WatcherId, xid: i32 },
+    CreateSession { conn: WatcherId, timeout_ms: i32 },
+    CloseSession { conn: WatcherId, xid: i32 },
+    Expiry,
+    Reaper,
+}
+
+/// One sequenced entry, answered in its place.
+#[derive(Debug)]
+enum Entry {
+    /// The next txn of the proposal's `txns`.
+    Txn(Origin),
+    /// Answered without a txn.
+    Refused {
+        conn: WatcherId,
+        xid: i32,
+        err: ErrorCode,
+    },
+    /// Answered once everything sequenced before it is applied.
+    Sync {
+        conn: WatcherId,
+        xid: i32,
+        path: String,
+    },
+}
+
+/// What the sequencer hands to the log: txns in zxid order (contiguous, so
+/// the log appends them without a copy) and every entry in sequence order,
+/// the `Entry::Txn`s naming `txns` one by one.
+#[derive(Debug, Default)]
+struct Proposal {
+    txns: Vec<Txn>,
+    entries: Vec<Entry>,
+}
+
+impl Proposal {
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn last_zxid(&self) -> Option<Zxid> {
+        self.txns.last().map(|txn| txn.zxid)
+    }
+
+    fn push_txn(&mut self, txn: Txn, origin: Origin) {
+        self.txns.push(txn);
+        self.entries.push(Entry::Txn(origin));
+    }
+}
+
+/// The applier's inputs.
+enum Input {
+    Proposed(Proposal),
+    /// Everything appended up to this zxid is durable.
+    Durable(Zxid),
+}
+
+impl Pipeline {
+    /// Runs the sequencer on this thread and the log, the durability watcher
+    /// and the applier on threads of their own, until shutdown or a storage
+    /// failure. Whichever stage stops first, the server stops: without the
+    /// pipeline it could only serve stale reads.
+    pub fn run(self) -> Result<(), StorageError> {
+        let shared = Arc::clone(&self.shared);
+        let result = self.run_stages();
+        shared.begin_shutdown();
+        result
+    }
+
+    fn run_stages(self) -> Result<(), StorageError> {
+        let Pipeline {
+            shared,
+            storage,
+            prep,
+            submissions,
+            tick_ms,
+            container_check_interval_ms,
+            snapshots,
+        } = self;
+        // One slot per proposal in flight: the sequencer fills one before it
+        // hands a proposal on, the applier frees it once the proposal is
+        // applied.
+        let (window, window_rx) = crossbeam_channel::bounded::<()>(MAX_PROPOSALS_IN_FLIGHT);
+        let (proposals, proposals_rx) = crossbeam_channel::unbounded::<Proposal>();
+        let (inputs, inputs_rx) = crossbeam_channel::unbounded::<Input>();
+        let (tickets, tickets_rx) = crossbeam_channel::unbounded::<(Ticket, Zxid)>();
+        let durable = storage.waiter();
+        let applier = Applier::new(
+            Arc::clone(&shared),
+            prep.last_zxid(),
+            snapshots.map(snapshots::SnapshotSchedule::new),
+        );
+        let applied = applier.applied_handle();
+
+        let spawn = |name: &str, body: Box<dyn FnOnce() -> Result<(), StorageError> + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(body)
+                .map_err(|source| StorageError::Io {
+                    path: format!("{name} thread").into(),
+                    source,
+                })
+        };
+        let (log_shared, watcher_shared) = (Arc::clone(&shared), Arc::clone(&shared));
+        let watcher_inputs = inputs.clone();
+        let threads = [
+            spawn(
+                "applier",
+                Box::new(move || {
+                    applier::run(applier, inputs_rx, window_rx);
+                    Ok(())
+                }),
+            )?,
+            spawn(
+                "log",
+                Box::new(move || log::run(storage, log_shared, proposals_rx, inputs, tickets)),
+            )?,
+            spawn(
+                "log-sync",
+                Box::new(move || {
+                    log::watch_durability(durable, watcher_shared, tickets_rx, watcher_inputs)
+                }),
+            )?,
+        ];
+        let sequenced = Sequencer::new(
+            Arc::clone(&shared),
+            prep,
+            tick_ms,
+            container_check_interval_ms,
+            applied,
+        )
+        .run(submissions, window, proposals);
+        shared.begin_shutdown();
+        let mut result = sequenced;
+        for thread in threads {
+            let joined = thread.join().unwrap_or(Ok(()));
+            result = result.and(joined);
+        }
+        result
+    }
+}

@@ -1,0 +1,237 @@
+//! The sequencer: the one place zxids are assigned. It takes whatever
+//! submissions have queued up, preps each into a txn (or an answer without
+//! one) against the tree plus the changes of proposals not yet applied, adds
+//! session expiry and the container/TTL reaper when their tick is due, and
+//! hands the result on as one proposal.
+//!
+//! `sequence` is the whole step, on the caller's thread with the tree's read
+//! lock held by the caller and time from `Shared::clock`, so tests drive it
+//! by hand. `run` is the thread around it: it waits for work or the next
+//! tick, holds the read lock only while prepping one bounded batch, and waits
+//! for a free slot of the in-flight window before handing a proposal on.
+
+use super::{Entry, Origin, Proposal};
+use engine::prep::Prep;
+use engine::request::Request;
+use engine::storage::StorageError;
+use engine::tree::DataTree;
+use engine::types::{ErrorCode, SessionId, Zxid};
+use net::mailbox::Submission;
+use net::shared::Shared;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Submissions taken into one proposal at most, so one burst neither holds
+/// the tree's read lock for long nor delays the replies of its first writes.
+pub(super) const MAX_BATCH: usize = 1024;
+/// How long the sequencer waits for work before looking at the shutdown flag.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
+
+pub(super) struct Sequencer {
+    shared: Arc<Shared>,
+    prep: Prep,
+    tick_ms: i64,
+    reap_every_ms: i64,
+    /// Monotonic deadlines of the next session-expiry tick and reaper pass.
+    next_tick_ms: i64,
+    next_reap_ms: i64,
+    /// The last zxid the applier has applied: prep drops the pending changes
+    /// the tree now holds.
+    applied: Arc<AtomicI64>,
+}
+
+impl Sequencer {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        prep: Prep,
+        tick_ms: u64,
+        container_check_interval_ms: u64,
+        applied: Arc<AtomicI64>,
+    ) -> Sequencer {
+        let now = shared.clock.monotonic_ms();
+        let tick_ms = i64::try_from(tick_ms.max(1)).unwrap_or(i64::MAX);
+        let reap_every_ms = i64::try_from(container_check_interval_ms.max(1)).unwrap_or(i64::MAX);
+        Sequencer {
+            shared,
+            prep,
+            tick_ms,
+            reap_every_ms,
+            next_tick_ms: now.saturating_add(tick_ms),
+            next_reap_ms: now.saturating_add(reap_every_ms),
+            applied,
+        }
+    }
+
+    pub(super) fn run(
+        mut self,
+        submissions: crossbeam_channel::Receiver<Submission>,
+        window: crossbeam_channel::Sender<()>,
+        proposals: crossbeam_channel::Sender<super::Proposal>,
+    ) -> Result<(), StorageError> {
+        let shared = Arc::clone(&self.shared);
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        loop {
+            if shared.is_shutting_down() {
+                return Ok(());
+            }
+            let until_tick = self.next_tick_ms - shared.clock.monotonic_ms();
+            let wait = Duration::from_millis(until_tick.max(0) as u64).min(SHUTDOWN_POLL);
+            match submissions.recv_timeout(wait) {
+                Ok(first) => batch.push(first),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            while batch.len() < MAX_BATCH {
+                let Ok(next) = submissions.try_recv() else {
+                    break;
+                };
+                batch.push(next);
+            }
+            let proposal = {
+                let tree = shared.tree.read();
+                self.sequence(&tree, batch.drain(..))
+            };
+            if proposal.is_empty() {
+                continue;
+            }
+            // A slot of the window first: with every slot taken the applier
+            // is behind (waiting for durability), and this is where the
+            // backlog stops growing.
+            loop {
+                match window.send_timeout((), SHUTDOWN_POLL) {
+                    Ok(()) => break,
+                    Err(crossbeam_channel::SendTimeoutError::Timeout(())) => {
+                        if shared.is_shutting_down() {
+                            return Ok(());
+                        }
+                    }
+                    Err(crossbeam_channel::SendTimeoutError::Disconnected(())) => return Ok(()),
+                }
+            }
+            if proposals.send(proposal).is_err() {
+                // The log stopped (storage failure): it said why.
+                return Ok(());
+            }
+        }
+    }
+
+    /// Preps `submissions` in order, plus expiry and reaping if their time
+    /// has come, into one proposal. `tree` is the applied tree, read-locked
+    /// by the caller.
+    pub(super) fn sequence(
+        &mut self,
+        tree: &DataTree,
+        submissions: impl IntoIterator<Item = Submission>,
+    ) -> Proposal {
+        // Read under the lock: the tree holds at least this much, so the
+        // pending changes dropped here are all visible in it.
+        self.prep
+            .applied(Zxid(self.applied.load(Ordering::Acquire)));
+        let mut proposal = Proposal::default();
+        for submission in submissions {
+            self.prep_submission(tree, submission, &mut proposal);
+        }
+        let now = self.shared.clock.monotonic_ms();
+        if now >= self.next_tick_ms {
+            self.next_tick_ms = now.saturating_add(self.tick_ms);
+            self.expire_sessions(tree, now, &mut proposal);
+        }
+        if now >= self.next_reap_ms {
+            self.next_reap_ms = now.saturating_add(self.reap_every_ms);
+            self.reap(tree, &mut proposal);
+        }
+        proposal
+    }
+
+    fn prep_submission(&mut self, tree: &DataTree, submission: Submission, proposal: &mut Proposal) {
+        let shared = &self.shared;
+        let now = shared.clock.wall_ms();
+        // Every write of a session that is closing or gone is refused, as the
+        // reference's checkSession does (an error txn, consuming a zxid):
+        // otherwise writes pipelined after a closeSession, or sent by a
+        // connection whose session expired, would be applied under a dead
+        // session's id.
+        let refused = |session: SessionId| {
+            !shared
+                .sessions
+                .lock()
+                .get(session)
+                .is_some_and(|info| !info.closing)
+        };
+        let prep = &mut self.prep;
+        match submission {
+            Submission::CreateSession { conn, timeout_ms } => {
+                let session = shared.sessions.lock().next_session_id();
+                let txn = prep.prep_create_session(session, timeout_ms, now);
+                proposal.push_txn(txn, Origin::CreateSession { conn, timeout_ms });
+            }
+            Submission::Sync { conn, xid, path } => {
+                proposal.entries.push(Entry::Sync { conn, xid, path })
+            }
+            Submission::Rejected {
+                conn,
+                session,
+                xid,
+                err,
+            } => {
+                let txn = prep.prep_error(session, xid, err, now);
+                proposal.push_txn(txn, Origin::Client { conn, xid });
+            }
+            Submission::Write {
+                conn, session, xid, ..
+            } if refused(session) => {
+                let txn = prep.prep_error(session, xid, ErrorCode::SessionExpired, now);
+                proposal.push_txn(txn, Origin::Client { conn, xid });
+            }
+            Submission::Write {
+                conn,
+                session,
+                xid,
+                request: Request::CloseSession,
+                ..
+            } => {
+                shared.sessions.lock().set_closing(session);
+                let txn = prep.prep_close_session(tree, session, xid, now);
+                proposal.push_txn(txn, Origin::CloseSession { conn, xid });
+            }
+            Submission::Write {
+                conn,
+                session,
+                xid,
+                request,
+                auth,
+            } => {
+                if let Request::Create { request, .. } = &request {
+                    net::failpoint::check(net::failpoint::SEQUENCER, &request.path);
+                }
+                match prep.prep(tree, session, xid, &auth, &request, now) {
+                    Ok(txn) => proposal.push_txn(txn, Origin::Client { conn, xid }),
+                    Err(err) => proposal.entries.push(Entry::Refused { conn, xid, err }),
+                }
+            }
+        }
+    }
+
+    fn expire_sessions(&mut self, tree: &DataTree, monotonic_ms: i64, proposal: &mut Proposal) {
+        let now = self.shared.clock.wall_ms();
+        let expired = self.shared.sessions.lock().expired(monotonic_ms);
+        for session in expired {
+            tracing::info!(%session, "expiring session: timeout exceeded");
+            let txn = self.prep.prep_close_session(tree, session, 0, now);
+            proposal.push_txn(txn, Origin::Expiry);
+        }
+    }
+
+    /// Deletes empty containers and expired TTL nodes, as the reference's
+    /// container manager does.
+    fn reap(&mut self, tree: &DataTree, proposal: &mut Proposal) {
+        let now = self.shared.clock.wall_ms();
+        for path in tree.reap_candidates(now) {
+            if let Ok(txn) = self.prep.prep_delete_container(tree, &path, now) {
+                tracing::debug!(path, "reaping container or expired TTL node");
+                proposal.push_txn(txn, Origin::Reaper);
+            }
+        }
+    }
+}

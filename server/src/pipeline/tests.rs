@@ -1,0 +1,479 @@
+//! The pipeline's stages driven by hand, and once through their threads over
+//! a fake storage whose appends become durable only when the test says so.
+//! Pins DESIGN.md invariants 1 (replies in sequence order), 2 (watch events
+//! before the reply, under the write lock) and 7 (nothing answered before
+//! committed), and the session rules: writes of a closing session refused,
+//! closeSession closing the session's current connection, expiry on
+//! monotonic time only.
+
+use super::applier::Applier;
+use super::sequencer::Sequencer;
+use super::{Pipeline, Proposal};
+use engine::prep::{Prep, PrepConfig};
+use engine::request::{CreateRequest, Request, Response};
+use engine::session::{SessionSecret, SessionTracker};
+use engine::storage::{Checkpoint, Checkpointer, DurableWait, Storage, StorageError, Ticket};
+use engine::tree::DataTree;
+use engine::txn::Txn;
+use engine::types::{Acl, ErrorCode, EventType, OpCode, SessionId, WatcherId, Zxid};
+use engine::watch::WatchRegistry;
+use net::clock::{Clock, ManualClock};
+use net::mailbox::{Mail, Submission};
+use net::reactor::Polls;
+use net::shared::{Settings, Shared};
+use net::stats::ServerStats;
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TICK_MS: u64 = 100;
+
+struct Fixture {
+    shared: Arc<Shared>,
+    clock: Arc<ManualClock>,
+    submissions: crossbeam_channel::Receiver<Submission>,
+    // Wakers need their polls alive.
+    _polls: Polls,
+}
+
+fn fixture() -> Fixture {
+    let (polls, mailboxes) = Polls::new(1).expect("polls");
+    let (submit, submissions) = crossbeam_channel::unbounded();
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let shared = Arc::new(Shared {
+        tree: RwLock::new(DataTree::new()),
+        watches: WatchRegistry::new(),
+        sessions: Mutex::new(SessionTracker::new(TICK_MS as u32, 1, clock.wall_ms())),
+        owners: Mutex::new(HashMap::new()),
+        connections: Mutex::new(HashMap::new()),
+        per_ip: Mutex::new(HashMap::new()),
+        stats: ServerStats::new(),
+        outstanding: AtomicUsize::new(0),
+        mailboxes,
+        submit,
+        settings: Settings {
+            max_frame_bytes: 1 << 20,
+            connection_outstanding_limit: 1000,
+            global_outstanding_limit: 1000,
+            max_outbound_bytes: 1 << 26,
+            max_client_cnxns: 0,
+            min_session_timeout_ms: 200,
+            max_session_timeout_ms: 4000,
+            super_digest: None,
+            read_limits: Default::default(),
+        },
+        shutdown: AtomicBool::new(false),
+        clock: Arc::clone(&clock) as Arc<dyn Clock>,
+        session_secret: SessionSecret::new([7; 32]),
+    });
+    Fixture {
+        shared,
+        clock,
+        submissions,
+        _polls: polls,
+    }
+}
+
+fn conn(serial: u64) -> WatcherId {
+    WatcherId::new(0, serial)
+}
+
+fn create(path: &str) -> Request {
+    Request::Create {
+        op: OpCode::Create,
+        request: CreateRequest {
+            path: path.to_string(),
+            data: Some(b"x".to_vec()),
+            acl: Acl::open_unsafe(),
+            flags: 0,
+            ttl: -1,
+        },
+    }
+}
+
+fn write(conn: WatcherId, session: SessionId, xid: i32, request: Request) -> Submission {
+    Submission::Write {
+        conn,
+        session,
+        xid,
+        request,
+        auth: Arc::new(Vec::new()),
+    }
+}
+
+impl Fixture {
+    fn stages(&self) -> (Sequencer, Applier) {
+        let prep = Prep::new(Zxid::ZERO, PrepConfig::default());
+        let applier = Applier::new(Arc::clone(&self.shared), Zxid::ZERO, None);
+        let sequencer = Sequencer::new(
+            Arc::clone(&self.shared),
+            prep,
+            TICK_MS,
+            60_000,
+            applier.applied_handle(),
+        );
+        (sequencer, applier)
+    }
+
+    fn sequence(&self, sequencer: &mut Sequencer, submissions: Vec<Submission>) -> Proposal {
+        let tree = self.shared.tree.read();
+        sequencer.sequence(&tree, submissions)
+    }
+
+    fn mail(&self) -> Vec<Mail> {
+        let mut mail = Vec::new();
+        self.shared.mailboxes[0].drain(&mut mail);
+        mail
+    }
+
+    /// A session created through the stages, attached to `on`.
+    fn session(&self, sequencer: &mut Sequencer, applier: &mut Applier, on: WatcherId) -> SessionId {
+        let proposal = self.sequence(
+            sequencer,
+            vec![Submission::CreateSession {
+                conn: on,
+                timeout_ms: 1000,
+            }],
+        );
+        let last = proposal.last_zxid().expect("a createSession txn");
+        applier.propose(proposal);
+        applier.commit(last);
+        match self.mail().as_slice() {
+            [Mail::SessionCreated { session, .. }] => *session,
+            other => panic!("expected SessionCreated, got {other:?}"),
+        }
+    }
+}
+
+fn reply_xids(mail: &[Mail]) -> Vec<(i32, ErrorCode)> {
+    mail.iter()
+        .filter_map(|mail| match mail {
+            Mail::Reply { xid, reply, .. } => Some((*xid, reply.err)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn nothing_is_answered_before_it_is_committed() {
+    let fixture = fixture();
+    let (mut sequencer, mut applier) = fixture.stages();
+    let session = fixture.session(&mut sequencer, &mut applier, conn(2));
+    let proposal = fixture.sequence(
+        &mut sequencer,
+        vec![
+            write(conn(2), session, 1, create("/a")),
+            write(conn(2), session, 2, create("/b")),
+        ],
+    );
+    let zxids: Vec<Zxid> = proposal.txns.iter().map(|txn| txn.zxid).collect();
+    applier.propose(proposal);
+    assert!(fixture.mail().is_empty(), "answered before any commit");
+    applier.commit(zxids[0]);
+    assert_eq!(reply_xids(&fixture.mail()), vec![(1, ErrorCode::Ok)]);
+    assert!(fixture.shared.tree.read().get("/b").is_none(), "/b applied before its commit");
+    applier.commit(zxids[1]);
+    assert_eq!(reply_xids(&fixture.mail()), vec![(2, ErrorCode::Ok)]);
+    assert!(fixture.shared.tree.read().get("/b").is_some());
+}
+
+#[test]
+fn answers_keep_sequence_order_across_refusals_and_syncs() {
+    let fixture = fixture();
+    let (mut sequencer, mut applier) = fixture.stages();
+    let session = fixture.session(&mut sequencer, &mut applier, conn(2));
+    let proposal = fixture.sequence(
+        &mut sequencer,
+        vec![
+            write(conn(2), session, 1, create("/a")),
+            // Refused in prep (no txn): must still wait for /a.
+            write(conn(2), session, 2, Request::Delete {
+                path: "/missing".into(),
+                version: -1,
+            }),
+            Submission::Sync {
+                conn: conn(2),
+                xid: 3,
+                path: "/".into(),
+            },
+            write(conn(2), session, 4, create("/b")),
+        ],
+    );
+    let last = proposal.last_zxid().expect("txns");
+    applier.propose(proposal);
+    assert!(fixture.mail().is_empty(), "a refusal overtook an uncommitted write");
+    applier.commit(last);
+    let mail = fixture.mail();
+    let replies = reply_xids(&mail);
+    let xids: Vec<i32> = replies.iter().map(|(xid, _)| *xid).collect();
+    assert_eq!(xids, vec![1, 2, 3, 4], "{mail:?}");
+    assert_eq!(replies[1].1, ErrorCode::NoNode);
+}
+
+#[test]
+fn watch_events_are_posted_before_the_reply_of_their_change() {
+    let fixture = fixture();
+    let (mut sequencer, mut applier) = fixture.stages();
+    let session = fixture.session(&mut sequencer, &mut applier, conn(2));
+    let watcher = conn(3);
+    fixture.shared.watches.add_data("/a", watcher);
+    let proposal = fixture.sequence(&mut sequencer, vec![write(conn(2), session, 1, create("/a"))]);
+    let last = proposal.last_zxid().expect("txn");
+    applier.propose(proposal);
+    applier.commit(last);
+    let mail = fixture.mail();
+    assert!(
+        matches!(
+            mail.as_slice(),
+            [Mail::Event { conn: to, event }, Mail::Reply { xid: 1, .. }]
+                if *to == watcher && event.event_type == EventType::NodeCreated
+        ),
+        "{mail:?}"
+    );
+}
+
+#[test]
+fn writes_behind_a_close_session_are_refused() {
+    let fixture = fixture();
+    let (mut sequencer, mut applier) = fixture.stages();
+    let session = fixture.session(&mut sequencer, &mut applier, conn(2));
+    let proposal = fixture.sequence(
+        &mut sequencer,
+        vec![
+            write(conn(2), session, 1, Request::CloseSession),
+            write(conn(2), session, 2, create("/after")),
+        ],
+    );
+    let last = proposal.last_zxid().expect("txns");
+    applier.propose(proposal);
+    applier.commit(last);
+    let replies = reply_xids(&fixture.mail());
+    assert_eq!(
+        replies,
+        vec![(1, ErrorCode::Ok), (2, ErrorCode::SessionExpired)]
+    );
+    assert!(fixture.shared.tree.read().get("/after").is_none());
+}
+
+#[test]
+fn close_session_closes_the_session_current_connection() {
+    // The session reattached on connection 3 after connection 2 submitted
+    // its closeSession: both must be closed, or 3 serves a dead session.
+    let fixture = fixture();
+    let (mut sequencer, mut applier) = fixture.stages();
+    let session = fixture.session(&mut sequencer, &mut applier, conn(2));
+    let proposal = fixture.sequence(
+        &mut sequencer,
+        vec![write(conn(2), session, 1, Request::CloseSession)],
+    );
+    fixture.shared.owners.lock().insert(session, conn(3));
+    let last = proposal.last_zxid().expect("txn");
+    applier.propose(proposal);
+    applier.commit(last);
+    let closed: Vec<WatcherId> = fixture
+        .mail()
+        .iter()
+        .filter_map(|mail| match mail {
+            Mail::Close { conn } => Some(*conn),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed, vec![conn(2), conn(3)]);
+    assert!(fixture.shared.sessions.lock().get(session).is_none());
+}
+
+#[test]
+fn expiry_follows_monotonic_time_not_the_wall_clock() {
+    let fixture = fixture();
+    let (mut sequencer, mut applier) = fixture.stages();
+    let session = fixture.session(&mut sequencer, &mut applier, conn(2));
+    // An NTP step of a day, ticks passing: nothing expires.
+    fixture.clock.step_wall(86_400_000);
+    fixture.clock.advance(TICK_MS as i64 * 3);
+    let proposal = fixture.sequence(&mut sequencer, vec![]);
+    assert!(proposal.is_empty(), "a wall-clock step expired a session");
+    // The session's timeout passing on the monotonic clock expires it.
+    fixture.clock.advance(2_000);
+    let proposal = fixture.sequence(&mut sequencer, vec![]);
+    assert_eq!(proposal.txns.len(), 1, "{proposal:?}");
+    assert_eq!(proposal.txns[0].session, session);
+}
+
+#[test]
+fn a_long_commit_releases_the_write_lock_between_slices() {
+    // A reader waiting for the lock gets it while one big commit is being
+    // applied, not only after it.
+    let fixture = fixture();
+    let (mut sequencer, mut applier) = fixture.stages();
+    let session = fixture.session(&mut sequencer, &mut applier, conn(2));
+    let count = super::applier::SLICE_TXNS * 200;
+    let submissions = (0..count)
+        .map(|i| write(conn(2), session, i as i32, create(&format!("/n{i}"))))
+        .collect();
+    let proposal = fixture.sequence(&mut sequencer, submissions);
+    let last = proposal.last_zxid().expect("txns");
+    applier.propose(proposal);
+    let shared = Arc::clone(&fixture.shared);
+    let base = shared.tree.read().node_count();
+    let started = Arc::new(AtomicBool::new(false));
+    let reader_started = Arc::clone(&started);
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen.last().copied() != Some(count) && Instant::now() < deadline {
+            reader_started.store(true, std::sync::atomic::Ordering::SeqCst);
+            let tree = shared.tree.read();
+            let applied = tree.node_count() - base;
+            if seen.last() != Some(&applied) {
+                seen.push(applied);
+            }
+        }
+        seen
+    });
+    while !started.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    applier.commit(last);
+    let seen = reader.join().expect("reader");
+    // Every count the reader saw is a whole number of txns applied; with the
+    // lock held for the whole commit it could only see 0 and `count`.
+    assert_eq!(seen.last(), Some(&count));
+    assert!(
+        seen.iter().any(|n| *n > 0 && *n < count),
+        "the reader saw only {seen:?}"
+    );
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+}
+
+/// A storage whose appends become durable only when the test releases them.
+#[derive(Default)]
+struct Gate {
+    durable: Mutex<u64>,
+    released: Condvar,
+}
+
+struct GatedStorage {
+    gate: Arc<Gate>,
+    appended: u64,
+}
+
+impl DurableWait for Gate {
+    fn wait(&self, ticket: Ticket) -> Result<(), StorageError> {
+        let mut durable = self.durable.lock();
+        while *durable < ticket.0 {
+            self.released.wait(&mut durable);
+        }
+        Ok(())
+    }
+}
+
+struct NoCheckpoints;
+
+impl Checkpointer for NoCheckpoints {
+    fn take(&self, _tree: &RwLock<DataTree>) -> Result<Checkpoint, StorageError> {
+        Err(StorageError::Snapshot("none in this test".into()))
+    }
+
+    fn purge(&self, _retain: usize) -> Result<usize, StorageError> {
+        Ok(0)
+    }
+}
+
+impl Storage for GatedStorage {
+    fn append(&mut self, _txns: &[Txn]) -> Result<Ticket, StorageError> {
+        self.appended += 1;
+        Ok(Ticket(self.appended))
+    }
+
+    fn waiter(&self) -> Arc<dyn DurableWait> {
+        Arc::clone(&self.gate) as Arc<dyn DurableWait>
+    }
+
+    fn recover(&mut self) -> Result<(DataTree, Zxid), StorageError> {
+        Ok((DataTree::new(), Zxid::ZERO))
+    }
+
+    fn read_log(&self, _after: Zxid, _max: usize) -> Result<Vec<Txn>, StorageError> {
+        Ok(Vec::new())
+    }
+
+    fn log_floor(&self) -> Result<Zxid, StorageError> {
+        Ok(Zxid::ZERO)
+    }
+
+    fn truncate_after(&mut self, _zxid: Zxid) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn install(&mut self, _tree: &DataTree) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn checkpointer(&self) -> Arc<dyn Checkpointer> {
+        Arc::new(NoCheckpoints)
+    }
+
+    fn name(&self) -> &'static str {
+        "gated"
+    }
+}
+
+/// Waits (bounded) for mail to arrive.
+fn wait_mail(fixture: &Fixture, within: Duration) -> Vec<Mail> {
+    let deadline = Instant::now() + within;
+    loop {
+        let mail = fixture.mail();
+        if !mail.is_empty() || Instant::now() >= deadline {
+            return mail;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn the_threads_answer_only_once_the_log_is_durable() {
+    let fixture = fixture();
+    let gate = Arc::new(Gate::default());
+    let pipeline = Pipeline {
+        shared: Arc::clone(&fixture.shared),
+        storage: Box::new(GatedStorage {
+            gate: Arc::clone(&gate),
+            appended: 0,
+        }),
+        prep: Prep::new(Zxid::ZERO, PrepConfig::default()),
+        submissions: fixture.submissions.clone(),
+        tick_ms: TICK_MS,
+        container_check_interval_ms: 60_000,
+        snapshots: None,
+    };
+    let running = std::thread::spawn(move || pipeline.run());
+    let release = |upto: u64| {
+        *gate.durable.lock() = upto;
+        gate.released.notify_all();
+    };
+    let submit = |submission| fixture.shared.submit.send(submission).expect("submit");
+
+    submit(Submission::CreateSession {
+        conn: conn(2),
+        timeout_ms: 1000,
+    });
+    assert!(wait_mail(&fixture, Duration::from_millis(100)).is_empty(), "session created before durable");
+    release(1);
+    let session = match wait_mail(&fixture, Duration::from_secs(10)).as_slice() {
+        [Mail::SessionCreated { session, .. }] => *session,
+        other => panic!("{other:?}"),
+    };
+    submit(write(conn(2), session, 1, create("/a")));
+    assert!(wait_mail(&fixture, Duration::from_millis(100)).is_empty(), "answered before durable");
+    assert!(fixture.shared.tree.read().get("/a").is_none(), "applied before durable");
+    release(2);
+    let mail = wait_mail(&fixture, Duration::from_secs(10));
+    assert!(
+        matches!(mail.as_slice(), [Mail::Reply { xid: 1, reply, .. }] if matches!(reply.body, Response::Create { .. })),
+        "{mail:?}"
+    );
+    fixture.shared.begin_shutdown();
+    running.join().expect("pipeline thread").expect("pipeline result");
+}
