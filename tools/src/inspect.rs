@@ -33,6 +33,11 @@ pub fn describe_stop(stop: &ScanStop) -> String {
             BadFrame::ZxidOrder { zxid, previous } => {
                 format!("zxid 0x{zxid:x} does not follow 0x{previous:x}")
             }
+            BadFrame::BadMarker => "damaged batch commit marker".to_string(),
+            BadFrame::MarkerMismatch { last_zxid, .. } => {
+                format!("commit marker for 0x{last_zxid:x} does not match its batch")
+            }
+            BadFrame::NoMarker => "batch ends without its commit marker".to_string(),
         },
     }
 }
@@ -112,9 +117,10 @@ pub fn snapshots(dir: &Path) -> Result<Vec<SnapshotInfo>, String> {
 pub enum SegmentEnd {
     /// Only zeros follow the last record.
     Clean,
-    /// A bad frame with no valid record after it: an unfinished write.
+    /// What an unfinished write leaves (`wal::format::Tail::Torn`): nothing
+    /// intact follows the bad frame (a batch, or in version 1 a record).
     Torn { offset: u64, why: String },
-    /// A bad frame followed by a valid record: damage in the middle.
+    /// A bad frame that intact data follows: damage in the middle.
     Corrupt { offset: u64, why: String },
     /// The header is damaged, names another zxid, or another database.
     BadHeader(String),
@@ -624,13 +630,13 @@ mod tests {
             cut in proptest::option::of(0usize..2048),
             after in 0u64..40,
         ) {
-            let mut bytes = format::encode_header(format::SegmentHeader {
-                database_id: 7,
-                first_zxid: 1,
-            })
-            .to_vec();
-            for zxid in 1..=40u64 {
-                format::encode_record(&mut bytes, zxid, &[u8::try_from(zxid).unwrap_or(0); 30]);
+            let mut bytes = format::encode_header(format::SegmentHeader::new(7, 1)).to_vec();
+            // Batches of three records, each closed by its commit marker.
+            for first in (1..=40u64).step_by(3) {
+                let payloads: Vec<(u64, [u8; 30])> = (first..=(first + 2).min(40))
+                    .map(|zxid| (zxid, [u8::try_from(zxid).unwrap_or(0); 30]))
+                    .collect();
+                format::encode_batch(&mut bytes, payloads.iter().map(|(zxid, p)| (*zxid, &p[..])));
             }
             bytes.resize(bytes.len() + 256, 0);
             for (at, value) in &flips {

@@ -4,7 +4,9 @@
 //!
 //! Not the record format (`format`) nor the decision what to do with a bad
 //! segment (`writer`). Invariant: a file named `log.<16 hex>` has, from the
-//! moment the name exists, a complete and synced header for that zxid.
+//! moment the name exists, a complete and synced header for that zxid, and
+//! a segment replaced under its name (truncation) is replaced whole: the
+//! name points at the old file or at the new one, complete and synced.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -78,12 +80,16 @@ pub fn preallocate(file: &File, path: &Path, new_len: u64) -> Result<(), Error> 
     file.set_len(new_len).map_err(|e| Error::io(path, e))
 }
 
-/// Creates the segment for `first_zxid`: header and preallocation are
-/// written and synced under a temporary name, then renamed into place and
-/// the directory synced.
+/// Creates the segment for `header.first_zxid` holding `body` (the record
+/// bytes after the header, given in pieces; empty for a new segment):
+/// header, body and preallocation are written and synced under a temporary
+/// name, then renamed into place, replacing a segment of that name if there
+/// is one, and the directory synced. A reader's map of a replaced file stays
+/// valid: it keeps the old inode. Returns the file, its path and its length.
 pub fn create_segment(
     dir: &Path,
     header: SegmentHeader,
+    body: &[&[u8]],
     pre_alloc_bytes: u64,
     sync: bool,
 ) -> Result<(File, PathBuf, u64), Error> {
@@ -100,7 +106,14 @@ pub fn create_segment(
         .map_err(|e| Error::io(&temp, e))?;
     file.write_all(&format::encode_header(header))
         .map_err(|e| Error::io(&temp, e))?;
-    let len = pre_alloc_bytes.max(u64::try_from(format::HEADER_BYTES).unwrap_or(32));
+    let mut written = u64::try_from(format::HEADER_BYTES).unwrap_or(32);
+    for piece in body {
+        file.write_all(piece).map_err(|e| Error::io(&temp, e))?;
+        written = written.saturating_add(u64::try_from(piece.len()).unwrap_or(u64::MAX));
+    }
+    // Whole preallocation blocks past what was written, as appends grow it.
+    let block = pre_alloc_bytes.max(1);
+    let len = written.div_ceil(block).saturating_mul(block).max(written);
     preallocate(&file, &temp, len)?;
     if sync {
         file.sync_all().map_err(|e| Error::io(&temp, e))?;

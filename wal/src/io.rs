@@ -54,7 +54,7 @@ impl Backend {
         }
     }
 
-    /// Makes earlier writes durable (used after writing zeros on truncation).
+    /// Makes earlier writes durable (used after `open` zeros a torn tail).
     pub fn sync(&mut self, file: &File) -> io::Result<()> {
         match self {
             Backend::Pwrite => file.sync_data(),

@@ -7,9 +7,11 @@
 //! mean. It does not decide what is committed; it only says what is durable.
 //!
 //! Invariants: zxids in the log strictly increase across records and
-//! segments; nothing is reported durable before the fsync of its batch has
-//! returned (unless `force_sync` is off); after a failed write or fsync every
-//! call answers `Error::Poisoned` and nothing is retried.
+//! segments; each batch is written with a commit marker after its records,
+//! and nothing is reported durable before the fsync of its batch has
+//! returned (unless `force_sync` is off); after a failed write or fsync, or
+//! once the writer thread has ended (a panic included), every call and every
+//! waiter answers `Error::Poisoned` and nothing is retried.
 
 mod dir;
 pub mod format;
@@ -100,7 +102,7 @@ pub enum Error {
     RecordTooLarge { zxid: u64, len: usize, limit: usize },
     #[error("io_uring unavailable: {source}")]
     IoUringUnavailable { source: stdio::Error },
-    #[error("a write or fsync of the WAL failed earlier; the log is poisoned")]
+    #[error("a write or fsync of the WAL failed earlier, or its writer thread died; the log is poisoned")]
     Poisoned,
 }
 

@@ -3,9 +3,11 @@
 //! all segments. Files are mapped with `memmap2`, never loaded whole.
 //!
 //! Not a writer: nothing here changes a file, so a `Reader` is safe beside a
-//! live `Wal`. It may see records that are written but not yet durable, and a
-//! half-written record at the end of the newest segment, which it treats as
-//! the end; callers that need durability bound the read by `Wal::durable()`.
+//! live `Wal`. It may see records that are written but not yet durable (the
+//! records of a batch come before its commit marker), and a half-written
+//! record at the end of the newest segment, which it treats as the end;
+//! callers that need durability bound the read by `Wal::durable()`. After
+//! `Wal::open` no unfinished batch is left to see.
 //!
 //! Invariant: every record handed out passed its crc32c check and has a zxid
 //! above the one before it.
@@ -33,9 +35,11 @@ impl SegmentFile {
         let map = if len == 0 {
             None
         } else {
-            // SAFETY: the WAL never shrinks a segment file (truncation writes
-            // zeros, purge unlinks), so the mapped range stays backed. Another
-            // process truncating the file would break this; none should.
+            // SAFETY: the WAL never shrinks a segment file (`open` writes
+            // zeros over a torn tail, truncation renames a new file over the
+            // old name, purge unlinks: a mapped inode stays whole), so the
+            // mapped range stays backed. Another process truncating the file
+            // would break this; none should.
             Some(unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?)
         };
         Ok(SegmentFile {
@@ -53,7 +57,8 @@ impl SegmentFile {
         self.map.as_deref().unwrap_or(&[])
     }
 
-    /// The decoded header; a damaged one is corruption at offset 0.
+    /// The decoded header (either version); a damaged one is corruption at
+    /// offset 0.
     pub fn header(&self) -> Result<SegmentHeader, Error> {
         format::decode_header(self.bytes()).map_err(|_| Error::Corrupt {
             file: self.path.clone(),
@@ -68,7 +73,8 @@ impl SegmentFile {
         Ok(SegmentScan::new(self.bytes(), header.first_zxid))
     }
 
-    /// Scans the whole segment and classifies what follows the records.
+    /// Scans the whole segment and classifies what follows its last
+    /// committed batch (version 1: its last valid record).
     pub fn check(&self) -> Result<SegmentCheck, Error> {
         let header = self.header()?;
         Ok(format::classify(self.bytes(), header.first_zxid))
