@@ -6,9 +6,12 @@
 //!
 //! Invariant (DESIGN.md 5, 6): the resulting tree depends only on the tree
 //! and the txn. `apply` is for forward operation: txns arrive in zxid order
-//! and match the tree (a mismatch is a bug, debug-asserted). `apply_replay`
+//! and match the tree. A mismatch means prep and the tree disagree, so this
+//! server has diverged from what it logged; it panics, in every build,
+//! because a diverged replica is worse than a stopped one. `apply_replay`
 //! is for recovery over a fuzzy snapshot, where a txn may already be
-//! reflected: mismatches are tolerated and converge to the same state.
+//! reflected: mismatches are tolerated and converge to the same state (the
+//! quota stats once `quota::recount_all` has run, see `restore::Replay`).
 
 use crate::path::parent_of;
 use crate::request::{MultiResult, Reply, Response};
@@ -24,7 +27,9 @@ pub struct ApplyOutcome {
 }
 
 /// Applies `txn` in forward operation. Panics if `txn.zxid` does not follow
-/// the tree's last zxid: applying out of order would diverge replicas.
+/// the tree's last zxid, or if the txn does not match the tree (a create
+/// whose node exists, a delete or setData of a missing node, a closeSession
+/// listing a node the session does not own): either would diverge replicas.
 pub fn apply(tree: &mut DataTree, txn: &Txn) -> ApplyOutcome {
     assert!(
         txn.zxid > tree.last_zxid(),
@@ -85,12 +90,15 @@ impl Applier<'_> {
         self.txn.zxid
     }
 
-    /// A tree mismatch: expected during replay, a bug otherwise.
+    /// A tree mismatch: expected during replay; in forward operation the
+    /// tree and the log have diverged, which is fatal.
     fn mismatch(&self, what: &str, path: &str, err: TreeError) {
-        if !self.replay {
-            debug_assert!(false, "apply {}: {what} {path}: {err:?}", self.zxid());
-            tracing::error!(zxid = %self.zxid(), path, ?err, "{what} did not match the tree");
-        }
+        assert!(
+            self.replay,
+            "apply {}: {what} {path} does not match the tree ({err:?}): \
+             the tree has diverged from the log",
+            self.zxid()
+        );
     }
 
     fn top_level(&mut self) -> Reply {
@@ -104,7 +112,14 @@ impl Applier<'_> {
                 for path in paths {
                     if !self.replay {
                         let owner = self.tree.get(path).map(|n| n.kind());
-                        debug_assert_eq!(owner, Some(NodeKind::Ephemeral(txn.session)), "{path}");
+                        assert_eq!(
+                            owner,
+                            Some(NodeKind::Ephemeral(txn.session)),
+                            "apply {}: closeSession of {} lists {path}, which it does not own: \
+                             the tree has diverged from the log",
+                            txn.zxid,
+                            txn.session
+                        );
                     }
                     self.delete(path);
                 }
@@ -196,10 +211,19 @@ impl Applier<'_> {
             },
             TxnOp::Check { .. } => Done::Checked,
             TxnOp::Error(code) => Done::Failed(*code),
-            // Nested multis and session ops inside a multi are never prepped;
-            // answer rather than act.
+            // Nested multis and session ops inside a multi are never prepped:
+            // fatal in forward operation; a log that holds one is answered
+            // rather than acted on.
             TxnOp::Multi(_) | TxnOp::CreateSession { .. } | TxnOp::CloseSession { .. } => {
-                debug_assert!(false, "apply {}: {op:?} inside a multi", self.zxid());
+                assert!(
+                    self.replay,
+                    "apply {}: {op:?} inside a multi was never prepped",
+                    self.zxid()
+                );
+                tracing::error!(
+                    zxid = %self.zxid(), ?op,
+                    "replayed a multi holding a multi or a session op; ignored"
+                );
                 Done::Nothing
             }
         }
@@ -907,7 +931,22 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashMap;
 
-    const PATHS: [&str; 7] = ["/a", "/b", "/a/x", "/a/y", "/b/x", "/a/x/z", "/a/"];
+    /// The paths ops pick from: a small tree, and quotas on `/a` and,
+    /// nested in it, `/a/x` (review 1.1: quota stats must converge too).
+    const PATHS: [&str; 12] = [
+        "/a",
+        "/b",
+        "/a/x",
+        "/a/y",
+        "/b/x",
+        "/a/x/z",
+        "/a/",
+        "/zookeeper/quota/a",
+        "/zookeeper/quota/a/zookeeper_stats",
+        "/zookeeper/quota/a/zookeeper_limits",
+        "/zookeeper/quota/a/x",
+        "/zookeeper/quota/a/x/zookeeper_stats",
+    ];
 
     #[derive(Clone, Debug)]
     enum Step {
@@ -929,7 +968,9 @@ mod tests {
             Just(None),
             Just(Some(vec![])),
             Just(Some(b"x".to_vec())),
-            Just(Some(b"yy".to_vec()))
+            Just(Some(b"yy".to_vec())),
+            Just(Some(b"count=0,bytes=0".to_vec())),
+            Just(Some(b"count=5,bytes=-1=;countHardLimit=3".to_vec())),
         ]
     }
 
@@ -981,6 +1022,41 @@ mod tests {
             }),
             2 => prop::collection::vec(multi_op(), 0..4).prop_map(Request::Multi),
         ]
+    }
+
+    /// Random steps, half the time after setting a quota on `/a` the way
+    /// zkCli's setquota does.
+    fn steps() -> impl Strategy<Value = Vec<Step>> {
+        (any::<bool>(), prop::collection::vec(step(), 1..60)).prop_map(|(quota, steps)| {
+            let setquota = [
+                ("/a", "x"),
+                ("/zookeeper/quota/a", ""),
+                ("/zookeeper/quota/a/zookeeper_limits", "count=10,bytes=-1"),
+                ("/zookeeper/quota/a/zookeeper_stats", "count=0,bytes=0"),
+            ];
+            let setquota = setquota.iter().map(|(path, data)| {
+                let request = CreateRequest {
+                    path: path.to_string(),
+                    data: Some(data.as_bytes().to_vec()),
+                    acl: Acl::open_unsafe(),
+                    flags: 0,
+                    ttl: -1,
+                };
+                Step::Write(
+                    0,
+                    Request::Create {
+                        op: OpCode::Create,
+                        request,
+                    },
+                )
+            });
+            let prefix: Vec<Step> = if quota {
+                setquota.collect()
+            } else {
+                Vec::new()
+            };
+            prefix.into_iter().chain(steps).collect()
+        })
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -1106,6 +1182,7 @@ mod tests {
                 prep.applied(txn.zxid);
                 model.observe(txn.zxid, &outcome.events);
                 tree.check_invariants().map_err(TestCaseError::fail)?;
+                crate::quota::check(tree).map_err(TestCaseError::fail)?;
                 model.check(tree)?;
                 out.replies.push(format!("{:?}", outcome.reply));
                 out.txns.push(txn);
@@ -1153,7 +1230,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
-        fn tree_invariants_hold(steps in prop::collection::vec(step(), 1..60)) {
+        fn tree_invariants_hold(steps in steps()) {
             let one_by_one = run(&steps, false)?;
             // DESIGN.md invariant 4: prepping several before applying gives the
             // same txns and answers as prepping each after the last applied.
@@ -1174,7 +1251,7 @@ mod tests {
         // Invariant 6: replaying txns k.. over a state that already reflects
         // txns up to m >= k converges to the state after all txns.
         #[test]
-        fn replay_converges(steps in prop::collection::vec(step(), 1..60), k in any::<prop::sample::Index>(), m in any::<prop::sample::Index>()) {
+        fn replay_converges(steps in steps(), k in any::<prop::sample::Index>(), m in any::<prop::sample::Index>()) {
             let full = run(&steps, false)?;
             let n = full.txns.len();
             let k = k.index(n + 1);
@@ -1183,12 +1260,39 @@ mod tests {
             for txn in &full.txns[..m] {
                 apply(&mut tree, txn);
             }
-            for txn in &full.txns[k..] {
-                apply_replay(&mut tree, txn);
-                tree.check_invariants().map_err(TestCaseError::fail)?;
-            }
+            // As recovery sees it: a snapshot started after txn k, ended
+            // after txn m with this digest.
+            let end = (tree.last_zxid(), tree.digest());
+            tree.restore_last_zxid(zxid_before(&full.txns, k));
+            replay_as_recovery(&mut tree, &full.txns, k, end)?;
             prop_assert_eq!(dump(&tree), dump(&full.tree));
         }
+    }
+
+    /// The zxid of the txn before `txns[k]`: where a snapshot started after
+    /// `k` txns says replay begins.
+    fn zxid_before(txns: &[Txn], k: usize) -> Zxid {
+        k.checked_sub(1).map_or(Zxid::ZERO, |i| txns[i].zxid)
+    }
+
+    /// Replays `txns[k..]` over `tree` as recovery does (`restore::Replay`),
+    /// for a snapshot that started after txn `k` and recorded `end` (zxid
+    /// and digest), checking the tree's invariants after every txn.
+    fn replay_as_recovery(
+        tree: &mut DataTree,
+        txns: &[Txn],
+        k: usize,
+        end: (Zxid, u64),
+    ) -> Result<(), TestCaseError> {
+        let fail = |error: crate::restore::ReplayError| TestCaseError::fail(error.to_string());
+        let mut replay = crate::restore::Replay::new(zxid_before(txns, k), Some(end));
+        replay.begin(tree).map_err(fail)?;
+        for txn in &txns[k..] {
+            replay.txn(tree, txn).map_err(fail)?;
+            tree.check_invariants().map_err(TestCaseError::fail)?;
+        }
+        replay.finish(tree).map_err(fail)?;
+        Ok(())
     }
 
     /// Emulates a fuzzy snapshot started after txn `k`: a depth-first walk
@@ -1196,8 +1300,10 @@ mod tests {
     /// being applied in between (`advance` says how many before each
     /// visit). Nodes created behind the walk are missed, nodes deleted ahead
     /// of it are skipped, and parents and children come from different
-    /// moments — what the reference's snapshots look like.
-    fn fuzzy_snapshot(txns: &[Txn], k: usize, m: usize, advance: &[u8]) -> DataTree {
+    /// moments — what the reference's snapshots look like. Returns the
+    /// snapshot and its end: the live tree's last zxid and digest once the
+    /// walk is over.
+    fn fuzzy_snapshot(txns: &[Txn], k: usize, m: usize, advance: &[u8]) -> (DataTree, (Zxid, u64)) {
         let mut live = DataTree::new();
         for txn in &txns[..k] {
             apply(&mut live, txn);
@@ -1235,7 +1341,7 @@ mod tests {
             children.sort();
             stack.extend(children.into_iter().rev());
         }
-        snap
+        (snap, (live.last_zxid(), live.digest()))
     }
 
     proptest! {
@@ -1244,7 +1350,7 @@ mod tests {
         // Invariant 6 with a fuzzy snapshot: replaying txns k.. converges.
         #[test]
         fn replay_over_fuzzy_snapshot_converges(
-            steps in prop::collection::vec(step(), 1..60),
+            steps in steps(),
             k in any::<prop::sample::Index>(),
             m in any::<prop::sample::Index>(),
             advance in prop::collection::vec(any::<u8>(), 1..16),
@@ -1253,14 +1359,128 @@ mod tests {
             let n = full.txns.len();
             let k = k.index(n + 1);
             let m = k + m.index(n - k + 1);
-            let mut tree = fuzzy_snapshot(&full.txns, k, m, &advance);
+            let (mut tree, end) = fuzzy_snapshot(&full.txns, k, m, &advance);
             tree.check_invariants().map_err(TestCaseError::fail)?;
-            for txn in &full.txns[k..] {
-                apply_replay(&mut tree, txn);
-                tree.check_invariants().map_err(TestCaseError::fail)?;
-            }
+            replay_as_recovery(&mut tree, &full.txns, k, end)?;
             prop_assert_eq!(dump(&tree), dump(&full.tree));
         }
+    }
+
+    // ---- review 1.7: a forward apply that does not match is fatal ----
+
+    use crate::txn::{CreateTxn, NodeKind, TxnOp};
+
+    /// A txn at zxid 1 by session 7.
+    fn txn(op: TxnOp) -> Txn {
+        Txn {
+            zxid: Zxid(1),
+            time_ms: 1_000,
+            session: SessionId(7),
+            cxid: 0,
+            op,
+        }
+    }
+
+    fn create_txn(path: &str, kind: NodeKind) -> TxnOp {
+        TxnOp::Create(CreateTxn {
+            op: OpCode::Create,
+            path: path.to_string(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            kind,
+            parent_cversion: 1,
+        })
+    }
+
+    /// A tree holding `/a` (persistent) and `/e` (session 8's ephemeral),
+    /// at zxid 2: what every mismatch test starts from.
+    fn tree_with_nodes() -> DataTree {
+        let mut tree = DataTree::new();
+        for op in [
+            create_txn("/a", NodeKind::Persistent),
+            create_txn("/e", NodeKind::Ephemeral(SessionId(8))),
+        ] {
+            let zxid = Zxid(tree.last_zxid().0 + 1);
+            let mut txn = txn(op);
+            txn.zxid = zxid;
+            if let TxnOp::Create(create) = &mut txn.op {
+                create.parent_cversion = zxid.0 as i32;
+            }
+            apply(&mut tree, &txn);
+        }
+        tree
+    }
+
+    /// The txns that do not match `tree_with_nodes`, each applied after it.
+    fn mismatched() -> Vec<TxnOp> {
+        vec![
+            create_txn("/a", NodeKind::Persistent),
+            create_txn("/missing/x", NodeKind::Persistent),
+            TxnOp::Delete {
+                path: "/missing".into(),
+            },
+            TxnOp::SetData {
+                path: "/missing".into(),
+                data: None,
+                version: 1,
+            },
+            TxnOp::SetAcl {
+                path: "/missing".into(),
+                acl: Acl::open_unsafe(),
+                aversion: 1,
+            },
+            TxnOp::Multi(vec![TxnOp::Delete {
+                path: "/missing".into(),
+            }]),
+            TxnOp::Multi(vec![TxnOp::Multi(Vec::new())]),
+            TxnOp::Multi(vec![TxnOp::CreateSession { timeout_ms: 1 }]),
+            // The txns' session, 7, does not own /e; /gone does not exist.
+            TxnOp::CloseSession {
+                paths: vec!["/e".into()],
+            },
+            TxnOp::CloseSession {
+                paths: vec!["/gone".into()],
+            },
+        ]
+    }
+
+    /// Every mismatched txn panics in forward operation, in every build
+    /// profile (the checks are `assert!`, not `debug_assert!`), and is
+    /// tolerated by replay, which may meet it over a fuzzy snapshot.
+    #[test]
+    fn a_mismatched_forward_apply_panics() {
+        for op in mismatched() {
+            let mut txn = txn(op);
+            txn.zxid = Zxid(3);
+            let forward = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                apply(&mut tree_with_nodes(), &txn)
+            }));
+            let message = forward.expect_err(&format!("{:?} must panic", txn.op));
+            let message = message
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_default();
+            assert!(
+                message.contains("diverged") || message.contains("never prepped"),
+                "{:?}: {message}",
+                txn.op
+            );
+            let mut tree = tree_with_nodes();
+            apply_replay(&mut tree, &txn);
+            tree.check_invariants()
+                .expect("replay keeps the tree whole");
+        }
+    }
+
+    /// The same, as the test harness sees it.
+    #[test]
+    #[should_panic(expected = "does not match the tree")]
+    fn a_forward_delete_of_a_missing_node_panics() {
+        let mut txn = txn(TxnOp::Delete {
+            path: "/missing".into(),
+        });
+        txn.zxid = Zxid(3);
+        apply(&mut tree_with_nodes(), &txn);
     }
 
     // DESIGN.md invariant 4 against the reference: requests pipelined by one

@@ -10,6 +10,7 @@ pub mod native;
 pub mod path;
 pub mod persist;
 pub mod prep;
+pub mod quota;
 pub mod read;
 pub mod request;
 pub mod restore;

@@ -9,7 +9,10 @@
 //! its last segment and refuses a corrupt record in the middle of the log
 //! (invariant 7): that error names the file and the offset. Replay must reach
 //! the snapshot's end zxid, where the tree's digest must equal the one the
-//! snapshot recorded; otherwise the snapshot is refused.
+//! snapshot recorded (`restore::Replay`). A snapshot whose digest does not
+//! match is set aside, with a warning, for the next older one, as long as
+//! the log still reaches back to it; if none is left, the first mismatch is
+//! the error.
 //!
 //! `install` (Zab SNAP) replaces the whole state through a staging directory:
 //! the new snapshot is written to `install/`, which a rename to
@@ -17,9 +20,8 @@
 //! and the new snapshot moved into place. Opening finishes a committed
 //! install a crash interrupted and discards an uncommitted one.
 
-use crate::apply::apply_replay;
 use crate::persist::{self, SnapshotCursor, SnapshotRecord};
-use crate::restore::{restore_pipelined, RestoreError};
+use crate::restore::{restore_pipelined, Replay, ReplayError, RestoreError};
 use crate::storage::{DurableWait, Storage, StorageError, Ticket};
 use crate::tree::DataTree;
 use crate::txn::Txn;
@@ -94,7 +96,7 @@ impl NativeStorage {
             let opening = std::thread::Builder::new()
                 .name("wal-open".into())
                 .spawn_scoped(scope, || wal::Wal::open(wal_config));
-            let loaded = load_snapshot(&config.snapshot_dir, database_id);
+            let loaded = load_snapshot(&config.snapshot_dir, database_id, None);
             let opened = opening.map(|opening| {
                 opening
                     .join()
@@ -102,7 +104,7 @@ impl NativeStorage {
             });
             (loaded, opened)
         });
-        let (mut tree, snapshot) = loaded?;
+        let loaded = loaded?;
         let (wal, report) = opened
             .map_err(|source| StorageError::Io {
                 path: config.log_dir.clone(),
@@ -115,7 +117,7 @@ impl NativeStorage {
                 "truncated a torn record at the end of the log"
             );
         }
-        let replayed = replay(&config.log_dir, &snapshot, &mut tree)?;
+        let (tree, snapshot, replayed) = recover_state(&config, database_id, loaded)?;
         let last = tree.last_zxid();
         tracing::info!(
             snapshot_zxid = %snapshot.start, replayed, %last, nodes = tree.node_count(), io = report.io,
@@ -175,8 +177,8 @@ impl Storage for NativeStorage {
         if let Some(recovered) = self.recovered.take() {
             return Ok(recovered);
         }
-        let (mut tree, snapshot) = load_snapshot(&self.config.snapshot_dir, self.database_id)?;
-        replay(&self.config.log_dir, &snapshot, &mut tree)?;
+        let loaded = load_snapshot(&self.config.snapshot_dir, self.database_id, None)?;
+        let (tree, _, _) = recover_state(&self.config, self.database_id, loaded)?;
         let last = tree.last_zxid();
         Ok((tree, last))
     }
@@ -450,24 +452,35 @@ impl crate::Checkpointer for Snapshotter {
     }
 }
 
-/// The newest snapshot that reads back whole, restored; an empty tree if
-/// there is none. A bad snapshot is skipped with a warning (the log before
-/// it is kept by purge, so an older snapshot plus more replay still works).
-/// Each candidate is decoded once, straight into the tree: its checksums
-/// are verified as its entries stream by, and a tree built from a snapshot
-/// that turns out bad at its end is dropped.
-fn load_snapshot(dir: &Path, database_id: u64) -> Result<(DataTree, Loaded), StorageError> {
+/// The newest snapshot that reads back whole, restored, among those started
+/// before zxid `below` (all, if `None`); an empty tree if there is none. A
+/// bad snapshot is skipped with a warning (the log before it is kept by
+/// purge, so an older snapshot plus more replay still works). Each
+/// candidate is decoded once, straight into the tree: its checksums are
+/// verified as its entries stream by, and a tree built from a snapshot that
+/// turns out bad at its end is dropped.
+fn load_snapshot(
+    dir: &Path,
+    database_id: u64,
+    below: Option<u64>,
+) -> Result<(DataTree, Loaded), StorageError> {
+    let mut newest = below.is_none();
     for (zxid, path) in snapshot::list(dir).map_err(snapshot_error)? {
+        if below.is_some_and(|below| zxid >= below) {
+            continue;
+        }
         match load_one(&path, zxid, database_id) {
-            Ok(loaded) => return Ok(loaded),
+            Ok((tree, loaded)) => return Ok((tree, Loaded { newest, ..loaded })),
             Err(error) => {
                 tracing::warn!(path = %path.display(), %error, "skipping unreadable snapshot")
             }
         }
+        newest = false;
     }
     let empty = Loaded {
         start: Zxid::ZERO,
         end: None,
+        newest,
     };
     Ok((DataTree::new(), empty))
 }
@@ -480,6 +493,82 @@ struct Loaded {
     /// The snapshot's end zxid, the tree's digest there and the file: replay
     /// must reach that zxid and find that digest.
     end: Option<(Zxid, u64, PathBuf)>,
+    /// No newer snapshot was passed over for this one (there is none, or
+    /// this is the newest): the log is known to reach back to it, as purge
+    /// keeps it for the oldest snapshot retained.
+    newest: bool,
+}
+
+/// Recovery after `loaded`, the newest snapshot that reads back: the log is
+/// replayed over it, and if that ends in a digest mismatch (the snapshot is
+/// not the state it claims) over the next older one, down to an empty tree,
+/// as long as the log reaches back that far; otherwise the first mismatch is
+/// the error. Returns the tree, the snapshot used and the number of txns
+/// replayed.
+fn recover_state(
+    config: &NativeConfig,
+    database_id: u64,
+    loaded: (DataTree, Loaded),
+) -> Result<(DataTree, Loaded, u64), StorageError> {
+    let (mut tree, mut loaded) = loaded;
+    let mut refused: Option<StorageError> = None;
+    loop {
+        if !loaded.newest {
+            if let Err(error) = reaches_back(&config.log_dir, loaded.start) {
+                if let Some(refused) = refused {
+                    tracing::warn!(
+                        snapshot_zxid = %loaded.start, %error,
+                        "no older snapshot to fall back to"
+                    );
+                    return Err(refused);
+                }
+                return Err(error);
+            }
+        }
+        match replay(&config.log_dir, &loaded, &mut tree) {
+            Ok(replayed) => {
+                if refused.is_some() {
+                    tracing::warn!(
+                        snapshot_zxid = %loaded.start, replayed,
+                        "recovered from an older snapshot after a newer one did not match its log"
+                    );
+                }
+                return Ok((tree, loaded, replayed));
+            }
+            Err(Refusal::Diverged(error)) => {
+                let start = zxid_u64(loaded.start);
+                tracing::warn!(
+                    snapshot_zxid = %loaded.start, %error,
+                    "snapshot does not match its log; falling back to an older snapshot"
+                );
+                refused.get_or_insert(error);
+                (tree, loaded) = load_snapshot(&config.snapshot_dir, database_id, Some(start))?;
+            }
+            Err(Refusal::Fatal(error)) => return Err(error),
+        }
+    }
+}
+
+/// Whether the log still holds every txn after `start`: its oldest segment
+/// begins at or before the next zxid. Purge only drops segments wholly
+/// before the oldest snapshot it keeps, so this fails when recovery falls
+/// back further than that.
+fn reaches_back(log_dir: &Path, start: Zxid) -> Result<(), StorageError> {
+    let segments = wal::segments(log_dir).map_err(wal_error)?;
+    match segments.first() {
+        Some((first, path)) if *first > zxid_u64(start).saturating_add(1) => {
+            Err(StorageError::Corrupt {
+                file: path.clone(),
+                offset: 0,
+                what: format!(
+                    "recovery needs the log from zxid {:#x}, after snapshot {start}, \
+                     but it begins at {first:#x}",
+                    zxid_u64(start).saturating_add(1)
+                ),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 fn load_one(path: &Path, zxid: u64, database_id: u64) -> Result<(DataTree, Loaded), StorageError> {
@@ -526,56 +615,52 @@ fn load_one(path: &Path, zxid: u64, database_id: u64) -> Result<(DataTree, Loade
     let loaded = Loaded {
         start,
         end: Some((end, trailer.digest, path.to_path_buf())),
+        newest: true,
     };
     Ok((tree, loaded))
+}
+
+/// Why `replay` refused a snapshot.
+enum Refusal {
+    /// The digest did not match at the snapshot's end: an older snapshot
+    /// may still do.
+    Diverged(StorageError),
+    /// Anything else (the log is unreadable, or does not reach the end).
+    Fatal(StorageError),
 }
 
 /// Replays every logged txn after the snapshot's start onto `tree`, checking
 /// the tree against the snapshot's digest when it reaches the snapshot's
 /// end; returns how many txns were replayed.
-fn replay(log_dir: &Path, snapshot: &Loaded, tree: &mut DataTree) -> Result<u64, StorageError> {
-    let start = snapshot.start;
-    let check_end = |tree: &DataTree| match &snapshot.end {
-        Some((end, digest, file)) if tree.last_zxid() == *end && tree.digest() != *digest => {
-            Err(StorageError::Corrupt {
-                file: file.clone(),
-                offset: 0,
-                what: format!(
-                    "the tree replayed to the snapshot's end zxid {end} has digest {:#x}, \
-                     the snapshot recorded {digest:#x}",
-                    tree.digest()
-                ),
-            })
+fn replay(log_dir: &Path, snapshot: &Loaded, tree: &mut DataTree) -> Result<u64, Refusal> {
+    let end = snapshot
+        .end
+        .as_ref()
+        .map(|(end, digest, _)| (*end, *digest));
+    let refused = |error: ReplayError| {
+        let corrupt = StorageError::Corrupt {
+            file: snapshot
+                .end
+                .as_ref()
+                .map_or_else(|| log_dir.to_path_buf(), |(_, _, file)| file.clone()),
+            offset: 0,
+            what: error.describe("snapshot"),
+        };
+        match error {
+            ReplayError::Diverged { .. } => Refusal::Diverged(corrupt),
+            ReplayError::Short { .. } | ReplayError::Skipped { .. } => Refusal::Fatal(corrupt),
         }
-        _ => Ok(()),
     };
-    check_end(tree)?;
-    let mut replayed = 0;
-    let reader =
-        wal::Reader::open(log_dir, zxid_u64(start).saturating_add(1)).map_err(wal_error)?;
+    let mut replay = Replay::new(snapshot.start, end);
+    replay.begin(tree).map_err(refused)?;
+    let reader = wal::Reader::open(log_dir, zxid_u64(snapshot.start).saturating_add(1))
+        .map_err(|error| Refusal::Fatal(wal_error(error)))?;
     for record in reader {
-        let record = record.map_err(wal_error)?;
-        let txn = decode_logged(log_dir, &record)?;
-        if txn.zxid <= start {
-            continue;
-        }
-        apply_replay(tree, &txn);
-        replayed += 1;
-        check_end(tree)?;
+        let record = record.map_err(|error| Refusal::Fatal(wal_error(error)))?;
+        let txn = decode_logged(log_dir, &record).map_err(Refusal::Fatal)?;
+        replay.txn(tree, &txn).map_err(refused)?;
     }
-    if let Some((end, _, file)) = &snapshot.end {
-        if tree.last_zxid() < *end {
-            return Err(StorageError::Corrupt {
-                file: file.clone(),
-                offset: 0,
-                what: format!(
-                    "the log ends at {} but the snapshot needs it up to {end}",
-                    tree.last_zxid()
-                ),
-            });
-        }
-    }
-    Ok(replayed)
+    replay.finish(tree).map_err(refused)
 }
 
 fn decode_logged(log_dir: &Path, record: &wal::Record) -> Result<Txn, StorageError> {
@@ -765,6 +850,151 @@ mod tests {
         let (tree, last) = storage.recover().expect("recover");
         assert_eq!(last, Zxid(3));
         assert_eq!(tree.digest(), digest);
+    }
+
+    /// Writes a snapshot of `tree` as it is now, started at its last zxid,
+    /// recording `digest` (the right one, or a wrong one for tests of what
+    /// recovery does with a snapshot that does not match its log).
+    fn write_snapshot(dir: &Path, database_id: u64, tree: &DataTree, digest: u64) -> PathBuf {
+        let start = zxid_u64(tree.last_zxid());
+        let mut writer =
+            snapshot::SnapshotWriter::create(dir, start, database_id, 1).expect("create");
+        write_chunks(&mut writer, |cursor, records| {
+            cursor.next_chunk(tree, SNAPSHOT_CHUNK_NODES, records)
+        })
+        .expect("write");
+        writer.finish(digest, start).expect("finish")
+    }
+
+    /// Review 1.1: a snapshot whose replay ends in a digest
+    /// mismatch is set aside for the next older one, which the log still
+    /// reaches back to, instead of refusing to start.
+    #[test]
+    fn a_snapshot_that_does_not_match_its_log_falls_back_to_an_older_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let digest = {
+            let mut storage = NativeStorage::open(config(dir.path())).expect("open");
+            let (tree, mut prep) = recovered(&mut storage);
+            write(&mut storage, &tree, &mut prep, &[create("/a")]);
+            storage.snapshotter().take(&tree).expect("snapshot");
+            write(&mut storage, &tree, &mut prep, &[create("/b")]);
+            let wrong = tree.read().digest() ^ 1;
+            write_snapshot(dir.path(), storage.database_id, &tree.read(), wrong);
+            write(&mut storage, &tree, &mut prep, &[create("/c")]);
+            let digest = tree.read().digest();
+            digest
+        };
+        let mut storage = NativeStorage::open(config(dir.path())).expect("reopen");
+        let (tree, last) = storage.recover().expect("recover");
+        assert_eq!(last, Zxid(3));
+        assert_eq!(tree.digest(), digest);
+        // `recover` after a truncate or install goes the same way.
+        storage.recovered = None;
+        let (tree, _) = storage.recover().expect("recover again");
+        assert_eq!(tree.digest(), digest);
+    }
+
+    /// When the log no longer reaches back to the older snapshot, falling
+    /// back would lose txns: the mismatch is the error.
+    #[test]
+    fn no_fallback_to_a_snapshot_the_log_does_not_reach_back_to() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = NativeConfig {
+            segment_max_bytes: 4096,
+            ..config(dir.path())
+        };
+        let bad = {
+            let mut storage = NativeStorage::open(config.clone()).expect("open");
+            let (tree, mut prep) = recovered(&mut storage);
+            write(&mut storage, &tree, &mut prep, &[create("/a")]);
+            storage.snapshotter().take(&tree).expect("snapshot");
+            for i in 0..200 {
+                write(
+                    &mut storage,
+                    &tree,
+                    &mut prep,
+                    &[create(&format!("/n{i:0>40}"))],
+                );
+            }
+            let wrong = tree.read().digest() ^ 1;
+            let bad = write_snapshot(dir.path(), storage.database_id, &tree.read(), wrong);
+            let purged = storage.wal.purge_before(100).expect("purge");
+            assert!(!purged.is_empty(), "the log rolled into several segments");
+            bad
+        };
+        let error = NativeStorage::open(config)
+            .err()
+            .expect("nothing to fall back to");
+        match error {
+            StorageError::Corrupt { file, what, .. } => {
+                assert_eq!(file, bad);
+                assert!(what.contains("has digest"), "{what}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Review 1.1 end to end: a snapshot walked while creates under a quota
+    /// land between its chunks recovers, and to the live tree.
+    #[test]
+    fn fuzzy_snapshot_with_quota_recovers() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (digest, start, last) = {
+            let mut storage = NativeStorage::open(config(dir.path())).expect("open");
+            let (tree, mut prep) = recovered(&mut storage);
+            let stats = crate::request::Request::Create {
+                op: crate::types::OpCode::Create,
+                request: crate::request::CreateRequest {
+                    path: "/zookeeper/quota/q/zookeeper_stats".into(),
+                    data: Some(b"count=0,bytes=0".to_vec()),
+                    acl: Acl::open_unsafe(),
+                    flags: 0,
+                    ttl: -1,
+                },
+            };
+            let setquota = [
+                create("/q"),
+                create("/q/a"),
+                create("/zookeeper/quota/q"),
+                stats,
+            ];
+            write(&mut storage, &tree, &mut prep, &setquota);
+            let start = tree.read().last_zxid();
+            let mut writer = snapshot::SnapshotWriter::create(
+                dir.path(),
+                zxid_u64(start),
+                storage.database_id,
+                1,
+            )
+            .expect("create");
+            let mut step = 0;
+            write_chunks(&mut writer, |cursor, records| {
+                cursor.next_chunk(&tree.read(), 1, records);
+                step += 1;
+                write(
+                    &mut storage,
+                    &tree,
+                    &mut prep,
+                    &[create(&format!("/q/c{step}"))],
+                );
+            })
+            .expect("write");
+            let (digest, end) = (tree.read().digest(), tree.read().last_zxid());
+            writer.finish(digest, zxid_u64(end)).expect("finish");
+            write(&mut storage, &tree, &mut prep, &[create("/q/after")]);
+            let (digest, last) = (tree.read().digest(), tree.read().last_zxid());
+            (digest, start, last)
+        };
+        let mut storage = NativeStorage::open(config(dir.path())).expect("reopen");
+        let (tree, _) = storage.recover().expect("recover");
+        assert_eq!(tree.digest(), digest);
+        crate::quota::check(&tree).expect("quota stats current");
+        // From the fuzzy snapshot, not by falling back to replaying the
+        // whole log over an empty tree.
+        let loaded = load_snapshot(dir.path(), storage.database_id, None).expect("load");
+        let (_, used, replayed) =
+            recover_state(&config(dir.path()), storage.database_id, loaded).expect("recover");
+        assert_eq!((used.start, replayed), (start, (last.0 - start.0) as u64));
     }
 
     /// An install cut short by a crash: before its commit point the old

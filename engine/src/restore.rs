@@ -7,9 +7,17 @@
 //!
 //! Memory stays bounded: at most `BATCHES_IN_FLIGHT` batches of prepared
 //! records wait between the threads, beside the growing tree.
+//!
+//! Also the second half of recovery, shared the same way: `Replay` applies
+//! the logged txns after a fuzzy snapshot's start (`apply_replay`), recounts
+//! the quota stats where replay reaches the snapshot's end (the one thing
+//! replay cannot converge on by itself, see `quota`), and checks there that
+//! the tree has the digest the snapshot recorded.
 
+use crate::apply::apply_replay;
 use crate::persist::{CodecError, PreparedRecord, RecordDecoder, Restorer};
 use crate::tree::{DataTree, TreeError};
+use crate::txn::Txn;
 use crate::types::Zxid;
 
 /// Records the decoding thread hands over at a time (some 80 KiB).
@@ -101,4 +109,136 @@ fn decode<E>(
         let _ = batches.send(batch);
     }
     Ok(())
+}
+
+/// Replays the log over a tree restored from a fuzzy snapshot that was
+/// started at `start` and, if it recorded them, ended at zxid `end` with
+/// tree digest `digest`. Invariant: the tree is accepted only if replay
+/// passes through `end` and has `digest` there.
+#[derive(Debug)]
+pub struct Replay {
+    start: Zxid,
+    end: Option<(Zxid, u64)>,
+    replayed: u64,
+}
+
+/// Why replay refused a snapshot.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ReplayError {
+    /// At the snapshot's end the tree's digest differs from the recorded
+    /// one: the snapshot (or the log it was replayed with) is not the state
+    /// it claims. An older snapshot may still be good.
+    Diverged {
+        end: Zxid,
+        digest: u64,
+        recorded: u64,
+    },
+    /// The log ends before the snapshot's end.
+    Short { last: Zxid, end: Zxid },
+    /// The log goes from before the snapshot's end to after it without
+    /// holding the end's txn.
+    Skipped { end: Zxid, next: Zxid },
+}
+
+impl ReplayError {
+    /// The error in words, calling the snapshot `what` ("snapshot",
+    /// "checkpoint").
+    pub fn describe(&self, what: &str) -> String {
+        match self {
+            ReplayError::Diverged {
+                end,
+                digest,
+                recorded,
+            } => format!(
+                "the tree replayed to the {what}'s end zxid {end} has digest {digest:#x}, \
+                 the {what} recorded {recorded:#x}"
+            ),
+            ReplayError::Short { last, end } => {
+                format!("the log ends at {last} but the {what} needs it up to {end}")
+            }
+            ReplayError::Skipped { end, next } => {
+                format!("the log has no txn {end}, the {what}'s end, but goes on at {next}")
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe("snapshot"))
+    }
+}
+
+impl Replay {
+    /// A replay over a tree restored from a snapshot started at `start`;
+    /// `end` is the snapshot's end zxid and its digest there, if recorded.
+    pub fn new(start: Zxid, end: Option<(Zxid, u64)>) -> Replay {
+        Replay {
+            start,
+            end,
+            replayed: 0,
+        }
+    }
+
+    /// Checks a tree that is at the snapshot's end before any replay (a
+    /// snapshot no write ran under). Call once, before the first txn.
+    pub fn begin(&mut self, tree: &mut DataTree) -> Result<(), ReplayError> {
+        self.check_end(tree)
+    }
+
+    /// Replays one logged txn; txns at or before the start are skipped.
+    pub fn txn(&mut self, tree: &mut DataTree, txn: &Txn) -> Result<(), ReplayError> {
+        if txn.zxid <= self.start {
+            return Ok(());
+        }
+        if let Some((end, _)) = self.end {
+            if tree.last_zxid() < end && txn.zxid > end {
+                return Err(ReplayError::Skipped {
+                    end,
+                    next: txn.zxid,
+                });
+            }
+        }
+        apply_replay(tree, txn);
+        self.replayed += 1;
+        self.check_end(tree)
+    }
+
+    /// Ends the replay once the log is exhausted; returns how many txns
+    /// were replayed.
+    pub fn finish(&self, tree: &DataTree) -> Result<u64, ReplayError> {
+        if let Some((end, _)) = self.end {
+            if tree.last_zxid() < end {
+                return Err(ReplayError::Short {
+                    last: tree.last_zxid(),
+                    end,
+                });
+            }
+        }
+        Ok(self.replayed)
+    }
+
+    fn check_end(&self, tree: &mut DataTree) -> Result<(), ReplayError> {
+        let Some((end, recorded)) = self.end else {
+            return Ok(());
+        };
+        if tree.last_zxid() != end {
+            return Ok(());
+        }
+        // Between the start and the end the snapshot saw quota stats nodes
+        // and the subtrees they count at different moments; the stats are
+        // a function of the tree (`quota`), so one recount makes them what
+        // the live tree had. With nothing replayed there was no such window.
+        if self.replayed > 0 {
+            crate::quota::recount_all(tree);
+        }
+        if tree.digest() != recorded {
+            return Err(ReplayError::Diverged {
+                end,
+                digest: tree.digest(),
+                recorded,
+            });
+        }
+        Ok(())
+    }
 }

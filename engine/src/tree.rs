@@ -23,11 +23,14 @@
 //!
 //! Mutations are `pub(crate)` and belong to apply; `restore_*` rebuild a
 //! tree from a snapshot, and `PreparedNode` is the part of restoring a node
-//! that needs no tree, so that it can run on another thread.
+//! that needs no tree, so that it can run on another thread. Creates,
+//! deletes and setData report to `quota`, which keeps the quota stats nodes
+//! current.
 //!
 //! Invariants (checked by `check_invariants` in tests): every node but `/`
 //! has its parent in the map and its name in the parent's children; the
-//! ephemeral, container and TTL indexes list exactly the nodes of that kind;
+//! ephemeral, container and TTL indexes list exactly the nodes of that kind,
+//! and the quota index exactly the paths with a quota stats node;
 //! ACL reference counts equal the number of nodes using each list; `digest`
 //! equals the wrapping sum of every node's hash.
 
@@ -40,6 +43,7 @@ type Set<K> = HashSet<K, ahash::RandomState>;
 use std::sync::Arc;
 
 use crate::path::{name_of, parent_of};
+use crate::quota::{self, QuotaIndex};
 use crate::txn::NodeKind;
 use crate::types::{Acl, ErrorCode, SessionId, Stat, Zxid};
 
@@ -348,7 +352,7 @@ fn clamp_i32(n: usize) -> i32 {
 }
 
 /// Why a tree mutation did not happen. Apply treats these as replay
-/// artefacts (tolerated) or bugs (debug-asserted), never as client answers.
+/// artefacts (tolerated) or divergence (fatal), never as client answers.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum TreeError {
     NoNode,
@@ -376,9 +380,9 @@ pub struct DataTree {
     containers: Set<Box<str>>,
     ttls: Set<Box<str>>,
     sessions: Map<SessionId, i32>,
-    /// Paths with a quota: those with a `zookeeper_limits` node under
-    /// `/zookeeper/quota`. Derived from the nodes, rebuilt on restore.
-    quotas: Set<Box<str>>,
+    /// Paths with a quota (see `quota`). Derived from the nodes, rebuilt
+    /// on restore.
+    quotas: QuotaIndex,
     last_zxid: Zxid,
     data_size: u64,
     digest: u64,
@@ -418,7 +422,7 @@ impl DataTree {
             containers: Set::default(),
             ttls: Set::default(),
             sessions: Map::default(),
-            quotas: Set::default(),
+            quotas: QuotaIndex::default(),
             last_zxid: Zxid::ZERO,
             data_size: 0,
             digest: 0,
@@ -477,7 +481,7 @@ impl DataTree {
         self.data_size += node_size(&path, node.data.as_deref());
         self.digest = self.digest.wrapping_add(hash);
         self.index_kind(&path, node.kind);
-        self.index_quota(&path, true);
+        self.quotas.node_added(&path);
         let replaced = self.nodes.insert(path, node);
         debug_assert!(replaced.is_none(), "a node inserted twice");
     }
@@ -724,11 +728,7 @@ impl DataTree {
             aversion: 0,
         };
         self.insert_unlinked(key, data, acl, kind, stat);
-        if let Some(quota_path) = quota_stats_owner(path) {
-            let quota_path = quota_path.to_string();
-            self.recount_quota(&quota_path);
-        }
-        self.update_quota(path, 1, data.map_or(0, |d| d.len() as i64));
+        quota::created(self, path, data);
         Ok(())
     }
 
@@ -772,12 +772,8 @@ impl DataTree {
             .saturating_sub(node_size(path, node.data.as_deref()));
         self.acls.release(node.acl);
         self.unindex_kind(path, node.kind);
-        self.index_quota(path, false);
-        self.update_quota(
-            path,
-            -1,
-            -(node.data.as_ref().map_or(0, |d| d.len()) as i64),
-        );
+        self.quotas.node_removed(path);
+        quota::deleted(self, path, node.data.as_ref().map_or(0, |d| d.len()));
         Ok(())
     }
 
@@ -826,6 +822,7 @@ impl DataTree {
         zxid: Zxid,
         time_ms: i64,
     ) -> Result<(), TreeError> {
+        let before = quota::before_set_data(self, path);
         let mut old_len = 0;
         let found = self.with_node(path, |node| {
             old_len = node.data.as_ref().map_or(0, |d| d.len());
@@ -839,90 +836,29 @@ impl DataTree {
         }
         let new_len = data.map_or(0, |d| d.len());
         self.data_size = self.data_size.saturating_sub(old_len as u64) + new_len as u64;
-        self.update_quota(path, 0, new_len as i64 - old_len as i64);
+        quota::data_set(self, path, before, old_len, new_len);
         Ok(())
     }
 
-    // ---- quotas ----
-    //
-    // The reference keeps `/zookeeper/quota/<path>/zookeeper_stats` current
-    // as `count=N,bytes=M`: the number of znodes in `<path>`'s subtree and
-    // the sum of their data lengths. The stats node's data is rewritten in
-    // place (no version change), by apply, so it is deterministic. Limits
-    // are only reported, not enforced (the reference's default).
+    // ---- what quota accounting needs (`quota`) ----
 
-    fn index_quota(&mut self, path: &str, present: bool) {
-        if let Some(quota_path) = quota_limits_owner(path) {
-            if present {
-                self.quotas.insert(Box::from(quota_path));
-            } else {
-                self.quotas.remove(quota_path);
-            }
-        }
+    pub(crate) fn quota_index(&self) -> &QuotaIndex {
+        &self.quotas
     }
 
-    /// The longest quota path that is `path` or one of its ancestors; the
-    /// root does not count, as in the reference.
-    fn quota_prefix(&self, path: &str) -> Option<String> {
-        if self.quotas.is_empty() || path.starts_with(QUOTA) {
-            return None;
-        }
-        let mut candidate = path;
-        while candidate != ROOT && !candidate.is_empty() {
-            if self.quotas.contains(candidate) {
-                return Some(candidate.to_string());
-            }
-            candidate = parent_of(candidate);
-        }
-        None
-    }
-
-    fn update_quota(&mut self, path: &str, count_diff: i64, bytes_diff: i64) {
-        let Some(quota_path) = self.quota_prefix(path) else {
+    /// Replaces the data of the node at `path` in place: no version, mzxid
+    /// or mtime change, as the reference rewrites a quota's stats node.
+    /// Nothing happens if the node is absent or already holds `data`.
+    pub(crate) fn rewrite_in_place(&mut self, path: &str, data: &[u8]) {
+        let Some(node) = self.nodes.get(path) else {
             return;
         };
-        let stats_path = format!("{QUOTA}{quota_path}/{QUOTA_STATS}");
-        let Some(node) = self.nodes.get(stats_path.as_str()) else {
+        let old_len = node.data.as_ref().map_or(0, |d| d.len());
+        if node.data.as_deref() == Some(data) {
             return;
-        };
-        let Some((count, bytes, rest)) = node.data.as_deref().and_then(parse_quota_stats) else {
-            return;
-        };
-        let text = format!(
-            "count={},bytes={}{}",
-            count + count_diff,
-            bytes + bytes_diff,
-            rest
-        );
-        self.rewrite_quota_stats(&stats_path, text);
-    }
-
-    /// Counts `quota_path`'s subtree afresh into its stats node.
-    fn recount_quota(&mut self, quota_path: &str) {
-        let (mut count, mut bytes) = (0i64, 0i64);
-        let mut stack = vec![quota_path.to_string()];
-        while let Some(path) = stack.pop() {
-            let Some(node) = self.nodes.get(path.as_str()) else {
-                continue;
-            };
-            count += 1;
-            bytes += node.data.as_ref().map_or(0, |d| d.len() as i64);
-            for child in node.children.iter().flat_map(|children| children.iter()) {
-                stack.push(child.0.to_string());
-            }
         }
-        let stats_path = format!("{QUOTA}{quota_path}/{QUOTA_STATS}");
-        self.rewrite_quota_stats(&stats_path, format!("count={count},bytes={bytes}"));
-    }
-
-    fn rewrite_quota_stats(&mut self, stats_path: &str, text: String) {
-        let mut old_len = 0;
-        let new_len = text.len();
-        self.with_node(stats_path, |node| {
-            old_len = node.data.as_ref().map_or(0, |d| d.len());
-            node.data = Some(text.into_bytes().into_boxed_slice());
-        });
-        self.data_size = self.data_size.saturating_sub(old_len as u64) + new_len as u64;
+        self.with_node(path, |node| node.data = Some(Box::from(data)));
+        self.data_size = self.data_size.saturating_sub(old_len as u64) + data.len() as u64;
     }
 
     pub(crate) fn set_acl(
@@ -1092,6 +1028,19 @@ impl DataTree {
                 "kind indexes list {indexed_total} nodes, tree has {kinded_total}"
             ));
         }
+        let quota_paths: Vec<&str> = self
+            .nodes
+            .keys()
+            .filter_map(|path| quota::stats_owner(path))
+            .collect();
+        if quota_paths.len() != self.quotas.len()
+            || !quota_paths.iter().all(|path| self.quotas.contains(path))
+        {
+            return Err(format!(
+                "quota index lists {} paths, the tree has stats nodes for {quota_paths:?}",
+                self.quotas.len()
+            ));
+        }
         if digest != self.digest {
             return Err("digest out of date".into());
         }
@@ -1107,41 +1056,6 @@ impl DataTree {
         }
         Ok(())
     }
-}
-
-const QUOTA_LIMITS: &str = "zookeeper_limits";
-const QUOTA_STATS: &str = "zookeeper_stats";
-
-/// For `/zookeeper/quota/<p>/zookeeper_limits`, the quota path `<p>`.
-fn quota_limits_owner(path: &str) -> Option<&str> {
-    quota_owner(path, QUOTA_LIMITS)
-}
-
-/// For `/zookeeper/quota/<p>/zookeeper_stats`, the quota path `<p>`.
-fn quota_stats_owner(path: &str) -> Option<&str> {
-    quota_owner(path, QUOTA_STATS)
-}
-
-fn quota_owner<'a>(path: &'a str, leaf: &str) -> Option<&'a str> {
-    let inner = path
-        .strip_prefix(QUOTA)?
-        .strip_suffix(leaf)?
-        .strip_suffix('/')?;
-    (inner.starts_with('/') && inner.len() > 1).then_some(inner)
-}
-
-/// Splits `count=N,bytes=M<rest>` (the reference's stats text, which may go
-/// on with `=;key=value` pairs) into its numbers and the untouched rest.
-fn parse_quota_stats(data: &[u8]) -> Option<(i64, i64, String)> {
-    let text = std::str::from_utf8(data).ok()?;
-    let after_count = text.strip_prefix("count=")?;
-    let (count, after) = after_count.split_once(",bytes=")?;
-    let digits = after
-        .char_indices()
-        .find(|(i, c)| !(c.is_ascii_digit() || (*i == 0 && *c == '-')))
-        .map_or(after.len(), |(i, _)| i);
-    let (bytes, rest) = after.split_at(digits);
-    Some((count.parse().ok()?, bytes.parse().ok()?, rest.to_string()))
 }
 
 fn node_size(path: &str, data: Option<&[u8]>) -> u64 {
