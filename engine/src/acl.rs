@@ -13,7 +13,11 @@
 //! without ADMIN), exists, sync and addWatch → none.
 //!
 //! Invariant: nothing here panics on client bytes; malformed identities are
-//! answers (InvalidACL, AuthFailed, no match).
+//! answers (InvalidACL, AuthFailed, no match); resolving a list costs time
+//! linear in its length, and no resolved list is longer than the cap prep
+//! passes in.
+
+use std::collections::HashSet;
 
 use base64::Engine;
 use sha1::{Digest, Sha1};
@@ -82,19 +86,26 @@ pub fn authenticate(
 }
 
 /// Validates an ACL list from create or setACL and resolves it: duplicates
-/// are dropped first (keeping the first), then each `auth` entry is replaced
-/// by one entry per authenticated identity of the session (`digest` ids:
-/// `ip` is not an authenticated provider), with the entry's permissions.
+/// are dropped first (keeping the first of each, in the order given, as the
+/// reference's `removeDuplicates`), then each `auth` entry is replaced by
+/// one entry per authenticated identity of the session (`digest` ids: `ip`
+/// is not an authenticated provider), with the entry's permissions.
 /// InvalidACL for an empty list, `auth` with no such identity, a digest id
 /// that is not `user:hash`, an unparsable ip, `world` other than `anyone`,
 /// or any other scheme (ZK-BEHAVIOURS 8). Permission bits are kept as given.
-pub fn fixup(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
-    let mut unique: Vec<&Acl> = Vec::with_capacity(acl.len());
-    for entry in acl {
-        if !unique.contains(&entry) {
-            unique.push(entry);
-        }
+///
+/// Also InvalidACL (ours; the reference has no cap): a list of more than
+/// `max_entries` entries as given, or one that grows past it when `auth`
+/// expands. Prep runs under the tree's read lock, so the work here must
+/// stay linear in the request and bounded per node.
+pub fn fixup(acl: &[Acl], auth: &[Id], max_entries: usize) -> Result<Vec<Acl>, ErrorCode> {
+    if acl.len() > max_entries {
+        return Err(ErrorCode::InvalidAcl);
     }
+    // A set, not `Vec::contains`: 87k entries took 5.7 s quadratically
+    // (review 1.5).
+    let mut seen: HashSet<&Acl> = HashSet::with_capacity(acl.len());
+    let unique: Vec<&Acl> = acl.iter().filter(|entry| seen.insert(*entry)).collect();
     if unique.is_empty() {
         return Err(ErrorCode::InvalidAcl);
     }
@@ -110,6 +121,10 @@ pub fn fixup(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
                     .filter(|cid| is_authenticated_scheme(&cid.scheme))
                 {
                     any = true;
+                    // Only `auth` can make the list longer than it came.
+                    if out.len() == max_entries {
+                        return Err(ErrorCode::InvalidAcl);
+                    }
                     out.push(Acl {
                         perms: entry.perms,
                         id: cid.clone(),
@@ -232,7 +247,7 @@ mod tests {
 
     #[track_caller]
     fn check_fixup(given: &[Acl], auth: &[Id], expected: Result<Vec<Acl>, ErrorCode>) {
-        assert_eq!(fixup(given, auth), expected);
+        assert_eq!(fixup(given, auth, 1024), expected);
     }
 
     #[test]
@@ -363,6 +378,52 @@ mod tests {
             &[],
             Ok(vec![acl(ALL, "ip", "1.2.3.4/8")]),
         );
+    }
+
+    // The reference drops repeated entries keeping the first of each, in
+    // the order given.
+    #[test]
+    fn fixup_dedupes_in_first_seen_order() {
+        let (a, b, c) = (
+            acl(READ, "ip", "10.0.0.1"),
+            acl(ALL, "world", "anyone"),
+            acl(WRITE, "ip", "10.0.0.1"),
+        );
+        check_fixup(
+            &[
+                b.clone(),
+                a.clone(),
+                b.clone(),
+                c.clone(),
+                a.clone(),
+                c.clone(),
+            ],
+            &[],
+            Ok(vec![b, a, c]),
+        );
+    }
+
+    // Review 1.5: a list longer than the cap is InvalidACL, whether it came
+    // that long or grew past it when `auth` expanded.
+    #[test]
+    fn fixup_caps_entries() {
+        let distinct = |n: usize| -> Vec<Acl> {
+            (0..n)
+                .map(|i| acl(READ, "ip", &format!("10.0.{}.{}", i / 256, i % 256)))
+                .collect()
+        };
+        assert_eq!(fixup(&distinct(4), &[], 4).map(|l| l.len()), Ok(4));
+        assert_eq!(fixup(&distinct(5), &[], 4), Err(ErrorCode::InvalidAcl));
+        let users: Vec<Id> = (0..3)
+            .map(|i| Id::new("digest", &format!("u{i}:hash")))
+            .collect();
+        let mut given = distinct(1);
+        given.push(acl(ALL, "auth", ""));
+        assert_eq!(fixup(&given, &users, 4).map(|l| l.len()), Ok(4));
+        assert_eq!(fixup(&given, &users, 3), Err(ErrorCode::InvalidAcl));
+        // Many copies of one entry are still one entry too many to check.
+        let copies = vec![acl(ALL, "world", "anyone"); 5];
+        assert_eq!(fixup(&copies, &[], 4), Err(ErrorCode::InvalidAcl));
     }
 
     #[test]

@@ -15,6 +15,9 @@
 //! prepped state of every path touched by a txn not yet applied, and
 //! `applied(z)` drops exactly the entries the tree now reflects. A failed
 //! write (or failed multi) consumes a zxid and leaves the overlay unchanged.
+//! Prep runs under the tree's read lock, so its work is linear in the
+//! request: a multi's own changes are a map, ACL lists are deduplicated
+//! through a set, and `PrepLimits` caps ops per multi and entries per ACL.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -34,6 +37,35 @@ pub const MAX_TTL_MS: i64 = (1 << 40) - 1;
 pub struct PrepConfig {
     /// `zookeeper.extendedTypesEnabled`: allows TTL nodes.
     pub extended_types_enabled: bool,
+}
+
+/// `maxMultiOps`' default: ten times the reference's later
+/// `multiRead.maxOps` (1000) and far above real transactions (tens of ops),
+/// yet below the ~50k ops a 1 MiB frame can carry, so one multi's prep and
+/// its apply under the tree's write lock stay bounded.
+pub const DEFAULT_MAX_MULTI_OPS: usize = 10_000;
+/// `maxAclEntries`' default: real ACLs have a handful of entries.
+pub const DEFAULT_MAX_ACL_ENTRIES: usize = 1024;
+
+/// Bounds on what one request may make prep do (ours; the reference has
+/// none). Prep runs on the sequencer under the tree's read lock, where a
+/// slow request stalls every reader and writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrepLimits {
+    /// `maxMultiOps`: a multi of more ops fails as a whole, BadArguments.
+    pub max_multi_ops: usize,
+    /// `maxAclEntries`: a longer ACL list (given, or once `auth` expands)
+    /// is InvalidACL.
+    pub max_acl_entries: usize,
+}
+
+impl Default for PrepLimits {
+    fn default() -> PrepLimits {
+        PrepLimits {
+            max_multi_ops: DEFAULT_MAX_MULTI_OPS,
+            max_acl_entries: DEFAULT_MAX_ACL_ENTRIES,
+        }
+    }
 }
 
 /// What prep needs to know of a node: the reference's ChangeRecord minus
@@ -60,6 +92,7 @@ struct Pending {
 
 pub struct Prep {
     config: PrepConfig,
+    limits: PrepLimits,
     last_zxid: Zxid,
     pending: HashMap<String, Pending>,
     /// Paths each pending txn touched, in zxid order.
@@ -74,8 +107,11 @@ pub struct Prep {
 struct View<'a> {
     tree: &'a DataTree,
     pending: &'a HashMap<String, Pending>,
-    scratch: Vec<(String, Option<NodeState>)>,
+    /// This request's changes: the newest state of each path it touched. A
+    /// map, so a multi's n ops cost n lookups, not n² compares.
+    scratch: HashMap<String, Option<NodeState>>,
     now_ms: i64,
+    max_acl_entries: usize,
 }
 
 /// The root has two spellings in the reference ("" is an alias of "/");
@@ -88,10 +124,25 @@ fn key(path: &str) -> &str {
     }
 }
 
-impl View<'_> {
+impl<'a> View<'a> {
+    fn new(
+        tree: &'a DataTree,
+        pending: &'a HashMap<String, Pending>,
+        now_ms: i64,
+        limits: PrepLimits,
+    ) -> View<'a> {
+        View {
+            tree,
+            pending,
+            scratch: HashMap::new(),
+            now_ms,
+            max_acl_entries: limits.max_acl_entries,
+        }
+    }
+
     fn get(&self, path: &str) -> Option<NodeState> {
         let path = key(path);
-        if let Some((_, state)) = self.scratch.iter().rev().find(|(p, _)| p == path) {
+        if let Some(state) = self.scratch.get(path) {
             return state.clone();
         }
         if let Some(pending) = self.pending.get(path) {
@@ -113,8 +164,9 @@ impl View<'_> {
         self.get(path).ok_or(ErrorCode::NoNode)
     }
 
+    /// Records `path`'s newest state, replacing any earlier one.
     fn set(&mut self, path: &str, state: Option<NodeState>) {
-        self.scratch.push((key(path).to_string(), state));
+        self.scratch.insert(key(path).to_string(), state);
     }
 
     /// The reference's "delete" validation: a slash somewhere, no NUL, and
@@ -176,7 +228,7 @@ impl View<'_> {
         auth: &[Id],
     ) -> Result<TxnOp, ErrorCode> {
         path::validate(path, false)?;
-        let fixed = acl::fixup(acl_list, auth)?;
+        let fixed = acl::fixup(acl_list, auth, self.max_acl_entries)?;
         let mut node = self.record(path)?;
         if !acl::check(&node.acl, perms::ADMIN, auth) {
             return Err(ErrorCode::NoAuth);
@@ -221,7 +273,7 @@ impl View<'_> {
             return Err(ErrorCode::BadArguments);
         }
         let parent_path = parent_of(path);
-        let fixed = acl::fixup(&request.acl, auth)?;
+        let fixed = acl::fixup(&request.acl, auth, self.max_acl_entries)?;
         let mut parent = self.record(parent_path)?;
         if !acl::check(&parent.acl, perms::CREATE, auth) {
             return Err(ErrorCode::NoAuth);
@@ -310,11 +362,17 @@ impl Prep {
     pub fn new(last_zxid: Zxid, config: PrepConfig) -> Prep {
         Prep {
             config,
+            limits: PrepLimits::default(),
             last_zxid,
             pending: HashMap::new(),
             log: VecDeque::new(),
             sessions: HashMap::new(),
         }
+    }
+
+    /// The same prep, enforcing `limits` instead of the defaults.
+    pub fn with_limits(self, limits: PrepLimits) -> Prep {
+        Prep { limits, ..self }
     }
 
     pub fn last_zxid(&self) -> Zxid {
@@ -343,7 +401,7 @@ impl Prep {
     }
 
     /// Makes a view's changes pending under `zxid`.
-    fn commit(&mut self, zxid: Zxid, scratch: Vec<(String, Option<NodeState>)>) {
+    fn commit(&mut self, zxid: Zxid, scratch: HashMap<String, Option<NodeState>>) {
         if scratch.is_empty() {
             return;
         }
@@ -386,12 +444,7 @@ impl Prep {
             Request::Check { .. } => return Err(ErrorCode::Unimplemented),
             _ => {}
         }
-        let mut view = View {
-            tree,
-            pending: &self.pending,
-            scratch: Vec::new(),
-            now_ms,
-        };
+        let mut view = View::new(tree, &self.pending, now_ms, self.limits);
         let result = match request {
             Request::Create { op, request } => {
                 self.prep_create(&mut view, session, *op, request, auth)
@@ -508,6 +561,11 @@ impl Prep {
         {
             return TxnOp::Error(ErrorCode::MarshallingError);
         }
+        // Ours (the reference has no cap): refused whole, as a read-only
+        // multiRead over the cap is (engine::read::OVER_BUDGET).
+        if ops.len() > self.limits.max_multi_ops {
+            return TxnOp::Error(ErrorCode::BadArguments);
+        }
         let mut results = Vec::with_capacity(ops.len());
         let mut failed_at = None;
         for (i, op) in ops.iter().enumerate() {
@@ -602,12 +660,7 @@ impl Prep {
                 .map(|(path, _)| path.clone()),
         );
         doomed.sort();
-        let mut view = View {
-            tree,
-            pending: &self.pending,
-            scratch: Vec::new(),
-            now_ms,
-        };
+        let mut view = View::new(tree, &self.pending, now_ms, self.limits);
         for path in &doomed {
             let parent_path = parent_of(path);
             if let Some(mut parent) = view.get(parent_path) {
@@ -634,12 +687,7 @@ impl Prep {
         path: &str,
         now_ms: i64,
     ) -> Result<Txn, ErrorCode> {
-        let mut view = View {
-            tree,
-            pending: &self.pending,
-            scratch: Vec::new(),
-            now_ms,
-        };
+        let mut view = View::new(tree, &self.pending, now_ms, self.limits);
         let parent_path = View::parent_for_delete(path)?;
         let node = view.record(path)?;
         if node.child_count > 0 {
@@ -1147,6 +1195,122 @@ mod tests {
         );
         assert_eq!(render(&sim.apply(failed)), "multi [Ok, Ok, NoNode]");
         assert_eq!(render(&sim.apply(later)), "create /a0000000000");
+    }
+
+    /// A session whose prep enforces `max_multi_ops` and `max_acl_entries`.
+    fn limited(max_multi_ops: usize, max_acl_entries: usize) -> Sim {
+        let mut sim = Sim::new();
+        let config = PrepConfig {
+            extended_types_enabled: true,
+        };
+        sim.prep = Prep::new(sim.prep.last_zxid(), config).with_limits(PrepLimits {
+            max_multi_ops,
+            max_acl_entries,
+        });
+        sim
+    }
+
+    fn ip_acl(count: usize) -> Vec<Acl> {
+        (0..count)
+            .map(|i| Acl {
+                perms: perms::ALL,
+                id: Id::new("ip", &format!("10.0.0.{i}")),
+            })
+            .collect()
+    }
+
+    // Review 1.5: a multi of more ops than the cap fails as a whole,
+    // consuming a zxid like every failed write (ZK-BEHAVIOURS 2).
+    #[test]
+    fn multi_over_the_op_cap_is_refused() {
+        let mut sim = limited(3, 8);
+        let creates =
+            |names: &[&str]| Request::Multi(names.iter().map(|n| m_create(n, 0)).collect());
+        check(
+            &mut sim,
+            creates(&["/a", "/b", "/c"]),
+            "multi [create /a, create /b, create /c]",
+        );
+        let zxid = sim.prep.last_zxid();
+        check(&mut sim, creates(&["/d", "/e", "/f", "/g"]), "BadArguments");
+        assert_eq!(sim.prep.last_zxid(), zxid.next());
+        assert_eq!(sim.read(get_data("/d", false)), "NoNode");
+        assert_eq!(sim.prep.pending_count(), 0);
+    }
+
+    // Review 1.5: the ACL cap holds for create, create in a multi and setACL.
+    #[test]
+    fn acl_cap_applies_to_every_acl_list() {
+        let mut sim = limited(10, 2);
+        let mut request = create_req("/a", None, 0);
+        request.acl = ip_acl(3);
+        check(
+            &mut sim,
+            create_with(OpCode::Create, request.clone()),
+            "InvalidAcl",
+        );
+        let multi = Request::Multi(vec![MultiOp::Create {
+            op: OpCode::Create,
+            request: request.clone(),
+        }]);
+        check(&mut sim, multi, "multi [InvalidAcl]");
+        request.acl = ip_acl(2);
+        check(&mut sim, create_with(OpCode::Create, request), "create /a");
+        sim.auth.push(Id::new("super", ""));
+        let set_acl = |acl: Vec<Acl>| Request::SetAcl {
+            path: "/a".into(),
+            acl,
+            version: -1,
+        };
+        check(&mut sim, set_acl(ip_acl(3)), "InvalidAcl");
+        assert!(sim.write(set_acl(ip_acl(1))).contains("av1"));
+    }
+
+    // The scratch keeps one state per path, the newest: later ops of the
+    // multi and later preps see it.
+    #[test]
+    fn scratch_keeps_the_newest_state_per_path() {
+        let mut sim = Sim::new();
+        check(
+            &mut sim,
+            Request::Multi(vec![
+                m_create("/x", 0),
+                m_set("/x", b"1", 0),
+                m_delete("/x", 1),
+                m_create("/x", 0),
+                m_set("/x", b"2", 0),
+            ]),
+            "multi [create /x, set v1, delete, create /x, set v1]",
+        );
+        let pending = sim.prep(set_data("/x", b"3", 1)).unwrap();
+        assert!(
+            matches!(pending.op, TxnOp::SetData { version: 2, .. }),
+            "{pending:?}"
+        );
+        let stale = sim.prep(set_data("/x", b"4", 1)).unwrap();
+        assert_eq!(stale.op, TxnOp::Error(ErrorCode::BadVersion));
+        sim.apply(pending);
+        sim.apply(stale);
+        assert_eq!(sim.stat("/x").split(' ').nth(3), Some("v2"));
+    }
+
+    // Review 1.5: a multi of many creates looks its paths up in a map, not
+    // by scanning every earlier op (19k creates did O(n^2) compares under
+    // the tree's read lock).
+    #[test]
+    fn big_multi_preps_through_a_map() {
+        let mut sim = limited(50_000, 8);
+        let view = View::new(&sim.tree, &sim.prep.pending, 0, sim.prep.limits);
+        let _scratch_is_a_map: &HashMap<String, Option<NodeState>> = &view.scratch;
+        let ops: Vec<MultiOp> = (0..20_000)
+            .map(|i| m_create(&format!("/n{i:05}"), 0))
+            .collect();
+        let txn = sim.prep(Request::Multi(ops)).unwrap();
+        let reply = sim.apply(txn);
+        assert_eq!(reply.err, ErrorCode::Ok);
+        assert!(matches!(&reply.body, crate::request::Response::Multi(r) if r.len() == 20_000));
+        assert!(sim.tree.contains("/n19999"));
+        assert_eq!(sim.prep.pending_count(), 0);
     }
 
     #[test]

@@ -8,6 +8,13 @@
 //!
 //! It never changes the tree; the only state it touches is the watch
 //! registry. Writes, sync ordering and setAuth belong to the caller.
+//!
+//! Invariant: a read copies at most `ReadLimits::max_response_bytes` out of
+//! the tree. Each reply's encoded size is charged piece by piece before the
+//! piece is copied, and a read that passes the budget (or a multiRead of
+//! more than `max_multi_ops` ops) is answered BadArguments, so the work one
+//! request does under the read lock is bounded by the budget, not by what
+//! it asks for.
 
 use crate::acl;
 use crate::path::join;
@@ -27,10 +34,118 @@ pub struct ReadContext<'a> {
     pub watches: &'a WatchRegistry,
 }
 
+/// What one read may cost. Every reply is built against a budget: the
+/// running total of the bytes it will encode to (reply header included) is
+/// checked as each piece is added, before that piece is copied out of the
+/// tree, so a small request cannot make the server copy gigabytes under the
+/// read lock (review 1.4: ~65k `getData` of a 1 MB node fit in one 1 MiB
+/// multiRead frame).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// `maxResponseBytes` (ours): the largest reply frame body a read may
+    /// produce.
+    pub max_response_bytes: usize,
+    /// `maxMultiOps` (ours): the most ops one multiRead may carry.
+    pub max_multi_ops: usize,
+}
+
+/// 16 times the default `jute.maxbuffer`. Clients refuse frames of their
+/// own `jute.maxbuffer` or more (the Java client's default is 0xfffff), so
+/// a larger reply reaches only clients configured for it; it stays well
+/// under the 64 MiB of unsent output after which a connection is closed,
+/// and bounds what one read can pin on an I/O thread.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// What a getData reply adds to the data it carries (header, length,
+/// stat): a budget smaller than `jute.maxbuffer` plus this could refuse to
+/// read back a node that was accepted.
+pub const GET_DATA_OVERHEAD_BYTES: usize = REPLY_HEADER_BYTES + LEN_BYTES + STAT_BYTES;
+
+impl Default for ReadLimits {
+    fn default() -> ReadLimits {
+        ReadLimits {
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_multi_ops: crate::prep::DEFAULT_MAX_MULTI_OPS,
+        }
+    }
+}
+
+/// The refusal of a read whose reply would pass the budget, or a multiRead
+/// with too many ops. Apache ZooKeeper 3.8 has no such bound (an oversized
+/// reply reaches the client, whose `jute.maxbuffer` check then drops the
+/// connection: a retry loop, never an answer). The reference's later
+/// `multiRead.maxOps` / `multiRead.maxResponseBytes` guards answer
+/// BadArguments, so we do too, for every read: like them it is not
+/// retryable, unlike ConnectionLoss.
+pub const OVER_BUDGET: ErrorCode = ErrorCode::BadArguments;
+
+// Wire sizes of the pieces of a reply, as net::proto encodes them.
+/// ReplyHeader: xid, zxid, err.
+const REPLY_HEADER_BYTES: usize = 16;
+/// A jute length or count, and an int.
+const LEN_BYTES: usize = 4;
+const STAT_BYTES: usize = 68;
+/// MultiHeader: type, done, err (each result, and the end marker).
+const MULTI_HEADER_BYTES: usize = 9;
+
+/// The bytes a reply may still grow by.
+struct Budget {
+    left: usize,
+    /// Set by the first charge that did not fit: from then on the read is
+    /// refused, whatever error code carried the failure up.
+    exceeded: bool,
+}
+
+impl Budget {
+    fn new(limits: &ReadLimits) -> Budget {
+        Budget {
+            left: limits.max_response_bytes,
+            exceeded: false,
+        }
+    }
+
+    /// Takes `bytes` from the budget, or refuses the read.
+    fn charge(&mut self, bytes: usize) -> Result<(), ErrorCode> {
+        match self.left.checked_sub(bytes) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => {
+                self.exceeded = true;
+                Err(OVER_BUDGET)
+            }
+        }
+    }
+
+    /// A jute `ustring` / `buffer`.
+    fn charge_string(&mut self, text: &str) -> Result<(), ErrorCode> {
+        self.charge(LEN_BYTES.saturating_add(text.len()))
+    }
+
+    fn charge_strings(&mut self, strings: &[String]) -> Result<(), ErrorCode> {
+        self.charge(LEN_BYTES)?;
+        strings.iter().try_for_each(|text| self.charge_string(text))
+    }
+}
+
+/// Answers a read under the default limits (tests and tools).
+pub fn read(tree: &DataTree, ctx: &ReadContext, request: &Request) -> Reply {
+    read_bounded(tree, ctx, request, &ReadLimits::default())
+}
+
 /// Answers a read. `SetWatches` must go through `set_watches`, which can
 /// return the events to deliver at once; here it answers Unimplemented, as
-/// do writes and setAuth (the caller routes those elsewhere).
-pub fn read(tree: &DataTree, ctx: &ReadContext, request: &Request) -> Reply {
+/// do writes and setAuth (the caller routes those elsewhere). A reply that
+/// would pass `limits.max_response_bytes`, or a multiRead of more than
+/// `limits.max_multi_ops` ops, is answered `OVER_BUDGET` instead, having
+/// copied at most one budget's worth of data.
+pub fn read_bounded(
+    tree: &DataTree,
+    ctx: &ReadContext,
+    request: &Request,
+    limits: &ReadLimits,
+) -> Reply {
     if let Request::MultiRead(ops) = request {
         let is_read =
             |op: &MultiOp| matches!(op, MultiOp::GetChildren { .. } | MultiOp::GetData { .. });
@@ -47,17 +162,28 @@ pub fn read(tree: &DataTree, ctx: &ReadContext, request: &Request) -> Reply {
                 body,
             };
         }
+        if ops.len() > limits.max_multi_ops {
+            return Reply::error(OVER_BUDGET);
+        }
     }
-    match read_inner(tree, ctx, request) {
+    let mut budget = Budget::new(limits);
+    let answer = budget
+        .charge(REPLY_HEADER_BYTES)
+        .and_then(|()| read_inner(tree, ctx, request, &mut budget));
+    match answer {
         Ok(body) => Reply::ok(body),
         Err(code) => Reply::error(code),
     }
 }
 
+/// A read's answer, its size charged to `budget` as it is built. Replies
+/// of a fixed size (a stat, a count) are charged too, so the total is the
+/// reply's size whatever the request.
 fn read_inner(
     tree: &DataTree,
     ctx: &ReadContext,
     request: &Request,
+    budget: &mut Budget,
 ) -> Result<Response, ErrorCode> {
     match request {
         Request::Exists { path, watch } => {
@@ -69,10 +195,11 @@ fn read_inner(
                 ctx.watches.add_data(path, ctx.watcher);
             }
             let node = tree.get(path).ok_or(ErrorCode::NoNode)?;
+            budget.charge(STAT_BYTES)?;
             Ok(Response::Stat(node.stat()))
         }
         Request::GetData { path, watch } => {
-            let (data, stat) = get_data(tree, ctx, path, *watch)?;
+            let (data, stat) = get_data(tree, ctx, path, *watch, budget)?;
             Ok(Response::GetData { data, stat })
         }
         Request::GetAcl { path } => {
@@ -80,6 +207,14 @@ fn read_inner(
             let node_acl = node.acl();
             if !acl::check(node_acl, perms::READ | perms::ADMIN, ctx.auth) {
                 return Err(ErrorCode::NoAuth);
+            }
+            // Redaction only shortens ids, so the stored list's size bounds
+            // the reply's.
+            budget.charge(LEN_BYTES + STAT_BYTES)?;
+            for entry in node_acl {
+                budget.charge(LEN_BYTES)?;
+                budget.charge_string(&entry.id.scheme)?;
+                budget.charge_string(&entry.id.id)?;
             }
             let acl = if acl::check(node_acl, perms::ADMIN, ctx.auth) {
                 node_acl.to_vec()
@@ -92,16 +227,20 @@ fn read_inner(
             })
         }
         Request::GetChildren { path, watch } => {
-            let (children, _) = get_children(tree, ctx, path, *watch)?;
+            let (children, _) = get_children(tree, ctx, path, *watch, budget)?;
             Ok(Response::GetChildren { children })
         }
         Request::GetChildren2 { path, watch } => {
-            let (children, stat) = get_children(tree, ctx, path, *watch)?;
+            budget.charge(STAT_BYTES)?;
+            let (children, stat) = get_children(tree, ctx, path, *watch, budget)?;
             Ok(Response::GetChildren2 { children, stat })
         }
-        Request::Sync { path } => Ok(Response::Sync { path: path.clone() }),
+        Request::Sync { path } => {
+            budget.charge_string(path)?;
+            Ok(Response::Sync { path: path.clone() })
+        }
         Request::Ping => Ok(Response::Empty),
-        Request::MultiRead(ops) => multi_read(tree, ctx, ops),
+        Request::MultiRead(ops) => multi_read(tree, ctx, ops, budget),
         Request::CheckWatches { path, watcher_type } => {
             if ctx.watches.contains(path, ctx.watcher, *watcher_type) {
                 Ok(Response::Empty)
@@ -119,6 +258,7 @@ fn read_inner(
         Request::AddWatch { path, mode } => {
             // 3.8.0 checks neither existence nor ACL here.
             let recursive = *mode == AddWatchMode::PersistentRecursive;
+            budget.charge(LEN_BYTES)?;
             ctx.watches.add_persistent(path, ctx.watcher, recursive);
             Ok(Response::AddWatch)
         }
@@ -132,6 +272,9 @@ fn read_inner(
                     .filter(|p| p.starts_with(prefix.as_str()))
                     .collect()
             };
+            // The tree hands the list over already built; the budget still
+            // keeps it off the wire.
+            budget.charge_strings(&paths)?;
             Ok(Response::GetEphemerals { paths })
         }
         Request::GetAllChildrenNumber { path } => {
@@ -140,19 +283,24 @@ fn read_inner(
                 return Err(ErrorCode::NoAuth);
             }
             let total = all_children_number(tree, path);
+            budget.charge(LEN_BYTES)?;
             Ok(Response::GetAllChildrenNumber {
                 total: i32::try_from(total).unwrap_or(i32::MAX),
             })
         }
         Request::WhoAmI => {
-            let ids = ctx
-                .auth
-                .iter()
-                .map(|id| ClientInfo {
+            // A connection's identity list grows with every setAuth.
+            budget.charge(LEN_BYTES)?;
+            let mut ids = Vec::with_capacity(ctx.auth.len());
+            for id in ctx.auth {
+                let user = acl::user_name(id);
+                budget.charge_string(&id.scheme)?;
+                budget.charge_string(&user)?;
+                ids.push(ClientInfo {
                     auth_scheme: id.scheme.clone(),
-                    user: acl::user_name(id),
-                })
-                .collect();
+                    user,
+                });
+            }
             Ok(Response::WhoAmI { ids })
         }
         Request::SetWatches { .. }
@@ -168,33 +316,51 @@ fn read_inner(
     }
 }
 
+/// getData's data and stat; the budget is charged before the data is
+/// copied.
 fn get_data(
     tree: &DataTree,
     ctx: &ReadContext,
     path: &str,
     watch: bool,
+    budget: &mut Budget,
 ) -> Result<(Option<Vec<u8>>, crate::types::Stat), ErrorCode> {
     let node = tree.get(path).ok_or(ErrorCode::NoNode)?;
     if !acl::check(node.acl(), perms::READ, ctx.auth) {
         return Err(ErrorCode::NoAuth);
     }
+    let data_bytes = node.data().map_or(0, <[u8]>::len);
+    budget.charge(
+        LEN_BYTES
+            .saturating_add(data_bytes)
+            .saturating_add(STAT_BYTES),
+    )?;
     if watch {
         ctx.watches.add_data(path, ctx.watcher);
     }
     Ok((node.data().map(<[u8]>::to_vec), node.stat()))
 }
 
+/// getChildren's names (the stat is the caller's to charge); each name is
+/// charged before it is copied, so a node with millions of children costs
+/// at most one budget.
 fn get_children(
     tree: &DataTree,
     ctx: &ReadContext,
     path: &str,
     watch: bool,
+    budget: &mut Budget,
 ) -> Result<(Vec<String>, crate::types::Stat), ErrorCode> {
     let node = tree.get(path).ok_or(ErrorCode::NoNode)?;
     if !acl::check(node.acl(), perms::READ, ctx.auth) {
         return Err(ErrorCode::NoAuth);
     }
-    let children = node.children().map(str::to_string).collect();
+    budget.charge(LEN_BYTES)?;
+    let mut children = Vec::new();
+    for child in node.children() {
+        budget.charge_string(child)?;
+        children.push(child.to_string());
+    }
     if watch {
         ctx.watches.add_child(path, ctx.watcher);
     }
@@ -203,27 +369,43 @@ fn get_children(
 
 /// multiRead: a write inside refuses the whole request (MarshallingError,
 /// ZK-BEHAVIOURS 4); otherwise each op answers on its own, errors included.
-/// No watches are set.
-fn multi_read(tree: &DataTree, ctx: &ReadContext, ops: &[MultiOp]) -> Result<Response, ErrorCode> {
+/// No watches are set. Passing the budget refuses the whole request: no
+/// op's result is worth more than the others'.
+fn multi_read(
+    tree: &DataTree,
+    ctx: &ReadContext,
+    ops: &[MultiOp],
+    budget: &mut Budget,
+) -> Result<Response, ErrorCode> {
     let all_reads = ops
         .iter()
         .all(|op| matches!(op, MultiOp::GetChildren { .. } | MultiOp::GetData { .. }));
     if !all_reads {
         return Err(ErrorCode::MarshallingError);
     }
-    let results = ops
-        .iter()
-        .map(|op| {
-            let result = match op {
-                MultiOp::GetChildren { path } => get_children(tree, ctx, path, false)
-                    .map(|(children, _)| MultiResult::GetChildren { children }),
-                MultiOp::GetData { path } => get_data(tree, ctx, path, false)
-                    .map(|(data, stat)| MultiResult::GetData { data, stat }),
-                _ => Err(ErrorCode::MarshallingError),
-            };
-            result.unwrap_or_else(MultiResult::Error)
-        })
-        .collect();
+    // The end marker.
+    budget.charge(MULTI_HEADER_BYTES)?;
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        budget.charge(MULTI_HEADER_BYTES)?;
+        let result = match op {
+            MultiOp::GetChildren { path } => get_children(tree, ctx, path, false, budget)
+                .map(|(children, _)| MultiResult::GetChildren { children }),
+            MultiOp::GetData { path } => get_data(tree, ctx, path, false, budget)
+                .map(|(data, stat)| MultiResult::GetData { data, stat }),
+            _ => Err(ErrorCode::MarshallingError),
+        };
+        let result = match result {
+            Ok(result) => result,
+            Err(_) if budget.exceeded => return Err(OVER_BUDGET),
+            Err(code) => {
+                // An error result is an ErrorResponse: one int.
+                budget.charge(LEN_BYTES)?;
+                MultiResult::Error(code)
+            }
+        };
+        results.push(result);
+    }
     Ok(Response::Multi(results))
 }
 
@@ -434,6 +616,203 @@ mod tests {
             Request::GetAcl { path: "/s".into() },
             "acl world:anyone:1,digest:admin:secret:31",
         );
+    }
+
+    /// Counts the bytes the current thread allocates, so a test can tell a
+    /// refused reply from one built and then thrown away.
+    mod counting {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        pub struct Counting;
+
+        thread_local! {
+            static ALLOCATED: Cell<usize> = const { Cell::new(0) };
+        }
+
+        // SAFETY: every call is forwarded to the system allocator unchanged;
+        // the counter is a const-initialised thread-local without a
+        // destructor, so touching it never allocates.
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                ALLOCATED.with(|a| a.set(a.get().saturating_add(layout.size())));
+                System.alloc(layout)
+            }
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                System.dealloc(ptr, layout)
+            }
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+                ALLOCATED.with(|a| a.set(a.get().saturating_add(new_size)));
+                System.realloc(ptr, layout, new_size)
+            }
+        }
+
+        #[global_allocator]
+        static GLOBAL: Counting = Counting;
+
+        /// Bytes allocated on this thread while `f` ran.
+        pub fn allocated_by<T>(f: impl FnOnce() -> T) -> (T, usize) {
+            let before = ALLOCATED.with(Cell::get);
+            let value = f();
+            (value, ALLOCATED.with(Cell::get) - before)
+        }
+    }
+
+    fn limits(max_response_bytes: usize, max_multi_ops: usize) -> ReadLimits {
+        ReadLimits {
+            max_response_bytes,
+            max_multi_ops,
+        }
+    }
+
+    /// Renders `request` answered under `limits`.
+    fn read_with(sim: &Sim, request: &Request, limits: &ReadLimits) -> String {
+        let ctx = ReadContext {
+            session: sim.session,
+            auth: &sim.auth,
+            watcher: WatcherId(1),
+            watches: &sim.watches,
+        };
+        render(&read_bounded(&sim.tree, &ctx, request, limits))
+    }
+
+    fn sim_with_node(path: &str, data_bytes: usize) -> Sim {
+        let mut sim = Sim::new();
+        let request = create_req(path, Some(&vec![7u8; data_bytes]), 0);
+        sim.write(create_with(crate::types::OpCode::Create, request));
+        sim
+    }
+
+    fn multi_get_data(path: &str, ops: usize) -> Request {
+        Request::MultiRead(
+            (0..ops)
+                .map(|_| MultiOp::GetData {
+                    path: path.to_string(),
+                })
+                .collect(),
+        )
+    }
+
+    // Review 1.4: one small multiRead of getData on a big node asks for a
+    // reply far larger than its frame. It is refused once the running total
+    // passes the budget, before the data is copied, not after.
+    #[test]
+    fn multi_read_past_the_budget_is_refused_before_it_is_built() {
+        let sim = sim_with_node("/big", 64 * 1024);
+        let request = multi_get_data("/big", 200);
+        let (reply, allocated) =
+            counting::allocated_by(|| read_with(&sim, &request, &limits(256 * 1024, 1000)));
+        assert_eq!(reply, "BadArguments");
+        assert!(
+            allocated < 1024 * 1024,
+            "{allocated} bytes allocated for a refused 12.8 MB reply"
+        );
+        // Within the budget the same request is answered.
+        let reply = read_with(&sim, &multi_get_data("/big", 3), &limits(256 * 1024, 1000));
+        assert!(reply.starts_with("multi [data"), "{reply}");
+    }
+
+    // The budget counts the bytes the reply encodes to, header included: a
+    // getData of d bytes is 16 (header) + 4 + d + 68 (stat).
+    #[test]
+    fn budget_is_the_encoded_reply_size() {
+        let sim = sim_with_node("/n", 1000);
+        let request = Request::GetData {
+            path: "/n".into(),
+            watch: false,
+        };
+        assert!(read_with(&sim, &request, &limits(1088, 1)).starts_with("data"));
+        assert_eq!(read_with(&sim, &request, &limits(1087, 1)), "BadArguments");
+        // multiRead: 9-byte header per result, 9-byte end marker.
+        let two = multi_get_data("/n", 2);
+        let exact = 16 + 2 * (9 + 4 + 1000 + 68) + 9;
+        assert!(read_with(&sim, &two, &limits(exact, 2)).starts_with("multi"));
+        assert_eq!(read_with(&sim, &two, &limits(exact - 1, 2)), "BadArguments");
+        // Errors inside a multiRead count too (9 + 4 each).
+        let missing = multi_get_data("/missing", 100);
+        assert_eq!(
+            read_with(&sim, &missing, &limits(16 + 100 * 13 + 8, 100)),
+            "BadArguments"
+        );
+        assert!(read_with(&sim, &missing, &limits(16 + 100 * 13 + 9, 100)).starts_with("multi"));
+    }
+
+    // getChildren of a node with many children has the same shape.
+    #[test]
+    fn get_children_past_the_budget_is_refused() {
+        let mut sim = Sim::new();
+        sim.write(create("/p", 0));
+        for i in 0..100 {
+            sim.write(create(&format!("/p/child-{i:04}"), 0));
+        }
+        // 16 header + 4 count + 100 * (4 + 10 name bytes).
+        let exact = 16 + 4 + 100 * 14;
+        let children = Request::GetChildren {
+            path: "/p".into(),
+            watch: true,
+        };
+        assert_eq!(
+            read_with(&sim, &children, &limits(exact - 1, 10)),
+            "BadArguments"
+        );
+        assert_eq!(sim.watches.count(), 0, "a refused read sets no watch");
+        assert!(read_with(&sim, &children, &limits(exact, 10)).starts_with("children"));
+        let children2 = Request::GetChildren2 {
+            path: "/p".into(),
+            watch: false,
+        };
+        assert_eq!(
+            read_with(&sim, &children2, &limits(exact + 67, 10)),
+            "BadArguments"
+        );
+        assert!(read_with(&sim, &children2, &limits(exact + 68, 10)).starts_with("children"));
+        let multi = Request::MultiRead(vec![MultiOp::GetChildren { path: "/p".into() }; 3]);
+        assert_eq!(
+            read_with(&sim, &multi, &limits(3 * exact, 10)),
+            "BadArguments"
+        );
+    }
+
+    // The other replies whose size the client controls: getACL, whoAmI,
+    // getEphemerals.
+    #[test]
+    fn other_variable_replies_are_bounded() {
+        let mut sim = sim_with_node("/a", 0);
+        for i in 0..50 {
+            sim.write(create(&format!("/e{i:03}"), 1));
+        }
+        let ephemerals = Request::GetEphemerals { prefix: "/".into() };
+        // 16 + 4 + 50 * (4 + 5).
+        assert_eq!(
+            read_with(&sim, &ephemerals, &limits(469, 1)),
+            "BadArguments"
+        );
+        assert!(read_with(&sim, &ephemerals, &limits(470, 1)).starts_with("ephemerals"));
+        for i in 0..20 {
+            sim.auth
+                .push(Id::new("digest", &format!("user{i:02}:hash")));
+        }
+        assert_eq!(
+            read_with(&sim, &Request::WhoAmI, &limits(100, 1)),
+            "BadArguments"
+        );
+        // world:anyone:31 = 4 + (4 + 5) + (4 + 6), with a stat.
+        let acl = Request::GetAcl { path: "/a".into() };
+        assert_eq!(
+            read_with(&sim, &acl, &limits(16 + 4 + 23 + 67, 1)),
+            "BadArguments"
+        );
+        assert!(read_with(&sim, &acl, &limits(16 + 4 + 23 + 68, 1)).starts_with("acl"));
+    }
+
+    // Review 1.5: the op count of a multiRead is capped too.
+    #[test]
+    fn multi_read_op_cap() {
+        let sim = sim_with_node("/n", 0);
+        let at_cap = multi_get_data("/n", 5);
+        assert!(read_with(&sim, &at_cap, &limits(1 << 20, 5)).starts_with("multi"));
+        let over = multi_get_data("/n", 6);
+        assert_eq!(read_with(&sim, &over, &limits(1 << 20, 5)), "BadArguments");
     }
 
     #[test]
