@@ -9,6 +9,9 @@
 //! input before anything is allocated, and a vector count is bounded by the
 //! remaining bytes divided by the smallest encoding of one element, so a
 //! count of 2^31-1 in a 20-byte frame is an error, not a 48 GiB `Vec`.
+//! The writers never panic either: a frame whose body does not fit its
+//! 4-byte length is removed whole by `try_end_frame`, never sent corrupt,
+//! so no reply can take down the I/O thread encoding it.
 //!
 //! Decoding follows the reference's `BinaryInputArchive`, because clients and
 //! differential tests see its quirks: a boolean is true for any non-zero byte;
@@ -270,14 +273,14 @@ pub fn put_bool(out: &mut Vec<u8>, value: bool) {
     out.push(u8::from(value));
 }
 
-/// Appends a length or count. Our own values are far below 2^31 (frames are
-/// bounded by jute.maxbuffer on the way in and by the tree's limits on the way
-/// out), so one that is not is a bug worth stopping for.
+/// Appends a length or count. Never panics: a length past `i32::MAX` is
+/// written as `i32::MAX`, which cannot reach a peer, because a length that
+/// large (of bytes, or of elements of at least one byte) only occurs inside
+/// a frame larger than `i32::MAX`, and `end_frame` refuses such a frame and
+/// removes it whole.
 #[inline]
 pub fn put_len(out: &mut Vec<u8>, length: usize) {
-    let length =
-        i32::try_from(length).unwrap_or_else(|_| panic!("jute length {length} exceeds i32"));
-    put_int(out, length);
+    put_int(out, i32::try_from(length).unwrap_or(i32::MAX));
 }
 
 /// Appends a jute `buffer`.
@@ -317,22 +320,57 @@ pub fn string_vector_size<S: AsRef<str>>(strings: &[S]) -> usize {
         .fold(4, |total, text| total + 4 + text.as_ref().len())
 }
 
+/// A frame whose body does not fit the 4-byte length prefix. Only a bug
+/// or a missing bound upstream builds one (reads are bounded by
+/// `maxResponseBytes`); the frame is dropped, never sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("frame of {body_bytes} bytes does not fit a jute length")]
+pub struct FrameTooLarge {
+    pub body_bytes: usize,
+}
+
 /// Starts a frame: reserves room for `body_hint` bytes and writes a
 /// placeholder length prefix. Returns the prefix's position for `end_frame`.
 #[inline]
 pub fn begin_frame(out: &mut Vec<u8>, body_hint: usize) -> usize {
-    out.reserve(FRAME_PREFIX_BYTES + body_hint);
+    out.reserve(FRAME_PREFIX_BYTES.saturating_add(body_hint));
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_PREFIX_BYTES]);
     start
 }
 
 /// Back-patches the length prefix written by `begin_frame` at `start`.
+/// Never panics: a body that does not fit an `i32` (or a `start` that is
+/// not a frame's) removes everything from `start` on, so `out` holds only
+/// whole frames, and the caller decides what the peer gets instead.
 #[inline]
-pub fn end_frame(out: &mut [u8], start: usize) {
-    let body = out.len() - start - FRAME_PREFIX_BYTES;
-    let body = i32::try_from(body).unwrap_or_else(|_| panic!("frame of {body} bytes exceeds i32"));
-    out[start..start + FRAME_PREFIX_BYTES].copy_from_slice(&body.to_be_bytes());
+pub fn try_end_frame(out: &mut Vec<u8>, start: usize) -> Result<(), FrameTooLarge> {
+    let body_bytes = out
+        .len()
+        .saturating_sub(start.saturating_add(FRAME_PREFIX_BYTES));
+    let prefix = i32::try_from(body_bytes).ok().and_then(|body| {
+        let end = start.checked_add(FRAME_PREFIX_BYTES)?;
+        out.get_mut(start..end).map(|slot| (slot, body))
+    });
+    match prefix {
+        Some((slot, body)) => {
+            slot.copy_from_slice(&body.to_be_bytes());
+            Ok(())
+        }
+        None => {
+            out.truncate(start);
+            Err(FrameTooLarge { body_bytes })
+        }
+    }
+}
+
+/// `try_end_frame` for frames bounded by construction (an event's path, a
+/// handshake): one that is not is dropped rather than sent corrupt, and
+/// never panics.
+#[inline]
+pub fn end_frame(out: &mut Vec<u8>, start: usize) {
+    // Dropping is the documented outcome; there is nothing else to do here.
+    let _ = try_end_frame(out, start);
 }
 
 #[cfg(test)]
@@ -446,6 +484,50 @@ mod tests {
         put_string(&mut out, "/zk");
         end_frame(&mut out, start);
         assert_eq!(out, [9, 0, 0, 0, 7, 0, 0, 0, 3, b'/', b'z', b'k']);
+    }
+
+    // Review 1.4: no frame, however large, panics the thread encoding it.
+    // The body past i32::MAX is a calloc'd zero buffer: its pages are never
+    // touched, so the test costs address space, not memory.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn frames_past_i32_are_removed_not_panicked_on() {
+        let mut out = Vec::new();
+        let first = begin_frame(&mut out, 4);
+        put_int(&mut out, 1);
+        assert_eq!(try_end_frame(&mut out, first), Ok(()));
+        let whole = out.clone();
+
+        let mut huge = vec![0u8; FRAME_PREFIX_BYTES + i32::MAX as usize + 1];
+        assert_eq!(
+            try_end_frame(&mut huge, 0),
+            Err(FrameTooLarge {
+                body_bytes: i32::MAX as usize + 1
+            })
+        );
+        assert!(huge.is_empty(), "the refused frame is removed");
+        drop(huge);
+
+        // A start that is not a frame's (a caller bug) is refused too, and
+        // earlier frames stay whole.
+        let len = out.len();
+        assert!(try_end_frame(&mut out, len + 1).is_err());
+        assert_eq!(out, whole);
+        // The infallible form drops instead of panicking.
+        end_frame(&mut out, len + 1);
+        assert_eq!(out, whole);
+    }
+
+    #[test]
+    fn lengths_past_i32_saturate() {
+        let mut lengths = Vec::new();
+        put_len(&mut lengths, usize::MAX);
+        put_len(&mut lengths, 1 << 31);
+        put_len(&mut lengths, 7);
+        assert_eq!(
+            lengths,
+            [0x7f, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 7]
+        );
     }
 
     proptest! {

@@ -787,7 +787,12 @@ pub fn encode_reply(xid: i32, zxid: i64, reply: &Reply, out: &mut Vec<u8>) {
     if with_body {
         put_response(out, &reply.body);
     }
-    jute::end_frame(out, start);
+    if jute::try_end_frame(out, start).is_err() {
+        // Reads are budgeted (engine::read::ReadLimits), so only a missing
+        // bound gets here: answer an error instead of a frame no client
+        // could take, and keep the I/O thread alive.
+        encode_reply(xid, zxid, &Reply::error(engine::read::OVER_BUDGET), out);
+    }
 }
 
 /// Watch notification: xid -1, zxid -1, err 0 + WatcherEvent{type, state, path}

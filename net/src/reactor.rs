@@ -1012,7 +1012,7 @@ fn serve_local(
                 );
                 return;
             }
-            let reply = read::read(tree, &context, &request);
+            let reply = read::read_bounded(tree, &context, &request, &shared.settings.read_limits);
             proto::encode_reply(xid, last_zxid, &reply, &mut conn.outbuf);
         }
     }

@@ -34,6 +34,8 @@ pub struct Settings {
     pub min_session_timeout_ms: i32,
     pub max_session_timeout_ms: i32,
     pub super_digest: Option<String>,
+    /// `maxResponseBytes`, `maxMultiOps`: what one read may cost.
+    pub read_limits: engine::read::ReadLimits,
 }
 
 impl Settings {

@@ -7,7 +7,8 @@
 //! other key `K` becomes the system property `zookeeper.K`, overriding a
 //! `-Dzookeeper.K` flag; properties without the `zookeeper.` prefix
 //! (`jute.maxbuffer`, `readonlymode.enabled`, `znode.container.*`) come from
-//! JVM flags only. Our own keys (`ioThreads`, `connectionOutstandingLimit`)
+//! JVM flags only. Our own keys (`ioThreads`, `connectionOutstandingLimit`,
+//! the request bounds `maxResponseBytes`, `maxMultiOps`, `maxAclEntries`)
 //! follow the same rule, so a zoo.cfg using them still loads in the reference.
 //!
 //! This file is not the server: it only reads text into a [`Config`]. The file
@@ -16,6 +17,8 @@
 //! does not implement are warned about once and ignored, so existing configs
 //! load.
 
+use engine::prep::{PrepLimits, DEFAULT_MAX_ACL_ENTRIES, DEFAULT_MAX_MULTI_OPS};
+use engine::read::{ReadLimits, DEFAULT_MAX_RESPONSE_BYTES, GET_DATA_OVERHEAD_BYTES};
 use net::fourlw::{FourLetterWord, Whitelist};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, ToSocketAddrs};
@@ -105,6 +108,17 @@ pub struct Config {
     /// `connectionOutstandingLimit` (ours): requests one connection may have
     /// in flight before the server stops reading from it. Default 1000.
     pub connection_outstanding_limit: usize,
+    /// `maxResponseBytes` (ours): the largest reply a read may build; one
+    /// that would be larger is answered BadArguments instead of built.
+    /// Default 16 MiB, or `jute.maxbuffer` plus a getData reply's overhead
+    /// when that is more, so a node of the largest size can be read back.
+    pub max_response_bytes: usize,
+    /// `maxMultiOps` (ours): ops one multi or multiRead may carry; more is
+    /// BadArguments. Default 10000.
+    pub max_multi_ops: usize,
+    /// `maxAclEntries` (ours): entries one ACL list may have, as given or
+    /// once `auth` expands; more is InvalidACL. Default 1024.
+    pub max_acl_entries: usize,
     /// `walIo` (ours): how the log is written and synced: `pwrite` (default:
     /// pwrite + fdatasync on the writer thread) or `io_uring` (the writer's
     /// ring does both; falls back to pwrite where the kernel refuses).
@@ -321,6 +335,9 @@ const HONOURED_PROPERTIES: &[&str] = &[
     "zookeeper.admin.commandURL",
     "zookeeper.ioThreads",
     "zookeeper.connectionOutstandingLimit",
+    "zookeeper.maxResponseBytes",
+    "zookeeper.maxMultiOps",
+    "zookeeper.maxAclEntries",
     "zookeeper.walIo",
     "zookeeper.storage.backend",
 ];
@@ -679,6 +696,23 @@ impl Config {
         lines
     }
 
+    /// The bounds every read is answered under (`maxResponseBytes`,
+    /// `maxMultiOps`).
+    pub fn read_limits(&self) -> ReadLimits {
+        ReadLimits {
+            max_response_bytes: self.max_response_bytes,
+            max_multi_ops: self.max_multi_ops,
+        }
+    }
+
+    /// The bounds prep enforces on writes (`maxMultiOps`, `maxAclEntries`).
+    pub fn prep_limits(&self) -> PrepLimits {
+        PrepLimits {
+            max_multi_ops: self.max_multi_ops,
+            max_acl_entries: self.max_acl_entries,
+        }
+    }
+
     /// Every field at the reference's default; `dataDir` empty (it is
     /// required) and no client port.
     fn defaults() -> Config {
@@ -706,6 +740,9 @@ impl Config {
             digest_enabled: true,
             io_threads: 0,
             connection_outstanding_limit: DEFAULT_CONNECTION_OUTSTANDING_LIMIT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_multi_ops: DEFAULT_MAX_MULTI_OPS,
+            max_acl_entries: DEFAULT_MAX_ACL_ENTRIES,
             wal_io: WalIo::Pwrite,
             storage_backend: StorageBackend::Native,
             container_check_interval_ms: DEFAULT_CONTAINER_CHECK_INTERVAL_MS,
@@ -1078,6 +1115,15 @@ fn read_properties(builder: &mut Builder<'_>) -> Result<(), ConfigError> {
         builder.config.connection_outstanding_limit =
             usize::try_from(limit).unwrap_or(DEFAULT_CONNECTION_OUTSTANDING_LIMIT);
     }
+    if let Some(setting) = builder.property("zookeeper.maxMultiOps") {
+        let ops = setting.u32(1, "a positive number of ops")?;
+        builder.config.max_multi_ops = usize::try_from(ops).unwrap_or(DEFAULT_MAX_MULTI_OPS);
+    }
+    if let Some(setting) = builder.property("zookeeper.maxAclEntries") {
+        let entries = setting.u32(1, "a positive number of entries")?;
+        builder.config.max_acl_entries =
+            usize::try_from(entries).unwrap_or(DEFAULT_MAX_ACL_ENTRIES);
+    }
     if let Some(setting) = builder.property("zookeeper.walIo") {
         builder.config.wal_io = match setting.value {
             "pwrite" => WalIo::Pwrite,
@@ -1136,7 +1182,32 @@ fn read_properties(builder: &mut Builder<'_>) -> Result<(), ConfigError> {
     if let Some(setting) = builder.property("znode.container.maxPerMinute") {
         builder.config.container_max_per_minute = setting.u32(1, "a positive integer")?;
     }
-    Ok(())
+    read_max_response_bytes(builder)
+}
+
+/// `maxResponseBytes`, once `jute.maxbuffer` is known: a budget below the
+/// largest getData reply would accept a node that can never be read back.
+fn read_max_response_bytes(builder: &mut Builder<'_>) -> Result<(), ConfigError> {
+    let floor = builder
+        .config
+        .jute_max_buffer
+        .saturating_add(GET_DATA_OVERHEAD_BYTES);
+    let Some(setting) = builder.property("zookeeper.maxResponseBytes") else {
+        builder.config.max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES.max(floor);
+        return Ok(());
+    };
+    let expected = format!(
+        "a number of bytes of at least jute.maxbuffer + {GET_DATA_OVERHEAD_BYTES} ({floor}), \
+         so that the largest node can be read back"
+    );
+    let bytes = setting.u32(1, &expected)?;
+    match usize::try_from(bytes) {
+        Ok(bytes) if bytes >= floor => {
+            builder.config.max_response_bytes = bytes;
+            Ok(())
+        }
+        _ => Err(setting.invalid(&expected)),
+    }
 }
 
 /// Java's `Boolean.getBoolean`: true iff the value is `true` in any case;
@@ -2501,6 +2572,74 @@ server.5=[2001:db8::5]:2888:3888:participant;[2001:db8::5]:2181
         )
         .expect("parses");
         assert_eq!(config.io_threads, 0);
+    }
+
+    // Review 1.4 / 1.5: the per-request bounds are our keys, read from
+    // zoo.cfg or -Dzookeeper.* flags, and reach the engine's limits.
+    #[test]
+    fn request_bounds_default_parse_and_validate() {
+        let config = parse(MINIMAL);
+        assert_eq!(
+            (config.read_limits(), config.prep_limits()),
+            (
+                ReadLimits {
+                    max_response_bytes: 16 * 1024 * 1024,
+                    max_multi_ops: 10_000
+                },
+                PrepLimits {
+                    max_multi_ops: 10_000,
+                    max_acl_entries: 1024
+                }
+            )
+        );
+        let config = parse(&format!(
+            "{MINIMAL}maxResponseBytes=2000000\nmaxMultiOps=50\nmaxAclEntries=8\n"
+        ));
+        assert_eq!(
+            (config.read_limits(), config.prep_limits()),
+            (
+                ReadLimits {
+                    max_response_bytes: 2_000_000,
+                    max_multi_ops: 50
+                },
+                PrepLimits {
+                    max_multi_ops: 50,
+                    max_acl_entries: 8
+                }
+            )
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let config = Config::parse(
+            MINIMAL,
+            Path::new("zoo.cfg"),
+            "-Dzookeeper.maxMultiOps=7 -Djute.maxbuffer=33554432",
+        )
+        .expect("parses");
+        assert_eq!(config.max_multi_ops, 7);
+        assert_eq!(
+            config.max_response_bytes,
+            33_554_432 + 88,
+            "the default budget follows a raised jute.maxbuffer"
+        );
+        assert_eq!(
+            parse_err(&format!("{MINIMAL}maxResponseBytes=1048662\n"), ""),
+            "zoo.cfg: invalid value \"1048662\" for maxResponseBytes: expected a number of \
+             bytes of at least jute.maxbuffer + 88 (1048663), so that the largest node can be \
+             read back"
+        );
+        assert_eq!(
+            parse(&format!("{MINIMAL}maxResponseBytes=1048663\n")).max_response_bytes,
+            1048663
+        );
+        assert_eq!(
+            parse_err(&format!("{MINIMAL}maxMultiOps=0\n"), ""),
+            "zoo.cfg: invalid value \"0\" for maxMultiOps: expected a positive number of ops"
+        );
+        assert_eq!(
+            parse_err(MINIMAL, "-Dzookeeper.maxAclEntries=-1"),
+            "SERVER_JVMFLAGS/JVMFLAGS: invalid value \"-1\" for -Dzookeeper.maxAclEntries: \
+             expected a positive number of entries"
+        );
     }
 
     #[test]

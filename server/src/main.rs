@@ -254,6 +254,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         min_session_timeout_ms: config.min_session_timeout_ms as i32,
         max_session_timeout_ms: config.max_session_timeout_ms as i32,
         super_digest: config.super_digest.clone(),
+        read_limits: config.read_limits(),
     };
     let shared = Arc::new(Shared {
         tree: RwLock::new(tree),

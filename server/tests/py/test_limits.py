@@ -1,5 +1,6 @@
 """Server-side housekeeping and limits, on both servers: the container and
-TTL reaper, and maxClientCnxns.
+TTL reaper, and maxClientCnxns; on ours only, the per-request bounds
+(maxResponseBytes, maxMultiOps), which Apache ZooKeeper 3.8 does not have.
 
 What it is: tests that need a server started with non-default settings (a
 short container check interval passed as a Java system property, a small
@@ -123,3 +124,52 @@ def _can_connect(server):
         return False
     finally:
         client.close()
+
+
+# A node near the largest a default client may write (jute.maxbuffer is
+# 0xfffff), and a budget of three of its replies less a little.
+BIG_NODE_BYTES = 1000000
+RESPONSE_BUDGET = 3000000
+
+
+@pytest.fixture(scope="module")
+def bounded(request):
+    if harness.OURS not in harness.targets():
+        pytest.skip("ZK_TARGETS excludes ours (the reference has no response budget)")
+    return start_server(request, harness.OURS, extra={"maxResponseBytes": RESPONSE_BUDGET})
+
+
+def test_amplified_multi_read_is_refused_and_others_are_served(bounded, raw, prefix):
+    # Review 1.4: a multiRead asking for the same 1 MB node many times is
+    # small on the wire and huge as a reply. It is answered BadArguments
+    # before the reply is built (Apache's later multiRead.maxResponseBytes
+    # code); the connection stays usable and every other client is served.
+    c = raw(bounded)
+    big = prefix + "/big"
+    data = b"z" * BIG_NODE_BYTES
+    ok(c.create(prefix))
+    ok(c.create(big, data))
+    within = ok(c.multi_read([zkraw.op_get_data(big)] * 2))
+    assert [r.data for r in within.results] == [data, data]
+    # Three copies pass the configured budget by a few hundred bytes.
+    assert c.multi_read([zkraw.op_get_data(big)] * 3).err == Err.BAD_ARGUMENTS
+    assert c.multi_read([zkraw.op_get_data(big)] * 64).err == Err.BAD_ARGUMENTS
+    ok(c.exists(big))
+    other = raw(bounded)
+    assert ok(other.get_data(big)).data == data
+    assert bounded.four("ruok") == "imok"
+    bounded.assert_serving()
+
+
+def test_multi_read_of_more_ops_than_the_cap_is_refused(bounded, raw, prefix):
+    # Review 1.5: a frame's worth of getData ops (the review's ~65k
+    # amplification, here 10001 with this longer path) is refused by the op
+    # cap, maxMultiOps (default 10000), before any op runs.
+    c = raw(bounded)
+    big = prefix + "/big"
+    ok(c.create(prefix))
+    ok(c.create(big, b"y" * BIG_NODE_BYTES))
+    assert c.multi_read([zkraw.op_get_data(big)] * 10001).err == Err.BAD_ARGUMENTS
+    ok(c.multi_read([zkraw.op_get_data(prefix)] * 10000))
+    assert bounded.four("ruok") == "imok"
+    bounded.assert_serving()
