@@ -24,10 +24,15 @@ use parking_lot::RwLockWriteGuard;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// Txns applied per hold of the write lock before it is released to waiting
-/// readers: about 64 × 1-2 µs.
-pub(super) const SLICE_TXNS: usize = 64;
+/// How long one hold of the write lock may last before it is released to
+/// waiting readers. Releasing costs the applier a wait for every reader that
+/// then takes the lock (an I/O thread holds it for one pass over its
+/// connections), so it is released by time, not after every few txns.
+pub(super) const SLICE: Duration = Duration::from_micros(200);
+/// The clock is read once per this many txns (a system call on some VMs).
+pub(super) const SLICE_CHECK_TXNS: usize = 16;
 
 enum Item {
     Txn(Txn, Origin),
@@ -104,6 +109,7 @@ impl Applier {
         let shared = Arc::clone(&self.shared);
         let mut postman = Postman::new(&shared.mailboxes);
         let mut tree = shared.tree.write();
+        let mut slice_started = Instant::now();
         let (mut finished, mut txns, mut in_slice) = (0, 0u64, 0);
         while self.ready() {
             match self.queue.pop_front() {
@@ -111,13 +117,16 @@ impl Applier {
                     self.apply_one(&mut tree, &mut postman, txn, origin);
                     txns += 1;
                     in_slice += 1;
-                    if in_slice == SLICE_TXNS {
-                        in_slice = 0;
+                    if in_slice == SLICE_CHECK_TXNS && slice_started.elapsed() >= SLICE {
                         // Readers queued behind the lock go first; what was
                         // posted so far is delivered meanwhile.
                         self.applied.store(tree.last_zxid().0, Ordering::Release);
                         postman.wake_all();
                         RwLockWriteGuard::bump(&mut tree);
+                        slice_started = Instant::now();
+                    }
+                    if in_slice == SLICE_CHECK_TXNS {
+                        in_slice = 0;
                     }
                 }
                 Some(Item::Untxn(entry)) => answer_untxn(&tree, &mut postman, entry),

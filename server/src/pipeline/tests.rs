@@ -308,7 +308,7 @@ fn a_long_commit_releases_the_write_lock_between_slices() {
     let fixture = fixture();
     let (mut sequencer, mut applier) = fixture.stages();
     let session = fixture.session(&mut sequencer, &mut applier, conn(2));
-    let count = super::applier::SLICE_TXNS * 200;
+    let count = super::applier::SLICE_CHECK_TXNS * 1000;
     let submissions = (0..count)
         .map(|i| write(conn(2), session, i as i32, create(&format!("/n{i}"))))
         .collect();
