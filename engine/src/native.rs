@@ -383,6 +383,17 @@ impl DurableWait for WalWaiter {
     fn wait(&self, ticket: Ticket) -> Result<(), StorageError> {
         self.0.wait_durable(ticket.0).map_err(wal_error)
     }
+
+    fn durable(&self) -> Result<Ticket, StorageError> {
+        self.0
+            .durable()
+            .map(|durable| Ticket(durable.seq))
+            .map_err(wal_error)
+    }
+
+    fn wakeups(&self) -> crossbeam_channel::Receiver<()> {
+        self.0.wakeups()
+    }
 }
 
 /// Writes fuzzy snapshots of a live tree and purges what they make obsolete.

@@ -82,6 +82,27 @@ struct Queue {
     work: Condvar,
     /// Waiters wait here for `durable` to move.
     done: Condvar,
+    /// Wake-up channels (capacity 1) of `DurableWait::wakeups`.
+    wakers: Mutex<Vec<crossbeam_channel::Sender<()>>>,
+}
+
+impl Queue {
+    /// `durable` moved, or (with `ended`) nothing more will become durable:
+    /// waiters and wake-up channels learn of it.
+    fn durable_moved(&self, ended: bool) {
+        self.done.notify_all();
+        let mut wakers = self.wakers.lock();
+        if ended {
+            wakers.clear();
+        } else {
+            wakers.retain(|sender| {
+                !matches!(
+                    sender.try_send(()),
+                    Err(crossbeam_channel::TrySendError::Disconnected(()))
+                )
+            });
+        }
+    }
 }
 
 /// One txn to log: (zxid, `persist::encode_txn` bytes).
@@ -198,6 +219,7 @@ impl RocksStorage {
             state: Mutex::new(QueueState::default()),
             work: Condvar::new(),
             done: Condvar::new(),
+            wakers: Mutex::new(Vec::new()),
         });
         let writer = {
             let db = Arc::clone(&db);
@@ -209,7 +231,7 @@ impl RocksStorage {
                 .spawn(move || {
                     write_loop(&db, &queue, &dir, sync);
                     queue.state.lock().stopped = true;
-                    queue.done.notify_all();
+                    queue.durable_moved(true);
                 })
                 .map_err(|source| StorageError::Io {
                     path: config.dir.clone(),
@@ -441,7 +463,7 @@ fn write_loop(db: &rocksdb::DB, queue: &Queue, dir: &Path, sync: bool) {
                 }
                 state.durable_zxid = last_zxid.or(state.durable_zxid);
                 drop(state);
-                queue.done.notify_all();
+                queue.durable_moved(false);
             }
             Err(error) => {
                 poison(queue, &error);
@@ -460,7 +482,7 @@ fn poison(queue: &Queue, why: &str) {
     state.poisoned = true;
     state.pending.clear();
     drop(state);
-    queue.done.notify_all();
+    queue.durable_moved(true);
 }
 
 struct QueueWaiter(Arc<Queue>);
@@ -481,6 +503,23 @@ impl DurableWait for QueueWaiter {
             }
             self.0.done.wait(&mut state);
         }
+    }
+
+    fn durable(&self) -> Result<Ticket, StorageError> {
+        let state = self.0.state.lock();
+        if state.poisoned || state.stopped {
+            return Err(StorageError::Poisoned);
+        }
+        Ok(Ticket(state.durable))
+    }
+
+    fn wakeups(&self) -> crossbeam_channel::Receiver<()> {
+        let (sender, receiver) = crossbeam_channel::bounded(1);
+        let state = self.0.state.lock();
+        if !(state.poisoned || state.stopped) {
+            self.0.wakers.lock().push(sender);
+        }
+        receiver
     }
 }
 

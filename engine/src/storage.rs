@@ -128,10 +128,22 @@ impl std::fmt::Display for Checkpoint {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub struct Ticket(pub u64);
 
+/// How a backend reports durability: blocking (`wait`) or as events
+/// (`wakeups` + `durable`), for a pipeline that selects over its inputs.
 pub trait DurableWait: Send + Sync {
     /// Returns once everything appended up to `ticket` is durable, or the
     /// error that makes it never so (after which the server stops).
     fn wait(&self, ticket: Ticket) -> Result<(), StorageError>;
+
+    /// Every append up to this ticket is durable (Ticket(0): none yet).
+    /// Does not block. Fails once nothing more can become durable.
+    fn durable(&self) -> Result<Ticket, StorageError>;
+
+    /// A wake-up channel: it holds a message whenever `durable` has moved
+    /// since the receiver last looked (at most one pending), and
+    /// disconnects once nothing more can become durable; then `durable`
+    /// says why.
+    fn wakeups(&self) -> crossbeam_channel::Receiver<()>;
 }
 
 /// Appends `txns`, waits until they are durable and applies them: the
@@ -559,6 +571,33 @@ mod contract {
         assert_eq!((last, tree.digest()), (Zxid(7), node.digest()));
     }
 
+    /// Durability as events: after an append is synced, a wake-up is
+    /// pending and `durable` has reached its ticket; nothing blocks.
+    fn durability_is_reported_as_events<B: Backend>() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut node = Node::open::<B>(dir.path());
+        let durability = node.storage.waiter();
+        let wakeups = durability.wakeups();
+        let before = durability.durable().expect("durable");
+        let txns: Vec<Txn> = {
+            let tree = node.tree.read();
+            vec![node
+                .prep
+                .prep(&tree, SessionId(1), 0, &[], &create("/e"), 1_000)
+                .expect("prep")]
+        };
+        let ticket = node.storage.append(&txns).expect("append");
+        assert!(ticket > before);
+        wakeups
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a wake-up after the sync");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while durability.durable().expect("durable") < ticket {
+            assert!(std::time::Instant::now() < deadline, "never became durable");
+            let _ = wakeups.recv_timeout(std::time::Duration::from_millis(100));
+        }
+    }
+
     macro_rules! on_every_backend {
         ($($test:ident),* $(,)?) => {
             mod native {
@@ -585,5 +624,6 @@ mod contract {
         install_replaces_the_state_and_the_log,
         fuzzy_checkpoint_reports_a_consistent_range,
         recover_again_reads_the_current_state,
+        durability_is_reported_as_events,
     );
 }

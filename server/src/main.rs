@@ -249,7 +249,8 @@ fn serve(config: Config) -> anyhow::Result<()> {
         max_frame_bytes: config.jute_max_buffer,
         connection_outstanding_limit: config.connection_outstanding_limit,
         global_outstanding_limit: config.global_outstanding_limit as usize,
-        max_outbound_bytes: 64 * 1024 * 1024,
+        // Room for the largest reply a read may build, and then some.
+        max_outbound_bytes: (64 * 1024 * 1024).max(config.max_response_bytes.saturating_add(2 * 1024 * 1024)),
         max_client_cnxns: config.max_client_cnxns,
         min_session_timeout_ms: config.min_session_timeout_ms as i32,
         max_session_timeout_ms: config.max_session_timeout_ms as i32,
@@ -281,7 +282,8 @@ fn serve(config: Config) -> anyhow::Result<()> {
             PrepConfig {
                 extended_types_enabled: config.extended_types_enabled,
             },
-        ),
+        )
+        .with_limits(config.prep_limits()),
         submissions,
         tick_ms: u64::from(config.tick_time_ms),
         container_check_interval_ms: config.container_check_interval_ms,

@@ -81,6 +81,8 @@ struct Shared {
     fsyncs: AtomicU64,
     poisoned: AtomicBool,
     subscribers: Mutex<Vec<Sender<Durable>>>,
+    /// Wake-up channels (capacity 1): a message means `durable` moved.
+    wakers: Mutex<Vec<Sender<()>>>,
     /// Test hook: the next batch fails as a failed fsync would.
     #[cfg(test)]
     fail_next_sync: AtomicBool,
@@ -108,6 +110,10 @@ impl Shared {
         subscribers.retain(|sender| {
             !matches!(sender.try_send(durable), Err(TrySendError::Disconnected(_)))
         });
+        drop(subscribers);
+        self.wakers
+            .lock()
+            .retain(|sender| !matches!(sender.try_send(()), Err(TrySendError::Disconnected(_))));
     }
 
     fn poison(&self, error: &Error) {
@@ -123,6 +129,7 @@ impl Shared {
         self.changed.notify_all();
         // Dropping the senders tells subscribers the stream ended.
         self.subscribers.lock().clear();
+        self.wakers.lock().clear();
     }
 }
 
@@ -375,6 +382,7 @@ impl Wal {
             fsyncs: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
             subscribers: Mutex::new(Vec::new()),
+            wakers: Mutex::new(Vec::new()),
             #[cfg(test)]
             fail_next_sync: AtomicBool::new(false),
             #[cfg(test)]
@@ -494,6 +502,18 @@ impl Wal {
         let (sender, receiver) = crossbeam_channel::bounded(SUBSCRIBER_QUEUE_MAX);
         if !self.shared.poisoned.load(Ordering::SeqCst) {
             self.shared.subscribers.lock().push(sender);
+        }
+        receiver
+    }
+
+    /// A wake-up channel: it holds a message whenever `durable()` has moved
+    /// since the receiver last looked (one pending message at most, so it
+    /// never lags), and disconnects once nothing more can become durable
+    /// (poisoned or dropped).
+    pub fn wakeups(&self) -> Receiver<()> {
+        let (sender, receiver) = crossbeam_channel::bounded(1);
+        if !self.shared.poisoned.load(Ordering::SeqCst) {
+            self.shared.wakers.lock().push(sender);
         }
         receiver
     }

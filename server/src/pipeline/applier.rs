@@ -12,7 +12,9 @@
 //! a reader sees a txn entirely or not at all (a multi is one txn).
 
 use super::snapshots::SnapshotSchedule;
-use super::{Entry, Input, Origin, Proposal};
+use super::log::Appended;
+use super::{Entry, Logged, Origin, Proposal, MAX_PROPOSALS_IN_FLIGHT};
+use engine::storage::{DurableWait, StorageError};
 use engine::apply::apply;
 use engine::request::{Reply, Response};
 use engine::tree::DataTree;
@@ -37,8 +39,6 @@ pub(super) const SLICE_CHECK_TXNS: usize = 16;
 enum Item {
     Txn(Txn, Origin),
     Untxn(Entry),
-    /// The last item of a proposal: frees its slot of the in-flight window.
-    EndOfProposal,
 }
 
 pub(super) struct Applier {
@@ -84,33 +84,34 @@ impl Applier {
             }
         }
         debug_assert!(txns.next().is_none(), "a txn without its entry");
-        self.queue.push_back(Item::EndOfProposal);
     }
 
     /// Everything up to `upto` is committed: applies and answers what that
-    /// releases. Returns how many proposals were finished.
-    pub(super) fn commit(&mut self, upto: Zxid) -> usize {
+    /// releases.
+    pub(super) fn commit(&mut self, upto: Zxid) {
         self.committed = self.committed.max(upto);
-        self.apply_ready()
+        self.apply_ready();
     }
 
     fn ready(&self) -> bool {
         match self.queue.front() {
             None => false,
             Some(Item::Txn(txn, _)) => txn.zxid <= self.committed,
-            Some(Item::Untxn(_) | Item::EndOfProposal) => true,
+            Some(Item::Untxn(_)) => true,
         }
     }
 
-    fn apply_ready(&mut self) -> usize {
+    /// Applies and answers every queued entry that no longer waits for a
+    /// commit.
+    pub(super) fn apply_ready(&mut self) {
         if !self.ready() {
-            return 0;
+            return;
         }
         let shared = Arc::clone(&self.shared);
         let mut postman = Postman::new(&shared.mailboxes);
         let mut tree = shared.tree.write();
         let mut slice_started = Instant::now();
-        let (mut finished, mut txns, mut in_slice) = (0, 0u64, 0);
+        let (mut txns, mut in_slice) = (0u64, 0);
         while self.ready() {
             match self.queue.pop_front() {
                 Some(Item::Txn(txn, origin)) => {
@@ -130,7 +131,6 @@ impl Applier {
                     }
                 }
                 Some(Item::Untxn(entry)) => answer_untxn(&tree, &mut postman, entry),
-                Some(Item::EndOfProposal) => finished += 1,
                 None => break,
             }
         }
@@ -140,7 +140,6 @@ impl Applier {
         if let Some(schedule) = self.snapshots.as_mut() {
             schedule.applied(txns, &self.shared);
         }
-        finished
     }
 
     fn apply_one(
@@ -249,24 +248,56 @@ fn answer_untxn(tree: &DataTree, postman: &mut Postman<'_>, entry: Entry) {
     }
 }
 
-/// The applier thread, standalone: a txn durable here is committed.
+/// The applier thread, standalone: a txn durable here is committed. It
+/// selects over logged proposals and the backend's durability wake-ups, and
+/// commits each append once the backend's durable ticket has reached it.
 pub(super) fn run(
     mut applier: Applier,
-    inputs: crossbeam_channel::Receiver<Input>,
-    window: crossbeam_channel::Receiver<()>,
-) {
-    for input in inputs {
-        let finished = match input {
-            Input::Proposed(proposal) => {
-                applier.propose(proposal);
-                // A proposal without txns needs no durability.
-                applier.apply_ready()
-            }
-            Input::Durable(zxid) => applier.commit(zxid),
-        };
-        for _ in 0..finished {
-            let _ = window.try_recv();
+    shared: Arc<Shared>,
+    logged: crossbeam_channel::Receiver<Logged>,
+    durability: Arc<dyn DurableWait>,
+) -> Result<(), StorageError> {
+    let wakeups = durability.wakeups();
+    let mut in_flight: VecDeque<Appended> = VecDeque::new();
+    let mut logged_open = true;
+    let result = loop {
+        if !logged_open && in_flight.is_empty() {
+            break Ok(());
         }
-    }
+        // Appends not yet durable are bounded: past the bound the channel
+        // fills and the sequencer waits.
+        let never = crossbeam_channel::never();
+        let take_more = logged_open && in_flight.len() < MAX_PROPOSALS_IN_FLIGHT;
+        crossbeam_channel::select! {
+            recv(if take_more { &logged } else { &never }) -> next => match next {
+                Ok(Logged { proposal, appended }) => {
+                    applier.propose(proposal);
+                    in_flight.extend(appended);
+                }
+                Err(_) => logged_open = false,
+            },
+            recv(wakeups) -> _ => {}
+        }
+        // Whatever woke us, commit what is durable now: a wake-up may have
+        // come before the proposal it covers.
+        let durable = match durability.durable() {
+            Ok(durable) => durable,
+            Err(error) => {
+                tracing::error!(%error, "storage failed; the server stops");
+                shared.begin_shutdown();
+                break Err(error);
+            }
+        };
+        let mut upto = None;
+        while in_flight.front().is_some_and(|next| next.ticket <= durable) {
+            upto = in_flight.pop_front().map(|appended| appended.last);
+        }
+        match upto {
+            Some(upto) => applier.commit(upto),
+            // Proposals without txns need no durability.
+            None => applier.apply_ready(),
+        };
+    };
     applier.finish();
+    result
 }

@@ -3,18 +3,19 @@
 //! the seams between them.
 //!
 //! ```text
-//! Submission ─▶ sequencer ──Proposal──▶ log ──Durable(zxid)──▶ applier ─▶ Mail
-//!               prep, zxids              Storage: append,       applies what is
-//!               (owns Prep)              durability as events   committed, in zxid
-//!                                        (owns Storage)         order (owns the tree's
-//!                                                               write lock)
+//! Submission ─▶ sequencer ──▶ log ──Proposal + ticket──▶ applier ─▶ Mail
+//!               prep, zxids   Storage::append            propose; commit(upto) when the
+//!               (owns Prep)   (owns Storage)             backend's durability events say
+//!                                                        so; applies in zxid order (the
+//!                                                        tree's only writer)
 //! ```
 //!
 //! The applier is driven by two inputs: `propose` (a batch in zxid order,
 //! logged or being logged) and `commit(upto)`. Standalone, a txn durable here
-//! is committed, so the applier thread turns each `Durable(zxid)` into
-//! `commit(zxid)`. Under Zab the quorum layer takes the durable events (to
-//! ACK) and calls `commit` when a quorum has acked; neither stage changes.
+//! is committed: the applier thread selects over proposals and the
+//! backend's durability wake-ups, and commits each append once its ticket is
+//! durable. Under Zab the quorum layer takes the durability events (to ACK)
+//! and calls `commit` when a quorum has acked; neither stage changes.
 //!
 //! Invariants (DESIGN.md 1, 2, 7): nothing is answered and no watch fires for
 //! a txn before it is committed; entries are answered in the order they were
@@ -34,7 +35,7 @@ pub use snapshots::SnapshotPolicy;
 
 use applier::Applier;
 use engine::prep::Prep;
-use engine::storage::{Storage, StorageError, Ticket};
+use engine::storage::{Storage, StorageError};
 use engine::txn::Txn;
 use engine::types::{ErrorCode, WatcherId, Zxid};
 use net::mailbox::Submission;
@@ -110,18 +111,17 @@ impl Proposal {
     }
 }
 
-/// The applier's inputs.
-enum Input {
-    Proposed(Proposal),
-    /// Everything appended up to this zxid is durable.
-    Durable(Zxid),
+/// A proposal and, if it has txns, its append in flight.
+struct Logged {
+    proposal: Proposal,
+    appended: Option<log::Appended>,
 }
 
 impl Pipeline {
-    /// Runs the sequencer on this thread and the log, the durability watcher
-    /// and the applier on threads of their own, until shutdown or a storage
-    /// failure. Whichever stage stops first, the server stops: without the
-    /// pipeline it could only serve stale reads.
+    /// Runs the sequencer and the log on this thread and the applier on a
+    /// thread of its own, until shutdown or a storage failure. Whichever
+    /// stops first, the server stops: without the pipeline it could only
+    /// serve stale reads.
     pub fn run(self) -> Result<(), StorageError> {
         let shared = Arc::clone(&self.shared);
         let result = self.run_stages();
@@ -139,51 +139,26 @@ impl Pipeline {
             container_check_interval_ms,
             snapshots,
         } = self;
-        // One slot per proposal in flight: the sequencer fills one before it
-        // hands a proposal on, the applier frees it once the proposal is
-        // applied.
-        let (window, window_rx) = crossbeam_channel::bounded::<()>(MAX_PROPOSALS_IN_FLIGHT);
-        let (proposals, proposals_rx) = crossbeam_channel::unbounded::<Proposal>();
-        let (inputs, inputs_rx) = crossbeam_channel::unbounded::<Input>();
-        let (tickets, tickets_rx) = crossbeam_channel::unbounded::<(Ticket, Zxid)>();
-        let durable = storage.waiter();
+        let log = log::Log::new(storage);
+        // At most this many proposals between sequencer and applier: past it
+        // the sequencer waits, and requests back up to the I/O threads'
+        // outstanding limits.
+        let (logged, logged_rx) = crossbeam_channel::bounded::<Logged>(MAX_PROPOSALS_IN_FLIGHT);
+        let durability = log.durability();
         let applier = Applier::new(
             Arc::clone(&shared),
             prep.last_zxid(),
             snapshots.map(snapshots::SnapshotSchedule::new),
         );
         let applied = applier.applied_handle();
-
-        let spawn = |name: &str, body: Box<dyn FnOnce() -> Result<(), StorageError> + Send>| {
-            std::thread::Builder::new()
-                .name(name.into())
-                .spawn(body)
-                .map_err(|source| StorageError::Io {
-                    path: format!("{name} thread").into(),
-                    source,
-                })
-        };
-        let (log_shared, watcher_shared) = (Arc::clone(&shared), Arc::clone(&shared));
-        let watcher_inputs = inputs.clone();
-        let threads = [
-            spawn(
-                "applier",
-                Box::new(move || {
-                    applier::run(applier, inputs_rx, window_rx);
-                    Ok(())
-                }),
-            )?,
-            spawn(
-                "log",
-                Box::new(move || log::run(storage, log_shared, proposals_rx, inputs, tickets)),
-            )?,
-            spawn(
-                "log-sync",
-                Box::new(move || {
-                    log::watch_durability(durable, watcher_shared, tickets_rx, watcher_inputs)
-                }),
-            )?,
-        ];
+        let applier_shared = Arc::clone(&shared);
+        let applier = std::thread::Builder::new()
+            .name("applier".into())
+            .spawn(move || applier::run(applier, applier_shared, logged_rx, durability))
+            .map_err(|source| StorageError::Io {
+                path: "applier thread".into(),
+                source,
+            })?;
         let sequenced = Sequencer::new(
             Arc::clone(&shared),
             prep,
@@ -191,13 +166,9 @@ impl Pipeline {
             container_check_interval_ms,
             applied,
         )
-        .run(submissions, window, proposals);
+        .run(submissions, log, logged);
         shared.begin_shutdown();
-        let mut result = sequenced;
-        for thread in threads {
-            let joined = thread.join().unwrap_or(Ok(()));
-            result = result.and(joined);
-        }
-        result
+        let applied = applier.join().unwrap_or(Ok(()));
+        sequenced.and(applied)
     }
 }

@@ -10,7 +10,8 @@
 //! tick, holds the read lock only while prepping one bounded batch, and waits
 //! for a free slot of the in-flight window before handing a proposal on.
 
-use super::{Entry, Origin, Proposal};
+use super::log::Log;
+use super::{Entry, Logged, Origin, Proposal};
 use engine::prep::Prep;
 use engine::request::Request;
 use engine::storage::StorageError;
@@ -66,8 +67,8 @@ impl Sequencer {
     pub(super) fn run(
         mut self,
         submissions: crossbeam_channel::Receiver<Submission>,
-        window: crossbeam_channel::Sender<()>,
-        proposals: crossbeam_channel::Sender<super::Proposal>,
+        mut log: Log,
+        logged: crossbeam_channel::Sender<Logged>,
     ) -> Result<(), StorageError> {
         let shared = Arc::clone(&self.shared);
         let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -95,23 +96,29 @@ impl Sequencer {
             if proposal.is_empty() {
                 continue;
             }
-            // A slot of the window first: with every slot taken the applier
-            // is behind (waiting for durability), and this is where the
-            // backlog stops growing.
+            let appended = match log.append(&proposal) {
+                Ok(appended) => appended,
+                Err(error) => {
+                    tracing::error!(%error, "storage failed; the server stops");
+                    shared.begin_shutdown();
+                    return Err(error);
+                }
+            };
+            let mut next = Logged { proposal, appended };
+            // With every slot of the channel taken the applier is behind
+            // (waiting for durability): this is where the backlog stops.
             loop {
-                match window.send_timeout((), SHUTDOWN_POLL) {
+                match logged.send_timeout(next, SHUTDOWN_POLL) {
                     Ok(()) => break,
-                    Err(crossbeam_channel::SendTimeoutError::Timeout(())) => {
+                    Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
                         if shared.is_shutting_down() {
                             return Ok(());
                         }
+                        next = back;
                     }
-                    Err(crossbeam_channel::SendTimeoutError::Disconnected(())) => return Ok(()),
+                    // The applier stopped (storage failure): it said why.
+                    Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => return Ok(()),
                 }
-            }
-            if proposals.send(proposal).is_err() {
-                // The log stopped (storage failure): it said why.
-                return Ok(());
             }
         }
     }

@@ -352,6 +352,17 @@ fn a_long_commit_releases_the_write_lock_between_slices() {
 struct Gate {
     durable: Mutex<u64>,
     released: Condvar,
+    wakers: Mutex<Vec<crossbeam_channel::Sender<()>>>,
+}
+
+impl Gate {
+    fn release(&self, upto: u64) {
+        *self.durable.lock() = upto;
+        self.released.notify_all();
+        for waker in self.wakers.lock().iter() {
+            let _ = waker.try_send(());
+        }
+    }
 }
 
 struct GatedStorage {
@@ -366,6 +377,16 @@ impl DurableWait for Gate {
             self.released.wait(&mut durable);
         }
         Ok(())
+    }
+
+    fn durable(&self) -> Result<Ticket, StorageError> {
+        Ok(Ticket(*self.durable.lock()))
+    }
+
+    fn wakeups(&self) -> crossbeam_channel::Receiver<()> {
+        let (sender, receiver) = crossbeam_channel::bounded(1);
+        self.wakers.lock().push(sender);
+        receiver
     }
 }
 
@@ -449,10 +470,7 @@ fn the_threads_answer_only_once_the_log_is_durable() {
         snapshots: None,
     };
     let running = std::thread::spawn(move || pipeline.run());
-    let release = |upto: u64| {
-        *gate.durable.lock() = upto;
-        gate.released.notify_all();
-    };
+    let release = |upto: u64| gate.release(upto);
     let submit = |submission| fixture.shared.submit.send(submission).expect("submit");
 
     submit(Submission::CreateSession {
