@@ -1,0 +1,247 @@
+//! Zab, ZooKeeper's atomic broadcast, as a state machine that does no I/O: it
+//! reads no clock, socket or file and spawns nothing. A driver feeds a [`Peer`]
+//! messages ([`Peer::step`]), ticks ([`Peer::tick`]), storage completions
+//! ([`Peer::persisted`], [`Peer::persisted_epochs`]) and client writes
+//! ([`Peer::propose`]), and carries out the [`Action`]s it returns
+//! ([`Peer::take_actions`]). Its only randomness is the seeded [`Prng`] it is
+//! given, so its output depends on its inputs and the seed alone. To it a txn
+//! is opaque bytes with a zxid; `zxid = epoch << 32 | counter`.
+//!
+//! # Phases
+//!
+//! 1. **Election** (Apache's fast leader election). A LOOKING peer votes for
+//!    itself (its durable currentEpoch, its last logged zxid, its id) in a new
+//!    round (logical clock) and sends the vote to every voter. A notification
+//!    from a later round moves it to that round; within a round it adopts any
+//!    vote that wins over its own by (epoch, zxid, server id) and re-sends. When
+//!    a quorum of voters' votes in its round equal its own it decides: leader if
+//!    the vote names it, follower otherwise (it waits one tick for stragglers
+//!    unless every voter has voted). Peers that are FOLLOWING or LEADING answer a
+//!    LOOKING peer's notification with their own; a LOOKING peer (or an
+//!    observer) that hears a quorum of voters name one leader, and hears that
+//!    leader say it leads, joins it. Notifications are re-sent every
+//!    `election_timeout_ticks`. Election is only a hint: the safety of
+//!    everything below comes from discovery, not from who won the vote.
+//! 2. **Discovery.** Each learner sends FOLLOWERINFO (its acceptedEpoch). When
+//!    a quorum of voters (the leader included) has, the leader picks a new
+//!    epoch above every acceptedEpoch it has seen, **persists it as its own
+//!    acceptedEpoch** and sends LEADERINFO(epoch). A learner accepts it if it is
+//!    above its acceptedEpoch, or equal to it and accepted from this same leader
+//!    (a reconnection); it **persists acceptedEpoch = (epoch, leader)** and only
+//!    then sends ACKEPOCH (currentEpoch, last zxid, snapshot zxid, last zxid of
+//!    each epoch in its log). Recording the leader with the epoch means no voter
+//!    acknowledges two leaders for one epoch, so at most one leader per epoch
+//!    gathers a quorum. A leader that sees a voter with a later currentEpoch, or
+//!    the same one and a later zxid, gives up and goes back to election.
+//! 3. **Synchronization.** Once a quorum of voters has sent ACKEPOCH the
+//!    leader's log is the epoch's initial history. For each learner it finds the
+//!    last zxid both logs share (the learner's snapshot zxid, or for each epoch
+//!    in both logs the smaller of the two last zxids of that epoch) and sends one
+//!    NEWLEADER message that carries DIFF (append what follows), TRUNC (drop the
+//!    learner's suffix after the shared zxid, then append) or SNAP (install the
+//!    leader's state, when the shared zxid is below the leader's log floor). The
+//!    learner applies it to its log, and **only when every write it caused is
+//!    durable does it persist currentEpoch = epoch; only when that is durable
+//!    does it ACK NEWLEADER**. The leader counts itself once its own history is
+//!    durable; with a quorum of NEWLEADER acks it persists its currentEpoch,
+//!    commits the whole initial history and sends UPTODATE. Learners that arrive
+//!    later are synchronized the same way and sent UPTODATE on their ack.
+//! 4. **Broadcast.** [`Peer::propose`] on the established leader assigns the
+//!    next zxid, appends locally and sends PROPOSAL to followers. A follower
+//!    appends and ACKs (cumulatively) **only what is durable**, and only after
+//!    its NEWLEADER ack; the leader counts its own durable appends like any
+//!    voter's. A zxid commits when a quorum of voters holds it durably; commits
+//!    go out in zxid order as COMMIT (followers) or INFORM with the txns
+//!    (observers, which never count). Every peer emits [`Action::Commit`] up to
+//!    the smaller of the commit point and its own durable log.
+//! 5. **Failure detection.** The leader sends PING every tick; learners send
+//!    their current message (an ACK, once synchronized) every tick. A learner
+//!    that hears nothing for `sync_limit_ticks`, or is not synchronized within
+//!    `init_limit_ticks`, goes back to election; one that sees a gap in the
+//!    proposal stream reconnects. A leader not established within
+//!    `init_limit_ticks`, or that has heard from less than a quorum of voters in
+//!    the last `sync_limit_ticks`, steps down. A leader whose zxid counter would
+//!    pass `max_counter` steps down too, so that the next leader starts a new
+//!    epoch and no zxid ever wraps.
+//!
+//! # Durability
+//!
+//! Storage actions ([`Action::Append`], [`Action::Truncate`],
+//! [`Action::InstallSnapshot`]) are executed in order; [`Peer::persisted`]`(z)`
+//! says the one ending at zxid `z` (the last txn appended, the truncation point,
+//! the snapshot zxid) and all before it are durable. [`Action::PersistEpochs`]
+//! writes acceptedEpoch (with its leader) and currentEpoch, and is confirmed by
+//! [`Peer::persisted_epochs`], in order. The peer never acts on an epoch or a
+//! txn before it is confirmed durable: no ACKEPOCH before acceptedEpoch, no
+//! NEWLEADER ack before the synced log and then currentEpoch, no proposal ACK
+//! before the proposal.
+//!
+//! # Invariants (checked by `tests/sim.rs` after every simulated step)
+//!
+//! - At most one leader establishes itself per epoch.
+//! - A follower acknowledges only proposals it holds durably.
+//! - A txn commits only when a quorum of voters holds it durably.
+//! - A committed txn is never lost, reordered or applied twice: every peer's
+//!   applied sequence is a prefix of one global committed sequence.
+//! - A new leader's initial history contains every committed txn.
+
+mod log;
+mod message;
+mod peer;
+mod prng;
+pub mod sim;
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+pub use message::{Message, PeerState, SyncMode, Vote};
+pub use peer::{Peer, Role};
+pub use prng::Prng;
+
+/// A ZooKeeper transaction id: `epoch << 32 | counter`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Zxid(pub u64);
+
+impl Zxid {
+    pub const ZERO: Zxid = Zxid(0);
+
+    pub fn new(epoch: Epoch, counter: u32) -> Zxid {
+        Zxid((u64::from(epoch.0) << 32) | u64::from(counter))
+    }
+
+    pub fn epoch(self) -> Epoch {
+        Epoch((self.0 >> 32) as u32)
+    }
+
+    pub fn counter(self) -> u32 {
+        self.0 as u32
+    }
+}
+
+impl fmt::Debug for Zxid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+impl fmt::Display for Zxid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+/// A leader's epoch: the high 32 bits of every zxid it assigns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Epoch(pub u32);
+
+/// A server's `myid`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ServerId(pub u64);
+
+/// A txn as the quorum sees it: opaque bytes with a zxid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Txn {
+    pub zxid: Zxid,
+    pub data: Vec<u8>,
+}
+
+/// The durable epoch record: Apache's acceptedEpoch and currentEpoch files,
+/// plus the leader the accepted epoch came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Epochs {
+    /// The last epoch this peer accepted in discovery (LEADERINFO).
+    pub accepted: Epoch,
+    /// The leader `accepted` was accepted from (`None` before any).
+    pub accepted_leader: Option<ServerId>,
+    /// The last epoch whose NEWLEADER this peer acknowledged (or, for a
+    /// leader, established).
+    pub current: Epoch,
+}
+
+/// What a peer recovers from storage at start-up.
+#[derive(Clone, Debug, Default)]
+pub struct Durable {
+    pub epochs: Epochs,
+    /// The zxid of the snapshot the log starts after; the driver's state
+    /// machine holds exactly the txns up to it.
+    pub floor: Zxid,
+    /// The durable log after `floor`, in zxid order.
+    pub log: Vec<Txn>,
+}
+
+/// The ensemble and the peer's timing, in ticks.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub id: ServerId,
+    pub voters: BTreeSet<ServerId>,
+    pub observers: BTreeSet<ServerId>,
+    /// Ticks between re-sent election notifications.
+    pub election_timeout_ticks: u32,
+    /// Ticks a leader or learner may spend in discovery and synchronization.
+    pub init_limit_ticks: u32,
+    /// Ticks of silence after which a learner or a leader gives up.
+    pub sync_limit_ticks: u32,
+    /// The last zxid counter a leader may assign in one epoch.
+    pub max_counter: u32,
+}
+
+impl Config {
+    /// A config with Apache's default limits (initLimit 10, syncLimit 5).
+    pub fn new(id: ServerId, voters: BTreeSet<ServerId>, observers: BTreeSet<ServerId>) -> Config {
+        Config {
+            id,
+            voters,
+            observers,
+            election_timeout_ticks: 2,
+            init_limit_ticks: 10,
+            sync_limit_ticks: 5,
+            max_counter: u32::MAX,
+        }
+    }
+
+    pub fn is_voter(&self, id: ServerId) -> bool {
+        self.voters.contains(&id)
+    }
+
+    pub fn is_member(&self, id: ServerId) -> bool {
+        self.voters.contains(&id) || self.observers.contains(&id)
+    }
+
+    /// True if `count` voters are a majority.
+    pub fn is_quorum(&self, count: usize) -> bool {
+        count > self.voters.len() / 2
+    }
+}
+
+/// What the driver must do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send a message. For a `NewLeader` with `SyncMode::Snap { zxid }` the
+    /// driver attaches its state machine's state; it is exactly the state at
+    /// `zxid`, because every `Commit` up to `zxid` came before this action and
+    /// none after it.
+    Send { to: ServerId, message: Message },
+    /// Append txns to the log; report with `persisted(last zxid)`.
+    Append { txns: Vec<Txn> },
+    /// Drop every logged txn after `after`; report with `persisted(after)`.
+    Truncate { after: Zxid },
+    /// Replace state and log with the snapshot received in the last
+    /// `NewLeader` (SNAP); report with `persisted(zxid)`.
+    InstallSnapshot { zxid: Zxid },
+    /// Write the epoch record; report with `persisted_epochs()`.
+    PersistEpochs(Epochs),
+    /// Apply every logged txn up to `upto` to the state machine.
+    Commit { upto: Zxid },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    #[error("not the established leader (leader: {leader:?})")]
+    NotLeader { leader: Option<ServerId> },
+    #[error("epoch {epoch:?} has used its last zxid counter; the leader stepped down so the next epoch can start")]
+    EpochExhausted { epoch: Epoch },
+    #[error("invalid quorum config: {reason}")]
+    Config { reason: String },
+    #[error("cannot compact to {zxid}: it must be applied and durable")]
+    Compact { zxid: Zxid },
+}

@@ -1,0 +1,143 @@
+//! Seeded simulation runs of whole ensembles (see `quorum::sim`).
+//!
+//! `cargo test -p quorum --test sim` runs a bounded set of seeds for 3- and
+//! 5-voter ensembles, with and without observers. A failure prints its seed;
+//! `SIM_SEED=<seed> cargo test -p quorum --test sim` replays it with a trace
+//! of every event, and `SIM_SEEDS=<n>` runs n seeds per ensemble shape.
+
+use quorum::sim::{Faults, Sim, Stats};
+use quorum::{Prng, Role, ServerId};
+
+/// Random events per seed before the faults stop.
+const STEPS: u64 = 3_000;
+/// Seeds per ensemble shape in a plain `cargo test`.
+const SEEDS: u64 = 70;
+
+fn seeds() -> Vec<u64> {
+    if let Ok(seed) = std::env::var("SIM_SEED") {
+        return vec![seed.parse().expect("SIM_SEED is a number")];
+    }
+    let count =
+        std::env::var("SIM_SEEDS").map_or(SEEDS, |n| n.parse().expect("SIM_SEEDS is a number"));
+    (0..count).collect()
+}
+
+/// Run one seed: random faults for `STEPS` events, then calm (heal, restart,
+/// unstall) and require a leader and a fresh commit. Returns the stats or the
+/// first violated invariant.
+fn run_seed(seed: u64, voters: usize, observers: usize) -> Result<Stats, String> {
+    let mut rng = Prng::from_seed(seed ^ 0x5eed_5eed);
+    let faults = Faults::random(&mut rng);
+    let mut sim = Sim::new(seed, voters, observers, faults);
+    let replaying = std::env::var("SIM_SEED").is_ok();
+    if replaying {
+        sim.trace = Some(Vec::new());
+    }
+    let result = (|| {
+        sim.run(STEPS)?;
+        sim.calm()?;
+        if !sim.settle(500, |s| s.leader().is_some())? {
+            return Err("no leader after the faults stopped".to_string());
+        }
+        let before = sim.committed().len();
+        let mut committed = false;
+        for _ in 0..20 {
+            sim.propose()?;
+            if sim.settle(50, |s| s.committed().len() > before)? {
+                committed = true;
+                break;
+            }
+        }
+        if !committed {
+            return Err("nothing commits after the faults stopped".to_string());
+        }
+        Ok(sim.stats.clone())
+    })();
+    if let Err(e) = &result {
+        if replaying {
+            eprintln!("{}", sim.trace_text());
+        }
+        eprintln!(
+            "seed {seed} ({voters} voters, {observers} observers) failed: {e}\n\
+             replay: SIM_SEED={seed} cargo test -p quorum --test sim"
+        );
+    }
+    result
+}
+
+fn run_shape(voters: usize, observers: usize) {
+    let mut failed = Vec::new();
+    let mut total = Stats::default();
+    for seed in seeds() {
+        match run_seed(seed, voters, observers) {
+            Ok(stats) => {
+                total.steps += stats.steps;
+                total.committed += stats.committed;
+                total.elections += stats.elections;
+                total.crashes += stats.crashes;
+            }
+            Err(_) => failed.push(seed),
+        }
+    }
+    eprintln!("{voters} voters + {observers} observers: {total:?}");
+    assert!(failed.is_empty(), "failing seeds: {failed:?}");
+}
+
+#[test]
+fn sim_three_voters() {
+    run_shape(3, 0);
+}
+
+#[test]
+fn sim_five_voters() {
+    run_shape(5, 0);
+}
+
+#[test]
+fn sim_three_voters_two_observers() {
+    run_shape(3, 2);
+}
+
+/// Without faults an ensemble elects one leader, commits every write in order
+/// and every node (observers too) applies all of them.
+#[test]
+fn sim_no_faults_commits_everywhere() {
+    for (voters, observers) in [(1, 0), (3, 0), (5, 1)] {
+        let mut sim = Sim::new(7, voters, observers, Faults::none());
+        assert!(
+            sim.settle(200, |s| s.leader().is_some()).unwrap(),
+            "{voters} voters elect a leader"
+        );
+        for _ in 0..20 {
+            assert!(sim.propose().unwrap().is_some());
+        }
+        let all = voters + observers;
+        let done = sim
+            .settle(200, |s| {
+                (1..=all as u64).all(|id| s.node(ServerId(id)).applied.len() == 20)
+            })
+            .unwrap();
+        assert!(done, "{voters} voters: every node applies 20 txns");
+        let leader = sim.leader().unwrap();
+        for id in 1..=all as u64 {
+            let role = sim.node(ServerId(id)).role().unwrap();
+            if ServerId(id) != leader {
+                let expect = if id as usize <= voters {
+                    Role::Following { leader }
+                } else {
+                    Role::Observing { leader }
+                };
+                assert_eq!(role, expect);
+            }
+        }
+        assert_eq!(sim.established().len(), 1);
+    }
+}
+
+/// The same seed gives the same run.
+#[test]
+fn sim_is_deterministic() {
+    let a = run_seed(42, 3, 1).unwrap();
+    let b = run_seed(42, 3, 1).unwrap();
+    assert_eq!(format!("{a:?}"), format!("{b:?}"));
+}
