@@ -57,6 +57,9 @@ def tools_dir():
 
 SEGMENT_HEADER = 32
 FRAME_HEADER = 16
+# The commit marker closing each batch: "CMIT" as a little-endian u32, 24 bytes.
+COMMIT_MARKER_TAG = 0x54494D43
+COMMIT_MARKER = 24
 
 
 def _seed(what):
@@ -122,17 +125,22 @@ def segments(data_dir):
 
 def records(path):
     """(offset, total frame bytes, zxid) of every record in a segment, read
-    per wal/FORMAT.md up to the first zero length (or short frame)."""
+    per wal/FORMAT.md (version 2: each batch closed by a commit marker,
+    skipped here) up to the first zero word (or short frame)."""
     with open(path, "rb") as f:
         b = f.read()
     out = []
     off = SEGMENT_HEADER
-    while off + FRAME_HEADER <= len(b):
-        length, _crc, zxid = struct.unpack_from("<IIQ", b, off)
-        if length == 0 or off + 8 + length > len(b):
+    while off + 4 <= len(b):
+        (word,) = struct.unpack_from("<I", b, off)
+        if word == COMMIT_MARKER_TAG:
+            off += COMMIT_MARKER
+            continue
+        if word == 0 or off + FRAME_HEADER > len(b) or off + 8 + word > len(b):
             break
-        out.append((off, 8 + length, zxid))
-        off += 8 + length
+        _length, _crc, zxid = struct.unpack_from("<IIQ", b, off)
+        out.append((off, 8 + word, zxid))
+        off += 8 + word
     return out
 
 
