@@ -128,6 +128,13 @@ impl Fixture {
         mail
     }
 
+    /// Proposes `proposal` and commits all of it at once.
+    fn commit_whole(applier: &mut Applier, proposal: Proposal) {
+        let last = proposal.last_zxid().expect("a proposal with txns");
+        applier.propose(proposal);
+        applier.commit(last);
+    }
+
     /// A session created through the stages, attached to `on`.
     fn session(&self, sequencer: &mut Sequencer, applier: &mut Applier, on: WatcherId) -> SessionId {
         let proposal = self.sequence(
@@ -137,9 +144,7 @@ impl Fixture {
                 timeout_ms: 1000,
             }],
         );
-        let last = proposal.last_zxid().expect("a createSession txn");
-        applier.propose(proposal);
-        applier.commit(last);
+        Fixture::commit_whole(applier, proposal);
         match self.mail().as_slice() {
             [Mail::SessionCreated { session, .. }] => *session,
             other => panic!("expected SessionCreated, got {other:?}"),
@@ -220,9 +225,7 @@ fn watch_events_are_posted_before_the_reply_of_their_change() {
     let watcher = conn(3);
     fixture.shared.watches.add_data("/a", watcher);
     let proposal = fixture.sequence(&mut sequencer, vec![write(conn(2), session, 1, create("/a"))]);
-    let last = proposal.last_zxid().expect("txn");
-    applier.propose(proposal);
-    applier.commit(last);
+    Fixture::commit_whole(&mut applier, proposal);
     let mail = fixture.mail();
     assert!(
         matches!(
@@ -246,9 +249,7 @@ fn writes_behind_a_close_session_are_refused() {
             write(conn(2), session, 2, create("/after")),
         ],
     );
-    let last = proposal.last_zxid().expect("txns");
-    applier.propose(proposal);
-    applier.commit(last);
+    Fixture::commit_whole(&mut applier, proposal);
     let replies = reply_xids(&fixture.mail());
     assert_eq!(
         replies,
@@ -269,9 +270,7 @@ fn close_session_closes_the_session_current_connection() {
         vec![write(conn(2), session, 1, Request::CloseSession)],
     );
     fixture.shared.owners.lock().insert(session, conn(3));
-    let last = proposal.last_zxid().expect("txn");
-    applier.propose(proposal);
-    applier.commit(last);
+    Fixture::commit_whole(&mut applier, proposal);
     let closed: Vec<WatcherId> = fixture
         .mail()
         .iter()
