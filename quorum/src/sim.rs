@@ -152,6 +152,8 @@ pub struct Node {
     applied_checked: usize,
     staged: Option<Vec<Txn>>,
     pub disk_stalled: bool,
+    /// Only log writes are stalled; epoch writes still land.
+    pub log_stalled: bool,
     disk_speed: u32,
     tick_weight: u32,
     pub incarnation: u32,
@@ -180,6 +182,10 @@ impl Node {
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
     pub steps: u64,
+    /// NEWLEADER messages sent, by sync mode.
+    pub diffs: u64,
+    pub truncs: u64,
+    pub snaps: u64,
     pub committed: usize,
     pub elections: usize,
     pub crashes: usize,
@@ -231,6 +237,7 @@ impl Sim {
                     applied_checked: 0,
                     staged: None,
                     disk_stalled: false,
+                    log_stalled: false,
                     disk_speed: 1 + rng.below(u64::from(faults.disk_speed_spread.max(1))) as u32,
                     tick_weight: 4 + rng.below(u64::from(faults.tick_spread.max(1)) * 4) as u32,
                     incarnation: 0,
@@ -379,6 +386,17 @@ impl Sim {
         self.check()
     }
 
+    /// Stall only the log: epoch writes still complete.
+    pub fn stall_log(&mut self, id: ServerId, stalled: bool) {
+        self.nodes.get_mut(&id).expect("node").log_stalled = stalled;
+        self.note(|| format!("{id:?} log stalled={stalled}"));
+    }
+
+    /// Messages in flight.
+    pub fn in_flight(&self) -> &[Envelope] {
+        &self.net
+    }
+
     pub fn stall_disk(&mut self, id: ServerId, stalled: bool) {
         self.nodes.get_mut(&id).expect("node").disk_stalled = stalled;
         self.note(|| format!("{id:?} disk stalled={stalled}"));
@@ -456,6 +474,22 @@ impl Sim {
                     }
                     _ => {}
                 }
+                match &message {
+                    Message::NewLeader {
+                        sync: SyncMode::Diff,
+                        ..
+                    } => self.stats.diffs += 1,
+                    Message::NewLeader {
+                        sync: SyncMode::Trunc { .. },
+                        ..
+                    } => self.stats.truncs += 1,
+                    Message::NewLeader {
+                        sync: SyncMode::Snap { .. },
+                        ..
+                    } => self.stats.snaps += 1,
+                    _ => {}
+                }
+                let node = self.nodes.get_mut(&id).expect("node");
                 let mut snapshot = None;
                 if let Message::NewLeader {
                     sync: SyncMode::Snap { zxid },
@@ -682,20 +716,36 @@ impl Sim {
 
     /// Take a snapshot at a random applied and durable zxid and compact.
     fn compact(&mut self, id: ServerId) -> Result<(), String> {
-        let node = self.nodes.get_mut(&id).expect("node");
-        let Some(peer) = node.peer.as_mut() else {
+        let node = &self.nodes[&id];
+        if !node.is_up() {
             return Ok(());
-        };
-        let candidates: Vec<usize> = (0..node.applied.len())
-            .filter(|&i| node.disk.has(node.applied[i].zxid))
+        }
+        let candidates: Vec<Zxid> = node
+            .applied
+            .iter()
+            .map(|t| t.zxid)
+            .filter(|&z| node.disk.has(z))
             .collect();
         if candidates.is_empty() {
             return Ok(());
         }
-        let i = candidates[self.rng.below(candidates.len() as u64) as usize];
-        let upto = node.applied[i].zxid;
-        if peer.compact(upto).is_err() {
-            return Ok(());
+        let upto = candidates[self.rng.below(candidates.len() as u64) as usize];
+        self.compact_to(id, upto);
+        Ok(())
+    }
+
+    /// The node's driver snapshots its state at `upto` (applied and durable)
+    /// and its peer forgets the log up to it. Returns whether it did.
+    pub fn compact_to(&mut self, id: ServerId, upto: Zxid) -> bool {
+        let node = self.nodes.get_mut(&id).expect("node");
+        let Some(peer) = node.peer.as_mut() else {
+            return false;
+        };
+        let Some(i) = node.applied.iter().position(|t| t.zxid == upto) else {
+            return false;
+        };
+        if !node.disk.has(upto) || peer.compact(upto).is_err() {
+            return false;
         }
         let state: Vec<Txn> = node.applied[..=i].to_vec();
         node.disk.snapshot = state.clone();
@@ -703,7 +753,7 @@ impl Sim {
         node.base = state;
         node.mem_log.retain(|t| t.zxid > upto);
         self.note(|| format!("{id:?} compacts to {upto}"));
-        Ok(())
+        true
     }
 
     // ---- invariants ----------------------------------------------------------
@@ -831,7 +881,7 @@ impl Sim {
         let disk_ready: Vec<(ServerId, u32)> = self
             .nodes
             .values()
-            .filter(|n| n.is_up() && !n.disk_stalled && !n.pending_log.is_empty())
+            .filter(|n| n.is_up() && !n.disk_stalled && !n.log_stalled && !n.pending_log.is_empty())
             .map(|n| (n.id, n.disk_speed))
             .collect();
         let epochs_ready: Vec<ServerId> = self
@@ -967,7 +1017,9 @@ impl Sim {
         self.faults = Faults::none();
         let ids: Vec<ServerId> = self.nodes.keys().copied().collect();
         for id in ids {
-            self.nodes.get_mut(&id).expect("node").disk_stalled = false;
+            let node = self.nodes.get_mut(&id).expect("node");
+            node.disk_stalled = false;
+            node.log_stalled = false;
             if !self.nodes[&id].is_up() {
                 self.start(id)?;
             }
@@ -1008,7 +1060,12 @@ impl Sim {
                 if !node.is_up() || node.disk_stalled {
                     continue;
                 }
-                let (writes, epochs) = (node.pending_log.len(), node.pending_epochs.len());
+                let writes = if node.log_stalled {
+                    0
+                } else {
+                    node.pending_log.len()
+                };
+                let epochs = node.pending_epochs.len();
                 for _ in 0..writes {
                     self.complete_write(id)?;
                 }

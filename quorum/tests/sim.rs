@@ -9,9 +9,9 @@ use quorum::sim::{Faults, Sim, Stats};
 use quorum::{Prng, Role, ServerId};
 
 /// Random events per seed before the faults stop.
-const STEPS: u64 = 3_000;
+const STEPS: u64 = 5_000;
 /// Seeds per ensemble shape in a plain `cargo test`.
-const SEEDS: u64 = 70;
+const SEEDS: u64 = 100;
 
 fn seeds() -> Vec<u64> {
     if let Ok(seed) = std::env::var("SIM_SEED") {
