@@ -1244,7 +1244,11 @@ impl Peer {
                     self.config.voters.contains(id) && link.phase == LinkPhase::Synced
                 })
                 .count();
-        if self.config.is_quorum(acked) {
+        // Our own ack is required, not just counted: a leader whose durable
+        // currentEpoch is older than the txns it commits could, after a
+        // crash, lose an election to a peer that lacks them, and be
+        // truncated.
+        if own == 1 && self.config.is_quorum(acked) {
             self.establish();
         }
     }

@@ -216,6 +216,17 @@ pub struct Sim {
 
 impl Sim {
     pub fn new(seed: u64, voters: usize, observers: usize, faults: Faults) -> Sim {
+        Sim::with_max_counter(seed, voters, observers, faults, u32::MAX)
+    }
+
+    /// Like `new`, with leaders limited to `max_counter` zxids per epoch.
+    pub fn with_max_counter(
+        seed: u64,
+        voters: usize,
+        observers: usize,
+        faults: Faults,
+        max_counter: u32,
+    ) -> Sim {
         let mut rng = Prng::from_seed(seed);
         let voter_ids: BTreeSet<ServerId> = (1..=voters as u64).map(ServerId).collect();
         let observer_ids: BTreeSet<ServerId> = (voters as u64 + 1..=(voters + observers) as u64)
@@ -260,7 +271,7 @@ impl Sim {
             stats: Stats::default(),
             trace: None,
             drop_filter: None,
-            max_counter: u32::MAX,
+            max_counter,
         };
         let ids: Vec<ServerId> = sim.nodes.keys().copied().collect();
         for id in ids {

@@ -593,3 +593,62 @@ fn zookeeper_4925_no_diff_across_a_hole() {
         );
     }
 }
+
+/// Found by the simulation (seed 2531 before the fix): a leader established
+/// its epoch on its followers' NEWLEADER acks alone while its own currentEpoch
+/// write was still in flight, committed a txn, crashed, came back with the old
+/// currentEpoch and lost the next election to a peer without that txn, which
+/// truncated it. The leader must not establish before its own currentEpoch is
+/// durable, however many followers acked.
+#[test]
+fn leader_establishes_only_once_its_own_current_epoch_is_durable() {
+    let mut sim = ensemble(3);
+    commit_write(&mut sim);
+    let voters: Vec<ServerId> = sim.voters().iter().copied().collect();
+    for &id in &voters {
+        sim.crash(id, 0);
+    }
+    for &id in &voters {
+        restart(&mut sim, id);
+    }
+    // Let the next leader choose its epoch and make it durable, then stall
+    // its disk.
+    let chose = |s: &Sim, v: ServerId| match s.node(v).role() {
+        Some(Role::Leading {
+            epoch: Some(epoch), ..
+        }) => {
+            let durable = s.node(v).disk.epochs;
+            (durable.accepted == epoch && durable.accepted_leader == Some(v)).then_some(epoch)
+        }
+        _ => None,
+    };
+    let reached = settle(&mut sim, 100, |s| {
+        s.voters().iter().any(|&v| chose(s, v).is_some())
+    });
+    require(&sim, reached, "a leader chose its epoch");
+    let next = *sim
+        .voters()
+        .iter()
+        .find(|&&v| chose(&sim, v).is_some())
+        .unwrap();
+    let epoch = chose(&sim, next).unwrap();
+    sim.stall_disk(next, true);
+    let acked = settle(&mut sim, 8, |s| {
+        s.voters()
+            .iter()
+            .filter(|&&v| v != next)
+            .all(|&v| s.node(v).disk.epochs.current == epoch)
+    });
+    require(&sim, acked, "both followers acknowledged NEWLEADER");
+    for _ in 0..5 {
+        settle(&mut sim, 1, |_| false);
+        require(
+            &sim,
+            !sim.established().contains_key(&epoch),
+            "no establishment without our own currentEpoch",
+        );
+    }
+    sim.stall_disk(next, false);
+    commit_write(&mut sim);
+    all_apply_everything(&mut sim);
+}

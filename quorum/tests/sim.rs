@@ -25,10 +25,10 @@ fn seeds() -> Vec<u64> {
 /// Run one seed: random faults for `STEPS` events, then calm (heal, restart,
 /// unstall) and require a leader and a fresh commit. Returns the stats or the
 /// first violated invariant.
-fn run_seed(seed: u64, voters: usize, observers: usize) -> Result<Stats, String> {
+fn run_seed(seed: u64, voters: usize, observers: usize, max_counter: u32) -> Result<Stats, String> {
     let mut rng = Prng::from_seed(seed ^ 0x5eed_5eed);
     let faults = Faults::random(&mut rng);
-    let mut sim = Sim::new(seed, voters, observers, faults);
+    let mut sim = Sim::with_max_counter(seed, voters, observers, faults, max_counter);
     let replaying = std::env::var("SIM_SEED").is_ok();
     if replaying {
         sim.trace = Some(Vec::new());
@@ -65,16 +65,20 @@ fn run_seed(seed: u64, voters: usize, observers: usize) -> Result<Stats, String>
     result
 }
 
-fn run_shape(voters: usize, observers: usize) {
+fn run_shape(voters: usize, observers: usize, max_counter: u32) {
     let mut failed = Vec::new();
     let mut total = Stats::default();
     for seed in seeds() {
-        match run_seed(seed, voters, observers) {
+        match run_seed(seed, voters, observers, max_counter) {
             Ok(stats) => {
                 total.steps += stats.steps;
                 total.committed += stats.committed;
                 total.elections += stats.elections;
                 total.crashes += stats.crashes;
+                total.diffs += stats.diffs;
+                total.truncs += stats.truncs;
+                total.snaps += stats.snaps;
+                total.delivered += stats.delivered;
             }
             Err(_) => failed.push(seed),
         }
@@ -85,17 +89,24 @@ fn run_shape(voters: usize, observers: usize) {
 
 #[test]
 fn sim_three_voters() {
-    run_shape(3, 0);
+    run_shape(3, 0, u32::MAX);
 }
 
 #[test]
 fn sim_five_voters() {
-    run_shape(5, 0);
+    run_shape(5, 0, u32::MAX);
 }
 
 #[test]
 fn sim_three_voters_two_observers() {
-    run_shape(3, 2);
+    run_shape(3, 2, u32::MAX);
+}
+
+/// Leaders run out of zxid counters every few writes, so epochs turn over
+/// constantly, under the same faults.
+#[test]
+fn sim_three_voters_tiny_epochs() {
+    run_shape(3, 0, 4);
 }
 
 /// Without faults an ensemble elects one leader, commits every write in order
@@ -134,10 +145,53 @@ fn sim_no_faults_commits_everywhere() {
     }
 }
 
+/// A leader whose zxid counter runs out steps down; the next epoch carries
+/// on, so no zxid ever wraps and nothing committed is lost.
+#[test]
+fn sim_counter_exhaustion_moves_to_a_new_epoch() {
+    let mut sim = Sim::with_max_counter(3, 3, 0, Faults::none(), 3);
+    let mut proposed = 0;
+    for _ in 0..200 {
+        if sim.committed().len() >= 10 {
+            break;
+        }
+        assert!(
+            sim.settle(200, |s| s.leader().is_some()).unwrap(),
+            "a leader"
+        );
+        if sim.propose().unwrap().is_some() {
+            proposed += 1;
+            let target = sim.committed().len() + 1;
+            sim.settle(100, |s| s.committed().len() >= target).unwrap();
+        }
+    }
+    assert!(
+        sim.committed().len() >= 10,
+        "10 writes commit across epochs ({proposed} proposed)"
+    );
+    assert!(
+        sim.committed().iter().all(|t| t.zxid.counter() <= 3),
+        "no counter past the limit"
+    );
+    assert!(
+        sim.established().len() >= 4,
+        "epochs turned over: {:?}",
+        sim.established()
+    );
+    let n = sim.committed().len();
+    assert!(sim
+        .settle(200, |s| (1..=3).all(|id| s
+            .node(ServerId(id))
+            .applied
+            .len()
+            == n))
+        .unwrap());
+}
+
 /// The same seed gives the same run.
 #[test]
 fn sim_is_deterministic() {
-    let a = run_seed(42, 3, 1).unwrap();
-    let b = run_seed(42, 3, 1).unwrap();
+    let a = run_seed(42, 3, 1, u32::MAX).unwrap();
+    let b = run_seed(42, 3, 1, u32::MAX).unwrap();
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
 }

@@ -1,0 +1,286 @@
+//! Single-peer tests: a peer driven by hand through the driver API.
+
+use std::collections::BTreeSet;
+
+use quorum::{
+    Action, Config, Durable, Epoch, Epochs, Error, Message, Peer, PeerState, Prng, Role, ServerId,
+    Vote, Zxid,
+};
+
+fn ids(range: std::ops::RangeInclusive<u64>) -> BTreeSet<ServerId> {
+    range.map(ServerId).collect()
+}
+
+fn config(id: u64, voters: u64) -> Config {
+    Config::new(ServerId(id), ids(1..=voters), BTreeSet::new())
+}
+
+/// Carry out a lone peer's storage actions at once; return its messages.
+fn drive(peer: &mut Peer) -> Vec<(ServerId, Message)> {
+    let mut sent = Vec::new();
+    loop {
+        let actions = peer.take_actions();
+        if actions.is_empty() {
+            return sent;
+        }
+        for action in actions {
+            match action {
+                Action::Send { to, message } => sent.push((to, message)),
+                Action::Append { txns } => peer.persisted(txns.last().unwrap().zxid),
+                Action::Truncate { after } => peer.persisted(after),
+                Action::InstallSnapshot { zxid } => peer.persisted(zxid),
+                Action::PersistEpochs(_) => peer.persisted_epochs(),
+                Action::Commit { .. } => {}
+            }
+        }
+    }
+}
+
+#[test]
+fn a_single_voter_leads_and_commits_alone() {
+    let mut peer = Peer::new(config(1, 1), Prng::from_seed(1)).unwrap();
+    drive(&mut peer);
+    assert_eq!(peer.established_epoch(), Some(Epoch(1)));
+    assert_eq!(
+        peer.epochs(),
+        Epochs {
+            accepted: Epoch(1),
+            accepted_leader: Some(ServerId(1)),
+            current: Epoch(1)
+        }
+    );
+    let zxid = peer.propose(b"x".to_vec()).unwrap();
+    assert_eq!(zxid, Zxid::new(Epoch(1), 1));
+    // Not committed before it is durable.
+    let actions = peer.take_actions();
+    assert_eq!(actions.len(), 1, "only the append: {actions:?}");
+    peer.persisted(zxid);
+    assert_eq!(peer.take_actions(), vec![Action::Commit { upto: zxid }]);
+}
+
+#[test]
+fn propose_refuses_when_not_the_established_leader() {
+    let mut peer = Peer::new(config(1, 3), Prng::from_seed(1)).unwrap();
+    assert_eq!(
+        peer.propose(b"x".to_vec()),
+        Err(Error::NotLeader { leader: None })
+    );
+}
+
+#[test]
+fn config_must_name_this_server_once() {
+    assert!(Peer::new(config(4, 3), Prng::from_seed(1)).is_err());
+    let mut both = config(1, 3);
+    both.observers.insert(ServerId(1));
+    assert!(Peer::new(both, Prng::from_seed(1)).is_err());
+}
+
+#[test]
+fn votes_order_by_epoch_then_zxid_then_id() {
+    let vote = |epoch, zxid, id| Vote {
+        epoch: Epoch(epoch),
+        zxid: Zxid(zxid),
+        leader: ServerId(id),
+    };
+    assert!(vote(2, 0, 1) > vote(1, 99, 9));
+    assert!(vote(1, 5, 1) > vote(1, 4, 9));
+    assert!(vote(1, 5, 2) > vote(1, 5, 1));
+}
+
+/// Make peer 1 (of three) join `leader` by out-of-election notifications;
+/// return the session of the FOLLOWERINFO it sends.
+fn join(peer: &mut Peer, leader: u64, follower: u64) -> u64 {
+    let vote = Vote {
+        epoch: Epoch(4),
+        zxid: Zxid::ZERO,
+        leader: ServerId(leader),
+    };
+    peer.step(
+        ServerId(leader),
+        Message::Notification {
+            vote,
+            round: 1,
+            state: PeerState::Leading,
+        },
+    );
+    peer.step(
+        ServerId(follower),
+        Message::Notification {
+            vote,
+            round: 1,
+            state: PeerState::Following,
+        },
+    );
+    assert_eq!(
+        peer.role(),
+        Role::Following {
+            leader: ServerId(leader)
+        }
+    );
+    drive(peer)
+        .into_iter()
+        .find_map(|(to, m)| match m {
+            Message::FollowerInfo { session, .. } if to == ServerId(leader) => Some(session),
+            _ => None,
+        })
+        .expect("FOLLOWERINFO sent")
+}
+
+/// A voter that accepted epoch 5 from one leader never acknowledges epoch 5
+/// from another: that is what keeps two leaders from both gathering a quorum
+/// for one epoch. It does acknowledge it again from the same leader.
+#[test]
+fn an_accepted_epoch_is_acknowledged_to_its_leader_only() {
+    let durable = Durable {
+        epochs: Epochs {
+            accepted: Epoch(5),
+            accepted_leader: Some(ServerId(3)),
+            current: Epoch(4),
+        },
+        ..Durable::default()
+    };
+    let mut peer = Peer::recover(config(1, 3), Prng::from_seed(1), durable.clone()).unwrap();
+    drive(&mut peer);
+    let session = join(&mut peer, 2, 3);
+    peer.step(
+        ServerId(2),
+        Message::LeaderInfo {
+            session,
+            epoch: Epoch(5),
+        },
+    );
+    let sent = drive(&mut peer);
+    assert!(
+        !sent
+            .iter()
+            .any(|(_, m)| matches!(m, Message::AckEpoch { .. })),
+        "{sent:?}"
+    );
+    assert_eq!(peer.role(), Role::Looking);
+
+    let mut peer = Peer::recover(config(1, 3), Prng::from_seed(1), durable).unwrap();
+    drive(&mut peer);
+    let session = join(&mut peer, 3, 2);
+    peer.step(
+        ServerId(3),
+        Message::LeaderInfo {
+            session,
+            epoch: Epoch(5),
+        },
+    );
+    let sent = drive(&mut peer);
+    assert!(
+        sent.iter()
+            .any(|(to, m)| *to == ServerId(3) && matches!(m, Message::AckEpoch { .. })),
+        "{sent:?}"
+    );
+}
+
+/// A follower acknowledges NEWLEADER only after its log and then its
+/// currentEpoch are durable, and acknowledges proposals only once durable.
+#[test]
+fn a_follower_acks_only_what_is_durable() {
+    let mut peer = Peer::new(config(1, 3), Prng::from_seed(1)).unwrap();
+    peer.take_actions();
+    let session = join(&mut peer, 3, 2);
+    peer.step(
+        ServerId(3),
+        Message::LeaderInfo {
+            session,
+            epoch: Epoch(1),
+        },
+    );
+    let actions = peer.take_actions();
+    assert!(
+        matches!(actions.as_slice(), [Action::PersistEpochs(_)]),
+        "{actions:?}"
+    );
+    peer.persisted_epochs();
+    let actions = peer.take_actions();
+    assert!(matches!(
+        actions.as_slice(),
+        [Action::Send {
+            message: Message::AckEpoch { .. },
+            ..
+        }]
+    ));
+    let txn = quorum::Txn {
+        zxid: Zxid::new(Epoch(0), 1),
+        data: b"a".to_vec(),
+    };
+    peer.step(
+        ServerId(3),
+        Message::NewLeader {
+            session,
+            epoch: Epoch(1),
+            sync: quorum::SyncMode::Diff,
+            txns: vec![txn.clone()],
+        },
+    );
+    let actions = peer.take_actions();
+    assert_eq!(
+        actions,
+        vec![Action::Append {
+            txns: vec![txn.clone()]
+        }],
+        "the log first, nothing else"
+    );
+    peer.persisted(txn.zxid);
+    let actions = peer.take_actions();
+    assert!(
+        matches!(
+            actions.as_slice(),
+            [Action::PersistEpochs(Epochs {
+                current: Epoch(1),
+                ..
+            })]
+        ),
+        "then currentEpoch: {actions:?}"
+    );
+    peer.persisted_epochs();
+    let actions = peer.take_actions();
+    assert!(
+        actions.iter().any(|a| matches!(
+            a,
+            Action::Send {
+                message: Message::AckNewLeader { .. },
+                ..
+            }
+        )),
+        "then the ack: {actions:?}"
+    );
+    peer.step(
+        ServerId(3),
+        Message::UpToDate {
+            session,
+            committed: txn.zxid,
+        },
+    );
+    assert_eq!(peer.take_actions(), vec![Action::Commit { upto: txn.zxid }]);
+    let next = quorum::Txn {
+        zxid: Zxid::new(Epoch(1), 1),
+        data: b"b".to_vec(),
+    };
+    peer.step(
+        ServerId(3),
+        Message::Proposal {
+            session,
+            prev: txn.zxid,
+            txn: next.clone(),
+        },
+    );
+    let actions = peer.take_actions();
+    assert_eq!(
+        actions,
+        vec![Action::Append {
+            txns: vec![next.clone()]
+        }],
+        "no ACK before durable"
+    );
+    peer.persisted(next.zxid);
+    let actions = peer.take_actions();
+    assert!(matches!(
+        actions.as_slice(),
+        [Action::Send { message: Message::Ack { zxid, .. }, .. }] if *zxid == next.zxid
+    ));
+}
