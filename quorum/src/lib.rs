@@ -42,10 +42,16 @@
 //!    leader's state, when the shared zxid is below the leader's log floor). The
 //!    learner applies it to its log, and **only when every write it caused is
 //!    durable does it persist currentEpoch = epoch; only when that is durable
-//!    does it ACK NEWLEADER**. The leader counts itself once its own history is
-//!    durable; with a quorum of NEWLEADER acks it persists its currentEpoch,
-//!    commits the whole initial history and sends UPTODATE. Learners that arrive
-//!    later are synchronized the same way and sent UPTODATE on their ack.
+//!    does it ACK NEWLEADER**. The leader is its own follower: once its history
+//!    is durable it persists its currentEpoch, and it establishes the epoch
+//!    only with its own ack *and* a quorum of voters' acks (a leader whose
+//!    durable currentEpoch lagged the txns it committed could lose a later
+//!    election to a peer without them). It then commits the whole initial
+//!    history and sends UPTODATE; the learner applies nothing before it, and
+//!    takes the commit point from COMMIT / UPTODATE, never from NEWLEADER.
+//!    Learners that arrive later are synchronized the same way, proposals and
+//!    commits made meanwhile follow their NEWLEADER, and UPTODATE answers
+//!    their ack.
 //! 4. **Broadcast.** [`Peer::propose`] on the established leader assigns the
 //!    next zxid, appends locally and sends PROPOSAL to followers. A follower
 //!    appends and ACKs (cumulatively) **only what is durable**, and only after
@@ -64,6 +70,12 @@
 //!    pass `max_counter` steps down too, so that the next leader starts a new
 //!    epoch and no zxid ever wraps.
 //!
+//! Not here: the peer transport and wire encoding, session touches in PING,
+//! forwarding of learners' client requests, streaming a large SNAP in chunks,
+//! and dynamic reconfiguration. The peer keeps its log above its snapshot
+//! floor in memory (payloads included, to send DIFFs); the driver bounds it
+//! with [`Peer::compact`] after each snapshot.
+//!
 //! # Durability
 //!
 //! Storage actions ([`Action::Append`], [`Action::Truncate`],
@@ -76,14 +88,36 @@
 //! NEWLEADER ack before the synced log and then currentEpoch, no proposal ACK
 //! before the proposal.
 //!
-//! # Invariants (checked by `tests/sim.rs` after every simulated step)
+//! # What the driver guarantees
+//!
+//! Storage actions are carried out in the order emitted, and each completion
+//! is reported once. Messages may be lost, duplicated, delayed or reordered:
+//! every message after election carries the learner's session (a random id
+//! per connection, standing in for Apache's TCP connection), learners resend
+//! their current step every tick, and a learner that sees a gap in the
+//! proposal stream (each PROPOSAL names the zxid before it) reconnects and is
+//! synchronized again. For SNAP the leader's driver attaches its state machine
+//! as of the snapshot zxid (see [`Action::Send`]).
+//!
+//! # Invariants (checked by the simulation after every step)
 //!
 //! - At most one leader establishes itself per epoch.
-//! - A follower acknowledges only proposals it holds durably.
+//! - A follower acknowledges only proposals it holds durably, and NEWLEADER
+//!   only once its disk holds the synced log and the new currentEpoch.
 //! - A txn commits only when a quorum of voters holds it durably.
 //! - A committed txn is never lost, reordered or applied twice: every peer's
 //!   applied sequence is a prefix of one global committed sequence.
-//! - A new leader's initial history contains every committed txn.
+//! - A new leader's initial history contains every txn committed in an
+//!   earlier epoch.
+//!
+//! [`sim`] runs whole ensembles in one thread under a seeded scheduler (loss,
+//! duplication, delay, reordering, symmetric and one-way partitions, crashes
+//! that keep only what was durable, slow and stalled disks, drifting ticks).
+//! `cargo test -p quorum` runs a bounded set of seeds, the regression
+//! scenarios for ZOOKEEPER-3911, -4394, -4643, -4646, -4685, -4785 and -4925
+//! (`tests/regressions.rs`) and hand-driven peer tests; a failing seed is
+//! printed and `SIM_SEED=<seed> cargo test -p quorum sim` replays it with a
+//! trace; `SIM_SEEDS=<n>` runs n seeds per ensemble shape.
 
 mod log;
 mod message;

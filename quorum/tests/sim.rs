@@ -2,7 +2,7 @@
 //!
 //! `cargo test -p quorum --test sim` runs a bounded set of seeds for 3- and
 //! 5-voter ensembles, with and without observers. A failure prints its seed;
-//! `SIM_SEED=<seed> cargo test -p quorum --test sim` replays it with a trace
+//! `SIM_SEED=<seed> cargo test -p quorum sim` replays it with a trace
 //! of every event, and `SIM_SEEDS=<n>` runs n seeds per ensemble shape.
 
 use quorum::sim::{Faults, Sim, Stats};
@@ -58,8 +58,8 @@ fn run_seed(seed: u64, voters: usize, observers: usize, max_counter: u32) -> Res
             eprintln!("{}", sim.trace_text());
         }
         eprintln!(
-            "seed {seed} ({voters} voters, {observers} observers) failed: {e}\n\
-             replay: SIM_SEED={seed} cargo test -p quorum --test sim"
+            "seed {seed} ({voters} voters, {observers} observers, max counter {max_counter}) failed: {e}\n\
+             replay: SIM_SEED={seed} cargo test -p quorum sim"
         );
     }
     result
