@@ -1,0 +1,1155 @@
+//! The zoo.cfg key table: every key's default, and how each zoo.cfg key and
+//! Java system property is read into a [`Config`].
+//!
+//! Precedence follows the reference's `QuorumPeerConfig`: a key it knows
+//! (`tickTime`, `dataDir`, `server.N`, ...) is read from the file only; any
+//! other key `K` becomes the system property `zookeeper.K`, overriding a
+//! `-Dzookeeper.K` flag; properties without the `zookeeper.` prefix
+//! (`jute.maxbuffer`, `readonlymode.enabled`, `znode.container.*`) come from
+//! JVM flags only. Our own keys (`ioThreads`, `connectionOutstandingLimit`,
+//! the request bounds `maxResponseBytes`, `maxMultiOps`, `maxAclEntries`)
+//! follow the same rule, so a zoo.cfg using them still loads in the reference.
+//!
+//! This is not the syntax (properties.rs lexes the file, jvm_flags.rs splits
+//! the flags) and not the `server.N` grammar or quorum rules (ensemble.rs:
+//! the lines are handed back to the caller). A bad value is a
+//! [`ConfigError`] naming the file or flag, the key and the value; keys this
+//! server does not implement are warned about once and ignored.
+
+use super::ensemble::{hierarchical_unsupported, parse_hex_version, parse_role, LearnerRole};
+use super::error::{ConfigError, Setting};
+use super::jvm_flags::{parse_jvm_flags, JVM_FLAGS_ORIGIN};
+use super::{Config, StorageBackend, WalIo};
+use engine::prep::{DEFAULT_MAX_ACL_ENTRIES, DEFAULT_MAX_MULTI_OPS};
+use engine::read::{DEFAULT_MAX_RESPONSE_BYTES, GET_DATA_OVERHEAD_BYTES};
+use net::fourlw::{FourLetterWord, Whitelist};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+/// The reference's defaults, where they are not obvious from the field.
+const DEFAULT_TICK_TIME_MS: u32 = 3000;
+const DEFAULT_MAX_CLIENT_CNXNS: u32 = 60;
+const DEFAULT_GLOBAL_OUTSTANDING_LIMIT: u32 = 1000;
+const DEFAULT_JUTE_MAX_BUFFER: usize = 0xfffff;
+const DEFAULT_CONNECTION_OUTSTANDING_LIMIT: usize = 1000;
+const DEFAULT_CONTAINER_CHECK_INTERVAL_MS: u64 = 60_000;
+const DEFAULT_CONTAINER_MAX_PER_MINUTE: u32 = 10_000;
+const DEFAULT_SNAP_COUNT: u32 = 100_000;
+const DEFAULT_SNAP_SIZE_LIMIT_KB: u64 = 4_194_304;
+const DEFAULT_PRE_ALLOC_SIZE_KB: u64 = 65_536;
+const MIN_SNAP_RETAIN_COUNT: u32 = 3;
+const DEFAULT_ADMIN_PORT: u16 = 8080;
+
+/// Every field at the reference's default; `dataDir` empty (it is
+/// required) and no client port.
+pub(super) fn defaults() -> Config {
+    Config {
+        tick_time_ms: DEFAULT_TICK_TIME_MS,
+        init_limit: 0,
+        sync_limit: 0,
+        connect_to_learner_master_limit: 0,
+        data_dir: PathBuf::new(),
+        data_log_dir: PathBuf::new(),
+        client_port: 0,
+        client_port_address: None,
+        client_port_listen_backlog: -1,
+        max_client_cnxns: DEFAULT_MAX_CLIENT_CNXNS,
+        max_cnxns: 0,
+        min_session_timeout_ms: 0,
+        max_session_timeout_ms: 0,
+        global_outstanding_limit: DEFAULT_GLOBAL_OUTSTANDING_LIMIT,
+        four_letter_words: Whitelist::reference_default(),
+        extended_types_enabled: false,
+        jute_max_buffer: DEFAULT_JUTE_MAX_BUFFER,
+        super_digest: None,
+        read_only_mode: false,
+        skip_acl: false,
+        digest_enabled: true,
+        io_threads: 0,
+        connection_outstanding_limit: DEFAULT_CONNECTION_OUTSTANDING_LIMIT,
+        max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        max_multi_ops: DEFAULT_MAX_MULTI_OPS,
+        max_acl_entries: DEFAULT_MAX_ACL_ENTRIES,
+        wal_io: WalIo::Pwrite,
+        storage_backend: StorageBackend::Native,
+        container_check_interval_ms: DEFAULT_CONTAINER_CHECK_INTERVAL_MS,
+        container_max_per_minute: DEFAULT_CONTAINER_MAX_PER_MINUTE,
+        snap_count: DEFAULT_SNAP_COUNT,
+        snap_size_limit_kb: DEFAULT_SNAP_SIZE_LIMIT_KB,
+        pre_alloc_size_kb: DEFAULT_PRE_ALLOC_SIZE_KB,
+        force_sync: true,
+        autopurge_snap_retain_count: MIN_SNAP_RETAIN_COUNT,
+        autopurge_purge_interval_hours: 0,
+        sync_enabled: true,
+        peer_type: LearnerRole::Participant,
+        standalone_enabled: true,
+        reconfig_enabled: false,
+        local_sessions_enabled: false,
+        local_sessions_upgrading_enabled: false,
+        quorum_listen_on_all_ips: false,
+        multi_address_enabled: false,
+        dynamic_config_file: None,
+        config_version: None,
+        servers: BTreeMap::new(),
+        my_id: None,
+        admin_enable_server: true,
+        admin_server_address: "0.0.0.0".to_string(),
+        admin_server_port: DEFAULT_ADMIN_PORT,
+        admin_command_url: "/commands".to_string(),
+        metrics_provider_class: None,
+        metrics_provider: BTreeMap::new(),
+        source: None,
+        entries: Vec::new(),
+        warnings: Vec::new(),
+    }
+}
+
+/// Reads zoo.cfg's `entries` (from the file `origin` names) and the
+/// `-Dname=value` words of `jvm_flags` into `config`, then makes the checks
+/// the reference makes once every key is read. Returns the `server.N` lines,
+/// in file order, for the ensemble model.
+pub(super) fn read_keys(
+    config: &mut Config,
+    origin: &str,
+    entries: &[(String, String)],
+    jvm_flags: &str,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut builder = Builder {
+        origin,
+        config,
+        properties: BTreeMap::new(),
+        warned: BTreeSet::new(),
+    };
+    for (name, value) in parse_jvm_flags(jvm_flags) {
+        builder
+            .properties
+            .insert(name, (value, PropertySource::JvmFlag));
+    }
+    let mut seen = FileKeys::default();
+    let mut server_lines = Vec::new();
+    for (key, value) in entries {
+        read_file_key(&mut builder, &mut seen, &mut server_lines, key, value)?;
+    }
+    read_properties(&mut builder)?;
+    finish_file_keys(&mut builder, &seen)?;
+    Ok(server_lines)
+}
+
+/// The typed readers: a value as the reference parses it, or an error naming
+/// it.
+impl Setting<'_> {
+    /// An integer in `min..=max`, written as Java's `Integer.parseInt` /
+    /// `Long.parseLong` accept it (optional sign, decimal digits).
+    fn int(&self, min: i64, max: i64, expected: &str) -> Result<i64, ConfigError> {
+        match self.value.parse::<i64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(self.invalid(expected)),
+        }
+    }
+
+    fn u32(&self, min: u32, expected: &str) -> Result<u32, ConfigError> {
+        // Bounded by i32::MAX: the reference reads these as Java ints, and
+        // callers may hand them on as i32.
+        let n = self.int(i64::from(min), i64::from(i32::MAX), expected)?;
+        u32::try_from(n).map_err(|_| self.invalid(expected))
+    }
+
+    fn u64(&self, min: u64, expected: &str) -> Result<u64, ConfigError> {
+        let min = i64::try_from(min).unwrap_or(i64::MAX);
+        let n = self.int(min, i64::MAX, expected)?;
+        u64::try_from(n).map_err(|_| self.invalid(expected))
+    }
+
+    /// `QuorumPeerConfig.parseBoolean`: `true` or `false`, any case.
+    fn strict_bool(&self) -> Result<bool, ConfigError> {
+        if self.value.eq_ignore_ascii_case("true") {
+            Ok(true)
+        } else if self.value.eq_ignore_ascii_case("false") {
+            Ok(false)
+        } else {
+            Err(self.invalid("true or false"))
+        }
+    }
+}
+
+/// Keys the reference's `QuorumPeerConfig` knows but this server does not
+/// implement. They are read by name there, so they never become
+/// `zookeeper.*` properties; here they are warned about and ignored.
+const UNSUPPORTED_REFERENCE_KEYS: &[&str] = &[
+    "secureClientPort",
+    "secureClientPortAddress",
+    "observerMasterPort",
+    "sslQuorum",
+    "portUnification",
+    "sslQuorumReloadCertFiles",
+    "quorum.auth.enableSasl",
+    "quorum.auth.serverRequireSasl",
+    "quorum.auth.learnerRequireSasl",
+    "quorum.auth.learner.saslLoginContext",
+    "quorum.auth.server.saslLoginContext",
+    "quorum.auth.kerberos.servicePrincipal",
+    "quorum.cnxn.threads.size",
+    "jvm.pause.info-threshold.ms",
+    "jvm.pause.warn-threshold.ms",
+    "jvm.pause.sleep.time.ms",
+    "jvm.pause.monitor",
+    "multiAddress.reachabilityCheckTimeoutMs",
+    "multiAddress.reachabilityCheckEnabled",
+    "oraclePath",
+];
+
+/// System properties (after mapping zoo.cfg keys to `zookeeper.<key>`) that
+/// this server reads.
+const HONOURED_PROPERTIES: &[&str] = &[
+    "zookeeper.4lw.commands.whitelist",
+    "zookeeper.globalOutstandingLimit",
+    "zookeeper.snapCount",
+    "zookeeper.snapSizeLimitInKb",
+    "zookeeper.preAllocSize",
+    "zookeeper.forceSync",
+    "zookeeper.extendedTypesEnabled",
+    "zookeeper.DigestAuthenticationProvider.superDigest",
+    "zookeeper.maxCnxns",
+    "zookeeper.nio.numSelectorThreads",
+    "zookeeper.skipACL",
+    "zookeeper.digest.enabled",
+    "zookeeper.multiAddress.enabled",
+    "zookeeper.admin.enableServer",
+    "zookeeper.admin.serverAddress",
+    "zookeeper.admin.serverPort",
+    "zookeeper.admin.commandURL",
+    "zookeeper.ioThreads",
+    "zookeeper.connectionOutstandingLimit",
+    "zookeeper.maxResponseBytes",
+    "zookeeper.maxMultiOps",
+    "zookeeper.maxAclEntries",
+    "zookeeper.walIo",
+    "zookeeper.storage.backend",
+];
+
+/// Properties the reference reads without the `zookeeper.` prefix: only JVM
+/// flags can set them, and the same key in zoo.cfg silently does nothing there.
+const JVM_ONLY_PROPERTIES: &[&str] = &[
+    "jute.maxbuffer",
+    "readonlymode.enabled",
+    "znode.container.checkIntervalMs",
+    "znode.container.maxPerMinute",
+];
+
+/// The configuration being built, with the sources still at hand.
+struct Builder<'a> {
+    origin: &'a str,
+    config: &'a mut Config,
+    /// System properties: JVM flags, then zoo.cfg's unknown keys on top.
+    properties: BTreeMap<String, (String, PropertySource)>,
+    warned: BTreeSet<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum PropertySource {
+    JvmFlag,
+    /// From zoo.cfg under this key (the property name minus `zookeeper.`).
+    File(String),
+}
+
+impl<'a> Builder<'a> {
+    fn warn(&mut self, key: &str, message: String) {
+        if self.warned.insert(key.to_string()) {
+            tracing::warn!("{message}");
+            self.config.warnings.push(message);
+        }
+    }
+
+    fn file_setting<'v>(&self, key: &str, value: &'v str) -> Setting<'v>
+    where
+        'a: 'v,
+    {
+        Setting {
+            origin: self.origin,
+            key: key.to_string(),
+            value,
+        }
+    }
+
+    fn property(&self, name: &str) -> Option<Setting<'_>> {
+        let (value, source) = self.properties.get(name)?;
+        Some(match source {
+            PropertySource::JvmFlag => Setting {
+                origin: JVM_FLAGS_ORIGIN,
+                key: format!("-D{name}"),
+                value,
+            },
+            PropertySource::File(key) => Setting {
+                origin: self.origin,
+                key: key.clone(),
+                value,
+            },
+        })
+    }
+}
+
+/// Which directly-read keys appeared, for the checks after the loop.
+#[derive(Default)]
+struct FileKeys {
+    data_dir: bool,
+    data_log_dir: bool,
+    client_port_address: Option<String>,
+    min_session_timeout: Option<u32>,
+    max_session_timeout: Option<u32>,
+}
+
+/// One zoo.cfg key: the keys the reference reads by name here, anything
+/// else in [`read_other_key`].
+fn read_file_key(
+    builder: &mut Builder<'_>,
+    seen: &mut FileKeys,
+    server_lines: &mut Vec<(String, String)>,
+    key: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    let setting = builder.file_setting(key, value);
+    let config = &mut *builder.config;
+    match key {
+        "dataDir" | "dataLogDir" => {
+            if value.is_empty() {
+                return Err(setting.invalid("a directory path"));
+            }
+            if key == "dataDir" {
+                config.data_dir = PathBuf::from(value);
+                seen.data_dir = true;
+            } else {
+                config.data_log_dir = PathBuf::from(value);
+                seen.data_log_dir = true;
+            }
+        }
+        "clientPort" => {
+            let port = setting.int(0, 65535, "a port number (1-65535)")?;
+            config.client_port =
+                u16::try_from(port).map_err(|_| setting.invalid("a port number"))?;
+        }
+        "clientPortAddress" => seen.client_port_address = Some(value.to_string()),
+        "clientPortListenBacklog" => {
+            let backlog = setting.int(-1, i64::from(i32::MAX), "-1 or a positive integer")?;
+            config.client_port_listen_backlog =
+                i32::try_from(backlog).map_err(|_| setting.invalid("an integer"))?;
+        }
+        "tickTime" => config.tick_time_ms = setting.u32(1, "a positive integer")?,
+        "initLimit" => config.init_limit = setting.u32(0, "a non-negative integer")?,
+        "syncLimit" => config.sync_limit = setting.u32(0, "a non-negative integer")?,
+        "connectToLearnerMasterLimit" => {
+            config.connect_to_learner_master_limit = setting.u32(0, "a non-negative integer")?
+        }
+        "maxClientCnxns" => {
+            // The reference treats any value below 1 as "no limit".
+            let max = setting.int(i64::from(i32::MIN), i64::from(i32::MAX), "an integer")?;
+            config.max_client_cnxns = u32::try_from(max.max(0)).unwrap_or(0);
+        }
+        "minSessionTimeout" | "maxSessionTimeout" => {
+            let timeout = setting.int(
+                -1,
+                i64::from(i32::MAX),
+                "a timeout in milliseconds, or -1 for the default",
+            )?;
+            // -1 is the reference's "not set".
+            let timeout = u32::try_from(timeout).ok();
+            if key == "minSessionTimeout" {
+                seen.min_session_timeout = timeout;
+            } else {
+                seen.max_session_timeout = timeout;
+            }
+        }
+        "electionAlg" => {
+            if value != "3" {
+                return Err(setting.invalid("3 (the only election algorithm)"));
+            }
+        }
+        "peerType" => {
+            config.peer_type =
+                parse_role(value).ok_or_else(|| setting.invalid("observer or participant"))?
+        }
+        "syncEnabled" => config.sync_enabled = setting.strict_bool()?,
+        "standaloneEnabled" => config.standalone_enabled = setting.strict_bool()?,
+        "reconfigEnabled" => config.reconfig_enabled = setting.strict_bool()?,
+        "localSessionsEnabled" => config.local_sessions_enabled = setting.strict_bool()?,
+        "localSessionsUpgradingEnabled" => {
+            config.local_sessions_upgrading_enabled = setting.strict_bool()?
+        }
+        "quorumListenOnAllIPs" => config.quorum_listen_on_all_ips = setting.strict_bool()?,
+        "multiAddress.enabled" => {
+            config.multi_address_enabled = config.multi_address_enabled || setting.strict_bool()?
+        }
+        "dynamicConfigFile" => config.dynamic_config_file = Some(PathBuf::from(value)),
+        "autopurge.snapRetainCount" => {
+            let count = setting.int(i64::from(i32::MIN), i64::from(i32::MAX), "an integer")?;
+            let retained = match u32::try_from(count) {
+                Ok(count) if count >= MIN_SNAP_RETAIN_COUNT => count,
+                _ => {
+                    let message = format!(
+                        "{}: autopurge.snapRetainCount {count} is below {MIN_SNAP_RETAIN_COUNT}; using {MIN_SNAP_RETAIN_COUNT}",
+                        builder.origin
+                    );
+                    builder.warn(key, message);
+                    MIN_SNAP_RETAIN_COUNT
+                }
+            };
+            builder.config.autopurge_snap_retain_count = retained;
+        }
+        "autopurge.purgeInterval" => {
+            let hours = setting.int(i64::from(i32::MIN), i64::from(i32::MAX), "an integer")?;
+            // The reference disables purging for any value below 1.
+            config.autopurge_purge_interval_hours = u32::try_from(hours.max(0)).unwrap_or(0);
+        }
+        "metricsProvider.className" => config.metrics_provider_class = Some(value.to_string()),
+        "version" => config.config_version = Some(parse_hex_version(&setting)?),
+        // Other keys are read by family or as system properties.
+        _ => return read_other_key(builder, server_lines, key, value),
+    }
+    Ok(())
+}
+
+/// A zoo.cfg key the reference does not read by name: a family
+/// (`metricsProvider.*`, `server.N`, `group.N` / `weight.N`), a reference
+/// key this server does not implement, or anything else as the system
+/// property `zookeeper.<key>`.
+fn read_other_key(
+    builder: &mut Builder<'_>,
+    server_lines: &mut Vec<(String, String)>,
+    key: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    if key.starts_with("metricsProvider.") {
+        let name = key.trim_start_matches("metricsProvider.");
+        builder
+            .config
+            .metrics_provider
+            .insert(name.to_string(), value.to_string());
+    } else if key.starts_with("server.") {
+        server_lines.push((key.to_string(), value.to_string()));
+    } else if key.starts_with("group") || key.starts_with("weight") {
+        return Err(hierarchical_unsupported(builder.origin, key));
+    } else if UNSUPPORTED_REFERENCE_KEYS.contains(&key) {
+        let message = format!(
+            "{}: ignoring {key}: not supported by this server",
+            builder.origin
+        );
+        builder.warn(key, message);
+    } else {
+        let name = format!("zookeeper.{key}");
+        if JVM_ONLY_PROPERTIES.contains(&key) {
+            let message = format!(
+                "{}: ignoring {key}: as in Apache ZooKeeper it has no effect in zoo.cfg; \
+                 set -D{key}={value} in SERVER_JVMFLAGS instead",
+                builder.origin
+            );
+            builder.warn(key, message);
+        } else if !HONOURED_PROPERTIES.contains(&name.as_str()) {
+            let message = format!(
+                "{}: ignoring {key}: not supported by this server",
+                builder.origin
+            );
+            builder.warn(key, message);
+        }
+        // The reference's rule: the file overrides a -Dzookeeper.<key> flag.
+        builder.properties.insert(
+            name,
+            (value.to_string(), PropertySource::File(key.to_string())),
+        );
+    }
+    Ok(())
+}
+
+/// The checks the reference makes once every key is read.
+fn finish_file_keys(builder: &mut Builder<'_>, seen: &FileKeys) -> Result<(), ConfigError> {
+    let origin = builder.origin;
+    let config = &mut builder.config;
+    if !seen.data_dir {
+        return Err(ConfigError::Missing {
+            origin: origin.to_string(),
+            key: "dataDir".to_string(),
+        });
+    }
+    if !seen.data_log_dir {
+        config.data_log_dir = config.data_dir.clone();
+    }
+    if let Some(address) = &seen.client_port_address {
+        if config.client_port == 0 {
+            return Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                message: "clientPortAddress is set but clientPort is not".to_string(),
+            });
+        }
+        let setting = Setting {
+            origin,
+            key: "clientPortAddress".to_string(),
+            value: address,
+        };
+        config.client_port_address = resolve_client_host(address)
+            .ok_or_else(|| setting.invalid("an IP address or a resolvable host name"))?;
+    }
+    let tick = u64::from(config.tick_time_ms);
+    let ticks = |n: u64| u32::try_from((tick * n).min(i32::MAX as u64)).unwrap_or(u32::MAX);
+    config.min_session_timeout_ms = seen.min_session_timeout.unwrap_or_else(|| ticks(2));
+    config.max_session_timeout_ms = seen.max_session_timeout.unwrap_or_else(|| ticks(20));
+    if config.min_session_timeout_ms > config.max_session_timeout_ms {
+        return Err(ConfigError::Invalid {
+            origin: origin.to_string(),
+            message: format!(
+                "minSessionTimeout ({} ms) must not be larger than maxSessionTimeout ({} ms)",
+                config.min_session_timeout_ms, config.max_session_timeout_ms
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Reads the system properties this server honours, wherever they came from.
+fn read_properties(builder: &mut Builder<'_>) -> Result<(), ConfigError> {
+    if let Some(setting) = builder.property("zookeeper.4lw.commands.whitelist") {
+        let whitelist = Whitelist::parse(setting.value);
+        let unknown = Whitelist::unknown_words(setting.value);
+        let (origin, key) = (setting.origin.to_string(), setting.key.clone());
+        builder.config.four_letter_words = whitelist;
+        if !unknown.is_empty() {
+            let message = format!(
+                "{origin}: {key} names unknown commands {}; they are ignored",
+                unknown.join(", ")
+            );
+            builder.warn("4lw.commands.whitelist", message);
+        }
+    }
+    if let Some(setting) = builder.property("zookeeper.globalOutstandingLimit") {
+        builder.config.global_outstanding_limit = setting.u32(1, "a positive integer")?;
+    }
+    if let Some(setting) = builder.property("zookeeper.snapCount") {
+        let count = setting.u32(0, "a non-negative integer")?;
+        if count < 2 {
+            let message = format!(
+                "{}: {} {count} is below 2; using 2",
+                setting.origin, setting.key
+            );
+            builder.warn("snapCount", message);
+        }
+        builder.config.snap_count = count.max(2);
+    }
+    if let Some(setting) = builder.property("zookeeper.snapSizeLimitInKb") {
+        // Like the reference, zero or a negative value turns the size trigger off.
+        let limit = setting.int(i64::MIN, i64::MAX, "an integer (KB; 0 or less disables)")?;
+        builder.config.snap_size_limit_kb = u64::try_from(limit).unwrap_or(0);
+    }
+    if let Some(setting) = builder.property("zookeeper.preAllocSize") {
+        builder.config.pre_alloc_size_kb = setting.u64(0, "a size in KB")?;
+    }
+    if let Some(setting) = builder.property("zookeeper.forceSync") {
+        // The reference syncs unless the value is exactly `no`.
+        let force_sync = setting.value != "no";
+        if setting.value != "yes" && setting.value != "no" {
+            let message = format!(
+                "{}: {}={} is neither yes nor no; fsync stays on (only \"no\" turns it off)",
+                setting.origin, setting.key, setting.value
+            );
+            builder.warn("forceSync", message);
+        }
+        builder.config.force_sync = force_sync;
+    }
+    if let Some(value) = lenient_bool(builder, "zookeeper.extendedTypesEnabled") {
+        builder.config.extended_types_enabled = value;
+    }
+    if let Some(setting) = builder.property("zookeeper.DigestAuthenticationProvider.superDigest") {
+        if !setting.value.contains(':') {
+            return Err(setting.invalid(
+                "super:<base64 SHA-1 digest>, as DigestAuthenticationProvider generates",
+            ));
+        }
+        builder.config.super_digest = Some(setting.value.to_string());
+    }
+    if let Some(setting) = builder.property("zookeeper.maxCnxns") {
+        // The reference uses 0 (no limit) for negative values.
+        let max = setting.int(i64::from(i32::MIN), i64::from(i32::MAX), "an integer")?;
+        builder.config.max_cnxns = u32::try_from(max.max(0)).unwrap_or(0);
+    }
+    if let Some(setting) = builder.property("zookeeper.nio.numSelectorThreads") {
+        let threads = setting.u32(1, "a positive number of threads")?;
+        builder.config.io_threads = usize::try_from(threads).unwrap_or(0);
+    }
+    if let Some(setting) = builder.property("zookeeper.ioThreads") {
+        let threads = setting.u32(0, "a number of threads (0 = one per core)")?;
+        builder.config.io_threads = usize::try_from(threads).unwrap_or(0);
+    }
+    if let Some(setting) = builder.property("zookeeper.connectionOutstandingLimit") {
+        let limit = setting.u32(1, "a positive integer")?;
+        builder.config.connection_outstanding_limit =
+            usize::try_from(limit).unwrap_or(DEFAULT_CONNECTION_OUTSTANDING_LIMIT);
+    }
+    if let Some(setting) = builder.property("zookeeper.maxMultiOps") {
+        let ops = setting.u32(1, "a positive number of ops")?;
+        builder.config.max_multi_ops = usize::try_from(ops).unwrap_or(DEFAULT_MAX_MULTI_OPS);
+    }
+    if let Some(setting) = builder.property("zookeeper.maxAclEntries") {
+        let entries = setting.u32(1, "a positive number of entries")?;
+        builder.config.max_acl_entries =
+            usize::try_from(entries).unwrap_or(DEFAULT_MAX_ACL_ENTRIES);
+    }
+    if let Some(setting) = builder.property("zookeeper.walIo") {
+        builder.config.wal_io = match setting.value {
+            "pwrite" => WalIo::Pwrite,
+            "io_uring" => WalIo::IoUring,
+            _ => return Err(setting.invalid("pwrite or io_uring")),
+        };
+    }
+    if let Some(setting) = builder.property("zookeeper.storage.backend") {
+        builder.config.storage_backend = match setting.value {
+            "native" => StorageBackend::Native,
+            "rocksdb" => StorageBackend::RocksDb,
+            _ => return Err(setting.invalid("native or rocksdb")),
+        };
+    }
+    if let Some(setting) = builder.property("zookeeper.skipACL") {
+        builder.config.skip_acl = setting.value == "yes";
+    }
+    if let Some(value) = lenient_bool(builder, "zookeeper.digest.enabled") {
+        builder.config.digest_enabled = value;
+    }
+    if let Some(value) = lenient_bool(builder, "zookeeper.multiAddress.enabled") {
+        builder.config.multi_address_enabled |= value;
+    }
+    if let Some(value) = lenient_bool(builder, "zookeeper.admin.enableServer") {
+        builder.config.admin_enable_server = value;
+    }
+    if let Some(setting) = builder.property("zookeeper.admin.serverAddress") {
+        builder.config.admin_server_address = setting.value.to_string();
+    }
+    if let Some(setting) = builder.property("zookeeper.admin.serverPort") {
+        let port = setting.int(0, 65535, "a port number")?;
+        builder.config.admin_server_port =
+            u16::try_from(port).map_err(|_| setting.invalid("a port number"))?;
+    }
+    if let Some(setting) = builder.property("zookeeper.admin.commandURL") {
+        builder.config.admin_command_url = setting.value.to_string();
+    }
+    if let Some(setting) = builder.property("jute.maxbuffer") {
+        let bytes = setting.u32(1, "a positive number of bytes")?;
+        builder.config.jute_max_buffer = usize::try_from(bytes).unwrap_or(DEFAULT_JUTE_MAX_BUFFER);
+    }
+    if let Some(value) = lenient_bool(builder, "readonlymode.enabled") {
+        builder.config.read_only_mode = value;
+    }
+    // Only the exact value "true" adds isro to the whitelist in the reference.
+    if builder
+        .property("readonlymode.enabled")
+        .is_some_and(|s| s.value == "true")
+    {
+        builder.config.four_letter_words.allow(FourLetterWord::Isro);
+    }
+    if let Some(setting) = builder.property("znode.container.checkIntervalMs") {
+        builder.config.container_check_interval_ms =
+            u64::from(setting.u32(1, "a positive number of milliseconds")?);
+    }
+    if let Some(setting) = builder.property("znode.container.maxPerMinute") {
+        builder.config.container_max_per_minute = setting.u32(1, "a positive integer")?;
+    }
+    read_max_response_bytes(builder)
+}
+
+/// `maxResponseBytes`, once `jute.maxbuffer` is known: a budget below the
+/// largest getData reply would accept a node that can never be read back.
+fn read_max_response_bytes(builder: &mut Builder<'_>) -> Result<(), ConfigError> {
+    let floor = builder
+        .config
+        .jute_max_buffer
+        .saturating_add(GET_DATA_OVERHEAD_BYTES);
+    let Some(setting) = builder.property("zookeeper.maxResponseBytes") else {
+        builder.config.max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES.max(floor);
+        return Ok(());
+    };
+    let expected = format!(
+        "a number of bytes of at least jute.maxbuffer + {GET_DATA_OVERHEAD_BYTES} ({floor}), \
+         so that the largest node can be read back"
+    );
+    let bytes = setting.u32(1, &expected)?;
+    match usize::try_from(bytes) {
+        Ok(bytes) if bytes >= floor => {
+            builder.config.max_response_bytes = bytes;
+            Ok(())
+        }
+        _ => Err(setting.invalid(&expected)),
+    }
+}
+
+/// Java's `Boolean.getBoolean`: true iff the value is `true` in any case;
+/// anything else is false (warned about, since it is probably a typo).
+fn lenient_bool(builder: &mut Builder<'_>, name: &str) -> Option<bool> {
+    let setting = builder.property(name)?;
+    let value = setting.value.eq_ignore_ascii_case("true");
+    if !value && !setting.value.eq_ignore_ascii_case("false") {
+        let message = format!(
+            "{}: {}={} is not true or false; treated as false",
+            setting.origin, setting.key, setting.value
+        );
+        builder.warn(name, message);
+    }
+    Some(value)
+}
+
+/// A client host from zoo.cfg: an IP literal, or a name resolved as the
+/// reference's `InetAddress.getByName` would. `0.0.0.0` (and `::`) mean every
+/// interface, `None`. The outer `None` means unresolvable.
+pub(super) fn resolve_client_host(host: &str) -> Option<Option<IpAddr>> {
+    let address = match host.parse::<IpAddr>() {
+        Ok(address) => address,
+        Err(_) => {
+            // Only something shaped like a host name is worth a DNS query.
+            let plausible = !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+            if !plausible {
+                return None;
+            }
+            (host, 0).to_socket_addrs().ok()?.next()?.ip()
+        }
+    };
+    Some((!address.is_unspecified()).then_some(address))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing::{pairs, parse, parse_err, MINIMAL};
+    use engine::prep::PrepLimits;
+    use engine::read::ReadLimits;
+    use std::path::Path;
+
+    #[test]
+    fn storage_backend_defaults_to_native_and_accepts_rocksdb() {
+        assert_eq!(parse(MINIMAL).storage_backend, StorageBackend::Native);
+        assert_eq!(
+            parse(&format!("{MINIMAL}storage.backend=rocksdb\n")).storage_backend,
+            StorageBackend::RocksDb
+        );
+        assert_eq!(
+            parse_err(&format!("{MINIMAL}storage.backend=lmdb\n"), ""),
+            "zoo.cfg: invalid value \"lmdb\" for storage.backend: expected native or rocksdb"
+        );
+    }
+
+    #[test]
+    fn wal_io_defaults_to_pwrite_and_accepts_io_uring() {
+        assert_eq!(parse(MINIMAL).wal_io, WalIo::Pwrite);
+        assert_eq!(
+            parse(&format!("{MINIMAL}walIo=io_uring\n")).wal_io,
+            WalIo::IoUring
+        );
+        assert_eq!(
+            parse_err(&format!("{MINIMAL}walIo=fast\n"), ""),
+            "zoo.cfg: invalid value \"fast\" for walIo: expected pwrite or io_uring"
+        );
+    }
+
+    #[test]
+    fn minimal_config_gets_the_reference_defaults() {
+        let config = parse(MINIMAL);
+        assert_eq!(config.tick_time_ms, 3000);
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/zk"));
+        assert_eq!(config.data_log_dir, config.data_dir);
+        assert_eq!(config.client_port, 2181);
+        assert_eq!(config.client_port_address, None);
+        assert_eq!(config.max_client_cnxns, 60);
+        assert_eq!(
+            (config.min_session_timeout_ms, config.max_session_timeout_ms),
+            (6000, 60000)
+        );
+        assert_eq!(config.global_outstanding_limit, 1000);
+        assert_eq!(config.four_letter_words, Whitelist::reference_default());
+        assert!(!config.extended_types_enabled);
+        assert_eq!(config.jute_max_buffer, 1_048_575);
+        assert_eq!(config.super_digest, None);
+        assert!(!config.read_only_mode);
+        assert_eq!(config.io_threads, 0);
+        assert_eq!(config.connection_outstanding_limit, 1000);
+        assert_eq!(config.container_check_interval_ms, 60_000);
+        assert_eq!(config.snap_count, 100_000);
+        assert_eq!(config.pre_alloc_size_kb, 65_536);
+        assert!(config.force_sync);
+        assert_eq!(config.autopurge_snap_retain_count, 3);
+        assert_eq!(config.autopurge_purge_interval_hours, 0);
+        assert!(config.servers.is_empty());
+        assert!(!config.is_distributed());
+        assert_eq!(config.source, Some(PathBuf::from("zoo.cfg")));
+        assert_eq!(
+            config.entries,
+            pairs(&[("dataDir", "/var/lib/zk"), ("clientPort", "2181")])
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    /// /etc/zookeeper/conf/zoo.cfg as the Debian package ships it.
+    const DEBIAN_ZOO_CFG: &str = "\
+# The number of milliseconds of each tick
+tickTime=2000
+# The number of ticks that the initial 
+# synchronization phase can take
+initLimit=10
+# The number of ticks that can pass between 
+# sending a request and getting an acknowledgement
+syncLimit=5
+# the directory where the snapshot is stored.
+# do not use /tmp for storage, /tmp here is just 
+# example sakes.
+dataDir=/tmp/zookeeper
+# the port at which the clients will connect
+clientPort=2181
+# the maximum number of client connections.
+# increase this if you need to handle more clients
+#maxClientCnxns=60
+#
+# Be sure to read the maintenance section of the 
+# administrator guide before turning on autopurge.
+#
+# https://zookeeper.apache.org/doc/current/zookeeperAdmin.html#sc_maintenance
+#
+# The number of snapshots to retain in dataDir
+#autopurge.snapRetainCount=3
+# Purge task interval in hours
+# Set to \"0\" to disable auto purge feature
+#autopurge.purgeInterval=1
+
+## Metrics Providers
+#
+# https://prometheus.io Metrics Exporter
+#metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider
+#metricsProvider.httpHost=0.0.0.0
+#metricsProvider.httpPort=7000
+#metricsProvider.exportJvmInfo=true
+";
+
+    #[test]
+    fn debian_package_zoo_cfg() {
+        let config = parse(DEBIAN_ZOO_CFG);
+        assert_eq!(config.tick_time_ms, 2000);
+        assert_eq!((config.init_limit, config.sync_limit), (10, 5));
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/zookeeper"));
+        assert_eq!(config.client_port, 2181);
+        assert_eq!(config.max_client_cnxns, 60);
+        assert_eq!(config.entries.len(), 5);
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        // The installed file, when present, must parse the same way.
+        if let Ok(text) = std::fs::read_to_string("/etc/zookeeper/conf/zoo.cfg") {
+            let installed = Config::parse(&text, Path::new("/etc/zookeeper/conf/zoo.cfg"), "");
+            assert!(installed.is_ok(), "{:?}", installed.err());
+        }
+    }
+
+    #[test]
+    fn invalid_values_name_the_file_key_and_value() {
+        assert_eq!(
+            parse_err("dataDir=/d\nclientPort=2181\ntickTime=abc\n", ""),
+            "zoo.cfg: invalid value \"abc\" for tickTime: expected a positive integer"
+        );
+        assert_eq!(
+            parse_err("dataDir=/d\nclientPort=2181\ntickTime=0\n", ""),
+            "zoo.cfg: invalid value \"0\" for tickTime: expected a positive integer"
+        );
+        assert_eq!(
+            parse_err("dataDir=/d\nclientPort=70000\n", ""),
+            "zoo.cfg: invalid value \"70000\" for clientPort: expected a port number (1-65535)"
+        );
+        assert_eq!(
+            parse_err("dataDir=/d\nclientPort=-1\n", ""),
+            "zoo.cfg: invalid value \"-1\" for clientPort: expected a port number (1-65535)"
+        );
+        assert_eq!(
+            parse_err("clientPort=2181\n", ""),
+            "zoo.cfg: dataDir is not set"
+        );
+        assert_eq!(
+            parse_err("dataDir=/d\n", ""),
+            "zoo.cfg: clientPort is not set"
+        );
+        assert_eq!(
+            parse_err("dataDir=/d\nclientPortAddress=127.0.0.1\n", ""),
+            "zoo.cfg: clientPortAddress is set but clientPort is not"
+        );
+        assert_eq!(
+            parse_err("dataDir=/d\nclientPort=1\nminSessionTimeout=5000\nmaxSessionTimeout=4000\n", ""),
+            "zoo.cfg: minSessionTimeout (5000 ms) must not be larger than maxSessionTimeout (4000 ms)"
+        );
+        // The default maximum is 20 ticks: a larger minimum alone is an error too.
+        let error = parse_err(
+            "dataDir=/d\nclientPort=1\ntickTime=100\nminSessionTimeout=5000\n",
+            "",
+        );
+        assert!(
+            error.contains("must not be larger than maxSessionTimeout (2000 ms)"),
+            "{error}"
+        );
+        assert_eq!(
+            parse_err("dataDir=/d\nclientPort=1\nminSessionTimeout=-2\n", ""),
+            "zoo.cfg: invalid value \"-2\" for minSessionTimeout: expected a timeout in milliseconds, or -1 for the default"
+        );
+        assert_eq!(
+            parse_err("dataDir=/d\nclientPort=1\nsyncEnabled=yes\n", ""),
+            "zoo.cfg: invalid value \"yes\" for syncEnabled: expected true or false"
+        );
+        assert_eq!(
+            parse_err("dataDir=/d\nclientPort=1\nelectionAlg=1\n", ""),
+            "zoo.cfg: invalid value \"1\" for electionAlg: expected 3 (the only election algorithm)"
+        );
+        assert_eq!(
+            parse_err("dataDir=/d\nclientPort=1\npeerType=leader\n", ""),
+            "zoo.cfg: invalid value \"leader\" for peerType: expected observer or participant"
+        );
+        assert_eq!(
+            parse_err("dataDir=/d\nclientPort=1\nclientPortAddress=no.such.host.invalid\n", ""),
+            "zoo.cfg: invalid value \"no.such.host.invalid\" for clientPortAddress: expected an IP address or a resolvable host name"
+        );
+        assert_eq!(
+            parse_err("dataDir=/d\nclientPort=1\nglobalOutstandingLimit=0\n", ""),
+            "zoo.cfg: invalid value \"0\" for globalOutstandingLimit: expected a positive integer"
+        );
+        assert_eq!(
+            parse_err("dataDir=/d\nclientPort=1\ntickTime=99999999999\n", ""),
+            "zoo.cfg: invalid value \"99999999999\" for tickTime: expected a positive integer"
+        );
+        assert_eq!(
+            parse_err("dataDir=\nclientPort=1\n", ""),
+            "zoo.cfg: invalid value \"\" for dataDir: expected a directory path"
+        );
+    }
+
+    #[test]
+    fn session_timeouts_and_lenient_reference_values() {
+        let config = parse(
+            "dataDir=/d\nclientPort=1\ntickTime=2000\nminSessionTimeout=-1\nmaxSessionTimeout=-1\n",
+        );
+        assert_eq!(
+            (config.min_session_timeout_ms, config.max_session_timeout_ms),
+            (4000, 40000)
+        );
+        let config = parse("dataDir=/d\nclientPort=1\ntickTime=2147483647\n");
+        assert_eq!(
+            config.max_session_timeout_ms,
+            i32::MAX as u32,
+            "defaults saturate at i32::MAX"
+        );
+        let config = parse("dataDir=/d\nclientPort=1\nmaxClientCnxns=-5\nautopurge.snapRetainCount=1\nautopurge.purgeInterval=-1\nsnapCount=1\n");
+        assert_eq!(config.max_client_cnxns, 0);
+        assert_eq!(config.autopurge_snap_retain_count, 3);
+        assert_eq!(config.autopurge_purge_interval_hours, 0);
+        assert_eq!(config.snap_count, 2);
+        assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
+        let config = parse("dataDir=/d\nclientPort=1\nclientPortAddress=0.0.0.0\n");
+        assert_eq!(config.client_port_address, None);
+        let config = parse("dataDir=/d\nclientPort=1\nclientPortAddress=::1\n");
+        assert_eq!(config.client_port_address, Some("::1".parse().expect("ip")));
+        let config = parse("dataDir=/d\nclientPort=1\nclientPortAddress=localhost\n");
+        assert!(config.client_port_address.is_some_and(|a| a.is_loopback()));
+    }
+
+    #[test]
+    fn unknown_keys_are_warned_once_and_ignored() {
+        let config = parse(&format!(
+            "{MINIMAL}fooBar=1\nfooBar=2\nsecureClientPort=2281\nserverCnxnFactory=x\n"
+        ));
+        assert_eq!(
+            config.warnings,
+            [
+                "zoo.cfg: ignoring fooBar: not supported by this server",
+                "zoo.cfg: ignoring secureClientPort: not supported by this server",
+                "zoo.cfg: ignoring serverCnxnFactory: not supported by this server",
+            ]
+        );
+        assert_eq!(
+            config.entries.iter().filter(|(k, _)| k == "fooBar").count(),
+            1
+        );
+        assert!(config
+            .entries
+            .contains(&("fooBar".to_string(), "2".to_string())));
+    }
+
+    #[test]
+    fn jvm_flags_set_system_properties() {
+        let flags = "-Xmx512m -XX:+UseG1GC -Dzookeeper.DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU= \
+                     -Dreadonlymode.enabled=true -Djute.maxbuffer=4194304 -Dzookeeper.extendedTypesEnabled=TRUE \
+                     -Dznode.container.checkIntervalMs=1000 -Dznode.container.maxPerMinute=50 \
+                     -Dzookeeper.4lw.commands.whitelist=ruok,mntr -Dzookeeper.globalOutstandingLimit=5 \
+                     -Dzookeeper.nio.numSelectorThreads=3 -Dzookeeper.forceSync=no -Dzookeeper.skipACL=yes \
+                     -Dzookeeper.maxCnxns=100 -Dzookeeper.snapCount=500 -Dzookeeper.admin.serverPort=9090";
+        let config = Config::parse(MINIMAL, Path::new("zoo.cfg"), flags).expect("parses");
+        assert_eq!(
+            config.super_digest.as_deref(),
+            Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU=")
+        );
+        assert!(config.read_only_mode);
+        assert_eq!(config.jute_max_buffer, 4_194_304);
+        assert!(config.extended_types_enabled);
+        assert_eq!(
+            (
+                config.container_check_interval_ms,
+                config.container_max_per_minute
+            ),
+            (1000, 50)
+        );
+        let mut expected = Whitelist::parse("ruok,mntr");
+        expected.allow(FourLetterWord::Isro);
+        assert_eq!(
+            config.four_letter_words, expected,
+            "read-only mode adds isro"
+        );
+        assert_eq!(config.global_outstanding_limit, 5);
+        assert_eq!(config.io_threads, 3);
+        assert!(!config.force_sync && config.skip_acl);
+        assert_eq!(
+            (
+                config.max_cnxns,
+                config.snap_count,
+                config.admin_server_port
+            ),
+            (100, 500, 9090)
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn zoo_cfg_overrides_zookeeper_prefixed_flags() {
+        let flags =
+            "-Dzookeeper.4lw.commands.whitelist=* -Dzookeeper.snapCount=7 -Dzookeeper.ioThreads=2";
+        let text = format!(
+            "{MINIMAL}4lw.commands.whitelist=ruok\nioThreads=4\nconnectionOutstandingLimit=50\n"
+        );
+        let config = Config::parse(&text, Path::new("zoo.cfg"), flags).expect("parses");
+        assert_eq!(config.four_letter_words, Whitelist::parse("ruok"));
+        assert_eq!(
+            config.snap_count, 7,
+            "the flag applies where the file is silent"
+        );
+        assert_eq!(config.io_threads, 4);
+        assert_eq!(config.connection_outstanding_limit, 50);
+        // ioThreads wins over the reference's selector-thread property.
+        let config = Config::parse(
+            &format!("{MINIMAL}ioThreads=0\n"),
+            Path::new("zoo.cfg"),
+            "-Dzookeeper.nio.numSelectorThreads=6",
+        )
+        .expect("parses");
+        assert_eq!(config.io_threads, 0);
+    }
+
+    // Review 1.4 / 1.5: the per-request bounds are our keys, read from
+    // zoo.cfg or -Dzookeeper.* flags, and reach the engine's limits.
+    #[test]
+    fn request_bounds_default_parse_and_validate() {
+        let config = parse(MINIMAL);
+        assert_eq!(
+            (config.read_limits(), config.prep_limits()),
+            (
+                ReadLimits {
+                    max_response_bytes: 16 * 1024 * 1024,
+                    max_multi_ops: 10_000
+                },
+                PrepLimits {
+                    max_multi_ops: 10_000,
+                    max_acl_entries: 1024
+                }
+            )
+        );
+        let config = parse(&format!(
+            "{MINIMAL}maxResponseBytes=2000000\nmaxMultiOps=50\nmaxAclEntries=8\n"
+        ));
+        assert_eq!(
+            (config.read_limits(), config.prep_limits()),
+            (
+                ReadLimits {
+                    max_response_bytes: 2_000_000,
+                    max_multi_ops: 50
+                },
+                PrepLimits {
+                    max_multi_ops: 50,
+                    max_acl_entries: 8
+                }
+            )
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let config = Config::parse(
+            MINIMAL,
+            Path::new("zoo.cfg"),
+            "-Dzookeeper.maxMultiOps=7 -Djute.maxbuffer=33554432",
+        )
+        .expect("parses");
+        assert_eq!(config.max_multi_ops, 7);
+        assert_eq!(
+            config.max_response_bytes,
+            33_554_432 + 88,
+            "the default budget follows a raised jute.maxbuffer"
+        );
+        assert_eq!(
+            parse_err(&format!("{MINIMAL}maxResponseBytes=1048662\n"), ""),
+            "zoo.cfg: invalid value \"1048662\" for maxResponseBytes: expected a number of \
+             bytes of at least jute.maxbuffer + 88 (1048663), so that the largest node can be \
+             read back"
+        );
+        assert_eq!(
+            parse(&format!("{MINIMAL}maxResponseBytes=1048663\n")).max_response_bytes,
+            1048663
+        );
+        assert_eq!(
+            parse_err(&format!("{MINIMAL}maxMultiOps=0\n"), ""),
+            "zoo.cfg: invalid value \"0\" for maxMultiOps: expected a positive number of ops"
+        );
+        assert_eq!(
+            parse_err(MINIMAL, "-Dzookeeper.maxAclEntries=-1"),
+            "SERVER_JVMFLAGS/JVMFLAGS: invalid value \"-1\" for -Dzookeeper.maxAclEntries: \
+             expected a positive number of entries"
+        );
+    }
+
+    #[test]
+    fn jvm_flag_errors_and_lenient_booleans() {
+        let error =
+            Config::parse(MINIMAL, Path::new("zoo.cfg"), "-Djute.maxbuffer=abc").expect_err("bad");
+        assert_eq!(
+            error.to_string(),
+            "SERVER_JVMFLAGS/JVMFLAGS: invalid value \"abc\" for -Djute.maxbuffer: expected a positive number of bytes"
+        );
+        let error = parse_err(
+            &format!("{MINIMAL}snapCount=many\n"),
+            "-Dzookeeper.snapCount=5",
+        );
+        assert_eq!(
+            error,
+            "zoo.cfg: invalid value \"many\" for snapCount: expected a non-negative integer"
+        );
+        let error = parse_err(
+            MINIMAL,
+            "-Dzookeeper.DigestAuthenticationProvider.superDigest=nocolon",
+        );
+        assert!(error.contains("super:<base64 SHA-1 digest>"), "{error}");
+        let config = Config::parse(
+            MINIMAL,
+            Path::new("zoo.cfg"),
+            "-Dreadonlymode.enabled=yes -Dzookeeper.forceSync=false",
+        )
+        .expect("parses");
+        assert!(!config.read_only_mode);
+        assert!(
+            config.force_sync,
+            "only \"no\" disables fsync, as in the reference"
+        );
+        assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
+        // Only the exact "true" whitelists isro, though any case enables read-only mode.
+        let config = Config::parse(MINIMAL, Path::new("zoo.cfg"), "-Dreadonlymode.enabled=TRUE")
+            .expect("parses");
+        assert!(config.read_only_mode);
+        assert!(!config.four_letter_words.allows(FourLetterWord::Isro));
+        // zoo.cfg's extendedTypesEnabled maps to the property.
+        let config = parse(&format!("{MINIMAL}extendedTypesEnabled=true\n"));
+        assert!(config.extended_types_enabled);
+        // The whitelist warns about names it does not know.
+        let config = parse(&format!(
+            "{MINIMAL}4lw.commands.whitelist=ruok, RUOK, stats\n"
+        ));
+        assert_eq!(config.warnings, ["zoo.cfg: 4lw.commands.whitelist names unknown commands RUOK, stats; they are ignored"]);
+    }
+}
