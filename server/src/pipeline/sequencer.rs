@@ -160,11 +160,11 @@ impl Sequencer {
         // connection whose session expired, would be applied under a dead
         // session's id.
         let refused = |session: SessionId| {
-            !shared
+            shared
                 .sessions
                 .lock()
                 .get(session)
-                .is_some_and(|info| !info.closing)
+                .is_none_or(|info| info.closing)
         };
         let prep = &mut self.prep;
         match submission {
