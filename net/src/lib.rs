@@ -1,6 +1,7 @@
 pub mod clock;
 pub mod failpoint;
 pub mod fourlw;
+pub mod javafmt;
 pub mod jute;
 pub mod mailbox;
 pub mod proto;

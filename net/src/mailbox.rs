@@ -3,7 +3,8 @@
 //! I/O threads send `Submission`s (writes, syncs, session creation) down one
 //! channel to the single sequencer. The pipeline answers through each I/O
 //! thread's `Mailbox`: replies, watch events, finished handshakes and orders
-//! to close a connection, followed by a `mio::Waker` nudge.
+//! to close a connection, followed by a `mio::Waker` nudge. The reactor's
+//! `fourlw` thread posts four-letter words' answers the same way.
 //!
 //! Invariant (DESIGN.md 2, "watch before data"): the applier posts a change's
 //! watch events while it still holds the tree's write lock, and an I/O thread
@@ -67,6 +68,9 @@ pub enum Mail {
     /// Close the connection once what is queued for it is flushed: its
     /// session expired, was closed, or moved to another connection.
     Close { conn: WatcherId },
+    /// A four-letter word's answer, rendered off the I/O thread: written as
+    /// it is, then the connection is closed.
+    Text { conn: WatcherId, text: String },
 }
 
 impl Mail {
@@ -75,7 +79,8 @@ impl Mail {
             Mail::Reply { conn, .. }
             | Mail::Event { conn, .. }
             | Mail::SessionCreated { conn, .. }
-            | Mail::Close { conn } => *conn,
+            | Mail::Close { conn }
+            | Mail::Text { conn, .. } => *conn,
         }
     }
 }

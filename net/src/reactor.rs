@@ -9,16 +9,23 @@
 //! or on a lock held across I/O; the tree's read lock is held only while
 //! answering reads from memory.
 //!
+//! Four-letter words are answered on one `fourlw` thread the reactor starts:
+//! their source may read the data directories and `/proc` or walk the watch
+//! registry, none of which may hold up an I/O thread. The I/O thread hands the
+//! word over and reads nothing more from that connection; the text comes back
+//! as `Mail::Text`, is written, and the connection is closed.
+//!
 //! Backpressure: a connection with `connection_outstanding_limit` requests
 //! queued or in flight is not read from until they drain, nor is any connection
 //! while the server has `global_outstanding_limit` outstanding; a connection
 //! whose unsent replies pass `max_outbound_bytes` is closed.
 
-use crate::fourlw::{self, FourLetterSource, Whitelist};
+use crate::fourlw::{self, FourLetterSource, FourLetterWord, Whitelist};
 use crate::mailbox::{Mail, Mailbox, Submission};
 use crate::proto::{self, ConnectResponse, Decoded};
 use crate::shared::{ConnectionEntry, Shared};
 use crate::stats::{ConnectionStats, RequestKind};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use engine::read::{self, ReadContext};
 use engine::request::{Reply, Request, Response};
 use engine::tree::DataTree;
@@ -41,6 +48,11 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Reads wait while a connection has this much unsent output, so a slow
 /// reader throttles itself before it reaches `max_outbound_bytes`.
 const OUTBOUND_SOFT_LIMIT_BYTES: usize = 1024 * 1024;
+/// Four-letter words handed to the `fourlw` thread and not yet answered. One
+/// past this is refused by closing its connection: monitoring that polls
+/// faster than the words render gets no answer rather than an ever longer
+/// queue.
+const WORD_BACKLOG: usize = 1024;
 
 /// What the reactor needs besides `Shared` to answer four-letter words.
 pub struct FourLetterWords {
@@ -71,13 +83,22 @@ impl Polls {
     }
 }
 
+/// A four-letter word waiting for the `fourlw` thread.
+struct WordJob {
+    conn: WatcherId,
+    word: FourLetterWord,
+}
+
 pub struct Reactor {
     threads: Vec<JoinHandle<()>>,
+    /// Stops once every I/O thread has stopped (they hold its channel).
+    words: JoinHandle<()>,
     pub local_addr: SocketAddr,
 }
 
 impl Reactor {
-    /// Starts one thread per poll; thread 0 accepts on `listener`.
+    /// Starts one thread per poll, thread 0 accepting on `listener`, and the
+    /// `fourlw` thread that answers four-letter words.
     pub fn start(
         shared: Arc<Shared>,
         polls: Polls,
@@ -92,7 +113,13 @@ impl Reactor {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let mut listener = Some(TcpListener::from_std(listener));
-        let words = Arc::new(words);
+        let (word_jobs, jobs) = crossbeam_channel::bounded(WORD_BACKLOG);
+        let words = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("fourlw".into())
+                .spawn(move || answer_words(&shared, &words, &jobs))?
+        };
         let mut threads = Vec::new();
         for (index, poll) in polls.polls.into_iter().enumerate() {
             let mut listener = listener.take();
@@ -105,7 +132,7 @@ impl Reactor {
                 poll,
                 listener,
                 shared: Arc::clone(&shared),
-                words: Arc::clone(&words),
+                words: word_jobs.clone(),
                 conns: HashMap::new(),
                 next_serial: FIRST_SERIAL,
                 next_target: 0,
@@ -123,6 +150,7 @@ impl Reactor {
         }
         Ok(Reactor {
             threads,
+            words,
             local_addr,
         })
     }
@@ -131,6 +159,19 @@ impl Reactor {
         for thread in self.threads {
             let _ = thread.join();
         }
+        let _ = self.words.join();
+    }
+}
+
+/// The `fourlw` thread: renders each word and posts the text to the I/O
+/// thread that owns the connection. Ends when every I/O thread has dropped
+/// its sender.
+fn answer_words(shared: &Shared, words: &FourLetterWords, jobs: &Receiver<WordJob>) {
+    for WordJob { conn, word } in jobs.iter() {
+        let text = fourlw::render(word, &words.whitelist, &*words.source);
+        let mailbox = &shared.mailboxes[conn.thread()];
+        mailbox.post(Mail::Text { conn, text });
+        mailbox.wake();
     }
 }
 
@@ -141,6 +182,9 @@ enum Phase {
     /// A new session is being created by the pipeline.
     Connecting,
     Open,
+    /// A four-letter word is being answered on the `fourlw` thread: nothing
+    /// more is read, and `Mail::Text` brings the answer.
+    Word,
 }
 
 /// A request waiting its turn on its connection.
@@ -214,7 +258,8 @@ struct IoThread {
     poll: Poll,
     listener: Option<TcpListener>,
     shared: Arc<Shared>,
-    words: Arc<FourLetterWords>,
+    /// To the `fourlw` thread.
+    words: Sender<WordJob>,
     conns: HashMap<u64, Connection>,
     next_serial: u64,
     next_target: usize,
@@ -418,7 +463,7 @@ impl IoThread {
             let Some(conn) = self.conns.get_mut(&serial) else {
                 return;
             };
-            if conn.dead || conn.close_after_flush {
+            if conn.dead || conn.close_after_flush || conn.phase == Phase::Word {
                 return;
             }
             match self.parse(serial) {
@@ -435,6 +480,13 @@ impl IoThread {
             let Some(conn) = self.conns.get_mut(&serial) else {
                 return;
             };
+            // What was parsed may have ended the input (a word, a refused
+            // handshake). Reading on could find the client's end of stream
+            // and drop the connection before its answer is written: a client
+            // that shuts down its side right after a word got no answer.
+            if conn.close_after_flush || conn.phase == Phase::Word {
+                return;
+            }
             match conn.stream.read(chunk) {
                 Ok(0) => {
                     self.kill(serial, "client closed the connection");
@@ -505,11 +557,28 @@ impl IoThread {
             if conn.phase == Phase::Handshake {
                 if let Some(word) = fourlw::command_from_code(length) {
                     self.shared.stats.packet_received();
-                    let text = fourlw::render(word, &self.words.whitelist, &*self.words.source);
-                    conn.outbuf.extend_from_slice(text.as_bytes());
-                    conn.close_after_flush = true;
+                    // Whatever follows the word is ignored, as the reference
+                    // ignores it.
                     pos = conn.inbuf.len();
-                    break ParseOutcome::NeedMore;
+                    match self.words.try_send(WordJob {
+                        conn: conn.id,
+                        word,
+                    }) {
+                        Ok(()) => {
+                            conn.phase = Phase::Word;
+                            break ParseOutcome::NeedMore;
+                        }
+                        Err(TrySendError::Full(_)) => {
+                            tracing::warn!(
+                                peer = %conn.entry.remote, word = word.name(), backlog = WORD_BACKLOG,
+                                "too many four-letter words waiting; closing the connection"
+                            );
+                            break ParseOutcome::Close("four-letter words backlog full");
+                        }
+                        Err(TrySendError::Disconnected(_)) => {
+                            break ParseOutcome::Close("server shutting down");
+                        }
+                    }
                 }
             }
             let Ok(length) = usize::try_from(length) else {
@@ -638,6 +707,10 @@ impl IoThread {
                 tracing::debug!(%session, timeout_ms, "session established");
             }
             Mail::Close { .. } => {
+                conn.close_after_flush = true;
+            }
+            Mail::Text { text, .. } => {
+                conn.outbuf.extend_from_slice(text.as_bytes());
                 conn.close_after_flush = true;
             }
         }

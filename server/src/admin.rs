@@ -1,11 +1,14 @@
 //! The four-letter words' view of a running server: `Admin` implements
 //! `net::fourlw::FourLetterSource` by reading `Shared` (briefly taking the
-//! tree's read lock and the registries' locks) and the config. It only
-//! reports and resets counters; it changes no state a client can see.
+//! tree's read lock and the registries' locks), the config, the data
+//! directories' sizes and `/proc`. It only reports and resets counters; it
+//! changes no state a client can see. The reactor calls it on its `fourlw`
+//! thread, so the file reads here never hold up an I/O thread.
 
 use crate::config::Config;
 use net::fourlw::{
-    ConnectionSnapshot, DumpSnapshot, ExpiryBucket, FourLetterSource, ServerSnapshot, WatchSummary,
+    ConnectionSnapshot, DumpSnapshot, ExpiryBucket, FourLetterSource, HostSnapshot, ServerSnapshot,
+    WatchSummary,
 };
 use net::shared::Shared;
 use std::collections::HashMap;
@@ -207,6 +210,58 @@ impl FourLetterSource for Admin {
     fn reset_server_stats(&self) {
         self.shared.stats.reset();
     }
+
+    fn host(&self) -> HostSnapshot {
+        host()
+    }
+}
+
+/// The machine and this process as `envi` shows them.
+fn host() -> HostSnapshot {
+    let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    HostSnapshot {
+        host_name: read_trimmed("/proc/sys/kernel/hostname").or_else(|| env("HOSTNAME")),
+        os_version: read_trimmed("/proc/sys/kernel/osrelease"),
+        user_name: env("USER").or_else(|| env("LOGNAME")),
+        user_home: env("HOME"),
+        user_dir: std::env::current_dir()
+            .ok()
+            .map(|dir| dir.display().to_string()),
+        memory_available_kb: meminfo_kb("MemAvailable:"),
+        memory_total_kb: meminfo_kb("MemTotal:"),
+        resident_kb: resident_kb(),
+        process_id: Some(std::process::id()),
+    }
+}
+
+/// A one-line file's content, trimmed; `None` if unreadable or empty.
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|text| text.trim().to_string())
+        .filter(|text| !text.is_empty())
+}
+
+/// A `/proc/meminfo` field in kB.
+fn meminfo_kb(field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    kb_field(&text, field)
+}
+
+/// This process's resident set in kB.
+fn resident_kb() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    kb_field(&text, "VmRSS:")
+}
+
+/// The number after `field` on the line that starts with it (`MemTotal:  16 kB`).
+fn kb_field(text: &str, field: &str) -> Option<u64> {
+    let line = text.lines().find(|line| line.starts_with(field))?;
+    line.get(field.len()..)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Bytes in the files directly under `dir` (the reference sums its snapshot
@@ -236,4 +291,50 @@ fn file_descriptors() -> (Option<u64>, Option<u64>) {
     let max = (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0)
         .then_some(limit.rlim_cur);
     (open, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/proc` lines as the kernel writes them; anything else reads as unknown.
+    #[test]
+    fn kb_fields_of_proc_files() {
+        let meminfo = "MemTotal:       16303476 kB\nMemFree:  12 kB\nMemAvailable:   9 kB\n";
+        assert_eq!(kb_field(meminfo, "MemTotal:"), Some(16_303_476));
+        assert_eq!(kb_field(meminfo, "MemAvailable:"), Some(9));
+        assert_eq!(kb_field(meminfo, "VmRSS:"), None);
+        assert_eq!(kb_field("VmRSS:\n", "VmRSS:"), None);
+        assert_eq!(kb_field("VmRSS: lots kB\n", "VmRSS:"), None);
+    }
+
+    /// `envi` describes this process: on Linux every value is known, and the
+    /// memory figures are whole megabytes.
+    #[test]
+    fn envi_describes_this_process() {
+        let host = host();
+        assert_eq!(host.process_id, Some(std::process::id()));
+        assert!(host.user_dir.is_some());
+        if cfg!(target_os = "linux") {
+            assert!(host.host_name.is_some() && host.os_version.is_some());
+            assert!(host.resident_kb.is_some_and(|kb| kb > 0));
+            assert!(host.memory_total_kb >= host.memory_available_kb);
+        }
+        let environment = net::fourlw::default_environment(VERSION, &host);
+        let value = |key: &str| {
+            environment
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("<missing>")
+        };
+        assert_eq!(value("zookeeper.version"), VERSION);
+        assert_eq!(value("process.id"), std::process::id().to_string());
+        if cfg!(target_os = "linux") {
+            for key in ["os.memory.free", "os.memory.max", "os.memory.total"] {
+                let megabytes = value(key).strip_suffix("MB").unwrap_or("not MB");
+                assert!(megabytes.parse::<u64>().is_ok(), "{key}={}", value(key));
+            }
+        }
+    }
 }
