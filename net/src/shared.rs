@@ -76,6 +76,36 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The shared state of a server starting with `tree`, the sessions it
+    /// recovered, one mailbox per I/O thread and nothing else yet: no
+    /// connection, watch or outstanding request.
+    pub fn new(
+        tree: DataTree,
+        sessions: SessionTracker,
+        mailboxes: Vec<Mailbox>,
+        submit: crossbeam_channel::Sender<Submission>,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        session_secret: SessionSecret,
+    ) -> Shared {
+        Shared {
+            tree: RwLock::new(tree),
+            watches: WatchRegistry::new(),
+            sessions: Mutex::new(sessions),
+            owners: Mutex::new(HashMap::new()),
+            connections: Mutex::new(HashMap::new()),
+            per_ip: Mutex::new(HashMap::new()),
+            stats: ServerStats::new(),
+            outstanding: AtomicUsize::new(0),
+            mailboxes,
+            submit,
+            settings,
+            shutdown: AtomicBool::new(false),
+            clock,
+            session_secret,
+        }
+    }
+
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown.load(Ordering::Acquire)
     }

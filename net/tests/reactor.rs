@@ -21,7 +21,6 @@ use engine::request::{Reply, Response};
 use engine::session::{SessionSecret, SessionTracker};
 use engine::tree::DataTree;
 use engine::types::{ErrorCode, EventType, OpCode, SessionId, Zxid};
-use engine::watch::WatchRegistry;
 use net::clock::{Clock, SystemClock};
 use net::fourlw::{
     self, ConnectionSnapshot, DumpSnapshot, FourLetterSource, FourLetterWord, ServerSnapshot,
@@ -31,12 +30,10 @@ use net::jute::{self, put_bool, put_buffer, put_int, put_len, put_long, put_stri
 use net::mailbox::{Mail, Postman, Submission};
 use net::reactor::{FourLetterWords, Polls, Reactor};
 use net::shared::{Settings, Shared};
-use net::stats::ServerStats;
-use parking_lot::{Condvar, Mutex, RwLock};
-use std::collections::HashMap;
+use parking_lot::{Condvar, Mutex};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -93,18 +90,12 @@ fn start(options: Options) -> Server {
     let (polls, mailboxes) = Polls::new(options.io_threads).expect("polls");
     let (submit, submissions) = crossbeam_channel::unbounded();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let shared = Arc::new(Shared {
-        tree: RwLock::new(DataTree::new()),
-        watches: WatchRegistry::new(),
-        sessions: Mutex::new(SessionTracker::new(100, 1, clock.wall_ms())),
-        owners: Mutex::new(HashMap::new()),
-        connections: Mutex::new(HashMap::new()),
-        per_ip: Mutex::new(HashMap::new()),
-        stats: ServerStats::new(),
-        outstanding: AtomicUsize::new(0),
+    let shared = Arc::new(Shared::new(
+        DataTree::new(),
+        SessionTracker::new(100, 1, clock.wall_ms()),
         mailboxes,
         submit,
-        settings: Settings {
+        Settings {
             max_frame_bytes: MAX_FRAME_BYTES,
             connection_outstanding_limit: 2000,
             global_outstanding_limit: 10_000,
@@ -115,10 +106,9 @@ fn start(options: Options) -> Server {
             super_digest: None,
             read_limits: Default::default(),
         },
-        shutdown: AtomicBool::new(false),
         clock,
-        session_secret: SessionSecret::new([7; 32]),
-    });
+        SessionSecret::new([7; 32]),
+    ));
     let hold = Arc::new(Mutex::new(Hold::Off));
     let (held_tx, held) = crossbeam_channel::unbounded();
     let (release, release_rx) = crossbeam_channel::unbounded();

@@ -17,16 +17,11 @@ use engine::native::{NativeConfig, NativeStorage};
 use engine::prep::{Prep, PrepConfig};
 use engine::session::SessionTracker;
 use engine::storage::Storage;
-use engine::watch::WatchRegistry;
 use net::clock::{Clock, SystemClock};
 use net::reactor::{FourLetterWords, Polls, Reactor};
 use net::shared::{Settings, Shared};
-use net::stats::ServerStats;
-use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
 const USAGE: &str = "usage: zk-server [zoo.cfg]\n\n\
@@ -257,22 +252,15 @@ fn serve(config: Config) -> anyhow::Result<()> {
         super_digest: config.super_digest.clone(),
         read_limits: config.read_limits(),
     };
-    let shared = Arc::new(Shared {
-        tree: RwLock::new(tree),
-        watches: WatchRegistry::new(),
-        sessions: Mutex::new(sessions),
-        owners: Mutex::new(HashMap::new()),
-        connections: Mutex::new(HashMap::new()),
-        per_ip: Mutex::new(HashMap::new()),
-        stats: ServerStats::new(),
-        outstanding: AtomicUsize::new(0),
+    let shared = Arc::new(Shared::new(
+        tree,
+        sessions,
         mailboxes,
         submit,
         settings,
-        shutdown: AtomicBool::new(false),
         clock,
         session_secret,
-    });
+    ));
 
     let pipeline = pipeline::Pipeline {
         shared: Arc::clone(&shared),

@@ -16,15 +16,12 @@ use engine::storage::{Checkpoint, Checkpointer, DurableWait, Storage, StorageErr
 use engine::tree::DataTree;
 use engine::txn::Txn;
 use engine::types::{Acl, ErrorCode, EventType, OpCode, SessionId, WatcherId, Zxid};
-use engine::watch::WatchRegistry;
 use net::clock::{Clock, ManualClock};
 use net::mailbox::{Mail, Submission};
 use net::reactor::Polls;
 use net::shared::{Settings, Shared};
-use net::stats::ServerStats;
 use parking_lot::{Condvar, Mutex, RwLock};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,18 +39,12 @@ fn fixture() -> Fixture {
     let (polls, mailboxes) = Polls::new(1).expect("polls");
     let (submit, submissions) = crossbeam_channel::unbounded();
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-    let shared = Arc::new(Shared {
-        tree: RwLock::new(DataTree::new()),
-        watches: WatchRegistry::new(),
-        sessions: Mutex::new(SessionTracker::new(TICK_MS as u32, 1, clock.wall_ms())),
-        owners: Mutex::new(HashMap::new()),
-        connections: Mutex::new(HashMap::new()),
-        per_ip: Mutex::new(HashMap::new()),
-        stats: ServerStats::new(),
-        outstanding: AtomicUsize::new(0),
+    let shared = Arc::new(Shared::new(
+        DataTree::new(),
+        SessionTracker::new(TICK_MS as u32, 1, clock.wall_ms()),
         mailboxes,
         submit,
-        settings: Settings {
+        Settings {
             max_frame_bytes: 1 << 20,
             connection_outstanding_limit: 1000,
             global_outstanding_limit: 1000,
@@ -64,10 +55,9 @@ fn fixture() -> Fixture {
             super_digest: None,
             read_limits: Default::default(),
         },
-        shutdown: AtomicBool::new(false),
-        clock: Arc::clone(&clock) as Arc<dyn Clock>,
-        session_secret: SessionSecret::new([7; 32]),
-    });
+        Arc::clone(&clock) as Arc<dyn Clock>,
+        SessionSecret::new([7; 32]),
+    ));
     Fixture {
         shared,
         clock,
