@@ -40,6 +40,11 @@ use rocksdb::{
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod inspect;
+pub use inspect::{
+    rocksdb_repair, CheckpointEntry, CheckpointMeta, Inspect, LoggedTxn, Offline,
+};
+
 const LOG_CF: &str = "log";
 const STATE_CF: &str = "state";
 const META_KEY: &[u8] = b"m";
