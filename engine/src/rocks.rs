@@ -41,9 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod inspect;
-pub use inspect::{
-    rocksdb_repair, CheckpointEntry, CheckpointMeta, Inspect, LoggedTxn, Offline,
-};
+pub use inspect::{rocksdb_repair, CheckpointEntry, CheckpointMeta, Inspect, LoggedTxn, Offline};
 
 const LOG_CF: &str = "log";
 const STATE_CF: &str = "state";

@@ -15,8 +15,8 @@
 //! the database's lock.
 
 use super::{
-    cf, db_error, expected_nodes, generation_prefix, missing_cf, read_meta, zxid_i64, Meta,
-    LOG_CF, LOG_END_KEY, STATE_CF,
+    cf, db_error, expected_nodes, generation_prefix, missing_cf, read_meta, zxid_i64, Meta, LOG_CF,
+    LOG_END_KEY, STATE_CF,
 };
 use crate::persist::{self, SnapshotRecord};
 use crate::restore::{restore_pipelined, RestoreError};
@@ -122,7 +122,8 @@ impl Inspect {
         let mut last_error = None;
         for _ in 0..SECONDARY_OPEN_ATTEMPTS {
             let secondary = TempDir::new(dir)?;
-            match rocksdb::DB::open_cf_as_secondary(&options, dir, secondary.0.as_path(), &families) {
+            match rocksdb::DB::open_cf_as_secondary(&options, dir, secondary.0.as_path(), &families)
+            {
                 Ok(db) => {
                     return Ok(Inspect {
                         db,
@@ -133,10 +134,7 @@ impl Inspect {
                 Err(error) => last_error = Some(error),
             }
         }
-        Err(last_error.map_or_else(
-            || missing_cf(dir, LOG_CF),
-            |error| db_error(dir, error),
-        ))
+        Err(last_error.map_or_else(|| missing_cf(dir, LOG_CF), |error| db_error(dir, error)))
     }
 
     pub fn dir(&self) -> &Path {
