@@ -70,7 +70,7 @@
 //!    pass `max_counter` steps down too, so that the next leader starts a new
 //!    epoch and no zxid ever wraps.
 //!
-//! Not here: the peer transport and wire encoding, session touches in PING,
+//! Not here: session touches in PING,
 //! forwarding of learners' client requests, streaming a large SNAP in chunks,
 //! and dynamic reconfiguration. The peer keeps its log above its snapshot
 //! floor in memory (payloads included, to send DIFFs); the driver bounds it
@@ -110,6 +110,13 @@
 //! - A new leader's initial history contains every txn committed in an
 //!   earlier epoch.
 //!
+//! # Wire format
+//!
+//! [`wire`] encodes every message, the SNAP state a leader's driver attaches
+//! and the connection handshake (magic, version, sender id, ensemble
+//! fingerprint, channel) as checksummed, size-bounded frames; it is pure, and
+//! its decoders treat peer bytes as untrusted.
+//!
 //! [`sim`] runs whole ensembles in one thread under a seeded scheduler (loss,
 //! duplication, delay, reordering, symmetric and one-way partitions, crashes
 //! that keep only what was durable, slow and stalled disks, drifting ticks).
@@ -124,6 +131,7 @@ mod message;
 mod peer;
 mod prng;
 pub mod sim;
+pub mod wire;
 
 use std::collections::BTreeSet;
 use std::fmt;
