@@ -17,13 +17,26 @@ use crate::path::parent_of;
 use crate::request::{MultiResult, Reply, Response};
 use crate::tree::{DataTree, TreeError};
 use crate::txn::{CreateTxn, NodeKind, Txn, TxnOp};
-use crate::types::{ErrorCode, EventType, OpCode, Stat, Zxid};
+use crate::types::{Acl, ErrorCode, EventType, OpCode, Stat, Zxid};
+use std::sync::Arc;
 
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ApplyOutcome {
     pub reply: Reply,
     /// Watch triggers in firing order; hand each to `WatchRegistry::trigger`.
-    pub events: Vec<(String, EventType)>,
+    pub events: Vec<Fired>,
+}
+
+/// One watch trigger of an applied txn.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Fired {
+    pub path: String,
+    pub event_type: EventType,
+    /// The ACL a watcher needs READ on to be sent the event, as the
+    /// reference checks at delivery: the changed node's (taken before a
+    /// delete removes it), the parent's for NodeChildrenChanged. A recursive
+    /// watch set higher up is checked against this node, not its own.
+    pub acl: Arc<[Acl]>,
 }
 
 /// Applies `txn` in forward operation. Panics if `txn.zxid` does not follow
@@ -67,7 +80,7 @@ struct Applier<'a> {
     tree: &'a mut DataTree,
     txn: &'a Txn,
     replay: bool,
-    events: Vec<(String, EventType)>,
+    events: Vec<Fired>,
 }
 
 /// The outcome of one op, before it is shaped as a top-level reply or a
@@ -88,6 +101,22 @@ enum Done {
 impl Applier<'_> {
     fn zxid(&self) -> Zxid {
         self.txn.zxid
+    }
+
+    /// The ACL of `path` now (empty, which guards nothing, if it is gone).
+    fn acl_of(&self, path: &str) -> Arc<[Acl]> {
+        self.tree
+            .get(path)
+            .map(|node| node.acl_shared())
+            .unwrap_or_else(|| Arc::from(Vec::new()))
+    }
+
+    fn fire(&mut self, path: &str, event_type: EventType, acl: Arc<[Acl]>) {
+        self.events.push(Fired {
+            path: path.to_string(),
+            event_type,
+            acl,
+        });
     }
 
     /// A tree mismatch: expected during replay; in forward operation the
@@ -189,7 +218,7 @@ impl Applier<'_> {
                     .set_data(path, data.as_deref(), *version, zxid, self.txn.time_ms)
                 {
                     Ok(()) => {
-                        self.events.push((path.clone(), EventType::NodeDataChanged));
+                        self.fire(path, EventType::NodeDataChanged, self.acl_of(path));
                         Done::Stat(self.client_stat(path))
                     }
                     Err(err) => {
@@ -247,9 +276,9 @@ impl Applier<'_> {
         );
         match result {
             Ok(()) => {
-                self.events.push((path.clone(), EventType::NodeCreated));
-                self.events
-                    .push((parent_of(path).to_string(), EventType::NodeChildrenChanged));
+                self.fire(path, EventType::NodeCreated, self.acl_of(path));
+                let parent = parent_of(path);
+                self.fire(parent, EventType::NodeChildrenChanged, self.acl_of(parent));
                 Done::Created {
                     op: create.op,
                     path: path.clone(),
@@ -281,11 +310,12 @@ impl Applier<'_> {
 
     /// Deletes one node, recording its events. False if it was not there.
     fn delete(&mut self, path: &str) -> bool {
+        let acl = self.acl_of(path);
         match self.tree.delete_node(path, self.zxid()) {
             Ok(()) => {
-                self.events.push((path.to_string(), EventType::NodeDeleted));
-                self.events
-                    .push((parent_of(path).to_string(), EventType::NodeChildrenChanged));
+                self.fire(path, EventType::NodeDeleted, acl);
+                let parent = parent_of(path);
+                self.fire(parent, EventType::NodeChildrenChanged, self.acl_of(parent));
                 true
             }
             Err(err) => {
@@ -361,8 +391,8 @@ pub(crate) mod sim {
         pub fn apply(&mut self, txn: Txn) -> Reply {
             let outcome = apply(&mut self.tree, &txn);
             self.prep.applied(txn.zxid);
-            for (path, event) in &outcome.events {
-                for (w, e) in self.watches.trigger(path, *event) {
+            for fired in &outcome.events {
+                for (w, e) in self.watches.trigger(&fired.path, fired.event_type) {
                     self.events
                         .push(format!("{}:{:?}:{}", w.0, e.event_type, e.path));
                 }
@@ -1122,9 +1152,12 @@ mod tests {
             model
         }
 
-        fn observe(&mut self, zxid: Zxid, events: &[(String, EventType)]) {
-            for (path, event) in events {
-                match event {
+        fn observe(&mut self, zxid: Zxid, events: &[crate::apply::Fired]) {
+            for crate::apply::Fired {
+                path, event_type, ..
+            } in events
+            {
+                match event_type {
                     EventType::NodeCreated => {
                         self.cversion.insert(path.clone(), 0);
                         self.pzxid.insert(path.clone(), zxid.0);

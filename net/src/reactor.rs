@@ -24,7 +24,7 @@ use crate::fourlw::{self, FourLetterSource, FourLetterWord, Whitelist};
 use crate::mailbox::{Mail, Mailbox, Submission};
 use crate::proto::{self, ConnectResponse, Decoded};
 use crate::shared::{ConnectionEntry, Shared};
-use crate::stats::{ConnectionStats, RequestKind};
+use crate::stats::RequestKind;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use engine::read::{self, ReadContext};
 use engine::request::{Reply, Request, Response};
@@ -400,20 +400,14 @@ impl IoThread {
             self.release_ip(peer);
             return;
         }
-        let entry = Arc::new(ConnectionEntry {
-            remote: peer,
-            session: 0.into(),
-            timeout_ms: 0.into(),
-            queued: 0.into(),
-            stats: ConnectionStats::new(),
-        });
+        let auth = Arc::new(vec![Id::new("ip", &peer.ip().to_string())]);
+        let entry = Arc::new(ConnectionEntry::new(peer, Arc::clone(&auth)));
         self.shared
             .connections
             .lock()
             .insert(id, Arc::clone(&entry));
         self.shared.stats.connection_opened();
         tracing::debug!(%peer, conn = id.0, "accepted connection");
-        let auth = Arc::new(vec![Id::new("ip", &peer.ip().to_string())]);
         let conn = Connection {
             id,
             stream,
@@ -1050,6 +1044,7 @@ fn serve_local(
                             merged.push(id);
                         }
                     }
+                    *conn.entry.auth.lock() = Arc::clone(&conn.auth);
                     proto::encode_reply(xid, 0, &Reply::ok(Response::Empty), &mut conn.outbuf);
                 }
                 Err(code) => {

@@ -4,7 +4,9 @@
 //! this struct is ever held across socket or disk I/O.
 
 use crate::clock::Clock;
-use crate::mailbox::{Mailbox, Submission};
+use crate::mailbox::{Mail, Mailbox, Postman, Submission};
+use engine::apply::Fired;
+use engine::types::perms;
 use crate::stats::{ConnectionStats, ServerStats};
 use engine::session::{SessionSecret, SessionTracker};
 use engine::tree::DataTree;
@@ -52,6 +54,23 @@ pub struct ConnectionEntry {
     /// Requests received and not yet answered.
     pub queued: std::sync::atomic::AtomicU64,
     pub stats: ConnectionStats,
+    /// The identities the connection has authenticated as (its ip first),
+    /// as of its last setAuth: the applier checks a watch event's READ
+    /// permission against them when the event fires, as the reference does.
+    pub auth: Mutex<Arc<Vec<engine::types::Id>>>,
+}
+
+impl ConnectionEntry {
+    pub fn new(remote: std::net::SocketAddr, auth: Arc<Vec<engine::types::Id>>) -> ConnectionEntry {
+        ConnectionEntry {
+            remote,
+            session: 0.into(),
+            timeout_ms: 0.into(),
+            queued: 0.into(),
+            stats: ConnectionStats::new(),
+            auth: Mutex::new(auth),
+        }
+    }
 }
 
 pub struct Shared {
@@ -103,6 +122,32 @@ impl Shared {
             shutdown: AtomicBool::new(false),
             clock,
             session_secret,
+        }
+    }
+
+    /// Fires the watches of an applied txn's changes and posts each event
+    /// to its connection, if that connection's identities may READ the
+    /// changed node (for NodeChildrenChanged, the parent), as the reference
+    /// checks at delivery; other watchers' events are dropped, their one-shot
+    /// watches consumed all the same. Call it with the tree's write lock
+    /// held, as the applier does (DESIGN.md invariant 2).
+    pub fn post_watch_events(&self, fired: &[Fired], postman: &mut Postman<'_>) {
+        for fired in fired {
+            let triggered = self.watches.trigger(&fired.path, fired.event_type);
+            if triggered.is_empty() {
+                continue;
+            }
+            let connections = self.connections.lock();
+            for (conn, event) in triggered {
+                let readable = connections.get(&conn).is_some_and(|entry| {
+                    engine::acl::check(&fired.acl, perms::READ, &entry.auth.lock())
+                });
+                if readable {
+                    postman.post(Mail::Event { conn, event });
+                } else {
+                    tracing::trace!(conn = conn.0, path = %fired.path, "watch event filtered by ACL");
+                }
+            }
         }
     }
 

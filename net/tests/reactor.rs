@@ -218,11 +218,7 @@ fn fake_pipeline(
                 Ok(txn) => {
                     let outcome = apply(&mut tree, &txn);
                     prep.applied(txn.zxid);
-                    for (path, event_type) in &outcome.events {
-                        for (conn, event) in shared.watches.trigger(path, *event_type) {
-                            postman.post(Mail::Event { conn, event });
-                        }
-                    }
+                    shared.post_watch_events(&outcome.events, &mut postman);
                     postman.post(Mail::Reply {
                         conn,
                         xid,

@@ -153,11 +153,7 @@ impl Applier {
             net::failpoint::check(net::failpoint::APPLIER, &create.path);
         }
         let outcome = apply(tree, &txn);
-        for (path, event_type) in &outcome.events {
-            for (conn, event) in self.shared.watches.trigger(path, *event_type) {
-                postman.post(Mail::Event { conn, event });
-            }
-        }
+        self.shared.post_watch_events(&outcome.events, postman);
         self.settle(postman, txn.zxid, txn.session, origin, outcome.reply);
     }
 

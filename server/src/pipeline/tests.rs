@@ -15,11 +15,13 @@ use engine::session::{SessionSecret, SessionTracker};
 use engine::storage::{Checkpoint, Checkpointer, DurableWait, Storage, StorageError, Ticket};
 use engine::tree::DataTree;
 use engine::txn::Txn;
-use engine::types::{Acl, ErrorCode, EventType, OpCode, SessionId, WatcherId, Zxid};
+use engine::types::{
+    perms, Acl, ErrorCode, EventType, Id, OpCode, SessionId, WatcherId, WatcherType, Zxid,
+};
 use net::clock::{Clock, ManualClock};
 use net::mailbox::{Mail, Submission};
 use net::reactor::Polls;
-use net::shared::{Settings, Shared};
+use net::shared::{ConnectionEntry, Settings, Shared};
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -84,16 +86,55 @@ fn create(path: &str) -> Request {
 }
 
 fn write(conn: WatcherId, session: SessionId, xid: i32, request: Request) -> Submission {
+    write_as(conn, session, xid, request, Vec::new())
+}
+
+fn write_as(
+    conn: WatcherId,
+    session: SessionId,
+    xid: i32,
+    request: Request,
+    auth: Vec<Id>,
+) -> Submission {
     Submission::Write {
         conn,
         session,
         xid,
         request,
-        auth: Arc::new(Vec::new()),
+        auth: Arc::new(auth),
     }
 }
 
+/// A create whose node only `user` (digest scheme) may do anything with.
+fn create_private(path: &str, user: &Id) -> Request {
+    let mut request = create(path);
+    if let Request::Create { request, .. } = &mut request {
+        request.acl = vec![Acl {
+            perms: perms::ALL,
+            id: user.clone(),
+        }];
+    }
+    request
+}
+
+fn events_to(mail: &[Mail], watcher: WatcherId) -> Vec<(EventType, String)> {
+    mail.iter()
+        .filter_map(|mail| match mail {
+            Mail::Event { conn, event } if *conn == watcher => {
+                Some((event.event_type, event.path.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 impl Fixture {
+    /// Registers connection `id` as the reactor does, authenticated as `auth`.
+    fn connect(&self, id: WatcherId, auth: Vec<Id>) {
+        let entry = ConnectionEntry::new("127.0.0.1:1".parse().expect("address"), Arc::new(auth));
+        self.shared.connections.lock().insert(id, Arc::new(entry));
+    }
+
     fn stages(&self) -> (Sequencer, Applier) {
         let prep = Prep::new(Zxid::ZERO, PrepConfig::default());
         let applier = Applier::new(Arc::clone(&self.shared), Zxid::ZERO, None);
@@ -213,6 +254,7 @@ fn watch_events_are_posted_before_the_reply_of_their_change() {
     let (mut sequencer, mut applier) = fixture.stages();
     let session = fixture.session(&mut sequencer, &mut applier, conn(2));
     let watcher = conn(3);
+    fixture.connect(watcher, Vec::new());
     fixture.shared.watches.add_data("/a", watcher);
     let proposal = fixture.sequence(&mut sequencer, vec![write(conn(2), session, 1, create("/a"))]);
     Fixture::commit_whole(&mut applier, proposal);
@@ -225,6 +267,68 @@ fn watch_events_are_posted_before_the_reply_of_their_change() {
         ),
         "{mail:?}"
     );
+}
+
+#[test]
+fn watch_events_go_only_to_watchers_that_may_read_the_changed_node() {
+    // The reference checks READ for the watcher's identities against the
+    // changed node's ACL when the event fires; a recursive watch is checked
+    // against the node that changed, not the one it was set on
+    // (CVE-2024-23944), and NodeChildrenChanged against the parent.
+    let fixture = fixture();
+    let (mut sequencer, mut applier) = fixture.stages();
+    let owner = Id::new("digest", "alice:hash");
+    let (writer, stranger, friend) = (conn(2), conn(3), conn(4));
+    fixture.connect(writer, vec![owner.clone()]);
+    fixture.connect(stranger, vec![Id::new("ip", "127.0.0.1")]);
+    fixture.connect(friend, vec![Id::new("ip", "127.0.0.1"), owner.clone()]);
+    let session = fixture.session(&mut sequencer, &mut applier, writer);
+    for watcher in [stranger, friend] {
+        fixture.shared.watches.add_data("/p/secret", watcher);
+        fixture.shared.watches.add_child("/p", watcher);
+        fixture.shared.watches.add_persistent("/", watcher, true);
+    }
+    let proposal = fixture.sequence(
+        &mut sequencer,
+        vec![
+            write(writer, session, 1, create("/p")),
+            write_as(writer, session, 2, create_private("/p/secret", &owner), vec![owner.clone()]),
+            write_as(writer, session, 3, Request::SetData {
+                path: "/p/secret".into(),
+                data: Some(b"new".to_vec()),
+                version: -1,
+            }, vec![owner.clone()]),
+            write_as(writer, session, 4, Request::Delete {
+                path: "/p/secret".into(),
+                version: -1,
+            }, vec![owner.clone()]),
+        ],
+    );
+    Fixture::commit_whole(&mut applier, proposal);
+    let mail = fixture.mail();
+    let open = |path: &str, event_type| (event_type, path.to_string());
+    assert_eq!(
+        events_to(&mail, stranger),
+        vec![
+            open("/p", EventType::NodeCreated),
+            open("/p", EventType::NodeChildrenChanged),
+        ],
+        "the stranger may read /p only: {mail:?}"
+    );
+    assert_eq!(
+        events_to(&mail, friend),
+        vec![
+            open("/p", EventType::NodeCreated),
+            open("/p/secret", EventType::NodeCreated),
+            open("/p", EventType::NodeChildrenChanged),
+            open("/p/secret", EventType::NodeDataChanged),
+            open("/p/secret", EventType::NodeDeleted),
+        ],
+        "{mail:?}"
+    );
+    // The one-shot watches (/p's children, /p/secret's data) fired once;
+    // the stranger's was consumed all the same, though never delivered.
+    assert!(!fixture.shared.watches.contains("/p/secret", stranger, WatcherType::Data));
 }
 
 #[test]

@@ -567,8 +567,42 @@ def scn_kazoo_recipes(s):
     s.tree("tree", a, p)
 
 
+def scn_acl_filtered_watches(s):
+    # Watch events honour READ: a watcher whose identities may not read the
+    # changed node (for NodeChildrenChanged, the parent) is not sent the
+    # event, and its one-shot watch is consumed all the same. A recursive
+    # watch is checked against the node that changed, not the one it was
+    # set on (CVE-2024-23944).
+    a, b = s.session(), s.session()
+    p = s.prefix
+    s.r("auth a", a.auth("digest", "alice:pw"))
+    alice = ACL(Perm.ALL, "digest", digest("alice", "pw"))
+    s.r("parent", a.create(p))
+    s.r("b exists watch", b.exists(p + "/secret", watch=True))
+    s.r("b children watch", b.get_children(p, watch=True))
+    s.r("b recursive watch", b.add_watch(p, AddWatchMode.PERSISTENT_RECURSIVE))
+    s.r("create secret", a.create(p + "/secret", b"s", acl=[alice]))
+    s.events("b after create", b)
+    s.r("b exists secret with watch", b.exists(p + "/secret", watch=True))
+    s.r("b get secret", b.get_data(p + "/secret"))
+    s.r("set secret", a.set_data(p + "/secret", b"t"))
+    s.events("b after set", b)
+    s.r("create open", a.create(p + "/open", b"o"))
+    s.events("b after create open", b)
+    s.r("b children watch again", b.get_children(p, watch=True))
+    s.r("delete secret", a.delete(p + "/secret"))
+    s.events("b after delete", b)
+    s.r("vault", a.create(p + "/vault", acl=[alice]))
+    s.events("b after vault", b)
+    s.r("b children of vault", b.get_children(p + "/vault", watch=True))
+    s.r("open child of vault", a.create(p + "/vault/x", b"x"))
+    s.events("b after vault child", b)
+    s.r("set open", a.set_data(p + "/open", b"p"))
+    s.events("b after set open", b)
+
+
 SCENARIOS = [
-    scn_crud_and_stats, scn_sequential, scn_ephemerals_and_close, scn_containers_and_ttl,
+    scn_acl_filtered_watches, scn_crud_and_stats, scn_sequential, scn_ephemerals_and_close, scn_containers_and_ttl,
     scn_multi, scn_acl_and_auth, scn_watches, scn_set_watches, scn_paths, scn_zxid_accounting,
     scn_odd_opcodes, scn_session_lifecycle, scn_big_values, scn_kazoo_recipes,
 ]
