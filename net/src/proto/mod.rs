@@ -204,7 +204,15 @@ fn read_acl_list(reader: &mut Reader<'_>) -> Result<Vec<Acl>, DecodeError> {
     for _ in 0..count {
         let perms = reader.read_int("acl perms")?;
         let scheme = reader.read_ustring("acl scheme")?.unwrap_or_default();
-        let id = reader.read_string("acl id")?;
+        let id = if scheme == "auth" {
+            // The `auth` scheme's id is unused, and kazoo (CREATOR_ALL_ACL)
+            // sends it as a null string; the reference accepts that. Every
+            // other scheme needs its id: a null one fails the request as a
+            // marshalling error, as it does in the reference.
+            reader.read_ustring("acl id")?.unwrap_or_default()
+        } else {
+            reader.read_string("acl id")?
+        };
         acl.push(Acl {
             perms,
             id: Id { scheme, id },

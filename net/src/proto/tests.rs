@@ -519,7 +519,8 @@ fn watch_types_and_modes_out_of_range() {
 }
 
 /// A null ACL list or a negative count is an empty list (prep answers
-/// InvalidACL), a null scheme is empty, a null id is MarshallingError.
+/// InvalidACL), a null scheme is empty, a null id is MarshallingError except
+/// for the `auth` scheme, whose id is unused.
 #[test]
 fn acl_nulls() {
     let create = |acl: &[u8]| {
@@ -561,6 +562,17 @@ fn acl_nulls() {
     put_string(&mut null_id, "world");
     put_int(&mut null_id, -1);
     check_rejected(&create(&null_id), ErrorCode::MarshallingError);
+    // The `auth` scheme ignores its id; kazoo's CREATOR_ALL_ACL sends it null.
+    let mut null_auth_id = hex("00000001 0000001f");
+    put_string(&mut null_auth_id, "auth");
+    put_int(&mut null_auth_id, -1);
+    check(
+        &create(&null_auth_id),
+        expect(vec![Acl {
+            perms: 31,
+            id: Id::new("auth", ""),
+        }]),
+    );
 }
 
 #[test]

@@ -424,3 +424,29 @@ def test_connection_state_and_session(server, kazoo):
     assert sid != 0 and len(pw) == 16
     other = kazoo(server)
     assert other.client_id[0] != sid
+
+
+def test_creator_all_acl_and_makepath(server, kazoo, prefix):
+    # kazoo's CREATOR_ALL_ACL sends the `auth` scheme's unused id as a null
+    # string: the create must succeed and store one entry per identity the
+    # session authenticated, with makepath too, inside a transaction and for
+    # setACL; without an identity it is InvalidACL. (kazoo's own
+    # test_create_makepath_incompatible_acls.)
+    from kazoo.security import CREATOR_ALL_ACL, make_digest_acl_credential
+    credential = make_digest_acl_credential("username", "password")
+    owner = kazoo(server, auth_data=[("digest", credential)])
+    other = kazoo(server)
+    owner.create(prefix, b"")
+    owner.create(prefix + "/1/2", b"val2", makepath=True, acl=CREATOR_ALL_ACL)
+    acl, _ = owner.get_acls(prefix + "/1/2")
+    # The auth sent is "username:<hash>", so the stored id digests that.
+    stored = make_digest_acl_credential("username", credential.split(":", 1)[1])
+    assert [(a.perms, a.id.scheme, a.id.id) for a in acl] == [(31, "digest", stored)]
+    with pytest.raises(NoAuthError):
+        other.create(prefix + "/1/2/3/4/5", b"val2", makepath=True)
+    owner.set_acls(prefix + "/1/2", CREATOR_ALL_ACL)
+    tx = owner.transaction()
+    tx.create(prefix + "/tx", b"", acl=CREATOR_ALL_ACL)
+    assert tx.commit() == [prefix + "/tx"]
+    with pytest.raises(InvalidACLError):
+        other.create(prefix + "/anon", b"", acl=CREATOR_ALL_ACL)
