@@ -17,6 +17,7 @@
 pub mod describe;
 pub mod inspect;
 pub mod logdump;
+pub mod migrate;
 pub mod snaprepair;
 
 /// Exit status: success, nothing wrong found.
