@@ -498,26 +498,38 @@ pub fn pending_install_notice(dir: &Path) -> Option<String> {
     })
 }
 
-/// If `dir` holds a RocksDB-backend data directory (`storage.backend=rocksdb`)
-/// rather than WAL segments and snapshots, the sentence to tell the user.
-/// These tools read the native backend's files only.
-pub fn rocksdb_notice(dir: &Path) -> Option<String> {
-    let is_rocksdb = |d: &Path| d.join("CURRENT").is_file() && d.join("IDENTITY").is_file();
-    let rocks_dir = if is_rocksdb(dir) {
-        dir.to_path_buf()
-    } else {
-        dir.join("rocksdb")
+/// The RocksDB database of a RocksDB-backend data directory
+/// (`storage.backend=rocksdb`): `dir` itself if it is one, else
+/// `dir/rocksdb` if that is one. `None` for anything else.
+pub fn rocksdb_dir(dir: &Path) -> Option<PathBuf> {
+    // Every RocksDB database has `CURRENT` naming its MANIFEST; a copy
+    // made by RocksDB's checkpoint has no `IDENTITY` until first opened.
+    let is_rocksdb = |d: &Path| {
+        let current = d.join("CURRENT");
+        current.is_file()
+            && (d.join("IDENTITY").is_file()
+                || std::fs::read(&current).is_ok_and(|text| text.starts_with(b"MANIFEST-")))
     };
-    is_rocksdb(&rocks_dir).then(|| {
-        format!(
-            "{} is a RocksDB data directory (storage.backend=rocksdb): this tool reads the native \
-             backend's WAL segments and snapshots only. Inspect it with RocksDB's own `ldb` and \
-             `sst_dump` tools (Debian package rocksdb-tools), e.g. `ldb --db={} --column_family=log scan --hex`; \
-             the server checks and recovers it itself at start-up.",
-            rocks_dir.display(),
-            rocks_dir.display()
-        )
-    })
+    if is_rocksdb(dir) {
+        return Some(dir.to_path_buf());
+    }
+    let nested = dir.join("rocksdb");
+    is_rocksdb(&nested).then_some(nested)
+}
+
+/// If `dir` holds a RocksDB-backend data directory and these tools were
+/// built without the `rocksdb` feature, the sentence to tell the user.
+pub fn rocksdb_notice(dir: &Path) -> Option<String> {
+    let rocks_dir = rocksdb_dir(dir)?;
+    Some(format!(
+        "{} is a RocksDB data directory (storage.backend=rocksdb), and these tools were built \
+         without RocksDB: rebuild them with `cargo build --release -p tools --features rocksdb` \
+         (links Debian's librocksdb-dev) to read its log and checkpoint. RocksDB's own `ldb` \
+         (Debian package rocksdb-tools) shows raw bytes only, e.g. \
+         `ldb --db={} --column_family=log scan --hex`.",
+        rocks_dir.display(),
+        rocks_dir.display()
+    ))
 }
 
 #[cfg(test)]

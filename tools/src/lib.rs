@@ -5,9 +5,17 @@
 //! only parse arguments and call `logdump::run` / `snaprepair::check` /
 //! `snaprepair::repair`.
 //!
+//! Both read either backend's data directory: the native one's WAL segments
+//! and snapshots, and (cargo feature `rocksdb`) the RocksDB one's `log` and
+//! checkpoint (`rocks`, `rocks_logdump`, `rocks_snaprepair`), with the same
+//! output. Without the feature a RocksDB directory is refused, saying how
+//! to rebuild.
+//!
 //! Not something the server needs at run time, and not a second reader of the
 //! formats: files are read through the `wal` and `snapshot` crates (memory
-//! mapped, never loaded whole) and payloads decoded with `engine::persist`.
+//! mapped, never loaded whole), a RocksDB database through
+//! `engine::rocks::Inspect` (a secondary instance), and payloads decoded with
+//! `engine::persist`.
 //!
 //! Invariants: `zk-logdump` and `zk-snaprepair check` open every file
 //! read-only; `zk-snaprepair repair` changes nothing without `--apply`, and
@@ -18,6 +26,12 @@ pub mod describe;
 pub mod inspect;
 pub mod logdump;
 pub mod migrate;
+#[cfg(feature = "rocksdb")]
+mod rocks;
+#[cfg(feature = "rocksdb")]
+mod rocks_logdump;
+#[cfg(feature = "rocksdb")]
+mod rocks_snaprepair;
 pub mod snaprepair;
 
 /// Exit status: success, nothing wrong found.
@@ -109,51 +123,178 @@ pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
-/// A hand-rolled progress line on stderr for long scans: redrawn at most
-/// every 1% and only when stderr is a terminal and the input is large.
-pub struct Progress {
-    total_bytes: u64,
-    done_bytes: u64,
-    last_percent: u64,
-    enabled: bool,
+/// What a progress line counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Bytes,
+    Records,
 }
 
-/// Inputs smaller than this finish too fast for a progress line to help.
-const PROGRESS_MIN_BYTES: u64 = 64 << 20;
+impl Unit {
+    /// Inputs smaller than this finish too fast for progress to help.
+    fn min_total(self) -> u64 {
+        match self {
+            Unit::Bytes => 64 << 20,
+            Unit::Records => 500_000,
+        }
+    }
+
+    fn amount(self, value: u64) -> String {
+        match self {
+            Unit::Bytes => format!("{} MiB", value >> 20),
+            Unit::Records => format!("{value} records"),
+        }
+    }
+}
+
+/// How progress is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// Small input: nothing is shown.
+    Off,
+    /// stderr is a terminal: one line redrawn in place at every 1%.
+    Terminal,
+    /// stderr is a file or a pipe: a plain line at every 10%, so logs of a
+    /// long run say how far it got without filling up with redraws.
+    Lines,
+}
+
+/// Progress of a long scan on stderr, for inputs large enough to need it:
+/// redrawn in place on a terminal, plain lines otherwise, and a summary
+/// line (amount, time, rate) when done. Hand-rolled: a line and a
+/// percentage do not need a dependency.
+pub struct Progress {
+    tool: &'static str,
+    action: &'static str,
+    unit: Unit,
+    total: u64,
+    done: u64,
+    last_percent: u64,
+    mode: ProgressMode,
+    started: std::time::Instant,
+    /// Where lines go; stderr unless a test gave a writer.
+    sink: Option<Box<dyn std::io::Write>>,
+}
 
 impl Progress {
+    /// Bytes scanned by `zk-logdump`.
     pub fn new(total_bytes: u64) -> Progress {
+        Progress::counting("zk-logdump", "scanned", Unit::Bytes, total_bytes)
+    }
+
+    /// `tool` doing `action` ("verified", "checked") over `total` of `unit`.
+    pub fn counting(tool: &'static str, action: &'static str, unit: Unit, total: u64) -> Progress {
+        let mode = if total < unit.min_total() {
+            ProgressMode::Off
+        } else if stderr_is_terminal() {
+            ProgressMode::Terminal
+        } else {
+            ProgressMode::Lines
+        };
         Progress {
-            total_bytes,
-            done_bytes: 0,
+            tool,
+            action,
+            unit,
+            total,
+            done: 0,
             last_percent: 0,
-            enabled: total_bytes >= PROGRESS_MIN_BYTES && stderr_is_terminal(),
+            mode,
+            started: std::time::Instant::now(),
+            sink: None,
         }
     }
 
-    pub fn advance(&mut self, bytes: u64) {
-        self.done_bytes = self.done_bytes.saturating_add(bytes);
-        if !self.enabled || self.total_bytes == 0 {
+    /// A progress writing to `sink` in `mode`, whatever the input's size.
+    pub fn to_writer(
+        tool: &'static str,
+        action: &'static str,
+        unit: Unit,
+        total: u64,
+        mode: ProgressMode,
+        sink: Box<dyn std::io::Write>,
+    ) -> Progress {
+        Progress {
+            mode,
+            sink: Some(sink),
+            ..Progress::counting(tool, action, unit, total)
+        }
+    }
+
+    pub fn mode(&self) -> ProgressMode {
+        self.mode
+    }
+
+    fn emit(&mut self, text: &str) {
+        match self.sink.as_mut() {
+            Some(sink) => {
+                let _ = sink.write_all(text.as_bytes());
+            }
+            None => eprint!("{text}"),
+        }
+    }
+
+    pub fn advance(&mut self, amount: u64) {
+        self.done = self.done.saturating_add(amount);
+        if self.mode == ProgressMode::Off || self.total == 0 {
             return;
         }
-        let percent = self.done_bytes.saturating_mul(100) / self.total_bytes;
-        if percent > self.last_percent {
-            self.last_percent = percent;
-            eprint!("\r{percent:3}% of {} MiB scanned", self.total_bytes >> 20);
+        // Estimates (RocksDB's key counts) may fall short of what is read.
+        let percent = (self.done.saturating_mul(100) / self.total).min(99);
+        let step = if self.mode == ProgressMode::Lines {
+            10
+        } else {
+            1
+        };
+        if percent < self.last_percent + step {
+            return;
         }
+        self.last_percent = percent - percent % step;
+        let seconds = self.started.elapsed().as_secs_f64();
+        let total = self.unit.amount(self.total);
+        let text = match self.mode {
+            ProgressMode::Terminal => format!("\r{percent:3}% of {total} {}", self.action),
+            _ => format!(
+                "{}: {}% of {total} {} ({seconds:.1} s)\n",
+                self.tool, self.last_percent, self.action
+            ),
+        };
+        self.emit(&text);
     }
 
+    /// Ends the progress: clears the line and, if progress was shown, prints
+    /// the summary. Further calls do nothing.
     pub fn finish(&mut self) {
-        if self.enabled {
-            eprint!("\r\x1b[K");
-            self.enabled = false;
+        if self.mode == ProgressMode::Off {
+            return;
         }
+        if self.mode == ProgressMode::Terminal {
+            self.emit("\r\x1b[K");
+        }
+        let seconds = self.started.elapsed().as_secs_f64();
+        let rate = if seconds > 0.0 {
+            // Display only: precision loss is harmless.
+            self.unit.amount((self.done as f64 / seconds) as u64)
+        } else {
+            "-".to_string()
+        };
+        let text = format!(
+            "{}: {} {} in {seconds:.1} s ({rate}/s)\n",
+            self.tool,
+            self.action,
+            self.unit.amount(self.done)
+        );
+        self.emit(&text);
+        self.mode = ProgressMode::Off;
     }
 }
 
 impl Drop for Progress {
+    /// Cut short (an error): the line is cleared, no summary claims a
+    /// finished scan.
     fn drop(&mut self) {
-        self.finish();
+        if self.mode == ProgressMode::Terminal {
+            self.emit("\r\x1b[K");
+        }
     }
 }
 
@@ -177,6 +318,67 @@ mod tests {
         assert!(zxid_follows(0x1_0000_0009, 0x2_0000_0001));
         assert!(!zxid_follows(0x1_0000_0009, 0x2_0000_0005));
         assert!(!zxid_follows(u64::MAX, 0));
+    }
+
+    /// Shares what a `Progress` writes with the test.
+    #[derive(Clone, Default)]
+    struct Captured(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.borrow()).into_owned()
+        }
+    }
+
+    /// Issue 14 §6: not on a terminal, progress is plain lines (one per
+    /// 10%, never past 99% on an estimate that falls short) and a summary.
+    #[test]
+    fn progress_off_a_terminal_is_plain_lines_and_a_summary() {
+        let captured = Captured::default();
+        let mut progress = Progress::to_writer(
+            "zk-test",
+            "verified",
+            Unit::Records,
+            1_000,
+            ProgressMode::Lines,
+            Box::new(captured.clone()),
+        );
+        for _ in 0..1_200 {
+            progress.advance(1);
+        }
+        progress.finish();
+        progress.finish();
+        let text = captured.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 10, "{text}");
+        assert!(
+            lines[0].starts_with("zk-test: 10% of 1000 records verified ("),
+            "{text}"
+        );
+        assert!(lines[8].starts_with("zk-test: 90% of"), "{text}");
+        assert!(
+            lines[9].starts_with("zk-test: verified 1200 records in "),
+            "{text}"
+        );
+        assert!(!text.contains('\r'), "{text}");
+    }
+
+    #[test]
+    fn small_inputs_show_no_progress() {
+        let progress = Progress::counting("zk-test", "verified", Unit::Bytes, 1 << 20);
+        assert_eq!(progress.mode(), ProgressMode::Off);
+        let large = Progress::counting("zk-test", "verified", Unit::Records, 10_000_000);
+        assert_ne!(large.mode(), ProgressMode::Off);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `zk-logdump`: prints, filters, verifies and counts the txns in WAL
-//! segments, and summarises or lists snapshots.
+//! segments, and summarises or lists snapshots; a RocksDB-backend data
+//! directory (feature `rocksdb`, `rocks_logdump`) gets the same for its log
+//! and checkpoint, through the record rendering here.
 //!
 //! Not a repair tool and not a reader of its own: segments are walked with
 //! `wal::SegmentFile` (memory mapped; only the pages touched are read) and
@@ -24,7 +26,7 @@ use serde_json::json;
 
 use crate::describe;
 use crate::inspect::{self, SegmentEnd};
-use crate::{hex, iso_time, zxid_follows, Progress, EXIT_ERROR, EXIT_OK, EXIT_PROBLEMS};
+use crate::{hex, iso_time, zxid_follows, Progress, Unit, EXIT_ERROR, EXIT_OK, EXIT_PROBLEMS};
 
 /// Gaps listed one by one in `--stats`; the rest are only counted.
 const GAPS_LISTED_MAX: usize = 20;
@@ -50,11 +52,13 @@ enum Input {
     /// A segment, with the zxid its name claims when listed from a dir.
     Segment(PathBuf, Option<u64>),
     Snapshot(PathBuf),
+    /// A RocksDB-backend database (its directory).
+    Rocks(PathBuf),
 }
 
 /// Totals for `--stats`.
 #[derive(Default)]
-struct Stats {
+pub(crate) struct Stats {
     /// op name -> (count, bytes on disk).
     ops: BTreeMap<String, (u64, u64)>,
     records: u64,
@@ -107,10 +111,16 @@ fn run_inner(options: &Options, out: &mut dyn Write, err: &mut dyn Write) -> Res
         .iter()
         .filter_map(|input| match input {
             Input::Segment(path, _) => std::fs::metadata(path).ok().map(|m| m.len()),
-            Input::Snapshot(_) => None,
+            Input::Snapshot(_) | Input::Rocks(_) => None,
         })
         .sum();
-    let mut progress = Progress::new(total_bytes);
+    // One progress for the native segments: verified, or else scanned.
+    let action = if options.verify {
+        "verified"
+    } else {
+        "scanned"
+    };
+    let mut progress = Progress::counting("zk-logdump", action, Unit::Bytes, total_bytes);
     let mut problems = false;
     let mut stats = Stats::default();
     let mut previous_last: Option<u64> = None;
@@ -120,13 +130,23 @@ fn run_inner(options: &Options, out: &mut dyn Write, err: &mut dyn Write) -> Res
                 if options.verify {
                     problems |=
                         verify_segment(path, *name_zxid, options.json, &mut previous_last, out)?;
+                    progress.advance(std::fs::metadata(path).map_or(0, |m| m.len()));
                 }
                 if options.stats || !options.verify {
-                    problems |= dump_segment(options, path, &mut stats, &mut progress, out, err)?;
+                    let mut scanned = Progress::counting("zk-logdump", "scanned", Unit::Bytes, 0);
+                    let progress = if options.verify {
+                        &mut scanned
+                    } else {
+                        &mut progress
+                    };
+                    problems |= dump_segment(options, path, &mut stats, progress, out, err)?;
                 }
             }
             Input::Snapshot(path) => {
                 problems |= show_snapshot(options, path, out)?;
+            }
+            Input::Rocks(dir) => {
+                problems |= rocks_input(options, dir, &mut stats, out, err)?;
             }
         }
     }
@@ -135,6 +155,30 @@ fn run_inner(options: &Options, out: &mut dyn Write, err: &mut dyn Write) -> Res
         print_stats(options, &stats, out)?;
     }
     Ok(if problems { EXIT_PROBLEMS } else { EXIT_OK })
+}
+
+#[cfg(feature = "rocksdb")]
+fn rocks_input(
+    options: &Options,
+    dir: &Path,
+    stats: &mut Stats,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<bool, String> {
+    crate::rocks_logdump::run(options, dir, stats, out, err)
+}
+
+/// Never reached: without the feature `resolve` refuses RocksDB dirs.
+#[cfg(not(feature = "rocksdb"))]
+fn rocks_input(
+    _options: &Options,
+    dir: &Path,
+    _stats: &mut Stats,
+    _out: &mut dyn Write,
+    _err: &mut dyn Write,
+) -> Result<bool, String> {
+    Err(inspect::rocksdb_notice(dir)
+        .unwrap_or_else(|| format!("{}: not a RocksDB data directory", dir.display())))
 }
 
 fn io_error(path: &Path, error: impl std::fmt::Display) -> String {
@@ -150,8 +194,12 @@ fn resolve(options: &Options, err: &mut dyn Write) -> Result<Vec<Input>, String>
     for path in &options.paths {
         let metadata = std::fs::metadata(path).map_err(|error| io_error(path, error))?;
         if metadata.is_dir() {
-            if let Some(notice) = crate::inspect::rocksdb_notice(path) {
-                return Err(notice);
+            if let Some(rocks_dir) = inspect::rocksdb_dir(path) {
+                if !cfg!(feature = "rocksdb") {
+                    return Err(inspect::rocksdb_notice(path).unwrap_or_default());
+                }
+                inputs.push(Input::Rocks(rocks_dir));
+                continue;
             }
             let segments = wal::segments(path).map_err(|error| error.to_string())?;
             if segments.is_empty() {
@@ -199,7 +247,7 @@ fn resolve(options: &Options, err: &mut dyn Write) -> Result<Vec<Input>, String>
     Ok(inputs)
 }
 
-fn write_line(out: &mut dyn Write, line: &str) -> Result<(), String> {
+pub(crate) fn write_line(out: &mut dyn Write, line: &str) -> Result<(), String> {
     writeln!(out, "{line}").map_err(|error| format!("writing output: {error}"))
 }
 
@@ -290,7 +338,7 @@ fn verify_segment(
 }
 
 /// Whether a decoded txn passes the session, path and op filters.
-fn selected(options: &Options, txn: &Txn) -> bool {
+pub(crate) fn selected(options: &Options, txn: &Txn) -> bool {
     if let Some(session) = options.session {
         if txn.session.0 as u64 != session {
             return false;
@@ -329,68 +377,26 @@ fn dump_segment(
         }
     };
     let file = path.display().to_string();
-    let print = !options.stats && !options.verify;
     for record in scan.by_ref() {
         let frame_bytes =
             u64::try_from(wal::format::frame_bytes(record.payload.len())).unwrap_or(u64::MAX);
         progress.advance(frame_bytes);
-        if options.from.is_some_and(|from| record.zxid < from) {
-            continue;
-        }
-        if options.to.is_some_and(|to| record.zxid > to) {
-            break;
-        }
-        stats.sequence(record.zxid);
-        let txn = match decode_txn(record.payload) {
-            Ok(txn) => txn,
-            Err(error) => {
-                let filtered = options.session.is_some()
-                    || options.path_prefix.is_some()
-                    || options.op.is_some();
-                if filtered {
-                    continue;
-                }
-                stats.count("undecodable", frame_bytes);
-                if print && options.json {
-                    let value = json!({
-                        "zxid": record.zxid, "zxid_hex": hex(record.zxid),
-                        "op": "undecodable", "error": error.to_string(),
-                        "offset": record.offset, "file": file,
-                    });
-                    write_line(out, &value.to_string())?;
-                } else if print {
-                    write_line(
-                        out,
-                        &format!("{} undecodable payload: {error}", hex(record.zxid)),
-                    )?;
-                }
-                continue;
-            }
+        let txn = decode_txn(record.payload).map_err(|error| error.to_string());
+        let location = Location::Segment {
+            file: &file,
+            offset: record.offset,
         };
-        if !selected(options, &txn) {
-            continue;
-        }
-        stats.count(describe::op_name(&txn.op), frame_bytes);
-        if !print {
-            continue;
-        }
-        if options.json {
-            let value = json!({
-                "zxid": record.zxid,
-                "zxid_hex": hex(record.zxid),
-                "time_ms": txn.time_ms,
-                "time": iso_time(txn.time_ms),
-                "session": format!("0x{:x}", txn.session.0 as u64),
-                "cxid": txn.cxid,
-                "op": describe::op_name(&txn.op),
-                "path": describe::op_path(&txn.op),
-                "offset": record.offset,
-                "file": file,
-                "details": describe::details(&txn.op),
-            });
-            write_line(out, &value.to_string())?;
-        } else {
-            write_line(out, &describe::txn_line(&txn))?;
+        let next = dump_record(
+            options,
+            record.zxid,
+            frame_bytes,
+            txn.as_ref().map_err(String::as_str),
+            &location,
+            stats,
+            out,
+        )?;
+        if next == Next::Stop {
+            break;
         }
     }
     if let Some(wal::ScanStop::Bad { offset, why }) = scan.stop() {
@@ -405,7 +411,120 @@ fn dump_segment(
     Ok(false)
 }
 
-fn print_stats(options: &Options, stats: &Stats, out: &mut dyn Write) -> Result<(), String> {
+/// Where a txn was read: the `file` and `offset` (or `key`) of its JSON line.
+pub(crate) enum Location<'a> {
+    Segment {
+        file: &'a str,
+        offset: u64,
+    },
+    #[cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
+    Rocks {
+        dir: &'a str,
+        key: &'a [u8],
+    },
+}
+
+impl Location<'_> {
+    fn add_to(&self, value: &mut serde_json::Value) {
+        match self {
+            Location::Segment { file, offset } => {
+                value["file"] = json!(file);
+                value["offset"] = json!(offset);
+            }
+            Location::Rocks { dir, key } => {
+                value["file"] = json!(dir);
+                value["key"] = json!(key_hex(key));
+            }
+        }
+    }
+}
+
+/// A RocksDB key as the tools print it: lower-case hex, no prefix.
+pub(crate) fn key_hex(key: &[u8]) -> String {
+    key.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Whether the caller reads on: `--to` stops at the first zxid above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    Go,
+    Stop,
+}
+
+/// Prints (or counts, with `--stats`) one record of a log, native or
+/// RocksDB: the zxid bounds, the filters, then a line or a JSON object.
+/// `txn` is the decoded txn or why it does not decode; `bytes` its size.
+pub(crate) fn dump_record(
+    options: &Options,
+    zxid: u64,
+    bytes: u64,
+    txn: Result<&Txn, &str>,
+    location: &Location,
+    stats: &mut Stats,
+    out: &mut dyn Write,
+) -> Result<Next, String> {
+    if options.from.is_some_and(|from| zxid < from) {
+        return Ok(Next::Go);
+    }
+    if options.to.is_some_and(|to| zxid > to) {
+        return Ok(Next::Stop);
+    }
+    let print = !options.stats && !options.verify;
+    stats.sequence(zxid);
+    let txn = match txn {
+        Ok(txn) => txn,
+        Err(error) => {
+            let filtered =
+                options.session.is_some() || options.path_prefix.is_some() || options.op.is_some();
+            if filtered {
+                return Ok(Next::Go);
+            }
+            stats.count("undecodable", bytes);
+            if print && options.json {
+                let mut value = json!({
+                    "zxid": zxid, "zxid_hex": hex(zxid),
+                    "op": "undecodable", "error": error,
+                });
+                location.add_to(&mut value);
+                write_line(out, &value.to_string())?;
+            } else if print {
+                write_line(out, &format!("{} undecodable payload: {error}", hex(zxid)))?;
+            }
+            return Ok(Next::Go);
+        }
+    };
+    if !selected(options, txn) {
+        return Ok(Next::Go);
+    }
+    stats.count(describe::op_name(&txn.op), bytes);
+    if !print {
+        return Ok(Next::Go);
+    }
+    if options.json {
+        let mut value = json!({
+            "zxid": zxid,
+            "zxid_hex": hex(zxid),
+            "time_ms": txn.time_ms,
+            "time": iso_time(txn.time_ms),
+            "session": format!("0x{:x}", txn.session.0 as u64),
+            "cxid": txn.cxid,
+            "op": describe::op_name(&txn.op),
+            "path": describe::op_path(&txn.op),
+            "details": describe::details(&txn.op),
+        });
+        location.add_to(&mut value);
+        write_line(out, &value.to_string())?;
+    } else {
+        write_line(out, &describe::txn_line(txn))?;
+    }
+    Ok(Next::Go)
+}
+
+pub(crate) fn print_stats(
+    options: &Options,
+    stats: &Stats,
+    out: &mut dyn Write,
+) -> Result<(), String> {
     if options.json {
         let ops: serde_json::Map<String, serde_json::Value> = stats
             .ops
@@ -497,7 +616,7 @@ fn show_snapshot(options: &Options, path: &Path, out: &mut dyn Write) -> Result<
     if !options.tree {
         return snapshot_summary(options, path, &header, &trailer, out);
     }
-    let mut nodes: Vec<(String, Stat, NodeKind, usize)> = Vec::new();
+    let mut nodes: Vec<TreeNode> = Vec::new();
     let mut sessions = Vec::new();
     for entry in reader.entries() {
         let bytes = match entry {
@@ -525,6 +644,20 @@ fn show_snapshot(options: &Options, path: &Path, out: &mut dyn Write) -> Result<
             }
         }
     }
+    print_tree(options, nodes, &sessions, out)?;
+    Ok(false)
+}
+
+/// A node as `--tree` lists it: path, stat, kind and data length.
+pub(crate) type TreeNode = (String, Stat, NodeKind, usize);
+
+/// `--tree`: the nodes in path order (within `--path`), then the sessions.
+pub(crate) fn print_tree(
+    options: &Options,
+    mut nodes: Vec<TreeNode>,
+    sessions: &[(engine::types::SessionId, i32)],
+    out: &mut dyn Write,
+) -> Result<(), String> {
     nodes.sort_by(|left, right| path_order(&left.0, &right.0));
     for (path, stat, kind, data_len) in &nodes {
         if let Some(prefix) = &options.path_prefix {
@@ -558,7 +691,7 @@ fn show_snapshot(options: &Options, path: &Path, out: &mut dyn Write) -> Result<
         write_line(out, &line)?;
     }
     if options.path_prefix.is_none() {
-        for (session, timeout_ms) in &sessions {
+        for (session, timeout_ms) in sessions {
             let line = if options.json {
                 json!({"session": format!("0x{:x}", session.0 as u64), "timeout_ms": timeout_ms})
                     .to_string()
@@ -568,7 +701,7 @@ fn show_snapshot(options: &Options, path: &Path, out: &mut dyn Write) -> Result<
             write_line(out, &line)?;
         }
     }
-    Ok(false)
+    Ok(())
 }
 
 fn snapshot_summary(

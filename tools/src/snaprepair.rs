@@ -1,6 +1,8 @@
 //! `zk-snaprepair`: `check` says what is wrong with a data directory;
 //! `repair` rebuilds a consistent one from the newest usable snapshot plus
-//! the longest intact log after it, into a new directory or in place.
+//! the longest intact log after it, into a new directory or in place. A
+//! RocksDB-backend data directory goes to `rocks_snaprepair` (feature
+//! `rocksdb`); without the feature it is refused, saying how to rebuild.
 //!
 //! Not a log editor: records are never patched, only copied whole (crc
 //! checked) into a fresh WAL written by `wal::Wal`, so the result is in
@@ -301,6 +303,10 @@ fn print(out: &mut dyn Write, line: &str) -> Result<(), String> {
 
 /// `zk-snaprepair check`: prints the findings; returns the exit status.
 pub fn check(layout: &Layout, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    #[cfg(feature = "rocksdb")]
+    if let Some(dir) = inspect::rocksdb_dir(&layout.data_dir) {
+        return crate::rocks_snaprepair::check(&dir, out, err);
+    }
     let result = analyse(layout).and_then(|analysis| {
         for line in &analysis.lines {
             print(out, line)?;
@@ -611,6 +617,10 @@ pub fn repair(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
+    #[cfg(feature = "rocksdb")]
+    if let Some(dir) = inspect::rocksdb_dir(&layout.data_dir) {
+        return crate::rocks_snaprepair::repair(&dir, &layout.data_dir, out_dir, apply, out, err);
+    }
     repair_inner(layout, out_dir, apply, out).unwrap_or_else(|message| {
         let _ = writeln!(err, "zk-snaprepair: {message}");
         EXIT_ERROR

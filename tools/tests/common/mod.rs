@@ -1,7 +1,9 @@
 //! Shared fixture for the tools' integration tests: a data directory made by
-//! the real storage code (`engine::native::NativeStorage`: prep, append,
-//! apply, snapshot), helpers to damage it, and runners for the binaries.
-//! Not a test itself; each test file uses what it needs.
+//! the real storage code (`engine::native::NativeStorage`, or with feature
+//! `rocksdb` `engine::rocks::RocksStorage`: prep, append, apply, snapshot or
+//! checkpoint), the same txns on either backend, helpers to damage it, and
+//! runners for the binaries. Not a test itself; each test file uses what it
+//! needs.
 
 #![allow(dead_code)]
 
@@ -56,7 +58,7 @@ fn create(path: &str, data: &[u8]) -> Request {
 }
 
 /// Writes one txn the way the pipeline does: prep, append, wait, apply.
-fn write(storage: &mut NativeStorage, tree: &RwLock<DataTree>, prep: &mut Prep, txn: Txn) {
+fn write(storage: &mut dyn Storage, tree: &RwLock<DataTree>, prep: &mut Prep, txn: Txn) {
     let last = engine::storage::commit_in_place(storage, tree, std::slice::from_ref(&txn))
         .expect("commit");
     prep.applied(last);
@@ -73,6 +75,12 @@ pub fn build(dir: &Path, with_snapshot: bool) {
 /// `build` with the log in `log_dir`.
 pub fn build_in(dir: &Path, log_dir: &Path, with_snapshot: bool) {
     let mut storage = NativeStorage::open(config_in(dir, log_dir)).expect("open");
+    write_fixture(&mut storage, with_snapshot);
+}
+
+/// The fixture's txns through any backend; the snapshot or checkpoint
+/// through the `Storage` trait's checkpointer.
+fn write_fixture(storage: &mut dyn Storage, with_snapshot: bool) {
     let (tree, last) = storage.recover().expect("recover");
     assert_eq!(last, Zxid::ZERO);
     let tree = RwLock::new(tree);
@@ -83,7 +91,7 @@ pub fn build_in(dir: &Path, log_dir: &Path, with_snapshot: bool) {
         },
     );
     let txn = prep.prep_create_session(SessionId(SESSION), 30_000, 1_700_000_000_000);
-    write(&mut storage, &tree, &mut prep, txn);
+    write(storage, &tree, &mut prep, txn);
     let mut requests: Vec<Request> = (0..CREATES)
         .map(|i| create(&format!("/n{i}"), format!("v{i}").as_bytes()))
         .collect();
@@ -110,9 +118,9 @@ pub fn build_in(dir: &Path, log_dir: &Path, with_snapshot: bool) {
             )
             .expect("a write")
         };
-        write(&mut storage, &tree, &mut prep, txn);
+        write(storage, &tree, &mut prep, txn);
         if with_snapshot && tree.read().last_zxid() == Zxid(SNAPSHOT_AFTER as i64) {
-            storage.snapshotter().take(&tree).expect("snapshot");
+            storage.checkpointer().take(&tree).expect("snapshot");
         }
     }
     assert_eq!(tree.read().last_zxid(), Zxid(TXNS as i64));
@@ -209,4 +217,43 @@ pub fn recover_in(dir: &Path, log_dir: &Path) -> (DataTree, Zxid) {
     let mut storage =
         NativeStorage::open(config_in(dir, log_dir)).expect("server opens the directory");
     storage.recover().expect("recover")
+}
+
+/// Where a RocksDB-backend data directory keeps its database.
+pub fn rocks_dir(dir: &Path) -> PathBuf {
+    dir.join("rocksdb")
+}
+
+#[cfg(feature = "rocksdb")]
+pub fn rocks_config(dir: &Path) -> engine::rocks::RocksConfig {
+    engine::rocks::RocksConfig {
+        dir: rocks_dir(dir),
+        force_sync: true,
+    }
+}
+
+/// `build` on the RocksDB backend, in `dir/rocksdb` as the server keeps it:
+/// the same txns; with `with_checkpoint` a checkpoint after zxid 0xb,
+/// which drops the log up to it.
+#[cfg(feature = "rocksdb")]
+pub fn build_rocks(dir: &Path, with_checkpoint: bool) {
+    let mut storage = engine::rocks::RocksStorage::open(rocks_config(dir)).expect("open");
+    write_fixture(&mut storage, with_checkpoint);
+}
+
+/// Overwrites the log entry of `zxid` with bytes that are no txn, with the
+/// server stopped: what a foreign writer or a bad disk would leave.
+#[cfg(feature = "rocksdb")]
+pub fn damage_rocks_log(dir: &Path, zxid: u64) {
+    let offline = engine::rocks::Offline::open(&rocks_dir(dir)).expect("offline");
+    offline
+        .put_raw_log_entry(&zxid.to_be_bytes(), b"\xffnot a txn")
+        .expect("damage");
+}
+
+/// Opens the RocksDB directory as the server would and recovers it.
+#[cfg(feature = "rocksdb")]
+pub fn recover_rocks(dir: &Path) -> Result<(DataTree, Zxid), engine::storage::StorageError> {
+    let mut storage = engine::rocks::RocksStorage::open(rocks_config(dir))?;
+    storage.recover()
 }
