@@ -90,6 +90,15 @@ impl SnapshotInfo {
 
 /// Every snapshot in `dir`, newest first, each fully verified.
 pub fn snapshots(dir: &Path) -> Result<Vec<SnapshotInfo>, String> {
+    snapshots_with(dir, &mut |_| {})
+}
+
+/// `snapshots`, telling `verified` the size of each file once checked (for
+/// progress lines).
+pub fn snapshots_with(
+    dir: &Path,
+    verified: &mut dyn FnMut(u64),
+) -> Result<Vec<SnapshotInfo>, String> {
     let listed = snapshot::list(dir).map_err(|error| error.to_string())?;
     Ok(listed
         .into_iter()
@@ -103,6 +112,7 @@ pub fn snapshots(dir: &Path) -> Result<Vec<SnapshotInfo>, String> {
                 },
                 Err(error) => SnapshotState::Corrupt(error.to_string()),
             };
+            verified(std::fs::metadata(&path).map_or(0, |metadata| metadata.len()));
             SnapshotInfo {
                 path,
                 name_zxid,
@@ -215,10 +225,23 @@ pub fn segment(
 
 /// Every segment in `log_dir`, oldest first.
 pub fn segments(log_dir: &Path, database_id: Option<u64>) -> Result<Vec<SegmentInfo>, String> {
+    segments_with(log_dir, database_id, &mut |_| {})
+}
+
+/// `segments`, telling `scanned` the size of each once scanned.
+pub fn segments_with(
+    log_dir: &Path,
+    database_id: Option<u64>,
+    scanned: &mut dyn FnMut(u64),
+) -> Result<Vec<SegmentInfo>, String> {
     let listed = wal::segments(log_dir).map_err(|error| error.to_string())?;
     listed
         .iter()
-        .map(|(zxid, path)| segment(path, Some(*zxid), database_id))
+        .map(|(zxid, path)| {
+            let info = segment(path, Some(*zxid), database_id)?;
+            scanned(info.bytes);
+            Ok(info)
+        })
         .collect()
 }
 

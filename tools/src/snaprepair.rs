@@ -22,7 +22,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::inspect::{self, Salvage, SegmentEnd, SegmentInfo, SnapshotInfo, SnapshotState};
-use crate::{hex, zxid_follows, EXIT_ERROR, EXIT_OK, EXIT_PROBLEMS};
+use crate::{hex, zxid_follows, Progress, Unit, EXIT_ERROR, EXIT_OK, EXIT_PROBLEMS};
 
 /// Records handed to the WAL per append when rewriting the log.
 const REWRITE_BATCH_BYTES: usize = 4 << 20;
@@ -109,6 +109,17 @@ fn covers(salvage: &Salvage, start: u64, end: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Bytes of the files in `dir` whose names start with `prefix` (0 if it
+/// cannot be listed: only progress lines depend on it).
+fn directory_bytes(dir: &Path, prefix: &str) -> u64 {
+    files_with_prefix(dir, prefix)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|path| fs::metadata(path).ok())
+        .map(|metadata| metadata.len())
+        .sum()
+}
+
 fn analyse(layout: &Layout) -> Result<Analysis, String> {
     for dir in [&layout.data_dir, &layout.log_dir] {
         if !dir.is_dir() {
@@ -120,7 +131,13 @@ fn analyse(layout: &Layout) -> Result<Analysis, String> {
     {
         return Err(notice);
     }
-    let snapshots = inspect::snapshots(&layout.data_dir)?;
+    // Snapshots are verified whole and segments scanned whole: on a large
+    // directory that takes a while, so progress counts their bytes.
+    let total_bytes = directory_bytes(&layout.data_dir, "snapshot.")
+        .saturating_add(directory_bytes(&layout.log_dir, "log."));
+    let mut progress = Progress::counting("zk-snaprepair", "checked", Unit::Bytes, total_bytes);
+    let snapshots =
+        inspect::snapshots_with(&layout.data_dir, &mut |bytes| progress.advance(bytes))?;
     let mut analysis = Analysis {
         database_id: None,
         snapshots,
@@ -134,7 +151,10 @@ fn analyse(layout: &Layout) -> Result<Analysis, String> {
         Ok(None) => {}
         Err(error) => analysis.problem(error),
     }
-    let segments = inspect::segments(&layout.log_dir, analysis.database_id)?;
+    let segments = inspect::segments_with(&layout.log_dir, analysis.database_id, &mut |bytes| {
+        progress.advance(bytes)
+    })?;
+    progress.finish();
     if analysis.database_id.is_none() {
         // Fall back to what the files say, newest snapshot first.
         analysis.database_id = analysis
