@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// Prints the txns in WAL segments, verifies and counts them, and shows
-/// snapshots. Read-only: safe beside a running server.
+/// snapshots; built with `--features rocksdb`, the same for a RocksDB-backend
+/// data directory's log and checkpoint. Read-only: safe beside a running
+/// server.
 #[derive(Parser, Debug)]
 #[command(
     name = "zk-logdump",

@@ -8,6 +8,9 @@ use clap::{Parser, Subcommand};
 
 /// Checks a data directory (snapshots and WAL segments) and rebuilds a
 /// consistent one from the newest valid snapshot plus the longest intact log.
+/// Built with `--features rocksdb`, also checks a RocksDB-backend directory
+/// and repairs it with the server stopped (cuts a damaged log tail, or runs
+/// RocksDB's own repair).
 #[derive(Parser, Debug)]
 #[command(
     name = "zk-snaprepair",
@@ -15,8 +18,8 @@ use clap::{Parser, Subcommand};
     after_help = "Exit status:\n  check:  0 clean, 1 problems found, 2 usage or I/O error\n  \
 repair: 0 repaired (or nothing to do) with nothing lost, 1 problems remain (dry run, or no \
 consistent state can be built) or data was lost, 2 usage or I/O error\n\n\
-A torn tail of the newest segment (an unfinished write) is not a problem: the server \
-truncates it at start-up."
+A torn last batch of the newest segment (an unfinished write) is not a problem: the \
+server cuts it at start-up."
 )]
 struct Args {
     #[command(subcommand)]
