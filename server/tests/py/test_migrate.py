@@ -142,6 +142,8 @@ def workload(apache):
     for i in range(5):
         ok(c.set_data("/app/cfg", b"tail %d" % i), "tail set")
         ok(c.create("/app/tail%d" % i, b"after the last snapshot"), "tail create")
+    # A failed multi in the tail: replayed, it must change nothing.
+    c.multi([zkraw.op_create("/app/tail-never", b"x"), zkraw.op_check("/app", 77)])
     c.shutdown()
     return live, ["/eph/live", seq.path]
 

@@ -47,12 +47,7 @@ pub fn to_txn(entry: &Entry, tree: &DataTree) -> Txn {
     let header = &entry.header;
     let session = SessionId(header.client_id);
     let op = match &entry.record {
-        Record::Multi(records) => TxnOp::Multi(
-            records
-                .iter()
-                .map(|record| to_op(record, session, tree))
-                .collect(),
-        ),
+        Record::Multi(records) => TxnOp::Multi(multi_ops(records, session, tree)),
         record => to_op(record, session, tree),
     };
     Txn {
@@ -62,6 +57,36 @@ pub fn to_txn(entry: &Entry, tree: &DataTree) -> Txn {
         cxid: header.cxid,
         op,
     }
+}
+
+/// A multi's sub-ops. Apache logs a failed multi with the ops before the
+/// failing one as they would have been and the failing one as an error; one
+/// error record makes the whole multi failed, every other op then an error
+/// too (Ok before the first error, RuntimeInconsistency after it), so
+/// nothing of it applies — the all-error multi our engine logs for a
+/// failure.
+fn multi_ops(records: &[Record], session: SessionId, tree: &DataTree) -> Vec<TxnOp> {
+    let failed = records
+        .iter()
+        .any(|record| matches!(record, Record::Error { .. }));
+    if !failed {
+        return records
+            .iter()
+            .map(|record| to_op(record, session, tree))
+            .collect();
+    }
+    let mut after_error = false;
+    records
+        .iter()
+        .map(|record| match record {
+            Record::Error { .. } => {
+                after_error = true;
+                to_op(record, session, tree)
+            }
+            _ if after_error => TxnOp::Error(ErrorCode::RuntimeInconsistency),
+            _ => TxnOp::Error(ErrorCode::Ok),
+        })
+        .collect()
 }
 
 fn to_op(record: &Record, session: SessionId, tree: &DataTree) -> TxnOp {
@@ -171,6 +196,47 @@ fn to_op(record: &Record, session: SessionId, tree: &DataTree) -> TxnOp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::migrate::txnlog::TxnHeader;
+
+    #[test]
+    fn a_multi_with_an_error_record_applies_nothing() {
+        let tree = DataTree::new();
+        let entry = Entry {
+            offset: 0,
+            header: TxnHeader {
+                client_id: 7,
+                cxid: 1,
+                zxid: 5,
+                time: 1_000,
+                kind: OpCode::Multi.code(),
+            },
+            record: Record::Multi(vec![
+                Record::Create {
+                    op: OpCode::Create,
+                    path: "/never".into(),
+                    data: None,
+                    acl: engine::types::Acl::open_unsafe(),
+                    ephemeral: false,
+                    parent_cversion: 1,
+                },
+                Record::Error { code: -103 },
+                Record::Delete {
+                    path: "/zookeeper".into(),
+                    container: false,
+                },
+            ]),
+            digest: None,
+        };
+        let txn = to_txn(&entry, &tree);
+        assert_eq!(
+            txn.op,
+            TxnOp::Multi(vec![
+                TxnOp::Error(ErrorCode::Ok),
+                TxnOp::Error(ErrorCode::BadVersion),
+                TxnOp::Error(ErrorCode::RuntimeInconsistency),
+            ])
+        );
+    }
 
     #[test]
     fn owners_decode_to_kinds_and_back() {

@@ -386,3 +386,171 @@ fn read_stat_persisted(reader: &mut Reader<'_>) -> Result<StatPersisted, Error> 
         pzxid: reader.long("pzxid")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrate::jute::Writer;
+
+    /// A small valid snapshot: two sessions, one ACL list, root and two
+    /// nodes, the seal and a digest section with its seal.
+    fn sample() -> Vec<u8> {
+        let mut w = Writer::default();
+        w.int(SNAP_MAGIC);
+        w.int(SNAP_VERSION);
+        w.long(SNAP_DBID);
+        w.count(2);
+        for (id, timeout) in [(7i64, 30_000), (8, 4_000)] {
+            w.long(id);
+            w.int(timeout);
+        }
+        w.count(1);
+        w.long(1);
+        w.count(1);
+        w.int(31);
+        w.string("world");
+        w.string("anyone");
+        for (path, data) in [
+            ("", Some(&b""[..])),
+            ("/a", Some(&b"x"[..])),
+            ("/a/b", None),
+        ] {
+            w.string(path);
+            w.buffer(data);
+            w.long(1);
+            for _ in 0..4 {
+                w.long(1);
+            }
+            for _ in 0..3 {
+                w.int(0);
+            }
+            w.long(0);
+            w.long(1);
+        }
+        w.string("/");
+        seal(&mut w);
+        w.long(5);
+        w.int(DIGEST_VERSION);
+        w.long(1234);
+        seal(&mut w);
+        w.bytes
+    }
+
+    fn seal(w: &mut Writer) {
+        let checksum = adler32(&w.bytes);
+        w.long(i64::from(checksum));
+        w.string("/");
+    }
+
+    fn decode(bytes: &[u8]) -> Result<(usize, Trailer), Error> {
+        let mut reader = SnapshotReader::open(bytes, "test")?;
+        let mut nodes = 0;
+        while reader.next_node()?.is_some() {
+            nodes += 1;
+        }
+        Ok((nodes, reader.finish()?))
+    }
+
+    #[test]
+    fn a_valid_snapshot_decodes_with_its_digest() {
+        let bytes = sample();
+        let reader = SnapshotReader::open(&bytes, "test").expect("open");
+        assert_eq!(reader.sessions, vec![(7, 30_000), (8, 4_000)]);
+        assert_eq!(reader.acls.len(), 1);
+        let (nodes, trailer) = decode(&bytes).expect("valid");
+        assert_eq!(nodes, 3);
+        assert_eq!(
+            trailer.digest,
+            Some(ZxidDigest {
+                zxid: 5,
+                version: DIGEST_VERSION,
+                digest: 1234
+            })
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let bytes = sample();
+        // Cut anywhere but after the first seal (a 3.5 snapshot ends there).
+        let first_seal_end = bytes.len() - (8 + 4 + 8 + 8 + 5);
+        for len in 0..bytes.len() {
+            let result = decode(&bytes[..len]);
+            if len == first_seal_end {
+                assert!(result.is_ok(), "a snapshot without digest section");
+            } else {
+                assert!(result.is_err(), "cut at {len} of {} decoded", bytes.len());
+            }
+        }
+    }
+
+    #[test]
+    fn every_flipped_byte_is_caught() {
+        let bytes = sample();
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x41;
+            // A seal covers every byte before it, and each seal is
+            // followed by a fixed "/": no flip decodes as valid.
+            if let Ok((_, trailer)) = decode(&damaged) {
+                panic!("a flip at {at} went unnoticed: {trailer:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn huge_counts_and_lengths_are_refused() {
+        let mut bytes = sample();
+        // The session count (after magic, version, dbid).
+        bytes[16..20].copy_from_slice(&i32::MAX.to_be_bytes());
+        let error = decode(&bytes).expect_err("huge count");
+        assert!(error.to_string().contains("cannot fit"), "{error}");
+        let mut bytes = sample();
+        bytes[16..20].copy_from_slice(&(-5i32).to_be_bytes());
+        assert!(decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn snappy_framing_is_checked_before_allocating() {
+        assert!(unsnappy(b"short", "t").is_err());
+        let mut stream = SNAPPY_MAGIC.to_vec();
+        stream.extend_from_slice(&1i32.to_be_bytes());
+        stream.extend_from_slice(&1i32.to_be_bytes());
+        let payload = b"hello hello hello hello";
+        let block = snap::raw::Encoder::new()
+            .compress_vec(payload)
+            .expect("compress");
+        let mut good = stream.clone();
+        good.extend_from_slice(&(block.len() as i32).to_be_bytes());
+        good.extend_from_slice(&block);
+        assert_eq!(unsnappy(&good, "t").expect("valid"), payload);
+        // A block length past the end.
+        let mut bad = stream.clone();
+        bad.extend_from_slice(&i32::MAX.to_be_bytes());
+        bad.extend_from_slice(&block);
+        assert!(unsnappy(&bad, "t").is_err());
+        // A tiny block claiming 4 GiB of output: refused, not allocated.
+        let mut bomb = stream.clone();
+        let claim = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x00];
+        bomb.extend_from_slice(&(claim.len() as i32).to_be_bytes());
+        bomb.extend_from_slice(&claim);
+        let error = unsnappy(&bomb, "t").expect_err("bomb");
+        assert!(error.to_string().contains("claims"), "{error}");
+        // Truncated anywhere: an error or a shorter valid stream, no panic.
+        for len in 0..good.len() {
+            let _ = unsnappy(&good[..len], "t");
+        }
+    }
+
+    #[test]
+    fn gzip_garbage_is_an_error() {
+        let dir = tempfile::tempdir().expect("temp");
+        let path = dir.path().join("snapshot.5.gz");
+        std::fs::write(&path, b"\x1f\x8b not really gzip").expect("write");
+        let listed = list(dir.path()).expect("list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].compression, Compression::Gzip);
+        assert_eq!(listed[0].zxid, 5);
+        assert!(read(&listed[0]).is_err());
+    }
+}

@@ -404,3 +404,155 @@ pub fn decode_record(reader: &mut Reader<'_>, kind: i32, top: bool) -> Result<Re
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrate::jute::Writer;
+
+    fn entry(w: &mut Writer, zxid: i64, kind: i32, record: &[u8]) {
+        let mut body = Writer::default();
+        body.long(0x42);
+        body.int(1);
+        body.long(zxid);
+        body.long(1_000);
+        body.int(kind);
+        body.bytes.extend_from_slice(record);
+        w.long(i64::from(adler32(&body.bytes)));
+        w.buffer(Some(&body.bytes));
+        w.bytes.push(b'B');
+    }
+
+    /// A log of a createSession, a create, a multi, then preallocation.
+    fn sample() -> Vec<u8> {
+        let mut w = Writer::default();
+        w.int(LOG_MAGIC);
+        w.int(LOG_VERSION);
+        w.long(0);
+        entry(
+            &mut w,
+            1,
+            OpCode::CreateSession.code(),
+            &30_000i32.to_be_bytes(),
+        );
+        let mut create = Writer::default();
+        create.string("/a");
+        create.buffer(Some(b"x"));
+        create.count(1);
+        create.int(31);
+        create.string("world");
+        create.string("anyone");
+        create.boolean(true);
+        create.int(1);
+        entry(&mut w, 2, OpCode::Create.code(), &create.bytes);
+        let mut multi = Writer::default();
+        multi.count(2);
+        let mut delete = Writer::default();
+        delete.string("/a");
+        multi.int(OpCode::Delete.code());
+        multi.buffer(Some(&delete.bytes));
+        multi.int(OpCode::Error.code());
+        multi.buffer(Some(&(-101i32).to_be_bytes()));
+        entry(&mut w, 3, OpCode::Multi.code(), &multi.bytes);
+        w.bytes.extend_from_slice(&[0u8; 40]);
+        w.bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Result<(Vec<Entry>, Option<End>), Error> {
+        let mut log = LogReader::open(bytes, "test")?;
+        let mut entries = Vec::new();
+        // Each entry consumes at least 13 bytes: the loop is bounded.
+        for _ in 0..=bytes.len() / 13 {
+            match log.next_entry()? {
+                Some(entry) => entries.push(entry),
+                None => break,
+            }
+        }
+        Ok((entries, log.end().cloned()))
+    }
+
+    #[test]
+    fn a_valid_log_decodes() {
+        let (entries, end) = decode(&sample()).expect("valid");
+        assert_eq!(entries.len(), 3);
+        assert_eq!(end, Some(End::Clean));
+        assert_eq!(
+            entries[0].record,
+            Record::CreateSession { timeout_ms: 30_000 }
+        );
+        assert!(matches!(
+            &entries[1].record,
+            Record::Create { path, ephemeral: true, parent_cversion: 1, .. } if path == "/a"
+        ));
+        assert!(matches!(&entries[2].record, Record::Multi(records) if records.len() == 2));
+    }
+
+    #[test]
+    fn every_truncation_is_a_torn_tail_or_an_error() {
+        let bytes = sample();
+        for len in 0..bytes.len() {
+            match decode(&bytes[..len]) {
+                Ok((entries, end)) => {
+                    assert!(entries.len() <= 3);
+                    assert!(end.is_some(), "cut at {len}: no end");
+                }
+                Err(error) => assert!(len < 16, "cut at {len}: {error}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_in_an_entry_is_a_checksum_error() {
+        let bytes = sample();
+        // The first entry's body starts after the 16-byte header, checksum
+        // and length.
+        let mut damaged = bytes.clone();
+        damaged[16 + 12 + 5] ^= 1;
+        let error = decode(&damaged).expect_err("bad checksum");
+        assert!(error.to_string().contains("offset 16"), "{error}");
+        // Any single flip: an error or a torn tail, never a panic.
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x80;
+            let _ = decode(&damaged);
+        }
+    }
+
+    #[test]
+    fn huge_lengths_and_counts_are_refused() {
+        let mut bytes = sample();
+        // The first entry's length: past the end of the file, a torn tail.
+        bytes[24..28].copy_from_slice(&i32::MAX.to_be_bytes());
+        let (entries, end) = decode(&bytes).expect("torn");
+        assert!(entries.is_empty());
+        assert!(matches!(end, Some(End::Torn { .. })));
+        bytes[24..28].copy_from_slice(&(-9i32).to_be_bytes());
+        assert!(decode(&bytes).is_err());
+        // A multi claiming a billion sub-txns inside a small entry.
+        let mut reader_bytes = Writer::default();
+        reader_bytes.int(1 << 30);
+        let mut reader = Reader::new(&reader_bytes.bytes, "test");
+        let error = decode_record(&mut reader, OpCode::Multi.code(), true).expect_err("huge");
+        assert!(error.to_string().contains("cannot fit"), "{error}");
+        // A multi inside a multi, and an unknown type.
+        let mut reader = Reader::new(&reader_bytes.bytes, "test");
+        assert!(decode_record(&mut reader, OpCode::Multi.code(), false).is_err());
+        let mut reader = Reader::new(&reader_bytes.bytes, "test");
+        assert!(decode_record(&mut reader, 999, true).is_err());
+    }
+
+    #[test]
+    fn needed_files_start_at_the_one_holding_the_next_zxid() {
+        let files: Vec<LogFile> = [1, 0x14, 0x28]
+            .into_iter()
+            .map(|zxid| LogFile {
+                path: PathBuf::from(format!("log.{zxid:x}")),
+                zxid,
+            })
+            .collect();
+        assert_eq!(needed_after(&files, 0).len(), 3);
+        assert_eq!(needed_after(&files, 0x13)[0].zxid, 0x14);
+        assert_eq!(needed_after(&files, 0x20)[0].zxid, 0x14);
+        assert_eq!(needed_after(&files, 0x30)[0].zxid, 0x28);
+    }
+}
