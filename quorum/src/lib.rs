@@ -115,7 +115,11 @@
 //! [`wire`] encodes every message, the SNAP state a leader's driver attaches
 //! and the connection handshake (magic, version, sender id, ensemble
 //! fingerprint, channel) as checksummed, size-bounded frames; it is pure, and
-//! its decoders treat peer bytes as untrusted.
+//! its decoders treat peer bytes as untrusted. With the `transport` feature,
+//! [`transport`] carries those frames over TCP on each server's election and
+//! quorum ports (threads and sockets, kept out of the core): sends never
+//! block, strangers are refused at the handshake, a bad frame closes one
+//! connection, and links reconnect on their own.
 //!
 //! [`sim`] runs whole ensembles in one thread under a seeded scheduler (loss,
 //! duplication, delay, reordering, symmetric and one-way partitions, crashes
@@ -131,6 +135,8 @@ mod message;
 mod peer;
 mod prng;
 pub mod sim;
+#[cfg(feature = "transport")]
+pub mod transport;
 pub mod wire;
 
 use std::collections::BTreeSet;
