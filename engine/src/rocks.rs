@@ -509,8 +509,10 @@ impl DurableWait for QueueWaiter {
     }
 
     fn durable(&self) -> Result<Ticket, StorageError> {
+        // A stopped writer (the storage was closed) leaves what it made
+        // durable durable; only a failed write poisons.
         let state = self.0.state.lock();
-        if state.poisoned || state.stopped {
+        if state.poisoned {
             return Err(StorageError::Poisoned);
         }
         Ok(Ticket(state.durable))

@@ -253,7 +253,8 @@ pub(super) fn run(
     logged: crossbeam_channel::Receiver<Logged>,
     durability: Arc<dyn DurableWait>,
 ) -> Result<(), StorageError> {
-    let wakeups = durability.wakeups();
+    // None once the backend has closed it: nothing more becomes durable.
+    let mut wakeups = Some(durability.wakeups());
     let mut in_flight: VecDeque<Appended> = VecDeque::new();
     let mut logged_open = true;
     let result = loop {
@@ -262,17 +263,21 @@ pub(super) fn run(
         }
         // Appends not yet durable are bounded: past the bound the channel
         // fills and the sequencer waits.
-        let never = crossbeam_channel::never();
+        let (no_proposals, no_wakeups) = (crossbeam_channel::never(), crossbeam_channel::never());
         let take_more = logged_open && in_flight.len() < MAX_PROPOSALS_IN_FLIGHT;
         crossbeam_channel::select! {
-            recv(if take_more { &logged } else { &never }) -> next => match next {
+            recv(if take_more { &logged } else { &no_proposals }) -> next => match next {
                 Ok(Logged { proposal, appended }) => {
                     applier.propose(proposal);
                     in_flight.extend(appended);
                 }
                 Err(_) => logged_open = false,
             },
-            recv(wakeups) -> _ => {}
+            recv(wakeups.as_ref().unwrap_or(&no_wakeups)) -> woken => {
+                if woken.is_err() {
+                    wakeups = None;
+                }
+            }
         }
         // Whatever woke us, commit what is durable now: a wake-up may have
         // come before the proposal it covers.
@@ -293,6 +298,13 @@ pub(super) fn run(
             // Proposals without txns need no durability.
             None => applier.apply_ready(),
         };
+        if wakeups.is_none() && !in_flight.is_empty() {
+            // The backend closed with appends that will never be durable.
+            let error = StorageError::Poisoned;
+            tracing::error!(%error, "storage closed with writes not yet durable; the server stops");
+            shared.begin_shutdown();
+            break Err(error);
+        }
     };
     applier.finish();
     result
