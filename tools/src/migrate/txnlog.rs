@@ -300,6 +300,15 @@ fn decode_entry(body: &[u8], what: &str, offset: u64, start: usize) -> Result<En
     })
 }
 
+fn read_paths(reader: &mut Reader<'_>) -> Result<Vec<String>, Error> {
+    let count = reader.count("paths2Delete", 4)?;
+    let mut paths = Vec::with_capacity(count);
+    for _ in 0..count {
+        paths.push(reader.text("path")?);
+    }
+    Ok(paths)
+}
+
 /// Decodes one record of type `kind`. `top` is false inside a multi (where
 /// the oldest formats never occur).
 pub fn decode_record(reader: &mut Reader<'_>, kind: i32, top: bool) -> Result<Record, Error> {
@@ -313,15 +322,16 @@ pub fn decode_record(reader: &mut Reader<'_>, kind: i32, top: bool) -> Result<Re
             timeout_ms: reader.int("timeOut")?,
         },
         OpCode::CloseSession => {
-            if reader.remaining() < 4 {
-                Record::CloseSession { paths: None }
-            } else {
-                let count = reader.count("paths2Delete", 4)?;
-                let mut paths = Vec::with_capacity(count);
-                for _ in 0..count {
-                    paths.push(reader.text("path")?);
+            // Before 3.6, or with zookeeper.closeSessionTxn.enabled=false,
+            // the record is empty and a TxnDigest may follow at once: bytes
+            // that do not read as a path list are left for the digest.
+            let mut attempt = reader.clone();
+            match read_paths(&mut attempt) {
+                Ok(paths) => {
+                    *reader = attempt;
+                    Record::CloseSession { paths: Some(paths) }
                 }
-                Record::CloseSession { paths: Some(paths) }
+                Err(_) => Record::CloseSession { paths: None },
             }
         }
         OpCode::Create | OpCode::Create2 => {
@@ -539,6 +549,21 @@ mod tests {
         assert!(decode_record(&mut reader, OpCode::Multi.code(), false).is_err());
         let mut reader = Reader::new(&reader_bytes.bytes, "test");
         assert!(decode_record(&mut reader, 999, true).is_err());
+    }
+
+    #[test]
+    fn an_empty_close_session_leaves_the_digest_after_it() {
+        let mut record = Writer::default();
+        record.int(2);
+        record.long(0x7fff_1234_5678_9abc);
+        let mut w = Writer::default();
+        w.int(LOG_MAGIC);
+        w.int(LOG_VERSION);
+        w.long(0);
+        entry(&mut w, 9, OpCode::CloseSession.code(), &record.bytes);
+        let (entries, _) = decode(&w.bytes).expect("valid");
+        assert_eq!(entries[0].record, Record::CloseSession { paths: None });
+        assert_eq!(entries[0].digest, Some((2, 0x7fff_1234_5678_9abc)));
     }
 
     #[test]
