@@ -13,12 +13,17 @@
 //! the quota stats where replay reaches the snapshot's end (the one thing
 //! replay cannot converge on by itself, see `quota`), and checks there that
 //! the tree has the digest the snapshot recorded.
+//!
+//! A recovery that takes more than a second says so in the log as it goes
+//! (`RecoveryProgress`: counts and rate once a second, then a summary), so an
+//! operator watching a restart of a big data directory sees it move.
 
 use crate::apply::apply_replay;
 use crate::persist::{CodecError, PreparedRecord, RecordDecoder, Restorer};
 use crate::tree::{DataTree, TreeError};
 use crate::txn::Txn;
 use crate::types::Zxid;
+use std::time::{Duration, Instant};
 
 /// Records the decoding thread hands over at a time (some 80 KiB).
 pub(crate) const BATCH_RECORDS: usize = 512;
@@ -35,6 +40,86 @@ pub enum RestoreError<E> {
     Tree(TreeError),
     /// The decoding thread could not be started.
     Spawn(std::io::Error),
+}
+
+/// Logs a long recovery step's progress: nothing for a step that ends within
+/// `QUIET`, then a line every `QUIET` with the count so far and the rate, and
+/// a summary at the end. The clock is read once per `CHECK_EVERY` items.
+pub struct RecoveryProgress {
+    what: &'static str,
+    started: Instant,
+    last_line: Instant,
+    count: u64,
+    unchecked: u32,
+    spoke: bool,
+}
+
+impl RecoveryProgress {
+    const QUIET: Duration = Duration::from_secs(1);
+    const CHECK_EVERY: u32 = 4096;
+
+    /// `what` names the items, e.g. "snapshot nodes", "log txns".
+    pub fn new(what: &'static str) -> RecoveryProgress {
+        let now = Instant::now();
+        RecoveryProgress {
+            what,
+            started: now,
+            last_line: now,
+            count: 0,
+            unchecked: 0,
+            spoke: false,
+        }
+    }
+
+    pub fn add(&mut self, items: u64) {
+        self.count += items;
+        self.unchecked += 1;
+        if self.unchecked >= Self::CHECK_EVERY {
+            self.unchecked = 0;
+            if let Some(line) = self.line(Instant::now()) {
+                tracing::info!("{line}");
+            }
+        }
+    }
+
+    /// The progress line due at `now`, if one is.
+    fn line(&mut self, now: Instant) -> Option<String> {
+        if now.duration_since(self.last_line) < Self::QUIET {
+            return None;
+        }
+        self.last_line = now;
+        self.spoke = true;
+        Some(format!(
+            "recovering: {} {} so far ({:.0}/s)",
+            self.count,
+            self.what,
+            rate(self.count, now.duration_since(self.started))
+        ))
+    }
+
+    /// The summary, if the step was long enough to have been reported.
+    fn summary(&self, now: Instant) -> Option<String> {
+        let elapsed = now.duration_since(self.started);
+        (self.spoke || elapsed >= Self::QUIET).then(|| {
+            format!(
+                "recovered {} {} in {:.1} s ({:.0}/s)",
+                self.count,
+                self.what,
+                elapsed.as_secs_f64(),
+                rate(self.count, elapsed)
+            )
+        })
+    }
+
+    pub fn finish(&self) {
+        if let Some(summary) = self.summary(Instant::now()) {
+            tracing::info!("{summary}");
+        }
+    }
+}
+
+fn rate(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(1e-3)
 }
 
 /// Restores the tree whose encoded records (`persist::encode_record`, parents
@@ -55,8 +140,10 @@ pub fn restore_pipelined<E: Send>(
             .spawn_scoped(scope, move || decode(read, batches))
             .map_err(RestoreError::Spawn)?;
         let mut restorer = Restorer::new(start, expected_nodes);
+        let mut progress = RecoveryProgress::new("snapshot records");
         let mut built = Ok(());
         'receive: for batch in received.iter() {
+            progress.add(batch.len() as u64);
             for record in batch {
                 if let Err(error) = restorer.restore_prepared(record) {
                     built = Err(error);
@@ -70,6 +157,7 @@ pub fn restore_pipelined<E: Send>(
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
         built.map_err(RestoreError::Tree)?;
+        progress.finish();
         Ok(restorer.finish())
     })
 }
@@ -115,11 +203,21 @@ fn decode<E>(
 /// started at `start` and, if it recorded them, ended at zxid `end` with
 /// tree digest `digest`. Invariant: the tree is accepted only if replay
 /// passes through `end` and has `digest` there.
-#[derive(Debug)]
 pub struct Replay {
     start: Zxid,
     end: Option<(Zxid, u64)>,
     replayed: u64,
+    progress: RecoveryProgress,
+}
+
+impl std::fmt::Debug for Replay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replay")
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .field("replayed", &self.replayed)
+            .finish()
+    }
 }
 
 /// Why replay refused a snapshot.
@@ -177,6 +275,7 @@ impl Replay {
             start,
             end,
             replayed: 0,
+            progress: RecoveryProgress::new("log txns"),
         }
     }
 
@@ -201,6 +300,7 @@ impl Replay {
         }
         apply_replay(tree, txn);
         self.replayed += 1;
+        self.progress.add(1);
         self.check_end(tree)
     }
 
@@ -215,6 +315,7 @@ impl Replay {
                 });
             }
         }
+        self.progress.finish();
         Ok(self.replayed)
     }
 
@@ -240,5 +341,30 @@ impl Replay {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::RecoveryProgress;
+    use std::time::Duration;
+
+    #[test]
+    fn a_quick_recovery_says_nothing_a_long_one_reports_each_second() {
+        let mut progress = RecoveryProgress::new("log txns");
+        let start = progress.started;
+        progress.count = 10;
+        assert_eq!(progress.line(start + Duration::from_millis(500)), None);
+        assert_eq!(progress.summary(start + Duration::from_millis(500)), None);
+        progress.count = 3_000;
+        let line = progress
+            .line(start + Duration::from_millis(1_500))
+            .expect("a line after a second");
+        assert!(line.contains("3000 log txns so far (2000/s)"), "{line}");
+        assert_eq!(progress.line(start + Duration::from_millis(1_900)), None);
+        let summary = progress
+            .summary(start + Duration::from_secs(3))
+            .expect("a summary");
+        assert!(summary.contains("recovered 3000 log txns in 3.0 s (1000/s)"), "{summary}");
     }
 }
