@@ -204,6 +204,59 @@ impl SessionSecret {
     }
 }
 
+/// The password Apache ZooKeeper hands a session: 16 bytes of
+/// `java.util.Random` seeded with the session id xor a constant built into
+/// it. Anyone who knows a session id can compute it, so it is accepted only
+/// for sessions brought over from an Apache data directory by `zk-migrate`
+/// (listed in `<dataDir>/migrated_sessions`), whose clients hold such
+/// passwords; every session's next connect hands it one of ours.
+pub fn reference_password(session: SessionId) -> [u8; 16] {
+    // java.util.Random: a 48-bit LCG; nextBytes takes nextInt()'s bytes
+    // low first, four at a time.
+    const MULTIPLIER: u64 = 0x5_DEEC_E66D;
+    const MASK: u64 = (1 << 48) - 1;
+    const REFERENCE_SECRET: u64 = 0xB341_5C00;
+    let mut seed = ((session.0 as u64) ^ REFERENCE_SECRET ^ MULTIPLIER) & MASK;
+    let mut password = [0u8; 16];
+    for chunk in password.chunks_mut(4) {
+        seed = seed.wrapping_mul(MULTIPLIER).wrapping_add(0xB) & MASK;
+        let next_int = (seed >> 16) as u32;
+        chunk.copy_from_slice(&next_int.to_le_bytes()[..chunk.len()]);
+    }
+    password
+}
+
+/// The file in a data directory that lists the sessions `zk-migrate` brought
+/// over from Apache ZooKeeper: a comment line, then one session id in hex
+/// (`0x…`) per line.
+pub const MIGRATED_SESSIONS_FILE: &str = "migrated_sessions";
+
+pub fn encode_migrated_sessions(sessions: &[SessionId]) -> String {
+    let mut text = String::from(
+        "# sessions brought over from Apache ZooKeeper by zk-migrate: their clients' Apache passwords are accepted\n",
+    );
+    for session in sessions {
+        text.push_str(&format!("{session}\n"));
+    }
+    text
+}
+
+/// The sessions a `MIGRATED_SESSIONS_FILE` lists; an error names the line.
+pub fn decode_migrated_sessions(text: &str) -> Result<Vec<SessionId>, String> {
+    let mut sessions = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let hex = line.strip_prefix("0x").unwrap_or(line);
+        let id = u64::from_str_radix(hex, 16)
+            .map_err(|_| format!("line {}: not a session id: {line:?}", index + 1))?;
+        sessions.push(SessionId(id as i64));
+    }
+    Ok(sessions)
+}
+
 impl std::fmt::Debug for SessionSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SessionSecret(..)")
@@ -253,6 +306,28 @@ mod tests {
         assert_ne!(secret.password(SessionId(5)), secret.password(SessionId(6)));
         let other = SessionSecret::new([2; 32]);
         assert_ne!(secret.password(SessionId(5)), other.password(SessionId(5)));
+    }
+
+    #[test]
+    fn reference_password_is_what_apache_zookeeper_hands_out() {
+        // Session 0x100004e04c70001 as Apache ZooKeeper 3.8 answered it.
+        let password = reference_password(SessionId(0x0100_004e_04c7_0001));
+        let expected: [u8; 16] = [
+            0x7e, 0x49, 0xfb, 0x40, 0xbc, 0xd4, 0xe6, 0xd5, 0xb6, 0x97, 0x9c, 0x06, 0x99, 0x4d,
+            0x7d, 0x22,
+        ];
+        assert_eq!(password, expected);
+    }
+
+    #[test]
+    fn migrated_sessions_round_trip_and_bad_lines_are_named() {
+        let sessions = [SessionId(0x0100_004e_04c7_0001), SessionId(-2)];
+        let text = encode_migrated_sessions(&sessions);
+        assert_eq!(decode_migrated_sessions(&text), Ok(sessions.to_vec()));
+        assert_eq!(
+            decode_migrated_sessions("# c\n0x1\nzz\n"),
+            Err("line 3: not a session id: \"zz\"".to_string())
+        );
     }
 
     #[test]

@@ -963,7 +963,7 @@ fn handshake(shared: &Shared, conn: &mut Connection, body: &[u8]) -> Result<(), 
         return Ok(());
     }
     let session = SessionId(request.session_id);
-    let valid = request.passwd.as_slice() == shared.session_secret.password(session).as_slice()
+    let valid = shared.password_matches(session, &request.passwd)
         && shared
             .sessions
             .lock()

@@ -95,6 +95,10 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Sessions brought over from Apache ZooKeeper by `zk-migrate`, whose
+    /// clients may still present Apache's password for them; a session
+    /// leaves the set when it closes.
+    pub migrated_sessions: Mutex<std::collections::HashSet<SessionId>>,
     /// The shared state of a server starting with `tree`, the sessions it
     /// recovered, one mailbox per I/O thread and nothing else yet: no
     /// connection, watch or outstanding request.
@@ -125,9 +129,18 @@ impl Shared {
         }
     }
 
+            migrated_sessions: Mutex::new(std::collections::HashSet::new()),
     /// Fires the watches of an applied txn's changes and posts each event
     /// to its connection, if that connection's identities may READ the
     /// changed node (for NodeChildrenChanged, the parent), as the reference
+    /// Whether `passwd` opens `session`: ours, or Apache's for a session
+    /// `zk-migrate` brought over.
+    pub fn password_matches(&self, session: SessionId, passwd: &[u8]) -> bool {
+        passwd == self.session_secret.password(session).as_slice()
+            || (self.migrated_sessions.lock().contains(&session)
+                && passwd == engine::session::reference_password(session).as_slice())
+    }
+
     /// checks at delivery; other watchers' events are dropped, their one-shot
     /// watches consumed all the same. Call it with the tree's write lock
     /// held, as the applier does (DESIGN.md invariant 2).

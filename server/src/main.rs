@@ -263,6 +263,13 @@ fn serve(config: Config) -> anyhow::Result<()> {
     ));
 
     let pipeline = pipeline::Pipeline {
+    // Recovered sessions that zk-migrate brought over from Apache ZooKeeper:
+    // their clients still hold Apache's passwords.
+    shared.migrated_sessions.lock().extend(
+        secret::migrated_sessions(&config.data_dir)?
+            .into_iter()
+            .filter(|session| shared.sessions.lock().get(*session).is_some()),
+    );
         shared: Arc::clone(&shared),
         storage,
         prep: Prep::new(

@@ -24,6 +24,8 @@ pub enum SecretError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{path}: {why}")]
+    Migrated { path: String, why: String },
     #[error("{path}: holds {len} bytes, expected {expected}; restore it from a backup (sessions of clients connected before stay valid only with the same secret) or remove it to start with a new one (every session's password changes)")]
     Malformed {
         path: String,
@@ -84,6 +86,26 @@ pub fn load_or_create(data_dir: &Path) -> Result<SessionSecret, SecretError> {
         }
         Err(error) => Err(io(error)),
     }
+}
+
+/// The sessions `zk-migrate` brought over from Apache ZooKeeper, whose
+/// clients may present Apache's passwords (none if the file is absent).
+pub fn migrated_sessions(data_dir: &Path) -> Result<Vec<engine::types::SessionId>, SecretError> {
+    let path = data_dir.join(engine::session::MIGRATED_SESSIONS_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(SecretError::Io {
+                path: path.display().to_string(),
+                source,
+            })
+        }
+    };
+    engine::session::decode_migrated_sessions(&text).map_err(|why| SecretError::Migrated {
+        path: path.display().to_string(),
+        why,
+    })
 }
 
 #[cfg(test)]

@@ -215,6 +215,7 @@ impl Applier {
     /// Drops a closed session; returns the connection it was attached to.
     fn forget_session(&self, session: SessionId) -> Option<WatcherId> {
         self.shared.sessions.lock().remove(session);
+        self.shared.migrated_sessions.lock().remove(&session);
         self.shared.owners.lock().remove(&session)
     }
 

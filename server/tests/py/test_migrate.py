@@ -220,7 +220,7 @@ def test_import_serves_the_same_tree_as_apache(servers, tmp_path):
         code, out = run([migrate, "import", "--from", copy, "--to", to, "--backend", backend])
         assert code == 0, "import (%s) exit %d:\n%s" % (backend, code, out)
         assert "digest check(s) passed" in out, out
-        assert "Passwords are not carried over" in out, out
+        assert "migrated_sessions" in out, out
         migrated[backend] = to
 
     # Apache on its own directory again: the reference tree.
@@ -249,13 +249,25 @@ def test_import_serves_the_same_tree_as_apache(servers, tmp_path):
             ok(c.set_data("/secure", b"alice again"), "write with auth")
         finally:
             c.shutdown()
-        # What the tool says about passwords: Apache's are not accepted.
+        # The client of a migrated session reconnects with its Apache
+        # password and keeps the session (and so its ephemerals); it is
+        # handed a password of ours, and a wrong one is still refused.
         probe = ours.raw_unconnected()
         try:
             resp = probe.connect(timeout_ms=LIVE_TIMEOUT_MS, session_id=session, passwd=passwd)
-            assert resp.session_id == 0 and resp.timeout == 0, resp
+            assert resp.session_id == session and resp.timeout > 0, resp
+            assert resp.passwd != passwd, "handed Apache's password back"
+            for path in ephemerals:
+                assert ok(probe.exists(path), "ephemeral").stat.ephemeralOwner == session
         finally:
             probe.close()
+        impostor = ours.raw_unconnected()
+        try:
+            wrong = bytes(b ^ 1 for b in passwd)
+            resp = impostor.connect(timeout_ms=LIVE_TIMEOUT_MS, session_id=session, passwd=wrong)
+            assert resp.session_id == 0 and resp.timeout == 0, resp
+        finally:
+            impostor.close()
         ours.kill9()
 
 

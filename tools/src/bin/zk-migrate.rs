@@ -64,15 +64,12 @@ enum Command {
 
 /// What a migrated client's session needs, said after every import.
 const SESSIONS_NOTE: &str = "\
-sessions: every live session keeps its id and timeout, and its ephemerals stay until it \
-expires; zk-server gives each session a whole timeout from its start to reconnect. \
-Passwords are not carried over: Apache derives a session's password from the session id and \
-a constant built into it (java.util.Random seeded with the id), zk-server from the id and \
-this data directory's session_secret, and it accepts only its own. A client that reconnects \
-with an Apache-issued session id and password is refused (SessionExpired, as for any wrong \
-password); it must open a new session, and recreate its ephemerals there, which kazoo, \
-Curator and the C client do on SessionExpired. The migrated session's ephemerals go when \
-its timeout passes without a reconnect.";
+sessions: every live session keeps its id, timeout and ephemerals; zk-server gives each a \
+whole timeout from its start to reconnect. A client reconnecting with its Apache-issued \
+session id and password is accepted: the imported sessions are listed in \
+<dataDir>/migrated_sessions, and for them zk-server also accepts Apache's password (derived \
+from the session id alone), until the session closes; each reconnect hands the client a \
+password of zk-server's own.";
 
 fn main() -> ExitCode {
     let args: Args = match tools::parse_args() {

@@ -405,6 +405,29 @@ pub fn open_storage(
     }
 }
 
+/// Lists the imported sessions in the target, so the server accepts the
+/// Apache-issued passwords their clients hold (`engine::session`).
+fn write_migrated_sessions(to: &Path, tree: &DataTree) -> Result<(), Error> {
+    let mut sessions: Vec<SessionId> = tree.sessions().map(|(session, _)| session).collect();
+    sessions.sort();
+    let path = to.join(engine::session::MIGRATED_SESSIONS_FILE);
+    let io = |source| Error::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut file = std::fs::File::create(&path).map_err(io)?;
+    std::io::Write::write_all(
+        &mut file,
+        engine::session::encode_migrated_sessions(&sessions).as_bytes(),
+    )
+    .map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::File::open(to)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io)?;
+    Ok(())
+}
+
 /// The whole import: read Apache's files, install the tree, read it back.
 pub fn import(options: &ImportOptions) -> Result<ImportReport, Error> {
     let mut ticker = Ticker::new(options.progress);
@@ -434,6 +457,7 @@ pub fn import(options: &ImportOptions) -> Result<ImportReport, Error> {
         let mut storage = open_storage(&options.to, None, options.backend)?;
         storage.install(&tree)?;
     }
+    write_migrated_sessions(&options.to, &tree)?;
     // Read back what a server will start from.
     let mut storage = open_storage(&options.to, None, options.backend)?;
     let (recovered, last) = storage.recover()?;
