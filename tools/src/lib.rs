@@ -3,7 +3,10 @@
 //! data directory and rebuild a consistent one from the newest valid
 //! snapshot plus the longest intact log after it). The binaries in `src/bin`
 //! only parse arguments and call `logdump::run` / `snaprepair::check` /
-//! `snaprepair::repair`.
+//! `snaprepair::repair`. `zk-migrate` (`migrate`) moves an Apache ZooKeeper
+//! data directory in and ours out; it is the one tool that reads another
+//! server's formats (Apache's snapshots and txn logs, with their own bounded
+//! jute reader) and writes a data directory, through `Storage::install`.
 //!
 //! Both read either backend's data directory: the native one's WAL segments
 //! and snapshots, and (cargo feature `rocksdb`) the RocksDB one's `log` and
