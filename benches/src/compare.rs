@@ -421,7 +421,7 @@ fn plan(settings: &Settings, server: String, workload: Workload, keys: usize) ->
         ops: None,
         warmup: settings.warmup,
         read_ratio: 10,
-        progress: false,
+        progress: crate::run::Progress::Off,
         timeline: false,
     }
 }

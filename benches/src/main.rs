@@ -18,7 +18,6 @@ use clap::{Parser, Subcommand};
 use engine::types::ErrorCode;
 use run::{Outcome, Plan, Workload};
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -325,7 +324,7 @@ fn main() -> ExitCode {
         ops: args.ops,
         warmup: args.warmup,
         read_ratio: args.read_ratio,
-        progress: std::io::stderr().is_terminal() && !args.json,
+        progress: run::Progress::for_stderr(),
         timeline: false,
     };
     let mut setup_errors = BTreeMap::new();

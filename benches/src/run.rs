@@ -68,7 +68,7 @@ pub struct Plan {
     pub ops: Option<u64>,
     pub warmup: Duration,
     pub read_ratio: u32,
-    pub progress: bool,
+    pub progress: Progress,
     /// Keep every measured op's send time and latency (`Outcome::samples`),
     /// to split a run by what the server was doing when (compare's snapshot
     /// phase). 8 bytes per op.
@@ -606,6 +606,31 @@ fn wait_notification(conn: &mut Conn) -> io::Result<Instant> {
     }
 }
 
+/// How a run shows progress on stderr while it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    Off,
+    /// One line redrawn every second (stderr is a terminal).
+    Terminal,
+    /// A plain line every `LINE_EVERY` (stderr is a file or a pipe: a CI
+    /// log gets lines, not carriage returns).
+    Lines,
+}
+
+impl Progress {
+    const LINE_EVERY: u64 = 5;
+
+    /// Terminal or plain lines, by what stderr is.
+    pub fn for_stderr() -> Progress {
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() {
+            Progress::Terminal
+        } else {
+            Progress::Lines
+        }
+    }
+}
+
 /// Runs the measured phase (warmup included) and merges the threads' results.
 pub fn run(plan: &Plan) -> Outcome {
     let start = Instant::now();
@@ -649,22 +674,36 @@ pub fn run(plan: &Plan) -> Outcome {
             })
         })
         .collect();
-    let progress = plan.progress.then(|| {
+    let style = plan.progress;
+    let progress = (style != Progress::Off).then(|| {
         let window = Arc::clone(&window);
         std::thread::spawn(move || {
-            let mut last = 0;
+            let (mut last, mut seconds) = (0, 0u64);
             while !window.stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_secs(1));
+                seconds += 1;
                 let done = window.done.load(Ordering::Relaxed);
                 let phase = if Instant::now() < window.measure_from {
                     "warmup"
                 } else {
                     "measuring"
                 };
-                eprint!("\r{phase}: {done} ops, {} ops/s      ", done - last);
-                last = done;
+                match style {
+                    Progress::Terminal => {
+                        eprint!("\r{phase}: {done} ops, {} ops/s      ", done - last);
+                        last = done;
+                    }
+                    Progress::Lines if seconds % Progress::LINE_EVERY == 0 => {
+                        let rate = (done - last) / Progress::LINE_EVERY;
+                        eprintln!("zk-bench: {phase}: {done} ops, {rate} ops/s");
+                        last = done;
+                    }
+                    _ => {}
+                }
             }
-            eprintln!();
+            if style == Progress::Terminal {
+                eprintln!();
+            }
         })
     });
     let mut total = Tally::new(None);
