@@ -2,8 +2,10 @@
 //! (`world:anyone`, `digest`, `ip` with CIDR, and the `super` identity that
 //! bypasses every check), digest identities, `setAuth`, the validation and
 //! `auth`-expansion of ACL lists given to create and setACL, and getACL's
-//! redaction. Only the `digest` and `ip` providers exist, as in a default
-//! reference server; an ACL naming any other scheme never matches.
+//! redaction. The `digest` and `ip` providers exist, as in a default
+//! reference server, and `sasl` (the reference's SASLAuthenticationProvider:
+//! identities come from the reactor's SASL exchange; the SASL name `super`
+//! matches every `sasl` ACL); an ACL naming any other scheme never matches.
 //!
 //! It is not the place that decides which operation needs which permission;
 //! prep (writes) and read (reads) do, following the reference:
@@ -41,6 +43,9 @@ pub fn check(acl: &[Acl], perm: i32, auth: &[Id]) -> bool {
                 "ip" => auth
                     .iter()
                     .any(|a| a.scheme == "ip" && ip_matches(&a.id, &id.id)),
+                "sasl" => auth
+                    .iter()
+                    .any(|a| a.scheme == "sasl" && (a.id == id.id || a.id == "super")),
                 _ => false,
             }
         })
@@ -136,6 +141,9 @@ pub fn fixup(acl: &[Acl], auth: &[Id], max_entries: usize) -> Result<Vec<Acl>, E
             }
             "digest" if digest_id_valid(&id.id) => out.push(entry.clone()),
             "ip" if ip_parse(&id.id).is_some() => out.push(entry.clone()),
+            // Ours: accepted whether or not SASLAuthenticationProvider is
+            // configured (the reference refuses it without the provider).
+            "sasl" if sasl_id_valid(&id.id) => out.push(entry.clone()),
             _ => return Err(ErrorCode::InvalidAcl),
         }
     }
@@ -170,16 +178,27 @@ pub fn redact(acl: &[Acl]) -> Vec<Acl> {
 pub fn user_name(id: &Id) -> String {
     match id.scheme.as_str() {
         "digest" => id.id.split(':').next().unwrap_or("").to_string(),
-        "ip" => id.id.clone(),
+        "ip" | "sasl" => id.id.clone(),
         _ => String::new(),
     }
 }
 
-/// Providers whose identities count for an `auth` ACL: only `digest` among
-/// the ones we have (`ip` is explicitly not "authenticated").
+/// Providers whose identities count for an `auth` ACL: `digest` and `sasl`
+/// among the ones we have (`ip` is explicitly not "authenticated").
 fn is_authenticated_scheme(scheme: &str) -> bool {
-    scheme == "digest"
+    scheme == "digest" || scheme == "sasl"
 }
+
+/// The reference validates `sasl` ids as Kerberos names: one with `@` must
+/// be `service[/host]@realm` (parts may be empty, none holding `/` or `@`
+/// beyond that shape); one without `@` is taken whole.
+fn sasl_id_valid(id: &str) -> bool {
+    let Some((principal, realm)) = id.split_once('@') else {
+        return true;
+    };
+    !realm.contains(['@', '/']) && principal.matches('/').count() <= 1
+}
+
 
 /// The reference splits on ':' dropping trailing empty parts and wants
 /// exactly two: `u:h` and `:h` pass, `u:`, `u`, `u:h:z` do not.
@@ -312,6 +331,30 @@ mod tests {
         );
         assert!(!check(&[acl(ALL, "world", "nobody")], READ, &[]));
         assert!(check(&[acl(ALL, "ip", "0.0.0.0/0")], READ, &[ip]));
+    }
+
+    /// SASLAuthenticationProvider: `sasl:<name>` matches that name, and the
+    /// SASL user `super` matches every `sasl` ACL; `auth` expands to sasl
+    /// identities; ids with `@` must be Kerberos-shaped.
+    #[test]
+    fn sasl_scheme() {
+        let bob = [Id::new("ip", "127.0.0.1"), Id::new("sasl", "bob")];
+        let guarded = [acl(READ, "sasl", "bob")];
+        assert!(check(&guarded, READ, &bob));
+        assert!(!check(&guarded, READ, &[Id::new("sasl", "eve")]));
+        assert!(!check(&guarded, READ, &[Id::new("digest", "bob")]));
+        assert!(check(&guarded, READ, &[Id::new("sasl", "super")]));
+        assert_eq!(
+            fixup(&[acl(ALL, "auth", "")], &bob, 8),
+            Ok(vec![acl(ALL, "sasl", "bob")])
+        );
+        for valid in ["bob", "zk/host@EXAMPLE.COM", "a@B", "x/y/z", "@"] {
+            assert!(fixup(&[acl(ALL, "sasl", valid)], &[], 8).is_ok(), "{valid}");
+        }
+        for invalid in ["a@b@c", "a/b/c@R", "a@R/x"] {
+            assert_eq!(fixup(&[acl(ALL, "sasl", invalid)], &[], 8), Err(ErrorCode::InvalidAcl), "{invalid}");
+        }
+        assert_eq!(user_name(&bob[1]), "bob");
     }
 
     // ZK-BEHAVIOURS 8.

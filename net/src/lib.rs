@@ -6,5 +6,6 @@ pub mod jute;
 pub mod mailbox;
 pub mod proto;
 pub mod reactor;
+pub mod sasl;
 pub mod shared;
 pub mod stats;

@@ -215,6 +215,16 @@ impl Work {
             Work::Reject(_) | Work::Unknown => false,
         }
     }
+
+    /// auth and sasl are how a connection authenticates, so
+    /// `enforce.auth.enabled` lets them through, as the reference does;
+    /// everything else (pings, closeSession, unknown opcodes) is refused.
+    fn authenticates(&self) -> bool {
+        matches!(
+            self,
+            Work::Request(Request::Sasl { .. } | Request::SetAuth { .. })
+        )
+    }
 }
 
 struct Connection {
@@ -241,6 +251,8 @@ struct Connection {
     scheduled: bool,
     /// The peer closed its side or the socket failed.
     dead: bool,
+    /// Where this connection's SASL exchange stands.
+    sasl: crate::sasl::Exchange,
 }
 
 impl Connection {
@@ -425,6 +437,7 @@ impl IoThread {
             close_after_flush: false,
             scheduled: false,
             dead: false,
+            sasl: crate::sasl::Exchange::new(),
         };
         self.conns.insert(serial, conn);
         // Data may already be waiting; edge-triggered readiness would not
@@ -735,6 +748,33 @@ impl IoThread {
             if conn.close_after_flush {
                 break;
             }
+            if !front.work.authenticates() && !shared.settings.sasl.admits(&conn.auth) {
+                // `enforce.auth.enabled`: as the reference, refuse with
+                // SessionClosedRequireSaslAuth (zxid 0, no body) and close
+                // the connection; the session itself lives on until it
+                // expires. Earlier replies go out first.
+                if !conn.in_flight.is_empty() {
+                    break;
+                }
+                let Some(pending) = conn.queue.pop_front() else {
+                    break;
+                };
+                shared.outstanding.fetch_sub(1, Ordering::Relaxed);
+                let schemes: Vec<&str> = conn.auth.iter().map(|id| id.scheme.as_str()).collect();
+                tracing::warn!(peer = %conn.entry.remote, session = %conn.session, ?schemes,
+                    enforced = ?shared.settings.sasl.enforce_auth_schemes,
+                    "request from a connection not authenticated with an enforced scheme; closing the connection");
+                proto::encode_reply(
+                    pending.xid,
+                    0,
+                    &Reply::error(ErrorCode::SessionClosedRequireSaslAuth),
+                    &mut conn.outbuf,
+                );
+                shared.stats.packet_sent();
+                conn.entry.stats.packet_sent();
+                conn.close_after_flush = true;
+                break;
+            }
             if front.work.goes_to_pipeline() {
                 let Some(Pending {
                     xid,
@@ -1006,6 +1046,19 @@ fn handshake(shared: &Shared, conn: &mut Connection, body: &[u8]) -> Result<(), 
     Ok(())
 }
 
+/// Adds authenticated identities to the connection (skipping ones it
+/// holds), in both the copy its requests carry and the one watch events
+/// are checked against.
+fn add_identities(conn: &mut Connection, ids: Vec<Id>) {
+    let merged = Arc::make_mut(&mut conn.auth);
+    for id in ids {
+        if !merged.contains(&id) {
+            merged.push(id);
+        }
+    }
+    *conn.entry.auth.lock() = Arc::clone(&conn.auth);
+}
+
 /// Answers a request that needs no txn: reads, pings, auth, watch management.
 fn serve_local(
     shared: &Shared,
@@ -1024,27 +1077,39 @@ fn serve_local(
                 &mut conn.outbuf,
             );
         }
-        Request::Sasl { .. } => {
-            // No mechanism is offered: a null token, zxid 0, as the
-            // reference without SASL configured answers.
-            proto::encode_reply(
-                xid,
-                0,
-                &Reply::ok(Response::Sasl { token: None }),
-                &mut conn.outbuf,
+        Request::Sasl { token } => {
+            // Replies carry zxid 0, as the reference's.
+            let answer = conn.sasl.answer(
+                &shared.settings.sasl,
+                token.as_deref(),
+                conn.entry.remote,
+                conn.session,
             );
+            match answer {
+                crate::sasl::Answer::Token(token) => {
+                    proto::encode_reply(
+                        xid,
+                        0,
+                        &Reply::ok(Response::Sasl { token }),
+                        &mut conn.outbuf,
+                    );
+                }
+                crate::sasl::Answer::Authenticated { token, identities } => {
+                    add_identities(conn, identities);
+                    let reply = Reply::ok(Response::Sasl { token: Some(token) });
+                    proto::encode_reply(xid, 0, &reply, &mut conn.outbuf);
+                }
+                crate::sasl::Answer::Refuse { code, close } => {
+                    crate::sasl::encode_refusal(xid, code, &mut conn.outbuf);
+                    conn.close_after_flush |= close;
+                }
+            }
         }
         Request::SetAuth { scheme, auth, .. } => {
             match engine::acl::authenticate(&scheme, &auth, shared.settings.super_digest.as_deref())
             {
                 Ok(ids) => {
-                    let merged = Arc::make_mut(&mut conn.auth);
-                    for id in ids {
-                        if !merged.contains(&id) {
-                            merged.push(id);
-                        }
-                    }
-                    *conn.entry.auth.lock() = Arc::clone(&conn.auth);
+                    add_identities(conn, ids);
                     proto::encode_reply(xid, 0, &Reply::ok(Response::Empty), &mut conn.outbuf);
                 }
                 Err(code) => {

@@ -38,6 +38,9 @@ pub struct Settings {
     pub super_digest: Option<String>,
     /// `maxResponseBytes`, `maxMultiOps`: what one read may cost.
     pub read_limits: engine::read::ReadLimits,
+    /// The JAAS login the `sasl` request is answered with, and
+    /// `enforce.auth.*` / `allowSaslFailedClients`.
+    pub sasl: crate::sasl::SaslSettings,
 }
 
 impl Settings {
@@ -92,13 +95,13 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     /// What session passwords derive from (kept in the data directory).
     pub session_secret: SessionSecret,
-}
-
-impl Shared {
     /// Sessions brought over from Apache ZooKeeper by `zk-migrate`, whose
     /// clients may still present Apache's password for them; a session
     /// leaves the set when it closes.
     pub migrated_sessions: Mutex<std::collections::HashSet<SessionId>>,
+}
+
+impl Shared {
     /// The shared state of a server starting with `tree`, the sessions it
     /// recovered, one mailbox per I/O thread and nothing else yet: no
     /// connection, watch or outstanding request.
@@ -126,13 +129,10 @@ impl Shared {
             shutdown: AtomicBool::new(false),
             clock,
             session_secret,
+            migrated_sessions: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
-            migrated_sessions: Mutex::new(std::collections::HashSet::new()),
-    /// Fires the watches of an applied txn's changes and posts each event
-    /// to its connection, if that connection's identities may READ the
-    /// changed node (for NodeChildrenChanged, the parent), as the reference
     /// Whether `passwd` opens `session`: ours, or Apache's for a session
     /// `zk-migrate` brought over.
     pub fn password_matches(&self, session: SessionId, passwd: &[u8]) -> bool {
@@ -141,6 +141,9 @@ impl Shared {
                 && passwd == engine::session::reference_password(session).as_slice())
     }
 
+    /// Fires the watches of an applied txn's changes and posts each event
+    /// to its connection, if that connection's identities may READ the
+    /// changed node (for NodeChildrenChanged, the parent), as the reference
     /// checks at delivery; other watchers' events are dropped, their one-shot
     /// watches consumed all the same. Call it with the tree's write lock
     /// held, as the applier does (DESIGN.md invariant 2).

@@ -105,6 +105,7 @@ fn start(options: Options) -> Server {
             max_session_timeout_ms: 60_000,
             super_digest: None,
             read_limits: Default::default(),
+            sasl: Default::default(),
         },
         clock,
         SessionSecret::new([7; 32]),

@@ -8,6 +8,7 @@
 
 mod admin;
 mod config;
+mod jaas;
 mod pipeline;
 mod secret;
 
@@ -251,6 +252,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         max_session_timeout_ms: config.max_session_timeout_ms as i32,
         super_digest: config.super_digest.clone(),
         read_limits: config.read_limits(),
+        sasl: config.sasl.settings.clone(),
     };
     let shared = Arc::new(Shared::new(
         tree,
@@ -261,8 +263,6 @@ fn serve(config: Config) -> anyhow::Result<()> {
         clock,
         session_secret,
     ));
-
-    let pipeline = pipeline::Pipeline {
     // Recovered sessions that zk-migrate brought over from Apache ZooKeeper:
     // their clients still hold Apache's passwords.
     shared.migrated_sessions.lock().extend(
@@ -270,6 +270,8 @@ fn serve(config: Config) -> anyhow::Result<()> {
             .into_iter()
             .filter(|session| shared.sessions.lock().get(*session).is_some()),
     );
+
+    let pipeline = pipeline::Pipeline {
         shared: Arc::clone(&shared),
         storage,
         prep: Prep::new(

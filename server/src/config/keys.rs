@@ -19,7 +19,7 @@
 use super::ensemble::{hierarchical_unsupported, parse_hex_version, parse_role, LearnerRole};
 use super::error::{ConfigError, Setting};
 use super::jvm_flags::{parse_jvm_flags, JVM_FLAGS_ORIGIN};
-use super::{Config, StorageBackend, WalIo};
+use super::{Config, SaslConfig, StorageBackend, WalIo};
 use engine::prep::{DEFAULT_MAX_ACL_ENTRIES, DEFAULT_MAX_MULTI_OPS};
 use engine::read::{DEFAULT_MAX_RESPONSE_BYTES, GET_DATA_OVERHEAD_BYTES};
 use net::fourlw::{FourLetterWord, Whitelist};
@@ -63,6 +63,7 @@ pub(super) fn defaults() -> Config {
         extended_types_enabled: false,
         jute_max_buffer: DEFAULT_JUTE_MAX_BUFFER,
         super_digest: None,
+        sasl: SaslConfig::default(),
         read_only_mode: false,
         skip_acl: false,
         digest_enabled: true,
@@ -226,7 +227,18 @@ const HONOURED_PROPERTIES: &[&str] = &[
     "zookeeper.maxAclEntries",
     "zookeeper.walIo",
     "zookeeper.storage.backend",
+    "zookeeper.sasl.serverconfig",
+    "zookeeper.allowSaslFailedClients",
+    "zookeeper.sessionRequireClientSASLAuth",
+    "zookeeper.enforce.auth.enabled",
+    "zookeeper.enforce.auth.schemes",
+    "zookeeper.superUser",
+    "zookeeper.SASLAuthenticationProvider.superPassword",
 ];
+
+/// Families of system properties this server reads (`authProvider.1`,
+/// `superUser.2`, ...).
+const HONOURED_PROPERTY_PREFIXES: &[&str] = &["zookeeper.authProvider.", "zookeeper.superUser."];
 
 /// Properties the reference reads without the `zookeeper.` prefix: only JVM
 /// flags can set them, and the same key in zoo.cfg silently does nothing there.
@@ -235,6 +247,7 @@ const JVM_ONLY_PROPERTIES: &[&str] = &[
     "readonlymode.enabled",
     "znode.container.checkIntervalMs",
     "znode.container.maxPerMinute",
+    "java.security.auth.login.config",
 ];
 
 /// The configuration being built, with the sources still at hand.
@@ -443,7 +456,11 @@ fn read_other_key(
                 builder.origin
             );
             builder.warn(key, message);
-        } else if !HONOURED_PROPERTIES.contains(&name.as_str()) {
+        } else if !HONOURED_PROPERTIES.contains(&name.as_str())
+            && !HONOURED_PROPERTY_PREFIXES
+                .iter()
+                .any(|p| name.starts_with(p))
+        {
             let message = format!(
                 "{}: ignoring {key}: not supported by this server",
                 builder.origin
@@ -648,7 +665,118 @@ fn read_properties(builder: &mut Builder<'_>) -> Result<(), ConfigError> {
     if let Some(setting) = builder.property("znode.container.maxPerMinute") {
         builder.config.container_max_per_minute = setting.u32(1, "a positive integer")?;
     }
+    read_sasl_properties(builder)?;
     read_max_response_bytes(builder)
+}
+
+/// Provider classes the reference ships, by the ACL scheme each serves.
+const AUTH_PROVIDER_CLASSES: &[(&str, &str)] = &[
+    (
+        "org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+        "sasl",
+    ),
+    (
+        "org.apache.zookeeper.server.auth.X509AuthenticationProvider",
+        "x509",
+    ),
+    (
+        "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
+        "digest",
+    ),
+    (
+        "org.apache.zookeeper.server.auth.IPAuthenticationProvider",
+        "ip",
+    ),
+];
+
+/// SASL and `enforce.auth.*`, with the reference's start-up checks:
+/// enforcement needs schemes, and each must have a provider (`ip` and
+/// `digest` always, others through `authProvider.N`).
+fn read_sasl_properties(builder: &mut Builder<'_>) -> Result<(), ConfigError> {
+    if let Some(setting) = builder.property("java.security.auth.login.config") {
+        builder.config.sasl.jaas_file = Some(PathBuf::from(setting.value));
+    }
+    if let Some(setting) = builder.property("zookeeper.sasl.serverconfig") {
+        builder.config.sasl.login_context = Some(setting.value.to_string());
+    }
+    let mut schemes: BTreeSet<String> = ["ip", "digest"].iter().map(|s| s.to_string()).collect();
+    let providers: Vec<(String, String)> = builder
+        .properties
+        .iter()
+        .filter_map(|(name, (value, _))| {
+            let key = name.strip_prefix("zookeeper.authProvider.")?;
+            Some((key.to_string(), value.trim().to_string()))
+        })
+        .collect();
+    for (key, class) in providers {
+        match AUTH_PROVIDER_CLASSES.iter().find(|(c, _)| *c == class) {
+            Some((_, scheme)) => {
+                schemes.insert(scheme.to_string());
+            }
+            None => {
+                // The reference logs the failed class load and goes on.
+                let message = format!(
+                    "{}: authProvider.{key}={class}: unknown authentication provider class; ignored",
+                    builder.origin
+                );
+                builder.warn(&format!("authProvider.{key}"), message);
+            }
+        }
+        builder.config.sasl.auth_providers.insert(key, class);
+    }
+    let allow_failed_clients =
+        lenient_bool(builder, "zookeeper.allowSaslFailedClients").unwrap_or(false);
+    let require_sasl =
+        lenient_bool(builder, "zookeeper.sessionRequireClientSASLAuth").unwrap_or(false);
+    let enforce = lenient_bool(builder, "zookeeper.enforce.auth.enabled").unwrap_or(false);
+    let enforced: Vec<String> = if require_sasl {
+        vec!["sasl".to_string()]
+    } else if enforce {
+        let listed = builder.property("zookeeper.enforce.auth.schemes");
+        let origin = listed
+            .as_ref()
+            .map_or(builder.origin, |s| s.origin)
+            .to_string();
+        let listed: Vec<String> = listed
+            .map(|s| s.value.split(',').map(|x| x.trim().to_string()).collect())
+            .unwrap_or_default();
+        if listed.is_empty() {
+            return Err(ConfigError::Invalid {
+                origin,
+                message: "enforce.auth.enabled is true, so enforce.auth.schemes must be set"
+                    .to_string(),
+            });
+        }
+        listed
+    } else {
+        Vec::new()
+    };
+    if let Some(missing) = enforced.iter().find(|s| !schemes.contains(*s)) {
+        return Err(ConfigError::Invalid {
+            origin: builder.origin.to_string(),
+            message: format!(
+                "authentication scheme {missing} is enforced but not available (known: {}); add authProvider.N for it",
+                schemes.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    let super_users: Vec<String> = builder
+        .properties
+        .iter()
+        .filter(|(name, _)| {
+            name.as_str() == "zookeeper.superUser" || name.starts_with("zookeeper.superUser.")
+        })
+        .map(|(_, (value, _))| value.clone())
+        .collect();
+    let super_password = builder
+        .property("zookeeper.SASLAuthenticationProvider.superPassword")
+        .map(|s| s.value.to_string());
+    let settings = &mut builder.config.sasl.settings;
+    settings.allow_failed_clients = allow_failed_clients;
+    settings.enforce_auth_schemes = enforced;
+    settings.super_users = super_users;
+    settings.super_password = super_password;
+    Ok(())
 }
 
 /// `maxResponseBytes`, once `jute.maxbuffer` is known: a budget below the
@@ -1151,5 +1279,60 @@ clientPort=2181
             "{MINIMAL}4lw.commands.whitelist=ruok, RUOK, stats\n"
         ));
         assert_eq!(config.warnings, ["zoo.cfg: 4lw.commands.whitelist names unknown commands RUOK, stats; they are ignored"]);
+    }
+
+    /// SASL keys as the reference reads them: zoo.cfg `authProvider.N`,
+    /// `allowSaslFailedClients`, `enforce.auth.*` become `zookeeper.*`
+    /// properties; the JAAS file is a JVM flag.
+    #[test]
+    fn sasl_keys_from_zoo_cfg_and_flags() {
+        let text = format!(
+            "{MINIMAL}authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n\
+             allowSaslFailedClients=true\nenforce.auth.enabled=true\nenforce.auth.schemes=sasl, digest\n\
+             superUser=admin\n"
+        );
+        let flags =
+            "-Djava.security.auth.login.config=/etc/zk/jaas.conf -Dzookeeper.superUser.2=root \
+                     -Dzookeeper.SASLAuthenticationProvider.superPassword=pw";
+        let config = Config::parse(&text, Path::new("zoo.cfg"), flags).expect("parses");
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let sasl = &config.sasl;
+        assert_eq!(sasl.jaas_file, Some(PathBuf::from("/etc/zk/jaas.conf")));
+        assert_eq!(sasl.auth_providers.len(), 1);
+        assert!(sasl.settings.allow_failed_clients);
+        assert_eq!(sasl.settings.enforce_auth_schemes, ["sasl", "digest"]);
+        assert!(sasl.settings.sasl_required());
+        assert_eq!(sasl.settings.super_users, ["admin", "root"]);
+        assert_eq!(sasl.settings.super_password.as_deref(), Some("pw"));
+
+        let required = Config::parse(MINIMAL, Path::new("zoo.cfg"),
+            "-Dzookeeper.sessionRequireClientSASLAuth=true -Dzookeeper.authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider")
+            .expect("parses");
+        assert_eq!(required.sasl.settings.enforce_auth_schemes, ["sasl"]);
+        assert_eq!(
+            Config::parse(MINIMAL, Path::new("zoo.cfg"), "")
+                .unwrap()
+                .sasl,
+            SaslConfig::default()
+        );
+    }
+
+    #[test]
+    fn enforce_auth_needs_available_schemes() {
+        assert_eq!(
+            parse_err(&format!("{MINIMAL}enforce.auth.enabled=true\n"), ""),
+            "zoo.cfg: enforce.auth.enabled is true, so enforce.auth.schemes must be set"
+        );
+        assert_eq!(
+            parse_err(&format!("{MINIMAL}enforce.auth.enabled=true\nenforce.auth.schemes=sasl\n"), ""),
+            "zoo.cfg: authentication scheme sasl is enforced but not available (known: digest, ip); add authProvider.N for it"
+        );
+        assert!(
+            parse_err(MINIMAL, "-Dzookeeper.sessionRequireClientSASLAuth=true")
+                .contains("scheme sasl")
+        );
+        let config = parse(&format!("{MINIMAL}enforce.auth.enabled=true\nenforce.auth.schemes=digest\nauthProvider.9=com.example.Custom\n"));
+        assert_eq!(config.sasl.settings.enforce_auth_schemes, ["digest"]);
+        assert_eq!(config.warnings, ["zoo.cfg: authProvider.9=com.example.Custom: unknown authentication provider class; ignored"]);
     }
 }

@@ -48,6 +48,25 @@ pub enum WalIo {
     IoUring,
 }
 
+/// SASL and authentication enforcement, as the reference reads them from
+/// system properties (zoo.cfg keys become `zookeeper.<key>`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SaslConfig {
+    /// `-Djava.security.auth.login.config`: the JAAS file, read by
+    /// [`Config::load`] into `settings.login`.
+    pub jaas_file: Option<PathBuf>,
+    /// `zookeeper.sasl.serverconfig`: the JAAS section (default `Server`).
+    pub login_context: Option<String>,
+    /// `zookeeper.authProvider.<key>` (`authProvider.<key>` in zoo.cfg): the
+    /// provider classes by key.
+    pub auth_providers: BTreeMap<String, String>,
+    /// What the reactor enforces: `zookeeper.allowSaslFailedClients`,
+    /// `zookeeper.enforce.auth.enabled` + `.schemes` (or
+    /// `zookeeper.sessionRequireClientSASLAuth`), `zookeeper.superUser*`,
+    /// `zookeeper.SASLAuthenticationProvider.superPassword`.
+    pub settings: net::sasl::SaslSettings,
+}
+
 /// Which storage backend keeps the data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StorageBackend {
@@ -95,6 +114,8 @@ pub struct Config {
     pub jute_max_buffer: usize,
     /// `zookeeper.DigestAuthenticationProvider.superDigest` (`super:<base64 sha1>`).
     pub super_digest: Option<String>,
+    /// SASL (DIGEST-MD5 from a JAAS file) and `enforce.auth.*`.
+    pub sasl: SaslConfig,
     /// `-Dreadonlymode.enabled`.
     pub read_only_mode: bool,
     /// `zookeeper.skipACL=yes`.
@@ -204,6 +225,7 @@ impl Config {
         let mut config = Config::parse(TEXT, Path::new("<embedded default>"), jvm_flags)?;
         config.source = None;
         config.entries.clear();
+        config.load_jaas()?;
         Ok(config)
     }
 
@@ -212,6 +234,7 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = read_text(path)?;
         let mut config = Config::parse(&text, path, &jvm_flags_from_env())?;
+        config.load_jaas()?;
         if let Some(dynamic) = config.dynamic_config_file.clone() {
             let text = read_text(&dynamic)?;
             config.apply_dynamic(&text, &dynamic)?;
@@ -256,6 +279,37 @@ impl Config {
             });
         }
         Ok(config)
+    }
+
+    /// Reads the JAAS file `-Djava.security.auth.login.config` names, if
+    /// any, and takes the login from its `zookeeper.sasl.serverconfig`
+    /// section (default `Server`). As in the reference, a file without
+    /// that section leaves SASL off; a file that cannot be read or parsed
+    /// stops start-up, naming the file and line.
+    pub fn load_jaas(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = self.sasl.jaas_file.clone() else {
+            return Ok(());
+        };
+        let section_name = self.sasl.login_context.as_deref().unwrap_or("Server");
+        let origin = path.display().to_string();
+        let text = read_text(&path)?;
+        let sections = crate::jaas::parse(&text, &origin)?;
+        let Some(section) = sections.iter().find(|s| s.name == section_name) else {
+            tracing::info!(file = %origin, section = section_name,
+                "the JAAS file has no such section; SASL authentication is off");
+            return Ok(());
+        };
+        let login = crate::jaas::server_login(section, &origin);
+        for warning in login.warnings {
+            tracing::warn!("{warning}");
+            self.warnings.push(warning);
+        }
+        if let net::sasl::Login::Digest(users) = &login.login {
+            tracing::info!(file = %origin, section = section_name, users = users.len(),
+                "SASL DIGEST-MD5 logins from the JAAS file");
+        }
+        self.sasl.settings.login = login.login;
+        Ok(())
     }
 
     /// Merges a dynamic config file (`server.N` lines and `version` only).
@@ -470,6 +524,30 @@ mod tests {
     use proptest::prelude::*;
     use std::net::Ipv4Addr;
 
+    /// The JAAS file named by -Djava.security.auth.login.config gives the
+    /// DIGEST-MD5 users; no Server section leaves SASL off; a malformed
+    /// file stops start-up naming file and line.
+    #[test]
+    fn jaas_file_is_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let jaas = dir.path().join("jaas.conf");
+        let flags = format!("-Djava.security.auth.login.config={}", jaas.display());
+        let load = |text: &str| {
+            std::fs::write(&jaas, text).unwrap();
+            let mut config = Config::parse(testing::MINIMAL, Path::new("zoo.cfg"), &flags).unwrap();
+            config.load_jaas().map(|()| config.sasl.settings.login)
+        };
+        let login = load("Server {\n org.apache.zookeeper.server.auth.DigestLoginModule required\n user_bob=\"pw\";\n};\n").unwrap();
+        assert!(matches!(login, net::sasl::Login::Digest(ref users) if users.password("bob") == Some("pw")));
+        assert_eq!(load("").unwrap(), net::sasl::Login::None);
+        assert_eq!(load("Client { m required; };").unwrap(), net::sasl::Login::None);
+        let error = load("Server {\n m required user_bob=\"pw\"\n}").unwrap_err().to_string();
+        assert_eq!(error, format!("{}:3: expected an option key or ';', found '}}'", jaas.display()));
+        std::fs::remove_file(&jaas).unwrap();
+        let mut config = Config::parse(testing::MINIMAL, Path::new("zoo.cfg"), &flags).unwrap();
+        assert!(config.load_jaas().unwrap_err().to_string().starts_with(&jaas.display().to_string()));
+    }
+
     #[test]
     fn syntax_errors_name_file_and_line() {
         assert_eq!(
@@ -564,10 +642,8 @@ server.5=[2001:db8::5]:2888:3888:participant;[2001:db8::5]:2181
             .warnings
             .iter()
             .any(|w| w.contains("jute.maxbuffer") && w.contains("SERVER_JVMFLAGS")));
-        assert!(config
-            .warnings
-            .iter()
-            .any(|w| w.contains("ignoring authProvider.1")));
+        assert!(!config.warnings.iter().any(|w| w.contains("authProvider.1")));
+        assert_eq!(config.sasl.auth_providers.len(), 1);
         assert_eq!(
             config.metrics_provider_class.as_deref(),
             Some("org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider")

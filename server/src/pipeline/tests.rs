@@ -56,6 +56,7 @@ fn fixture() -> Fixture {
             max_session_timeout_ms: 4000,
             super_digest: None,
             read_limits: Default::default(),
+            sasl: Default::default(),
         },
         Arc::clone(&clock) as Arc<dyn Clock>,
         SessionSecret::new([7; 32]),
