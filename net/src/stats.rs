@@ -187,6 +187,22 @@ impl LatencySummary {
     }
 
     pub fn snapshot(&self) -> SummarySnapshot {
+        let (latency, percentiles) = self.percentiles(&[500, 950, 990, 999]);
+        let at = |index: usize| percentiles.get(index).copied().unwrap_or(0);
+        SummarySnapshot {
+            latency,
+            p50: at(0),
+            p95: at(1),
+            p99: at(2),
+            p999: at(3),
+        }
+    }
+
+    /// The min/avg/max and the given percentiles (in per mille: 900 is the
+    /// 90th), for exporters whose quantiles differ from `mntr`'s (the
+    /// reference's Prometheus summaries report 0.5, 0.9 and 0.99). Each is 0
+    /// when there are no samples.
+    pub fn percentiles(&self, per_mille: &[u64]) -> (LatencySnapshot, Vec<u64>) {
         let latency = self.latency.snapshot();
         let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(RELAXED)).collect();
         // The histogram's own total, not `latency.count`: a racing reset may
@@ -196,7 +212,7 @@ impl LatencySummary {
             if total == 0 {
                 return 0;
             }
-            let rank = (u128::from(total) * u128::from(per_mille))
+            let rank = (u128::from(total) * u128::from(per_mille.min(1000)))
                 .div_ceil(1000)
                 .max(1);
             let mut seen = 0u128;
@@ -208,13 +224,7 @@ impl LatencySummary {
             }
             latency.max
         };
-        SummarySnapshot {
-            latency,
-            p50: percentile(500),
-            p95: percentile(950),
-            p99: percentile(990),
-            p999: percentile(999),
-        }
+        (latency, per_mille.iter().map(|p| percentile(*p)).collect())
     }
 }
 
@@ -282,7 +292,7 @@ pub struct ServerStats {
     /// Milliseconds each snapshot (or checkpoint) took to write, the
     /// reference's `snapshottime` summary. Not cleared by `srst`: it
     /// describes the storage, not the clients.
-    snapshot_time: MinAvgMax,
+    snapshot_time: LatencySummary,
 }
 
 impl ServerStats {
@@ -370,6 +380,21 @@ impl ServerStats {
         self.snapshot_time.record(duration_ms(elapsed));
     }
 
+    /// The `readlatency` summary itself, for percentiles other than `mntr`'s.
+    pub fn read_latency(&self) -> &LatencySummary {
+        &self.read_latency
+    }
+
+    /// The `updatelatency` summary itself.
+    pub fn update_latency(&self) -> &LatencySummary {
+        &self.update_latency
+    }
+
+    /// The `snapshottime` summary itself.
+    pub fn snapshot_time(&self) -> &LatencySummary {
+        &self.snapshot_time
+    }
+
     /// `srst`: clears latencies, packet counts and response sizes. Gauges
     /// (connections, outstanding) describe the present and are kept.
     pub fn reset(&self) {
@@ -396,7 +421,7 @@ impl ServerStats {
             latency: self.request_latency.snapshot(),
             read_latency: self.read_latency.snapshot(),
             update_latency: self.update_latency.snapshot(),
-            snapshot_time: self.snapshot_time.snapshot(),
+            snapshot_time: self.snapshot_time.snapshot().latency,
             last_response_size: self.response_sizes.last.load(RELAXED),
             min_response_size: self.response_sizes.min.load(RELAXED),
             max_response_size: self.response_sizes.max.load(RELAXED),
@@ -671,6 +696,11 @@ mod tests {
         assert_eq!(snapshot.p50, 55);
         // p95 is 95, in [80, 95]; p99 and p999 land in [96, 111], capped at the max.
         assert_eq!((snapshot.p95, snapshot.p99, snapshot.p999), (95, 100, 100));
+        // Other percentiles from the same buckets: p90 is 90, in [80, 95].
+        let (latency, percentiles) = summary.percentiles(&[500, 900, 990]);
+        assert_eq!(latency, snapshot.latency);
+        assert_eq!(percentiles, [55, 95, 100]);
+        assert_eq!(LatencySummary::default().percentiles(&[900]).1, [0]);
 
         let small = LatencySummary::default();
         for value in [0, 0, 0, 1, 2] {

@@ -1,11 +1,16 @@
-//! The four-letter words' view of a running server: `Admin` implements
-//! `net::fourlw::FourLetterSource` by reading `Shared` (briefly taking the
-//! tree's read lock and the registries' locks), the config, the data
-//! directories' sizes and `/proc`. It only reports and resets counters; it
-//! changes no state a client can see. The reactor calls it on its `fourlw`
-//! thread, so the file reads here never hold up an I/O thread.
+//! The operator's view of a running server: `Admin` implements
+//! `net::fourlw::FourLetterSource` for the four-letter words, and on top of
+//! it the AdminServer's `http::commands::AdminSource` and the Prometheus
+//! endpoint's `http::metrics::MetricsSource`, by reading `Shared` (briefly
+//! taking the tree's read lock and the registries' locks), the config, the
+//! data directories and `/proc`. It only reports, resets counters and keeps
+//! the trace mask; it changes no state a client can see. The reactor calls it
+//! on its `fourlw` thread and the HTTP endpoints on their own workers, so the
+//! file reads here never hold up an I/O thread.
 
-use crate::config::Config;
+use crate::config::{Config, StorageBackend};
+use crate::http::commands::AdminSource;
+use crate::http::metrics::{IoThreadLoad, MetricsSnapshot, MetricsSource, SummaryValues};
 use net::fourlw::{
     ConnectionSnapshot, DumpSnapshot, ExpiryBucket, FourLetterSource, HostSnapshot, ServerSnapshot,
     WatchSummary,
@@ -13,7 +18,7 @@ use net::fourlw::{
 use net::shared::Shared;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,14 +34,31 @@ pub struct Admin {
     shared: Arc<Shared>,
     config: Config,
     started: Instant,
+    /// `stmk` / `set_trace_mask`; nothing is traced, but the reference
+    /// echoes the mask back from `gtmk`.
+    trace_mask: AtomicI64,
+    /// The configuration text as it was at start-up (`initial_configuration`).
+    initial_configuration: String,
 }
 
 impl Admin {
     pub fn new(shared: Arc<Shared>, config: Config) -> Admin {
+        let initial_configuration = match &config.source {
+            Some(path) => std::fs::read_to_string(path).unwrap_or_else(|_| {
+                config
+                    .entries
+                    .iter()
+                    .map(|(key, value)| format!("{key}={value}\n"))
+                    .collect()
+            }),
+            None => crate::config::EMBEDDED_ZOO_CFG.to_string(),
+        };
         Admin {
             shared,
             config,
             started: Instant::now(),
+            trace_mask: AtomicI64::new(net::fourlw::DEFAULT_TRACE_MASK),
+            initial_configuration,
         }
     }
 
@@ -214,6 +236,102 @@ impl FourLetterSource for Admin {
     fn host(&self) -> HostSnapshot {
         host()
     }
+
+    fn trace_mask(&self) -> i64 {
+        self.trace_mask.load(Ordering::Relaxed)
+    }
+
+    fn set_trace_mask(&self, mask: i64) {
+        self.trace_mask.store(mask, Ordering::Relaxed);
+    }
+}
+
+impl AdminSource for Admin {
+    fn last_snapshot(&self) -> Option<(i64, i64)> {
+        match self.config.storage_backend {
+            StorageBackend::Native => newest_snapshot_file(&self.config.data_dir),
+            // Its checkpoint lives inside the database, not as a file.
+            StorageBackend::RocksDb => None,
+        }
+    }
+
+    fn initial_configuration(&self) -> String {
+        self.initial_configuration.clone()
+    }
+
+    fn system_properties(&self) -> Vec<(String, String)> {
+        let mut properties = self.environment();
+        properties.extend(crate::config::parse_jvm_flags(
+            &crate::config::jvm_flags_from_env(),
+        ));
+        properties
+    }
+
+    fn as_four_letter_source(&self) -> &dyn FourLetterSource {
+        self
+    }
+}
+
+impl MetricsSource for Admin {
+    fn metrics(&self) -> MetricsSnapshot {
+        let stats = &self.shared.stats;
+        let summary = |summary: &net::stats::LatencySummary, per_mille: &[u64]| {
+            let (latency, quantiles) = summary.percentiles(per_mille);
+            SummaryValues {
+                count: latency.count,
+                sum: latency.total,
+                quantiles,
+            }
+        };
+        let mut io_threads = vec![IoThreadLoad::default(); self.shared.mailboxes.len()];
+        for (conn, entry) in self.shared.connections.lock().iter() {
+            if let Some(load) = io_threads.get_mut(conn.thread()) {
+                load.connections += 1;
+                load.queued_requests += entry.queued.load(Ordering::Relaxed);
+            }
+        }
+        MetricsSnapshot {
+            server: self.server(),
+            read_latency: summary(stats.read_latency(), &MetricsSnapshot::ADVANCED_PER_MILLE),
+            update_latency: summary(stats.update_latency(), &MetricsSnapshot::ADVANCED_PER_MILLE),
+            snapshot_time: summary(stats.snapshot_time(), &MetricsSnapshot::BASIC_PER_MILLE),
+            io_threads,
+            backend: match self.config.storage_backend {
+                StorageBackend::Native => "native",
+                StorageBackend::RocksDb => "rocksdb",
+            },
+        }
+    }
+}
+
+/// The newest `snapshot.<16 hex digits>` file directly under `dir`: its zxid
+/// and modification time in Unix seconds (the reference's `last_snapshot`).
+fn newest_snapshot_file(dir: &Path) -> Option<(i64, i64)> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let zxid = snapshot_zxid(name.to_str()?)?;
+            let modified = entry.metadata().ok()?.modified().ok()?;
+            let seconds = modified
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .and_then(|since| i64::try_from(since.as_secs()).ok())
+                .unwrap_or(0);
+            Some((zxid, seconds))
+        })
+        .max_by_key(|(zxid, _)| *zxid)
+}
+
+/// The zxid a finished snapshot's file name carries; `None` for anything
+/// else (temporary files, other names).
+fn snapshot_zxid(name: &str) -> Option<i64> {
+    let hex = name.strip_prefix("snapshot.")?;
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok().map(|zxid| zxid as i64)
 }
 
 /// The machine and this process as `envi` shows them.
@@ -296,6 +414,30 @@ fn file_descriptors() -> (Option<u64>, Option<u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only finished snapshots count for `last_snapshot`; the newest zxid wins.
+    #[test]
+    fn last_snapshot_is_the_newest_finished_file() {
+        assert_eq!(
+            snapshot_zxid("snapshot.00000001000000ff"),
+            Some(0x1_0000_00ff)
+        );
+        assert_eq!(snapshot_zxid("snapshot.00000001000000ff.tmp"), None);
+        assert_eq!(snapshot_zxid("snapshot.1"), None);
+        assert_eq!(snapshot_zxid("log.0000000000000001"), None);
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(newest_snapshot_file(dir.path()), None);
+        for name in [
+            "snapshot.0000000000000010",
+            "snapshot.0000000000000200",
+            "snapshot.0000000000000300.tmp",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").expect("write");
+        }
+        let (zxid, seconds) = newest_snapshot_file(dir.path()).expect("found");
+        assert_eq!(zxid, 0x200);
+        assert!(seconds > 1_600_000_000, "a Unix time in seconds: {seconds}");
+    }
 
     /// `/proc` lines as the kernel writes them; anything else reads as unknown.
     #[test]

@@ -8,6 +8,7 @@
 
 mod admin;
 mod config;
+mod http;
 mod jaas;
 mod pipeline;
 mod secret;
@@ -171,6 +172,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create dataDir {}", config.data_dir.display()))?;
 
     refuse_other_backends_data(&config)?;
+    // The AdminServer and /metrics ports, bound now so a port in use stops
+    // start-up before recovery.
+    let endpoints = http::bind(&config)?;
     if !config.force_sync {
         tracing::warn!("forceSync=no: acknowledged writes can be lost on power failure");
     }
@@ -291,10 +295,12 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .spawn(move || pipeline.run())
         .context("cannot start the pipeline thread")?;
 
+    let admin = Arc::new(admin::Admin::new(Arc::clone(&shared), config.clone()));
     let words = FourLetterWords {
         whitelist: config.four_letter_words.clone(),
-        source: Arc::new(admin::Admin::new(Arc::clone(&shared), config.clone())),
+        source: admin.clone(),
     };
+    let endpoints = endpoints.start(admin)?;
     let reactor = Reactor::start(Arc::clone(&shared), polls, listener, words)
         .context("cannot start the I/O threads")?;
     tracing::info!(io_threads, address = %reactor.local_addr, "serving");
@@ -316,6 +322,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
 
     reactor.join();
     shared.begin_shutdown();
+    endpoints.stop();
     let result = pipeline.join();
     drop(signal_thread);
     match result {

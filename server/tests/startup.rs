@@ -14,9 +14,11 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
+/// Writes `body` as zoo.cfg, with the AdminServer off: it defaults to port
+/// 8080, which servers started side by side would fight over.
 fn write_config(dir: &Path, body: &str) -> std::path::PathBuf {
     let path = dir.join("zoo.cfg");
-    std::fs::write(&path, body).expect("write zoo.cfg");
+    std::fs::write(&path, format!("{body}\nadmin.enableServer=false\n")).expect("write zoo.cfg");
     path
 }
 

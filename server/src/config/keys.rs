@@ -40,6 +40,7 @@ const DEFAULT_SNAP_SIZE_LIMIT_KB: u64 = 4_194_304;
 const DEFAULT_PRE_ALLOC_SIZE_KB: u64 = 65_536;
 const MIN_SNAP_RETAIN_COUNT: u32 = 3;
 const DEFAULT_ADMIN_PORT: u16 = 8080;
+const DEFAULT_ADMIN_IDLE_TIMEOUT_MS: u32 = 30_000;
 
 /// Every field at the reference's default; `dataDir` empty (it is
 /// required) and no client port.
@@ -98,6 +99,7 @@ pub(super) fn defaults() -> Config {
         admin_server_address: "0.0.0.0".to_string(),
         admin_server_port: DEFAULT_ADMIN_PORT,
         admin_command_url: "/commands".to_string(),
+        admin_idle_timeout_ms: DEFAULT_ADMIN_IDLE_TIMEOUT_MS,
         metrics_provider_class: None,
         metrics_provider: BTreeMap::new(),
         source: None,
@@ -220,6 +222,7 @@ const HONOURED_PROPERTIES: &[&str] = &[
     "zookeeper.admin.serverAddress",
     "zookeeper.admin.serverPort",
     "zookeeper.admin.commandURL",
+    "zookeeper.admin.idleTimeout",
     "zookeeper.ioThreads",
     "zookeeper.connectionOutstandingLimit",
     "zookeeper.maxResponseBytes",
@@ -643,6 +646,9 @@ fn read_properties(builder: &mut Builder<'_>) -> Result<(), ConfigError> {
     }
     if let Some(setting) = builder.property("zookeeper.admin.commandURL") {
         builder.config.admin_command_url = setting.value.to_string();
+    }
+    if let Some(setting) = builder.property("zookeeper.admin.idleTimeout") {
+        builder.config.admin_idle_timeout_ms = setting.u32(1, "a positive number of milliseconds")?;
     }
     if let Some(setting) = builder.property("jute.maxbuffer") {
         let bytes = setting.u32(1, "a positive number of bytes")?;
@@ -1138,6 +1144,55 @@ clientPort=2181
             (100, 500, 9090)
         );
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    /// The AdminServer and Prometheus keys as the reference reads them:
+    /// `admin.*` as system properties (zoo.cfg or flags), the provider's
+    /// `httpHost`/`httpPort` with its defaults; a bad port is an error.
+    #[test]
+    fn admin_server_and_prometheus_keys() {
+        let config = Config::parse(MINIMAL, Path::new("zoo.cfg"), "").expect("parses");
+        assert_eq!(
+            (config.admin_enable_server, config.admin_server_port, config.admin_idle_timeout_ms),
+            (true, 8080, 30_000)
+        );
+        assert_eq!(config.prometheus_endpoint().expect("valid"), None);
+        let text = format!(
+            "{MINIMAL}admin.idleTimeout=1500\nadmin.commandURL=/cmds\n\
+             metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
+             metricsProvider.httpPort=7001\nmetricsProvider.exportJvmInfo=false\n"
+        );
+        let config = Config::parse(&text, Path::new("zoo.cfg"), "-Dzookeeper.admin.enableServer=false")
+            .expect("parses");
+        assert!(!config.admin_enable_server);
+        assert_eq!((config.admin_idle_timeout_ms, config.admin_command_url.as_str()), (1500, "/cmds"));
+        assert_eq!(
+            config.prometheus_endpoint().expect("valid"),
+            Some(super::super::PrometheusEndpoint { host: "0.0.0.0".to_string(), port: 7001 })
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let bad = Config::parse(
+            &format!("{MINIMAL}admin.idleTimeout=0\n"),
+            Path::new("zoo.cfg"),
+            "",
+        );
+        assert!(bad.is_err());
+        let bad_port = Config::parse(
+            &format!(
+                "{MINIMAL}metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
+                 metricsProvider.httpPort=70000\n"
+            ),
+            Path::new("zoo.cfg"),
+            "",
+        )
+        .expect("parses");
+        assert!(bad_port.prometheus_endpoint().is_err());
+        let embedded = Config::embedded("").expect("parses");
+        assert_eq!(
+            embedded.prometheus_endpoint().expect("valid"),
+            Some(super::super::PrometheusEndpoint { host: "0.0.0.0".to_string(), port: 7000 })
+        );
+        assert!(embedded.admin_enable_server);
     }
 
     #[test]

@@ -30,7 +30,7 @@ mod properties;
 
 pub use ensemble::{read_my_id, LearnerRole, ServerSpec};
 pub use error::ConfigError;
-pub use jvm_flags::jvm_flags_from_env;
+pub use jvm_flags::{jvm_flags_from_env, parse_jvm_flags};
 pub use properties::parse_properties;
 
 use engine::prep::PrepLimits;
@@ -190,6 +190,9 @@ pub struct Config {
     pub admin_server_address: String,
     pub admin_server_port: u16,
     pub admin_command_url: String,
+    /// `zookeeper.admin.idleTimeout` (ms, default 30000): how long an
+    /// AdminServer connection may stay silent.
+    pub admin_idle_timeout_ms: u32,
     /// `metricsProvider.className` and the other `metricsProvider.*` keys
     /// (prefix removed), e.g. `httpPort` for the Prometheus provider.
     pub metrics_provider_class: Option<String>,
@@ -204,7 +207,50 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
+/// The configuration of the no-argument server: the reference's sample
+/// zoo.cfg values, with the Prometheus endpoint on (the reference's sample
+/// has it commented out) so that `curl localhost:7000/metrics` answers.
+pub const EMBEDDED_ZOO_CFG: &str = "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=./data\nclientPort=2181\n\
+metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
+metricsProvider.httpPort=7000\n";
+
+/// Where the Prometheus endpoint listens (`metricsProvider.httpHost`,
+/// `metricsProvider.httpPort`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrometheusEndpoint {
+    pub host: String,
+    pub port: u16,
+}
+
 impl Config {
+    /// The Prometheus endpoint, when `metricsProvider.className` names the
+    /// reference's Prometheus provider. The reference's other providers
+    /// (the default, the null one) export nothing over HTTP: `None`.
+    pub fn prometheus_endpoint(&self) -> Result<Option<PrometheusEndpoint>, ConfigError> {
+        if self.metrics_provider_class.as_deref().map(str::trim)
+            != Some("org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider")
+        {
+            return Ok(None);
+        }
+        let origin = self
+            .source
+            .as_ref()
+            .map_or_else(|| "<embedded default>".to_string(), |p| p.display().to_string());
+        let host = self
+            .metrics_provider
+            .get("httpHost")
+            .map_or("0.0.0.0", |host| host.trim())
+            .to_string();
+        let port = match self.metrics_provider.get("httpPort") {
+            None => 7000,
+            Some(text) => text.trim().parse::<u16>().map_err(|_| ConfigError::Invalid {
+                origin,
+                message: format!("metricsProvider.httpPort: {text:?} is not a port number"),
+            })?,
+        };
+        Ok(Some(PrometheusEndpoint { host, port }))
+    }
+
     /// The no-argument server: standalone on port 2181 with data in `./data`,
     /// `tickTime` 2000, `initLimit` 10, `syncLimit` 5 (the values of the
     /// reference's sample zoo.cfg), and the reference's defaults otherwise.
@@ -220,9 +266,8 @@ impl Config {
     /// The no-argument server (`embedded_default`) with JVM flags applied (pass
     /// [`jvm_flags_from_env`] so that `-D` settings work without a zoo.cfg).
     pub fn embedded(jvm_flags: &str) -> Result<Config, ConfigError> {
-        const TEXT: &str =
-            "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=./data\nclientPort=2181\n";
-        let mut config = Config::parse(TEXT, Path::new("<embedded default>"), jvm_flags)?;
+        let mut config =
+            Config::parse(EMBEDDED_ZOO_CFG, Path::new("<embedded default>"), jvm_flags)?;
         config.source = None;
         config.entries.clear();
         config.load_jaas()?;
