@@ -36,6 +36,9 @@ ZK_CLI = "/usr/share/zookeeper/bin/zkCli.sh"
 CLI_MT = "/usr/lib/zookeeper/bin/cli_mt"
 ZK_HEADER = "/usr/include/zookeeper/zookeeper.h"
 JAVA = shutil.which("java") or "/usr/bin/java"
+# Jetty, which the reference's AdminServer runs on, needs the servlet API;
+# Debian's zookeeper.jar manifest does not list it.
+SERVLET_JAR = "/usr/share/java/servlet-api.jar"
 
 OURS = "ours"
 REFERENCE = "reference"
@@ -139,8 +142,12 @@ class Server:
 
     def __init__(self, kind, tick_time=2000, max_client_cnxns=60,
                  whitelist="*", extra=None, min_session_timeout=None,
-                 max_session_timeout=None, jvm_flags=(), backend=None):
+                 max_session_timeout=None, jvm_flags=(), backend=None, admin=False):
         self.kind = kind
+        # The AdminServer, on a free loopback port (`admin_port`) when asked
+        # for; off otherwise, so servers never fight over its port 8080.
+        self.admin = admin
+        self.admin_port = None
         # Our storage backend, written as `storage.backend=` for ours (None:
         # the key is left out, so the default, native); the reference has
         # no such key and ignores this.
@@ -184,8 +191,12 @@ class Server:
             "4lw.commands.whitelist=%s" % self.whitelist,
             "extendedTypesEnabled=true",
             "maxClientCnxns=%d" % self.max_client_cnxns,
-            "admin.enableServer=false",
         ]
+        if self.admin:
+            lines += ["admin.enableServer=true", "admin.serverAddress=127.0.0.1",
+                      "admin.serverPort=%d" % self.admin_port]
+        else:
+            lines.append("admin.enableServer=false")
         if self.min_session_timeout is not None:
             lines.append("minSessionTimeout=%d" % self.min_session_timeout)
         if self.max_session_timeout is not None:
@@ -208,11 +219,11 @@ class Server:
             "-XX:+UseSerialGC",
             "-XX:TieredStopAtLevel=1",
             "-Djava.net.preferIPv4Stack=true",
-            "-Dzookeeper.admin.enableServer=false",
+            "-Dzookeeper.admin.enableServer=%s" % ("true" if self.admin else "false"),
             "-Dzookeeper.extendedTypesEnabled=true",
             "-Dzookeeper.log.dir=%s" % self.dir,
             *self.jvm_flags,
-            "-cp", ZK_JAR,
+            "-cp", ZK_JAR + (":" + SERVLET_JAR if self.admin else ""),
             "org.apache.zookeeper.server.ZooKeeperServerMain",
             cfg,
         ]
@@ -222,6 +233,8 @@ class Server:
         as the data dir first: a server started on a copy of another's files,
         which crash tests damage without touching the original."""
         require(self.kind)
+        if self.admin and self.kind == REFERENCE:
+            require_file(SERVLET_JAR, "libservlet-api-java")
         self.dir = tempfile.mkdtemp(prefix="zktest-%s-" % self.kind)
         if from_data is None:
             os.makedirs(os.path.join(self.dir, "data"))
@@ -232,6 +245,8 @@ class Server:
         # try a few ports before giving up.
         for _attempt in range(3):
             self.port = free_port()
+            if self.admin:
+                self.admin_port = free_port()
             cfg = self.write_config()
             self.log_path = os.path.join(self.dir, "server.log")
             self._log = open(self.log_path, "ab")
