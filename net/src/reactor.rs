@@ -613,6 +613,14 @@ impl IoThread {
             }
             let (xid, work) = match proto::decode_request(body) {
                 Ok(Decoded::Request(header, request)) => (header.xid, Work::Request(request)),
+                Ok(Decoded::Rejected(header, _))
+                    if OpCode::from_code(header.op) == Some(OpCode::Sasl) =>
+                {
+                    // The reference reads the sasl record as it arrives and
+                    // drops the connection when it does not parse.
+                    tracing::info!(peer = %conn.entry.remote, "malformed sasl request; closing the connection");
+                    break ParseOutcome::Close("malformed sasl request");
+                }
                 Ok(Decoded::Rejected(header, code)) if header.rejection_consumes_zxid(code) => {
                     (header.xid, Work::RejectWrite(code))
                 }

@@ -178,7 +178,8 @@ enum ExchangeState {
     /// A DIGEST-MD5 challenge was sent.
     Challenged,
     Authenticated,
-    /// Failed, with the connection kept (`allowSaslFailedClients`).
+    /// Failed (the connection closes, or is kept with
+    /// `allowSaslFailedClients`).
     Failed,
     /// Answered without a login (null token).
     NoLogin,
@@ -268,6 +269,9 @@ impl Exchange {
         session: SessionId,
     ) -> Answer {
         self.digest = None;
+        // Final whatever the policy: a closing connection may still have
+        // requests queued behind this one.
+        self.state = ExchangeState::Failed;
         let repeat = matches!(error, SaslError::Finished(_));
         tracing::warn!(%peer, %session, %error, "SASL authentication failed");
         if repeat {
@@ -376,8 +380,10 @@ impl DigestMd5Server {
                     return Err(SaslError::InitialResponse(token.len()));
                 }
                 let nonce = self.nonce.clone().unwrap_or_else(fresh_nonce);
+                // No qop directive: `auth` is its default (RFC 2831
+                // 2.1.1), and the reference's challenge leaves it out too.
                 let challenge = format!(
-                    "realm=\"{}\",nonce=\"{nonce}\",qop=\"auth\",charset=utf-8,algorithm=md5-sess",
+                    "realm=\"{}\",nonce=\"{nonce}\",charset=utf-8,algorithm=md5-sess",
                     quote(&self.realm)
                 );
                 self.state = DigestState::Challenged { nonce };
@@ -850,7 +856,7 @@ mod tests {
         assert_eq!(
             challenge,
             Step::Challenge(
-                b"realm=\"elwood.innosoft.com\",nonce=\"OA6MG9tEQGm2hh\",qop=\"auth\",charset=utf-8,algorithm=md5-sess"
+                b"realm=\"elwood.innosoft.com\",nonce=\"OA6MG9tEQGm2hh\",charset=utf-8,algorithm=md5-sess"
                     .to_vec()
             )
         );
@@ -879,7 +885,7 @@ mod tests {
         let second = challenge_of(run(&settings, &mut Exchange::new(), b""));
         let parsed = parse_directives(&first).unwrap();
         assert_eq!(parsed["realm"], b"zk-sasl-md5");
-        assert_eq!(parsed["qop"], b"auth");
+        assert!(!parsed.contains_key("qop"), "auth is the default");
         assert_eq!(parsed["charset"], b"utf-8");
         assert_eq!(parsed["algorithm"], b"md5-sess");
         assert_eq!(parsed["nonce"].len(), 2 * NONCE_BYTES);
@@ -1145,6 +1151,24 @@ mod tests {
         expected.extend_from_slice(&(-115i32).to_be_bytes());
         expected.extend_from_slice(&(-1i32).to_be_bytes());
         assert_eq!(out, expected);
+    }
+
+    proptest::proptest! {
+        /// Any bytes, at any step, are an answer: never a panic, and at
+        /// most two requests before the exchange is over.
+        #[test]
+        fn any_tokens_end_the_exchange(
+            tokens in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..300), 1..5)
+        ) {
+            let settings = digest_settings();
+            let mut exchange = Exchange::new();
+            for (i, token) in tokens.iter().enumerate() {
+                let answer = run(&settings, &mut exchange, token);
+                if i >= 2 {
+                    proptest::prop_assert!(matches!(answer, Answer::Refuse { .. }), "{answer:?}");
+                }
+            }
+        }
     }
 
     #[test]
