@@ -147,20 +147,21 @@ impl Target {
     }
 
     /// The settings every target shares (fsync on, the reference's defaults
-    /// otherwise), plus what this kind needs.
+    /// otherwise), plus what this kind needs. Every target's AdminServer is
+    /// off: a benchmark binds nothing but its client ports.
     fn write_config(&self, snap_count: u64) -> io::Result<PathBuf> {
         let mut cfg = format!(
             "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
              clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nforceSync=yes\n\
-             snapCount={snap_count}\n4lw.commands.whitelist=*\n",
+             snapCount={snap_count}\n4lw.commands.whitelist=*\n\
+             admin.enableServer=false\n",
             self.data_dir().display(),
             self.port
         );
         match self.kind {
             Kind::Native => cfg.push_str("storage.backend=native\n"),
             Kind::Rocks => cfg.push_str("storage.backend=rocksdb\n"),
-            // Keeps its AdminServer off port 8080.
-            Kind::Reference => cfg.push_str("admin.enableServer=false\n"),
+            Kind::Reference => {}
         }
         let path = self.dir.join("zoo.cfg");
         std::fs::write(&path, cfg)?;
