@@ -199,7 +199,6 @@ fn sasl_id_valid(id: &str) -> bool {
     !realm.contains(['@', '/']) && principal.matches('/').count() <= 1
 }
 
-
 /// The reference splits on ':' dropping trailing empty parts and wants
 /// exactly two: `u:h` and `:h` pass, `u:`, `u`, `u:h:z` do not.
 fn digest_id_valid(id: &str) -> bool {
@@ -352,7 +351,11 @@ mod tests {
             assert!(fixup(&[acl(ALL, "sasl", valid)], &[], 8).is_ok(), "{valid}");
         }
         for invalid in ["a@b@c", "a/b/c@R", "a@R/x"] {
-            assert_eq!(fixup(&[acl(ALL, "sasl", invalid)], &[], 8), Err(ErrorCode::InvalidAcl), "{invalid}");
+            assert_eq!(
+                fixup(&[acl(ALL, "sasl", invalid)], &[], 8),
+                Err(ErrorCode::InvalidAcl),
+                "{invalid}"
+            );
         }
         assert_eq!(user_name(&bob[1]), "bob");
     }

@@ -365,6 +365,9 @@ mod progress_tests {
         let summary = progress
             .summary(start + Duration::from_secs(3))
             .expect("a summary");
-        assert!(summary.contains("recovered 3000 log txns in 3.0 s (1000/s)"), "{summary}");
+        assert!(
+            summary.contains("recovered 3000 log txns in 3.0 s (1000/s)"),
+            "{summary}"
+        );
     }
 }

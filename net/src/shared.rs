@@ -5,11 +5,11 @@
 
 use crate::clock::Clock;
 use crate::mailbox::{Mail, Mailbox, Postman, Submission};
-use engine::apply::Fired;
-use engine::types::perms;
 use crate::stats::{ConnectionStats, ServerStats};
+use engine::apply::Fired;
 use engine::session::{SessionSecret, SessionTracker};
 use engine::tree::DataTree;
+use engine::types::perms;
 use engine::types::{SessionId, WatcherId};
 use engine::watch::WatchRegistry;
 use parking_lot::{Mutex, RwLock};

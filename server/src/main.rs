@@ -250,7 +250,8 @@ fn serve(config: Config) -> anyhow::Result<()> {
         connection_outstanding_limit: config.connection_outstanding_limit,
         global_outstanding_limit: config.global_outstanding_limit as usize,
         // Room for the largest reply a read may build, and then some.
-        max_outbound_bytes: (64 * 1024 * 1024).max(config.max_response_bytes.saturating_add(2 * 1024 * 1024)),
+        max_outbound_bytes: (64 * 1024 * 1024)
+            .max(config.max_response_bytes.saturating_add(2 * 1024 * 1024)),
         max_client_cnxns: config.max_client_cnxns,
         min_session_timeout_ms: config.min_session_timeout_ms as i32,
         max_session_timeout_ms: config.max_session_timeout_ms as i32,

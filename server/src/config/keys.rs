@@ -648,7 +648,8 @@ fn read_properties(builder: &mut Builder<'_>) -> Result<(), ConfigError> {
         builder.config.admin_command_url = setting.value.to_string();
     }
     if let Some(setting) = builder.property("zookeeper.admin.idleTimeout") {
-        builder.config.admin_idle_timeout_ms = setting.u32(1, "a positive number of milliseconds")?;
+        builder.config.admin_idle_timeout_ms =
+            setting.u32(1, "a positive number of milliseconds")?;
     }
     if let Some(setting) = builder.property("jute.maxbuffer") {
         let bytes = setting.u32(1, "a positive number of bytes")?;
@@ -1153,7 +1154,11 @@ clientPort=2181
     fn admin_server_and_prometheus_keys() {
         let config = Config::parse(MINIMAL, Path::new("zoo.cfg"), "").expect("parses");
         assert_eq!(
-            (config.admin_enable_server, config.admin_server_port, config.admin_idle_timeout_ms),
+            (
+                config.admin_enable_server,
+                config.admin_server_port,
+                config.admin_idle_timeout_ms
+            ),
             (true, 8080, 30_000)
         );
         assert_eq!(config.prometheus_endpoint().expect("valid"), None);
@@ -1162,13 +1167,26 @@ clientPort=2181
              metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
              metricsProvider.httpPort=7001\nmetricsProvider.exportJvmInfo=false\n"
         );
-        let config = Config::parse(&text, Path::new("zoo.cfg"), "-Dzookeeper.admin.enableServer=false")
-            .expect("parses");
+        let config = Config::parse(
+            &text,
+            Path::new("zoo.cfg"),
+            "-Dzookeeper.admin.enableServer=false",
+        )
+        .expect("parses");
         assert!(!config.admin_enable_server);
-        assert_eq!((config.admin_idle_timeout_ms, config.admin_command_url.as_str()), (1500, "/cmds"));
+        assert_eq!(
+            (
+                config.admin_idle_timeout_ms,
+                config.admin_command_url.as_str()
+            ),
+            (1500, "/cmds")
+        );
         assert_eq!(
             config.prometheus_endpoint().expect("valid"),
-            Some(super::super::PrometheusEndpoint { host: "0.0.0.0".to_string(), port: 7001 })
+            Some(super::super::PrometheusEndpoint {
+                host: "0.0.0.0".to_string(),
+                port: 7001
+            })
         );
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
         let bad = Config::parse(
@@ -1190,7 +1208,10 @@ clientPort=2181
         let embedded = Config::embedded("").expect("parses");
         assert_eq!(
             embedded.prometheus_endpoint().expect("valid"),
-            Some(super::super::PrometheusEndpoint { host: "0.0.0.0".to_string(), port: 7000 })
+            Some(super::super::PrometheusEndpoint {
+                host: "0.0.0.0".to_string(),
+                port: 7000
+            })
         );
         assert!(embedded.admin_enable_server);
     }

@@ -210,7 +210,8 @@ pub struct Config {
 /// The configuration of the no-argument server: the reference's sample
 /// zoo.cfg values, with the Prometheus endpoint on (the reference's sample
 /// has it commented out) so that `curl localhost:7000/metrics` answers.
-pub const EMBEDDED_ZOO_CFG: &str = "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=./data\nclientPort=2181\n\
+pub const EMBEDDED_ZOO_CFG: &str =
+    "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=./data\nclientPort=2181\n\
 metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
 metricsProvider.httpPort=7000\n";
 
@@ -232,10 +233,10 @@ impl Config {
         {
             return Ok(None);
         }
-        let origin = self
-            .source
-            .as_ref()
-            .map_or_else(|| "<embedded default>".to_string(), |p| p.display().to_string());
+        let origin = self.source.as_ref().map_or_else(
+            || "<embedded default>".to_string(),
+            |p| p.display().to_string(),
+        );
         let host = self
             .metrics_provider
             .get("httpHost")
@@ -243,10 +244,13 @@ impl Config {
             .to_string();
         let port = match self.metrics_provider.get("httpPort") {
             None => 7000,
-            Some(text) => text.trim().parse::<u16>().map_err(|_| ConfigError::Invalid {
-                origin,
-                message: format!("metricsProvider.httpPort: {text:?} is not a port number"),
-            })?,
+            Some(text) => text
+                .trim()
+                .parse::<u16>()
+                .map_err(|_| ConfigError::Invalid {
+                    origin,
+                    message: format!("metricsProvider.httpPort: {text:?} is not a port number"),
+                })?,
         };
         Ok(Some(PrometheusEndpoint { host, port }))
     }
@@ -583,14 +587,31 @@ mod tests {
             config.load_jaas().map(|()| config.sasl.settings.login)
         };
         let login = load("Server {\n org.apache.zookeeper.server.auth.DigestLoginModule required\n user_bob=\"pw\";\n};\n").unwrap();
-        assert!(matches!(login, net::sasl::Login::Digest(ref users) if users.password("bob") == Some("pw")));
+        assert!(
+            matches!(login, net::sasl::Login::Digest(ref users) if users.password("bob") == Some("pw"))
+        );
         assert_eq!(load("").unwrap(), net::sasl::Login::None);
-        assert_eq!(load("Client { m required; };").unwrap(), net::sasl::Login::None);
-        let error = load("Server {\n m required user_bob=\"pw\"\n}").unwrap_err().to_string();
-        assert_eq!(error, format!("{}:3: expected an option key or ';', found '}}'", jaas.display()));
+        assert_eq!(
+            load("Client { m required; };").unwrap(),
+            net::sasl::Login::None
+        );
+        let error = load("Server {\n m required user_bob=\"pw\"\n}")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            format!(
+                "{}:3: expected an option key or ';', found '}}'",
+                jaas.display()
+            )
+        );
         std::fs::remove_file(&jaas).unwrap();
         let mut config = Config::parse(testing::MINIMAL, Path::new("zoo.cfg"), &flags).unwrap();
-        assert!(config.load_jaas().unwrap_err().to_string().starts_with(&jaas.display().to_string()));
+        assert!(config
+            .load_jaas()
+            .unwrap_err()
+            .to_string()
+            .starts_with(&jaas.display().to_string()));
     }
 
     #[test]

@@ -11,12 +11,12 @@
 //! wait for it. Each txn is applied and answered whole inside one slice, so
 //! a reader sees a txn entirely or not at all (a multi is one txn).
 
-use super::snapshots::SnapshotSchedule;
 use super::log::Appended;
+use super::snapshots::SnapshotSchedule;
 use super::{Entry, Logged, Origin, Proposal, MAX_PROPOSALS_IN_FLIGHT};
-use engine::storage::{DurableWait, StorageError};
 use engine::apply::apply;
 use engine::request::{Reply, Response};
+use engine::storage::{DurableWait, StorageError};
 use engine::tree::DataTree;
 use engine::txn::Txn;
 use engine::types::{SessionId, WatcherId, Zxid};
@@ -142,13 +142,7 @@ impl Applier {
         }
     }
 
-    fn apply_one(
-        &self,
-        tree: &mut DataTree,
-        postman: &mut Postman<'_>,
-        txn: Txn,
-        origin: Origin,
-    ) {
+    fn apply_one(&self, tree: &mut DataTree, postman: &mut Postman<'_>, txn: Txn, origin: Origin) {
         if let engine::txn::TxnOp::Create(create) = &txn.op {
             net::failpoint::check(net::failpoint::APPLIER, &create.path);
         }

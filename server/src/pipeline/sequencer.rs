@@ -151,7 +151,12 @@ impl Sequencer {
         proposal
     }
 
-    fn prep_submission(&mut self, tree: &DataTree, submission: Submission, proposal: &mut Proposal) {
+    fn prep_submission(
+        &mut self,
+        tree: &DataTree,
+        submission: Submission,
+        proposal: &mut Proposal,
+    ) {
         let shared = &self.shared;
         let now = shared.clock.wall_ms();
         // Every write of a session that is closing or gone is refused, as the

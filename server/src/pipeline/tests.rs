@@ -168,7 +168,12 @@ impl Fixture {
     }
 
     /// A session created through the stages, attached to `on`.
-    fn session(&self, sequencer: &mut Sequencer, applier: &mut Applier, on: WatcherId) -> SessionId {
+    fn session(
+        &self,
+        sequencer: &mut Sequencer,
+        applier: &mut Applier,
+        on: WatcherId,
+    ) -> SessionId {
         let proposal = self.sequence(
             sequencer,
             vec![Submission::CreateSession {
@@ -210,7 +215,10 @@ fn nothing_is_answered_before_it_is_committed() {
     assert!(fixture.mail().is_empty(), "answered before any commit");
     applier.commit(zxids[0]);
     assert_eq!(reply_xids(&fixture.mail()), vec![(1, ErrorCode::Ok)]);
-    assert!(fixture.shared.tree.read().get("/b").is_none(), "/b applied before its commit");
+    assert!(
+        fixture.shared.tree.read().get("/b").is_none(),
+        "/b applied before its commit"
+    );
     applier.commit(zxids[1]);
     assert_eq!(reply_xids(&fixture.mail()), vec![(2, ErrorCode::Ok)]);
     assert!(fixture.shared.tree.read().get("/b").is_some());
@@ -226,10 +234,15 @@ fn answers_keep_sequence_order_across_refusals_and_syncs() {
         vec![
             write(conn(2), session, 1, create("/a")),
             // Refused in prep (no txn): must still wait for /a.
-            write(conn(2), session, 2, Request::Delete {
-                path: "/missing".into(),
-                version: -1,
-            }),
+            write(
+                conn(2),
+                session,
+                2,
+                Request::Delete {
+                    path: "/missing".into(),
+                    version: -1,
+                },
+            ),
             Submission::Sync {
                 conn: conn(2),
                 xid: 3,
@@ -240,7 +253,10 @@ fn answers_keep_sequence_order_across_refusals_and_syncs() {
     );
     let last = proposal.last_zxid().expect("txns");
     applier.propose(proposal);
-    assert!(fixture.mail().is_empty(), "a refusal overtook an uncommitted write");
+    assert!(
+        fixture.mail().is_empty(),
+        "a refusal overtook an uncommitted write"
+    );
     applier.commit(last);
     let mail = fixture.mail();
     let replies = reply_xids(&mail);
@@ -257,7 +273,10 @@ fn watch_events_are_posted_before_the_reply_of_their_change() {
     let watcher = conn(3);
     fixture.connect(watcher, Vec::new());
     fixture.shared.watches.add_data("/a", watcher);
-    let proposal = fixture.sequence(&mut sequencer, vec![write(conn(2), session, 1, create("/a"))]);
+    let proposal = fixture.sequence(
+        &mut sequencer,
+        vec![write(conn(2), session, 1, create("/a"))],
+    );
     Fixture::commit_whole(&mut applier, proposal);
     let mail = fixture.mail();
     assert!(
@@ -293,16 +312,34 @@ fn watch_events_go_only_to_watchers_that_may_read_the_changed_node() {
         &mut sequencer,
         vec![
             write(writer, session, 1, create("/p")),
-            write_as(writer, session, 2, create_private("/p/secret", &owner), vec![owner.clone()]),
-            write_as(writer, session, 3, Request::SetData {
-                path: "/p/secret".into(),
-                data: Some(b"new".to_vec()),
-                version: -1,
-            }, vec![owner.clone()]),
-            write_as(writer, session, 4, Request::Delete {
-                path: "/p/secret".into(),
-                version: -1,
-            }, vec![owner.clone()]),
+            write_as(
+                writer,
+                session,
+                2,
+                create_private("/p/secret", &owner),
+                vec![owner.clone()],
+            ),
+            write_as(
+                writer,
+                session,
+                3,
+                Request::SetData {
+                    path: "/p/secret".into(),
+                    data: Some(b"new".to_vec()),
+                    version: -1,
+                },
+                vec![owner.clone()],
+            ),
+            write_as(
+                writer,
+                session,
+                4,
+                Request::Delete {
+                    path: "/p/secret".into(),
+                    version: -1,
+                },
+                vec![owner.clone()],
+            ),
         ],
     );
     Fixture::commit_whole(&mut applier, proposal);
@@ -329,7 +366,10 @@ fn watch_events_go_only_to_watchers_that_may_read_the_changed_node() {
     );
     // The one-shot watches (/p's children, /p/secret's data) fired once;
     // the stranger's was consumed all the same, though never delivered.
-    assert!(!fixture.shared.watches.contains("/p/secret", stranger, WatcherType::Data));
+    assert!(!fixture
+        .shared
+        .watches
+        .contains("/p/secret", stranger, WatcherType::Data));
 }
 
 #[test]
@@ -571,15 +611,24 @@ fn the_threads_answer_only_once_the_log_is_durable() {
         conn: conn(2),
         timeout_ms: 1000,
     });
-    assert!(wait_mail(&fixture, Duration::from_millis(100)).is_empty(), "session created before durable");
+    assert!(
+        wait_mail(&fixture, Duration::from_millis(100)).is_empty(),
+        "session created before durable"
+    );
     release(1);
     let session = match wait_mail(&fixture, Duration::from_secs(10)).as_slice() {
         [Mail::SessionCreated { session, .. }] => *session,
         other => panic!("{other:?}"),
     };
     submit(write(conn(2), session, 1, create("/a")));
-    assert!(wait_mail(&fixture, Duration::from_millis(100)).is_empty(), "answered before durable");
-    assert!(fixture.shared.tree.read().get("/a").is_none(), "applied before durable");
+    assert!(
+        wait_mail(&fixture, Duration::from_millis(100)).is_empty(),
+        "answered before durable"
+    );
+    assert!(
+        fixture.shared.tree.read().get("/a").is_none(),
+        "applied before durable"
+    );
     release(2);
     let mail = wait_mail(&fixture, Duration::from_secs(10));
     assert!(
@@ -587,5 +636,8 @@ fn the_threads_answer_only_once_the_log_is_durable() {
         "{mail:?}"
     );
     fixture.shared.begin_shutdown();
-    running.join().expect("pipeline thread").expect("pipeline result");
+    running
+        .join()
+        .expect("pipeline thread")
+        .expect("pipeline result");
 }
