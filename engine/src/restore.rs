@@ -50,13 +50,14 @@ pub struct RecoveryProgress {
     started: Instant,
     last_line: Instant,
     count: u64,
-    unchecked: u32,
+    /// Items added since the clock was last read.
+    unchecked: u64,
     spoke: bool,
 }
 
 impl RecoveryProgress {
     const QUIET: Duration = Duration::from_secs(1);
-    const CHECK_EVERY: u32 = 4096;
+    const CHECK_EVERY: u64 = 4096;
 
     /// `what` names the items, e.g. "snapshot nodes", "log txns".
     pub fn new(what: &'static str) -> RecoveryProgress {
@@ -73,7 +74,7 @@ impl RecoveryProgress {
 
     pub fn add(&mut self, items: u64) {
         self.count += items;
-        self.unchecked += 1;
+        self.unchecked += items;
         if self.unchecked >= Self::CHECK_EVERY {
             self.unchecked = 0;
             if let Some(line) = self.line(Instant::now()) {
