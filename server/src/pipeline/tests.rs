@@ -167,6 +167,13 @@ impl Fixture {
         applier.commit(last);
     }
 
+    /// The stages, with one session already created through them on `on`.
+    fn stages_with_session(&self, on: WatcherId) -> (Sequencer, Applier, SessionId) {
+        let (mut sequencer, mut applier) = self.stages();
+        let session = self.session(&mut sequencer, &mut applier, on);
+        (sequencer, applier, session)
+    }
+
     /// A session created through the stages, attached to `on`.
     fn session(
         &self,
@@ -201,8 +208,7 @@ fn reply_xids(mail: &[Mail]) -> Vec<(i32, ErrorCode)> {
 #[test]
 fn nothing_is_answered_before_it_is_committed() {
     let fixture = fixture();
-    let (mut sequencer, mut applier) = fixture.stages();
-    let session = fixture.session(&mut sequencer, &mut applier, conn(2));
+    let (mut sequencer, mut applier, session) = fixture.stages_with_session(conn(2));
     let proposal = fixture.sequence(
         &mut sequencer,
         vec![
@@ -227,8 +233,7 @@ fn nothing_is_answered_before_it_is_committed() {
 #[test]
 fn answers_keep_sequence_order_across_refusals_and_syncs() {
     let fixture = fixture();
-    let (mut sequencer, mut applier) = fixture.stages();
-    let session = fixture.session(&mut sequencer, &mut applier, conn(2));
+    let (mut sequencer, mut applier, session) = fixture.stages_with_session(conn(2));
     let proposal = fixture.sequence(
         &mut sequencer,
         vec![
@@ -268,8 +273,7 @@ fn answers_keep_sequence_order_across_refusals_and_syncs() {
 #[test]
 fn watch_events_are_posted_before_the_reply_of_their_change() {
     let fixture = fixture();
-    let (mut sequencer, mut applier) = fixture.stages();
-    let session = fixture.session(&mut sequencer, &mut applier, conn(2));
+    let (mut sequencer, mut applier, session) = fixture.stages_with_session(conn(2));
     let watcher = conn(3);
     fixture.connect(watcher, Vec::new());
     fixture.shared.watches.add_data("/a", watcher);
@@ -375,8 +379,7 @@ fn watch_events_go_only_to_watchers_that_may_read_the_changed_node() {
 #[test]
 fn writes_behind_a_close_session_are_refused() {
     let fixture = fixture();
-    let (mut sequencer, mut applier) = fixture.stages();
-    let session = fixture.session(&mut sequencer, &mut applier, conn(2));
+    let (mut sequencer, mut applier, session) = fixture.stages_with_session(conn(2));
     let proposal = fixture.sequence(
         &mut sequencer,
         vec![
@@ -398,8 +401,7 @@ fn close_session_closes_the_session_current_connection() {
     // The session reattached on connection 3 after connection 2 submitted
     // its closeSession: both must be closed, or 3 serves a dead session.
     let fixture = fixture();
-    let (mut sequencer, mut applier) = fixture.stages();
-    let session = fixture.session(&mut sequencer, &mut applier, conn(2));
+    let (mut sequencer, mut applier, session) = fixture.stages_with_session(conn(2));
     let proposal = fixture.sequence(
         &mut sequencer,
         vec![write(conn(2), session, 1, Request::CloseSession)],
@@ -421,8 +423,7 @@ fn close_session_closes_the_session_current_connection() {
 #[test]
 fn expiry_follows_monotonic_time_not_the_wall_clock() {
     let fixture = fixture();
-    let (mut sequencer, mut applier) = fixture.stages();
-    let session = fixture.session(&mut sequencer, &mut applier, conn(2));
+    let (mut sequencer, mut applier, session) = fixture.stages_with_session(conn(2));
     // An NTP step of a day, ticks passing: nothing expires.
     fixture.clock.step_wall(86_400_000);
     fixture.clock.advance(TICK_MS as i64 * 3);
@@ -440,8 +441,7 @@ fn a_long_commit_releases_the_write_lock_between_slices() {
     // A reader waiting for the lock gets it while one big commit is being
     // applied, not only after it.
     let fixture = fixture();
-    let (mut sequencer, mut applier) = fixture.stages();
-    let session = fixture.session(&mut sequencer, &mut applier, conn(2));
+    let (mut sequencer, mut applier, session) = fixture.stages_with_session(conn(2));
     let count = super::applier::SLICE_CHECK_TXNS * 1000;
     let submissions = (0..count)
         .map(|i| write(conn(2), session, i as i32, create(&format!("/n{i}"))))
