@@ -167,7 +167,8 @@ impl Pipeline {
             applied,
         )
         .run(submissions, log, logged);
-        shared.begin_shutdown();
+        // The sequencer dropped its end of `logged`: the applier finishes
+        // what is queued and returns.
         let applied = applier.join().unwrap_or(Ok(()));
         sequenced.and(applied)
     }
