@@ -423,7 +423,7 @@ fn close_session_closes_the_session_current_connection() {
 #[test]
 fn expiry_follows_monotonic_time_not_the_wall_clock() {
     let fixture = fixture();
-    let (mut sequencer, mut applier, session) = fixture.stages_with_session(conn(2));
+    let (mut sequencer, _applier, session) = fixture.stages_with_session(conn(2));
     // An NTP step of a day, ticks passing: nothing expires.
     fixture.clock.step_wall(86_400_000);
     fixture.clock.advance(TICK_MS as i64 * 3);
