@@ -370,6 +370,15 @@ impl Prep {
         }
     }
 
+    /// Starts over after `last_zxid` with nothing pending: a new leader
+    /// preps against its applied tree, in its new epoch.
+    pub fn reset(&mut self, last_zxid: Zxid) {
+        self.last_zxid = last_zxid;
+        self.pending.clear();
+        self.log.clear();
+        self.sessions.clear();
+    }
+
     /// The same prep, enforcing `limits` instead of the defaults.
     pub fn with_limits(self, limits: PrepLimits) -> Prep {
         Prep { limits, ..self }

@@ -5,11 +5,12 @@
 //! travels with the request.
 
 use crate::types::{Acl, AddWatchMode, ErrorCode, Id, OpCode, Stat, WatcherType};
+use serde::{Deserialize, Serialize};
 
 /// One create, as sent by `create` (1), `create2` (15), `createContainer` (19)
 /// or `createTTL` (21). `flags` is kept raw: validating it is prep's job, so a
 /// bad mode is answered with the reference's error code, not a closed socket.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct CreateRequest {
     pub path: String,
     pub data: Option<Vec<u8>>,
@@ -22,7 +23,7 @@ pub struct CreateRequest {
 /// One operation inside `multi` (14) or `multiRead` (22). Both records may carry
 /// any of these; prep rejects reads in `multi` and the read path rejects writes
 /// in `multiRead`, as the reference does.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum MultiOp {
     /// `op` is Create, Create2, CreateContainer or CreateTtl.
     Create {
@@ -50,7 +51,7 @@ pub enum MultiOp {
     },
 }
 
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Request {
     /// `op` is Create, Create2, CreateContainer or CreateTtl.
     Create {

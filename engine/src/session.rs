@@ -131,6 +131,26 @@ impl SessionTracker {
         expired
     }
 
+    /// Gives every live session a whole timeout from `now_ms`: what a new
+    /// leader does, since until now it heard only its own clients' touches
+    /// (the reference re-adds every session when a leader takes over).
+    pub fn renew_all(&mut self, now_ms: i64) {
+        let live: Vec<(SessionId, i32)> = self
+            .sessions
+            .iter()
+            .filter(|(_, info)| !info.closing)
+            .map(|(&session, info)| (session, info.timeout_ms))
+            .collect();
+        for (session, timeout_ms) in live {
+            self.add(session, timeout_ms, now_ms);
+        }
+    }
+
+    /// Every tracked session.
+    pub fn ids(&self) -> Vec<SessionId> {
+        self.sessions.keys().copied().collect()
+    }
+
     pub fn get(&self, session: SessionId) -> Option<SessionInfo> {
         self.sessions.get(&session).copied()
     }

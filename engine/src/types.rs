@@ -444,7 +444,7 @@ pub struct WatcherEvent {
 
 /// `WatcherType` of checkWatches/removeWatches: 1 children, 2 data, 3 any.
 /// (0 is not a valid value on the wire; the codec reports it as MarshallingError.)
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub enum WatcherType {
     Children = 1,
     Data = 2,
@@ -452,7 +452,7 @@ pub enum WatcherType {
 }
 
 /// `AddWatchMode`: 0 persistent, 1 persistent recursive.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub enum AddWatchMode {
     Persistent = 0,
     PersistentRecursive = 1,

@@ -12,8 +12,9 @@
 //! any read that can see a change is answered after that change's events.
 
 use engine::request::{Reply, Request};
-use engine::types::{Id, SessionId, WatcherEvent, WatcherId, Zxid};
+use engine::types::{ErrorCode, Id, SessionId, WatcherEvent, WatcherId, Zxid};
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Work for the pipeline. Everything here is answered through a mailbox,
@@ -44,6 +45,35 @@ pub enum Submission {
     },
     /// A handshake without a session id: create one.
     CreateSession { conn: WatcherId, timeout_ms: i32 },
+    /// A learner's client request, on the leader: prepped like a local one,
+    /// answered by the learner when the txn reaches it.
+    Forwarded(Forward),
+}
+
+/// What a learner sends its leader for one client request. Each becomes
+/// exactly one txn (a refusal an error txn), so the learner answers every
+/// forwarded request when that txn commits, in zxid order, which keeps each
+/// session's replies in order. The learner finds its request again by the
+/// txn's (session, cxid).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Forward {
+    Write {
+        session: SessionId,
+        xid: i32,
+        request: Request,
+        auth: Vec<Id>,
+    },
+    Rejected {
+        session: SessionId,
+        xid: i32,
+        err: ErrorCode,
+    },
+    /// The learner chose the id (its server id is in the top byte).
+    CreateSession { session: SessionId, timeout_ms: i32 },
+    /// Answered by the learner once the marker txn it becomes is applied
+    /// there: by then the learner holds every write the leader had
+    /// sequenced before it.
+    Sync { session: SessionId, xid: i32 },
 }
 
 #[derive(Debug)]

@@ -989,6 +989,12 @@ fn handshake(shared: &Shared, conn: &mut Connection, body: &[u8]) -> Result<(), 
         "malformed connect request"
     })?;
     conn.sent_read_only = request.read_only.is_some();
+    if !shared.replica.is_serving() {
+        // Electing or synchronizing: Apache closes the connection too, and
+        // the client tries the next server of its connect string.
+        tracing::debug!(peer = %conn.entry.remote, "not serving yet; closing");
+        return Err("server not serving");
+    }
     let last_zxid = shared.tree.read().last_zxid();
     if request.last_zxid_seen > last_zxid.0 {
         tracing::info!(

@@ -76,7 +76,90 @@ impl ConnectionEntry {
     }
 }
 
+/// What a server is in its ensemble (Apache's `Mode:` and
+/// `zk_server_state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Standalone,
+    /// Electing or synchronizing: not serving clients.
+    Looking,
+    Leader,
+    Follower,
+    Observer,
+}
+
+impl Mode {
+    /// The word Apache prints for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Standalone => "standalone",
+            Mode::Looking => "looking",
+            Mode::Leader => "leader",
+            Mode::Follower => "follower",
+            Mode::Observer => "observer",
+        }
+    }
+}
+
+/// The quorum driver's report of where this server stands, for the
+/// four-letter words, the AdminServer and metrics.
+#[derive(Clone, Debug, Default)]
+pub struct ReplicaView {
+    pub mode: Mode,
+    /// The leader's id while following, ours while leading.
+    pub leader: Option<u64>,
+    /// The epoch served in, once serving.
+    pub epoch: u32,
+    /// Voters in the ensemble (`zk_quorum_size`), 0 standalone.
+    pub voters: usize,
+    /// On a leader: learners connected, and those synced by kind.
+    pub learners: usize,
+    pub synced_followers: usize,
+    pub synced_observers: usize,
+    /// Proposal sizes in bytes on a leader: last, smallest, largest.
+    pub last_proposal_size: usize,
+    pub min_proposal_size: usize,
+    pub max_proposal_size: usize,
+    /// How long the last election took, from LOOKING to serving.
+    pub last_election_ms: u64,
+}
+
+/// `serving` says whether clients may be served: always standalone; in an
+/// ensemble only while this server leads an established epoch or follows
+/// one up to date. The reactor refuses handshakes while it is false.
+pub struct Replica {
+    serving: AtomicBool,
+    view: Mutex<ReplicaView>,
+}
+
+impl Replica {
+    pub fn standalone() -> Replica {
+        Replica {
+            serving: AtomicBool::new(true),
+            view: Mutex::new(ReplicaView::default()),
+        }
+    }
+
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(Ordering::Acquire)
+    }
+
+    pub fn view(&self) -> ReplicaView {
+        self.view.lock().clone()
+    }
+
+    /// The driver's update; `serving` follows `view.mode`.
+    pub fn set(&self, view: ReplicaView) {
+        let serving = view.mode != Mode::Looking;
+        *self.view.lock() = view;
+        self.serving.store(serving, Ordering::Release);
+    }
+}
+
 pub struct Shared {
+    /// Where this server stands in its ensemble (standalone: serving).
+    pub replica: Replica,
     pub tree: RwLock<DataTree>,
     pub watches: WatchRegistry,
     pub sessions: Mutex<SessionTracker>,
@@ -115,6 +198,7 @@ impl Shared {
         session_secret: SessionSecret,
     ) -> Shared {
         Shared {
+            replica: Replica::standalone(),
             tree: RwLock::new(tree),
             watches: WatchRegistry::new(),
             sessions: Mutex::new(sessions),
@@ -177,6 +261,17 @@ impl Shared {
         self.shutdown.store(true, Ordering::Release);
         for mailbox in &self.mailboxes {
             mailbox.wake();
+        }
+    }
+
+    /// Closes every client connection once what is queued for it is
+    /// flushed: a server that stops serving (it lost its leader or its
+    /// quorum) sends its clients elsewhere, as Apache does.
+    pub fn close_all_connections(&self) {
+        let conns: Vec<WatcherId> = self.connections.lock().keys().copied().collect();
+        let mut postman = Postman::new(&self.mailboxes);
+        for conn in conns {
+            postman.post(Mail::Close { conn });
         }
     }
 

@@ -246,6 +246,7 @@ fn fake_pipeline(
                 zxid: tree.last_zxid(),
                 reply: Reply::error(err),
             }),
+            Submission::Forwarded(_) => unreachable!("only a quorum driver forwards"),
         }
         drop(tree);
         drop(postman);

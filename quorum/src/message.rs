@@ -109,13 +109,19 @@ pub enum Message {
         last_zxid: Zxid,
         committed: Zxid,
     },
+
+    /// The driver's own traffic between servers (a learner's forwarded
+    /// client requests and session touches): opaque bytes on the quorum
+    /// channel. [`Peer::step`](crate::Peer::step) ignores it; the driver
+    /// takes it off before stepping.
+    App { payload: Vec<u8> },
 }
 
 impl Message {
     /// The learner session a post-election message belongs to.
     pub fn session(&self) -> Option<u64> {
         match self {
-            Message::Notification { .. } => None,
+            Message::Notification { .. } | Message::App { .. } => None,
             Message::FollowerInfo { session, .. }
             | Message::LeaderInfo { session, .. }
             | Message::AckEpoch { session, .. }

@@ -286,6 +286,37 @@ impl Peer {
         }
     }
 
+    /// The epoch this peer serves clients in: the established leader's, or
+    /// a learner's once UPTODATE arrived. `None` while electing or syncing.
+    pub fn serving_epoch(&self) -> Option<Epoch> {
+        match &self.state {
+            State::Leading(l) if l.phase == LeaderPhase::Broadcast => Some(l.epoch),
+            State::Learning(Learner {
+                phase: LearnerPhase::UpToDate(epoch),
+                ..
+            }) => Some(*epoch),
+            _ => None,
+        }
+    }
+
+    /// On a leader, each learner connected to it: (id, voter, synced).
+    pub fn learners(&self) -> Vec<(ServerId, bool, bool)> {
+        match &self.state {
+            State::Leading(l) => l
+                .learners
+                .iter()
+                .map(|(&id, link)| {
+                    (
+                        id,
+                        self.config.is_voter(id),
+                        link.phase == LinkPhase::Synced,
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The leader this peer follows or is, as far as it knows.
     pub fn leader(&self) -> Option<ServerId> {
         match &self.state {
@@ -321,6 +352,16 @@ impl Peer {
         self.log.entries().iter().map(|e| &e.txn)
     }
 
+    /// The txns of the in-memory log after `zxid`, in order.
+    pub fn log_after(&self, zxid: Zxid) -> impl Iterator<Item = &Txn> {
+        self.log.after(zxid).iter().map(|e| &e.txn)
+    }
+
+    /// How many txns the in-memory log holds above its floor.
+    pub fn log_len(&self) -> usize {
+        self.log.entries().len()
+    }
+
     /// The election round.
     pub fn round(&self) -> u64 {
         self.round
@@ -338,10 +379,14 @@ impl Peer {
         if from == self.config.id || !self.config.is_member(from) {
             return;
         }
-        if let Message::Notification { vote, round, state } = message {
-            self.on_notification(from, vote, round, state);
-            return;
-        }
+        let message = match message {
+            Message::Notification { vote, round, state } => {
+                self.on_notification(from, vote, round, state);
+                return;
+            }
+            Message::App { .. } => return,
+            message => message,
+        };
         match &self.state {
             State::Leading(_) => self.on_leader_message(from, message),
             State::Learning(l) if l.leader == from && message.session() == Some(l.session) => {

@@ -113,6 +113,7 @@ const TAG_ACK: u8 = 0x09;
 const TAG_COMMIT: u8 = 0x0a;
 const TAG_INFORM: u8 = 0x0b;
 const TAG_PING: u8 = 0x0c;
+const TAG_APP: u8 = 0x0d;
 
 /// Smallest encoding of a list item, used to bound a count before allocating.
 const ZXID_BYTES: usize = 8;
@@ -571,6 +572,10 @@ fn encode_message(
             put_u64(out, last_zxid.0);
             put_u64(out, committed.0);
         }
+        Message::App { payload } => {
+            out.push(TAG_APP);
+            put_bytes(out, payload)?;
+        }
     }
     Ok(())
 }
@@ -799,6 +804,9 @@ fn decode_payload(payload: &[u8]) -> Result<Packet, WireError> {
             last_zxid: r.zxid("last zxid")?,
             committed: r.zxid("committed zxid")?,
         },
+        TAG_APP => Message::App {
+            payload: r.blob("app payload")?,
+        },
         other => return Err(WireError::UnknownTag(other)),
     };
     r.finish()?;
@@ -892,6 +900,9 @@ mod tests {
                 session: 1,
                 last_zxid: z,
                 committed: z,
+            },
+            Message::App {
+                payload: b"forwarded".to_vec(),
             },
         ];
         for message in messages {

@@ -76,7 +76,7 @@ impl FourLetterSource for Admin {
     }
 
     fn is_serving(&self) -> bool {
-        !self.shared.is_shutting_down()
+        !self.shared.is_shutting_down() && self.shared.replica.is_serving()
     }
 
     fn is_read_only(&self) -> bool {
@@ -97,8 +97,10 @@ impl FourLetterSource for Admin {
         let (open_file_descriptors, max_file_descriptors) = file_descriptors();
         let mut stats = self.shared.stats.snapshot();
         stats.outstanding_requests = self.shared.outstanding.load(Ordering::Relaxed) as u64;
+        let replica = self.shared.replica.view();
+        let (proposal_sizes, extra_metrics) = quorum_metrics(&replica);
         ServerSnapshot {
-            mode: "standalone".to_string(),
+            mode: replica.mode.as_str().to_string(),
             last_zxid,
             // The reference counts the root twice (as "" and "/"); monitoring
             // compares against its figure, so report the same.
@@ -114,8 +116,8 @@ impl FourLetterSource for Admin {
             max_file_descriptors,
             uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             stats,
-            proposal_sizes: None,
-            extra_metrics: Vec::new(),
+            proposal_sizes,
+            extra_metrics,
         }
     }
 
@@ -479,4 +481,60 @@ mod tests {
             }
         }
     }
+}
+
+/// The quorum lines of `mntr` (and their metrics) as Apache 3.8 prints them:
+/// `zk_peer_state` and `zk_quorum_size` on every member, the learner counts
+/// and proposal sizes on the leader.
+#[allow(clippy::type_complexity)]
+fn quorum_metrics(
+    view: &net::shared::ReplicaView,
+) -> (Option<(i64, i64, i64)>, Vec<(String, String)>) {
+    use net::shared::Mode;
+    let peer_state = match view.mode {
+        Mode::Standalone => return (None, Vec::new()),
+        Mode::Looking => "looking",
+        Mode::Leader => "leading - broadcast",
+        Mode::Follower => "following - broadcast",
+        Mode::Observer => "observing - broadcast",
+    };
+    let mut metrics = vec![
+        ("peer_state".to_string(), peer_state.to_string()),
+        ("quorum_size".to_string(), view.voters.to_string()),
+    ];
+    if view.mode != Mode::Leader {
+        return (None, metrics);
+    }
+    metrics.extend([
+        ("learners".to_string(), view.learners.to_string()),
+        (
+            "synced_followers".to_string(),
+            view.synced_followers.to_string(),
+        ),
+        ("synced_non_voting_followers".to_string(), "0".to_string()),
+        (
+            "synced_observers".to_string(),
+            view.synced_observers.to_string(),
+        ),
+        ("pending_syncs".to_string(), "0".to_string()),
+        (
+            "last_proposal_size".to_string(),
+            view.last_proposal_size.to_string(),
+        ),
+        (
+            "max_proposal_size".to_string(),
+            view.max_proposal_size.to_string(),
+        ),
+        (
+            "min_proposal_size".to_string(),
+            view.min_proposal_size.to_string(),
+        ),
+    ]);
+    let size = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let sizes = (
+        size(view.last_proposal_size),
+        size(view.min_proposal_size),
+        size(view.max_proposal_size),
+    );
+    (Some(sizes), metrics)
 }

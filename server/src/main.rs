@@ -8,6 +8,7 @@
 
 mod admin;
 mod config;
+mod ensemble;
 mod http;
 mod jaas;
 mod pipeline;
@@ -162,12 +163,6 @@ const ROCKSDB_NOT_BUILT: &str = "storage.backend=rocksdb: this zk-server was bui
 rebuild with `cargo build --release -p server --features rocksdb` (needs Debian's librocksdb-dev and libclang-dev)";
 
 fn serve(config: Config) -> anyhow::Result<()> {
-    if !config.servers.is_empty() {
-        tracing::warn!(
-            servers = config.servers.len(),
-            "server.N entries found; replication is not available yet, running standalone"
-        );
-    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create dataDir {}", config.data_dir.display()))?;
 
@@ -208,7 +203,17 @@ fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(storage = storage.name(), %last_zxid, nodes = tree.node_count(), "state recovered");
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let session_secret = secret::load_or_create(&config.data_dir)?;
+    let replica = if config.is_distributed() {
+        Some(ensemble::setup(&config)?)
+    } else {
+        None
+    };
+    // An ensemble's members must agree on session passwords, so that a
+    // session moves between them: theirs derive from the ensemble.
+    let session_secret = match &replica {
+        Some(setup) => ensemble::session_secret(setup),
+        None => secret::load_or_create(&config.data_dir)?,
+    };
     // Session ids carry the server id in their top byte, so two servers of an
     // ensemble never hand out the same id.
     let server_id = match config.my_id {
@@ -268,6 +273,14 @@ fn serve(config: Config) -> anyhow::Result<()> {
         clock,
         session_secret,
     ));
+    if let Some(setup) = &replica {
+        // Not serving until the quorum driver has a leader and is synced.
+        shared.replica.set(net::shared::ReplicaView {
+            mode: net::shared::Mode::Looking,
+            voters: setup.quorum.voters.len(),
+            ..Default::default()
+        });
+    }
     // Recovered sessions that zk-migrate brought over from Apache ZooKeeper:
     // their clients still hold Apache's passwords.
     shared.migrated_sessions.lock().extend(
@@ -290,6 +303,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         tick_ms: u64::from(config.tick_time_ms),
         container_check_interval_ms: config.container_check_interval_ms,
         snapshots: Some(snapshots),
+        replica,
     };
     let pipeline = std::thread::Builder::new()
         .name("pipeline".into())

@@ -11,6 +11,7 @@
 //! wait for it. Each txn is applied and answered whole inside one slice, so
 //! a reader sees a txn entirely or not at all (a multi is one txn).
 
+use super::forward::{Forwarding, Waiting};
 use super::log::Appended;
 use super::snapshots::SnapshotSchedule;
 use super::{Entry, Logged, Origin, Proposal, MAX_PROPOSALS_IN_FLIGHT};
@@ -48,6 +49,8 @@ pub(super) struct Applier {
     committed: Zxid,
     applied: Arc<AtomicI64>,
     snapshots: Option<SnapshotSchedule>,
+    /// On a learner: the forwarded requests this server answers.
+    forwarding: Option<Arc<Forwarding>>,
 }
 
 impl Applier {
@@ -62,6 +65,15 @@ impl Applier {
             committed: applied,
             applied: Arc::new(AtomicI64::new(applied.0)),
             snapshots,
+            forwarding: None,
+        }
+    }
+
+    /// An ensemble member's applier, which answers its forwarded requests.
+    pub(super) fn with_forwarding(self, forwarding: Arc<Forwarding>) -> Applier {
+        Applier {
+            forwarding: Some(forwarding),
+            ..self
         }
     }
 
@@ -148,18 +160,33 @@ impl Applier {
         }
         let outcome = apply(tree, &txn);
         self.shared.post_watch_events(&outcome.events, postman);
-        self.settle(postman, txn.zxid, txn.session, origin, outcome.reply);
+        let origin = match origin {
+            Origin::Replicated => match self.waiting(&txn) {
+                Some(Waiting::Origin(origin)) => origin,
+                Some(Waiting::Sync { conn, xid, path }) => {
+                    postman.post(Mail::Reply {
+                        conn,
+                        xid,
+                        zxid: txn.zxid,
+                        reply: Reply::ok(Response::Sync { path }),
+                    });
+                    return;
+                }
+                None => Origin::Replicated,
+            },
+            origin => origin,
+        };
+        self.settle(postman, &txn, origin, outcome.reply);
+    }
+
+    /// The forwarded request of ours a txn answers, if any.
+    fn waiting(&self, txn: &Txn) -> Option<Waiting> {
+        self.forwarding.as_ref()?.take(txn.session, txn.cxid)
     }
 
     /// Session bookkeeping and the reply, once a txn is applied.
-    fn settle(
-        &self,
-        postman: &mut Postman<'_>,
-        zxid: Zxid,
-        session: SessionId,
-        origin: Origin,
-        reply: Reply,
-    ) {
+    fn settle(&self, postman: &mut Postman<'_>, txn: &Txn, origin: Origin, reply: Reply) {
+        let (zxid, session) = (txn.zxid, txn.session);
         match origin {
             Origin::Client { conn, xid } => postman.post(Mail::Reply {
                 conn,
@@ -203,7 +230,49 @@ impl Applier {
                 }
             }
             Origin::Reaper => {}
+            // Another server's txn: only the session table follows it here.
+            Origin::Replicated => match &txn.op {
+                engine::txn::TxnOp::CreateSession { timeout_ms } => {
+                    self.shared.sessions.lock().add(
+                        session,
+                        *timeout_ms,
+                        self.shared.clock.monotonic_ms(),
+                    );
+                }
+                engine::txn::TxnOp::CloseSession { .. } => {
+                    if let Some(conn) = self.forget_session(session) {
+                        postman.post(Mail::Close { conn });
+                    }
+                }
+                _ => {}
+            },
         }
+    }
+
+    /// Replaces the tree by a state the leader sent (Zab SNAP), already
+    /// made durable by the driver. The session table follows the new tree.
+    pub(super) fn install(&mut self, tree: DataTree) {
+        let last = tree.last_zxid();
+        let now = self.shared.clock.monotonic_ms();
+        {
+            let mut live = self.shared.tree.write();
+            let mut sessions = self.shared.sessions.lock();
+            let keep: std::collections::HashMap<SessionId, i32> = tree.sessions().collect();
+            for session in sessions.ids() {
+                if !keep.contains_key(&session) {
+                    sessions.remove(session);
+                }
+            }
+            for (&session, &timeout_ms) in &keep {
+                if sessions.get(session).is_none() {
+                    sessions.add(session, timeout_ms, now);
+                }
+            }
+            *live = tree;
+            self.applied.store(last.0, Ordering::Release);
+        }
+        self.committed = last;
+        self.queue.clear();
     }
 
     /// Drops a closed session; returns the connection it was attached to.
@@ -303,4 +372,32 @@ pub(super) fn run(
     };
     applier.finish();
     result
+}
+
+/// What the quorum driver hands an ensemble member's applier: only what is
+/// committed.
+pub(super) enum ApplierInput {
+    /// Committed txns (and answers without one) in order: apply them now.
+    Apply(Proposal),
+    /// The leader's whole state (SNAP), durable already.
+    Install(Box<DataTree>),
+}
+
+/// The applier thread of an ensemble member: the driver decides what is
+/// committed, so everything it sends is applied at once.
+pub(super) fn run_replica(mut applier: Applier, inputs: crossbeam_channel::Receiver<ApplierInput>) {
+    for input in inputs {
+        match input {
+            ApplierInput::Apply(proposal) => {
+                let last = proposal.last_zxid();
+                applier.propose(proposal);
+                match last {
+                    Some(last) => applier.commit(last),
+                    None => applier.apply_ready(),
+                }
+            }
+            ApplierInput::Install(tree) => applier.install(*tree),
+        }
+    }
+    applier.finish();
 }

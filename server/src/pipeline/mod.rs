@@ -25,7 +25,9 @@
 //! batch is syncing is prepped into the next one, with no timer.
 
 mod applier;
+mod forward;
 mod log;
+pub mod replica;
 mod sequencer;
 mod snapshots;
 #[cfg(test)]
@@ -56,16 +58,30 @@ pub struct Pipeline {
     pub container_check_interval_ms: u64,
     /// When to write snapshots, for a backend that takes them.
     pub snapshots: Option<SnapshotPolicy>,
+    /// Set for an ensemble member: the quorum driver takes the log's place.
+    pub replica: Option<replica::ReplicaSetup>,
 }
 
 /// Who is waiting for a txn's outcome.
 #[derive(Debug)]
 enum Origin {
-    Client { conn: WatcherId, xid: i32 },
-    CreateSession { conn: WatcherId, timeout_ms: i32 },
-    CloseSession { conn: WatcherId, xid: i32 },
+    Client {
+        conn: WatcherId,
+        xid: i32,
+    },
+    CreateSession {
+        conn: WatcherId,
+        timeout_ms: i32,
+    },
+    CloseSession {
+        conn: WatcherId,
+        xid: i32,
+    },
     Expiry,
     Reaper,
+    /// In an ensemble: another server's txn, or a learner's forwarded
+    /// request (answered by the learner that holds it, see `forward`).
+    Replicated,
 }
 
 /// One sequenced entry, answered in its place.
@@ -138,7 +154,23 @@ impl Pipeline {
             tick_ms,
             container_check_interval_ms,
             snapshots,
+            replica,
         } = self;
+        if let Some(setup) = replica {
+            let applier = Applier::new(
+                Arc::clone(&shared),
+                prep.last_zxid(),
+                snapshots.map(snapshots::SnapshotSchedule::new),
+            );
+            let sequencer = Sequencer::new(
+                Arc::clone(&shared),
+                prep,
+                tick_ms,
+                container_check_interval_ms,
+                applier.applied_handle(),
+            );
+            return replica::run(setup, shared, storage, sequencer, applier, submissions);
+        }
         let log = log::Log::new(storage);
         // At most this many proposals between sequencer and applier: past it
         // the sequencer waits, and requests back up to the I/O threads'

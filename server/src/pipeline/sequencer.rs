@@ -10,14 +10,16 @@
 //! tick, holds the read lock only while prepping one bounded batch, and waits
 //! for a free slot of the in-flight window before handing a proposal on.
 
+use super::forward::{AppMessage, Forwarding, Waiting};
 use super::log::Log;
+use super::replica::{Control, SequencerMode};
 use super::{Entry, Logged, Origin, Proposal};
 use engine::prep::Prep;
 use engine::request::Request;
 use engine::storage::StorageError;
 use engine::tree::DataTree;
 use engine::types::{ErrorCode, SessionId, Zxid};
-use net::mailbox::Submission;
+use net::mailbox::{Forward, Submission};
 use net::shared::Shared;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -123,6 +125,83 @@ impl Sequencer {
         }
     }
 
+    /// The sequencer of an ensemble member. Leading, it preps as standalone
+    /// does and hands each proposal to the quorum driver, which proposes it
+    /// through Zab; following or observing, it forwards every submission to
+    /// the leader; otherwise (electing, syncing) it drops them, since their
+    /// connections are being closed. Expiry and the reaper run only on the
+    /// leader.
+    pub(super) fn run_replica(
+        mut self,
+        submissions: crossbeam_channel::Receiver<Submission>,
+        proposals: crossbeam_channel::Sender<Proposal>,
+        control: Arc<Control>,
+        forwarder: Forwarder,
+    ) -> Result<(), StorageError> {
+        let shared = Arc::clone(&self.shared);
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut generation = 0;
+        let mut mode = SequencerMode::Stopped;
+        loop {
+            if shared.is_shutting_down() {
+                return Ok(());
+            }
+            let until_tick = self.next_tick_ms - shared.clock.monotonic_ms();
+            let wait = Duration::from_millis(until_tick.max(0) as u64).min(SHUTDOWN_POLL);
+            match submissions.recv_timeout(wait) {
+                Ok(first) => batch.push(first),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            while batch.len() < MAX_BATCH {
+                let Ok(next) = submissions.try_recv() else {
+                    break;
+                };
+                batch.push(next);
+            }
+            if let Some((next_generation, next_mode)) = control.changed(generation) {
+                generation = next_generation;
+                mode = next_mode;
+                if let SequencerMode::Lead { first } = mode {
+                    // Everything before `first` is applied (the driver waited
+                    // for it): prep starts over against the tree.
+                    self.prep.reset(first);
+                    let now = shared.clock.monotonic_ms();
+                    self.next_tick_ms = now.saturating_add(self.tick_ms);
+                    self.next_reap_ms = now.saturating_add(self.reap_every_ms);
+                }
+            }
+            match mode {
+                SequencerMode::Stopped => batch.clear(),
+                SequencerMode::Follow { leader } => forwarder.forward(leader, batch.drain(..)),
+                SequencerMode::Lead { .. } => {
+                    let proposal = {
+                        let tree = shared.tree.read();
+                        self.sequence(&tree, batch.drain(..))
+                    };
+                    if proposal.is_empty() {
+                        continue;
+                    }
+                    let mut next = proposal;
+                    loop {
+                        match proposals.send_timeout(next, SHUTDOWN_POLL) {
+                            Ok(()) => break,
+                            Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
+                                if shared.is_shutting_down() {
+                                    return Ok(());
+                                }
+                                next = back;
+                            }
+                            Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => {
+                                return Ok(())
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Preps `submissions` in order, plus expiry and reaping if their time
     /// has come, into one proposal. `tree` is the applied tree, read-locked
     /// by the caller.
@@ -190,6 +269,10 @@ impl Sequencer {
                 let txn = prep.prep_error(session, xid, err, now);
                 proposal.push_txn(txn, Origin::Client { conn, xid });
             }
+            Submission::Forwarded(forward) => {
+                let txn = prep_forwarded(prep, tree, shared, forward, now, refused);
+                proposal.push_txn(txn, Origin::Replicated);
+            }
             Submission::Write {
                 conn, session, xid, ..
             } if refused(session) => {
@@ -244,6 +327,131 @@ impl Sequencer {
                 tracing::debug!(path, "reaping container or expired TTL node");
                 proposal.push_txn(txn, Origin::Reaper);
             }
+        }
+    }
+}
+
+/// A learner's request on the leader: always exactly one txn, a refusal an
+/// error txn, so that the learner answers it when the txn reaches it.
+fn prep_forwarded(
+    prep: &mut Prep,
+    tree: &DataTree,
+    shared: &Shared,
+    forward: Forward,
+    now: i64,
+    refused: impl Fn(SessionId) -> bool,
+) -> engine::txn::Txn {
+    match forward {
+        Forward::CreateSession {
+            session,
+            timeout_ms,
+        } => prep.prep_create_session(session, timeout_ms, now),
+        Forward::Rejected { session, xid, err } => prep.prep_error(session, xid, err, now),
+        Forward::Sync { session, xid } => prep.prep_error(session, xid, ErrorCode::Ok, now),
+        Forward::Write { session, xid, .. } if refused(session) => {
+            prep.prep_error(session, xid, ErrorCode::SessionExpired, now)
+        }
+        Forward::Write {
+            session,
+            xid,
+            request: Request::CloseSession,
+            ..
+        } => {
+            shared.sessions.lock().set_closing(session);
+            prep.prep_close_session(tree, session, xid, now)
+        }
+        Forward::Write {
+            session,
+            xid,
+            request,
+            auth,
+        } => match prep.prep(tree, session, xid, &auth, &request, now) {
+            Ok(txn) => txn,
+            Err(err) => prep.prep_error(session, xid, err, now),
+        },
+    }
+}
+
+/// A learner's sequencer output: submissions become `Forward`s sent to the
+/// leader in one message per batch, and the requests are remembered in
+/// `Forwarding` until their txns come back.
+pub(super) struct Forwarder {
+    pub shared: Arc<Shared>,
+    pub forwarding: Arc<Forwarding>,
+    pub send: Box<dyn Fn(u64, Vec<u8>) + Send>,
+}
+
+impl Forwarder {
+    fn forward(&self, leader: u64, submissions: impl Iterator<Item = Submission>) {
+        let shared = &self.shared;
+        let mut forwards = Vec::new();
+        for submission in submissions {
+            let (session, xid, waiting, forward) = match submission {
+                Submission::Write {
+                    conn,
+                    session,
+                    xid,
+                    request,
+                    auth,
+                } => {
+                    let origin = match request {
+                        Request::CloseSession => Origin::CloseSession { conn, xid },
+                        _ => Origin::Client { conn, xid },
+                    };
+                    let forward = Forward::Write {
+                        session,
+                        xid,
+                        request,
+                        auth: auth.as_ref().clone(),
+                    };
+                    (session, xid, Waiting::Origin(origin), forward)
+                }
+                Submission::Rejected {
+                    conn,
+                    session,
+                    xid,
+                    err,
+                } => (
+                    session,
+                    xid,
+                    Waiting::Origin(Origin::Client { conn, xid }),
+                    Forward::Rejected { session, xid, err },
+                ),
+                Submission::Sync { conn, xid, path } => {
+                    let Some(session) = shared.session_of(conn) else {
+                        continue;
+                    };
+                    (
+                        session,
+                        xid,
+                        Waiting::Sync { conn, xid, path },
+                        Forward::Sync { session, xid },
+                    )
+                }
+                Submission::CreateSession { conn, timeout_ms } => {
+                    let session = shared.sessions.lock().next_session_id();
+                    (
+                        session,
+                        0,
+                        Waiting::Origin(Origin::CreateSession { conn, timeout_ms }),
+                        Forward::CreateSession {
+                            session,
+                            timeout_ms,
+                        },
+                    )
+                }
+                // Only a leader takes forwarded requests.
+                Submission::Forwarded(_) => continue,
+            };
+            self.forwarding.wait(session, xid, waiting);
+            forwards.push(forward);
+        }
+        if forwards.is_empty() {
+            return;
+        }
+        match AppMessage::Forward(forwards).encode() {
+            Ok(payload) => (self.send)(leader, payload),
+            Err(error) => tracing::error!(%error, "cannot encode forwarded requests"),
         }
     }
 }

@@ -602,6 +602,7 @@ fn the_threads_answer_only_once_the_log_is_durable() {
         tick_ms: TICK_MS,
         container_check_interval_ms: 60_000,
         snapshots: None,
+        replica: None,
     };
     let running = std::thread::spawn(move || pipeline.run());
     let release = |upto: u64| gate.release(upto);

@@ -1,0 +1,119 @@
+//! From zoo.cfg's `server.N` lines to what the quorum driver runs with: the
+//! Zab peer's membership and timing, the peer transport's addresses, and the
+//! session secret every member shares.
+//!
+//! Timing. A quorum tick is `QUORUM_TICK` (50 ms), not `tickTime`:
+//! - a learner or leader that hears nothing from the other side for
+//!   `min(syncLimit × tickTime, FAILURE_TIMEOUT)` (1.5 s by default) gives up
+//!   and elects again. Apache waits the whole `syncLimit × tickTime` (10 s
+//!   by default) before it notices a paused leader;
+//! - election notifications are re-sent every 200 ms;
+//! - discovery and synchronization may take `initLimit × tickTime` (20 s by
+//!   default), as in Apache, since a SNAP of a large tree takes time.
+
+use crate::config::{Config, LearnerRole};
+use crate::pipeline::replica::ReplicaSetup;
+use anyhow::Context;
+use engine::session::SessionSecret;
+use quorum::transport::{Limits, PeerAddr, TransportConfig};
+use quorum::ServerId;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+pub const QUORUM_TICK: Duration = Duration::from_millis(50);
+/// The longest silence tolerated from a leader or a quorum of followers.
+pub const FAILURE_TIMEOUT: Duration = Duration::from_millis(1500);
+const ELECTION_RESEND: Duration = Duration::from_millis(200);
+/// Largest quorum frame: a SNAP carries the whole (compressed) tree.
+const MAX_PEER_FRAME_BYTES: u32 = 1 << 30;
+
+fn ticks(duration: Duration) -> u32 {
+    (duration.as_millis() / QUORUM_TICK.as_millis()).clamp(1, u128::from(u32::MAX)) as u32
+}
+
+pub fn setup(config: &Config) -> anyhow::Result<ReplicaSetup> {
+    let origin = config.source.as_ref().map_or_else(
+        || "<embedded default>".to_string(),
+        |p| p.display().to_string(),
+    );
+    let me = config
+        .my_id
+        .context("a replicated server needs a myid file in dataDir")?;
+    let mut voters = BTreeSet::new();
+    let mut observers = BTreeSet::new();
+    let mut peers = BTreeMap::new();
+    for (&id, spec) in &config.servers {
+        match spec.role {
+            LearnerRole::Participant => voters.insert(ServerId(id)),
+            LearnerRole::Observer => observers.insert(ServerId(id)),
+        };
+        let address = spec
+            .addresses
+            .first()
+            .with_context(|| format!("{origin}: server.{id} has no address"))?;
+        let resolve = |port: u16| -> anyhow::Result<SocketAddr> {
+            (address.host.as_str(), port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .with_context(|| {
+                    format!(
+                        "{origin}: server.{id}: cannot resolve {}:{port}",
+                        address.host
+                    )
+                })
+        };
+        peers.insert(
+            ServerId(id),
+            PeerAddr {
+                quorum: resolve(address.quorum_port)?,
+                election: resolve(address.election_port)?,
+            },
+        );
+    }
+    let listen = *peers
+        .get(&ServerId(me))
+        .with_context(|| format!("{origin}: myid {me} is not in the server.N list"))?;
+    let tick_time = Duration::from_millis(u64::from(config.tick_time_ms.max(1)));
+    let mut quorum = quorum::Config::new(ServerId(me), voters.clone(), observers.clone());
+    quorum.election_timeout_ticks = ticks(ELECTION_RESEND);
+    quorum.init_limit_ticks = ticks(tick_time * config.init_limit.max(1));
+    quorum.sync_limit_ticks = ticks((tick_time * config.sync_limit.max(1)).min(FAILURE_TIMEOUT));
+    let fingerprint = quorum::wire::fingerprint(&voters, &observers);
+    Ok(ReplicaSetup {
+        quorum,
+        transport: TransportConfig {
+            me: ServerId(me),
+            listen,
+            peers,
+            fingerprint,
+            limits: Limits {
+                max_frame_bytes: MAX_PEER_FRAME_BYTES,
+                ..Limits::default()
+            },
+        },
+        epochs_path: config.data_dir.join("quorum_epochs"),
+        tick: QUORUM_TICK,
+    })
+}
+
+/// The session secret of an ensemble: the same on every member, since a
+/// session created through one must reconnect through any. It derives from
+/// the membership, which makes passwords as predictable to someone who
+/// knows the config as Apache's (which derive from a constant): they bind a
+/// reconnect to its session, they are not an access control.
+pub fn session_secret(setup: &ReplicaSetup) -> SessionSecret {
+    let mut bytes = [0u8; SessionSecret::LEN];
+    let mut state = setup.transport.fingerprint ^ 0x9e37_79b9_7f4a_7c15;
+    for chunk in bytes.chunks_mut(8) {
+        // splitmix64: spreads the fingerprint over the whole secret.
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+    }
+    SessionSecret::new(bytes)
+}
