@@ -396,6 +396,17 @@ impl Peer {
         }
     }
 
+    /// The driver's transport lost its connection to `id` and could not get
+    /// it back: a learner of `id` goes back to election at once instead of
+    /// waiting out `sync_limit_ticks` of silence. (A crashed leader's
+    /// connections close at once; a paused one's do not, and silence still
+    /// detects it.)
+    pub fn peer_unreachable(&mut self, id: ServerId) {
+        if matches!(&self.state, State::Learning(l) if l.leader == id) {
+            self.start_election();
+        }
+    }
+
     /// One tick of time passed.
     pub fn tick(&mut self) {
         match &self.state {

@@ -440,6 +440,14 @@ impl Transport {
         })
     }
 
+    /// True while `channel` to `peer` has a live connection.
+    pub fn is_connected_on(&self, peer: ServerId, channel: Channel) -> bool {
+        self.shared
+            .links
+            .get(&(peer, channel))
+            .is_some_and(|link| link.connected.load(Ordering::SeqCst))
+    }
+
     pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);

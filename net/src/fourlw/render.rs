@@ -42,7 +42,13 @@ pub fn render(word: FourLetterWord, whitelist: &Whitelist, src: &dyn FourLetterS
         Isro => out.push_str(if src.is_read_only() { "ro" } else { "rw" }),
         Conf => {
             for (key, value) in src.config() {
-                line(&mut out, format_args!("{key}={value}"));
+                // A heading (Apache's `membership: ` before the server
+                // lines) is a key ending in ':' with no value.
+                if key.ends_with(':') && value.is_empty() {
+                    line(&mut out, format_args!("{key} "));
+                } else {
+                    line(&mut out, format_args!("{key}={value}"));
+                }
             }
         }
         Cons => {

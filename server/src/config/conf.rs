@@ -70,6 +70,26 @@ impl Config {
                 "0"
             };
             lines.push(("peerType".to_string(), ordinal.to_string()));
+            lines.push(("membership:".to_string(), String::new()));
+            for (id, spec) in &self.servers {
+                let mut value = spec
+                    .addresses
+                    .iter()
+                    .map(|a| format!("{}:{}:{}", a.host, a.quorum_port, a.election_port))
+                    .collect::<Vec<_>>()
+                    .join("|");
+                value.push_str(match spec.role {
+                    LearnerRole::Observer => ":observer",
+                    LearnerRole::Participant => ":participant",
+                });
+                if let Some((host, port)) = &spec.client {
+                    value.push_str(&format!(";{host}:{port}"));
+                }
+                lines.push((format!("server.{id}"), value));
+            }
+            // The static configuration's version, as Apache prints it
+            // without dynamic reconfiguration.
+            lines.push(("version".to_string(), "0".to_string()));
         }
         lines
     }
@@ -104,6 +124,41 @@ mod tests {
                 "maxSessionTimeout=40000",
                 "clientPortListenBacklog=-1",
                 "serverId=0",
+            ]
+        );
+    }
+
+    #[test]
+    fn conf_word_lines_for_an_ensemble_member_end_with_the_membership() {
+        let mut config = parse(
+            "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=/var/lib/zk\nclientPort=2181\n\
+             server.1=10.0.0.1:2888:3888\nserver.2=10.0.0.2:2888:3888;2181\n\
+             server.3=10.0.0.3:2888:3888:observer\n",
+        );
+        config.apply_my_id(Some(2)).unwrap();
+        let lines: Vec<String> = config
+            .conf_4lw(0, 0)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let tail: Vec<&str> = lines[lines.len() - 11..]
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                "initLimit=10",
+                "syncLimit=5",
+                "electionAlg=3",
+                "electionPort=3888",
+                "quorumPort=2888",
+                "peerType=0",
+                "membership:=",
+                "server.1=10.0.0.1:2888:3888:participant",
+                "server.2=10.0.0.2:2888:3888:participant;0.0.0.0:2181",
+                "server.3=10.0.0.3:2888:3888:observer",
+                "version=0",
             ]
         );
     }

@@ -43,7 +43,7 @@ use net::mailbox::{Mail, Postman, Submission};
 use net::shared::{Mode, ReplicaView, Shared};
 use parking_lot::Mutex;
 use quorum::transport::{Transport, TransportConfig};
-use quorum::wire::Envelope;
+use quorum::wire::{Channel, Envelope};
 use quorum::{Action, Epochs, Message, Peer, Prng, Role, ServerId, SyncMode};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -67,6 +67,8 @@ pub struct ReplicaSetup {
 const DIFF_WINDOW: usize = 50_000;
 /// A state larger than this (decompressed) from a leader is refused.
 const MAX_STATE_BYTES: u64 = 8 << 30;
+/// Ticks a learner's connection to its leader may be down before it elects.
+const LINK_DOWN_TICKS: u32 = 1;
 /// Ticks between a learner's session touches to the leader.
 const TOUCH_EVERY_TICKS: u64 = 4;
 
@@ -218,6 +220,7 @@ pub(super) fn run(
             voters: setup.quorum.voters.len(),
             ..ReplicaView::default()
         },
+        leader_link_down: 0,
     };
     driver.publish();
     let result = driver.run(&inbound, &proposals_rx);
@@ -255,6 +258,8 @@ struct Driver {
     ticks: u64,
     looking_since: Instant,
     view: ReplicaView,
+    /// Ticks the learner's connection to its leader has been down.
+    leader_link_down: u32,
 }
 
 impl Driver {
@@ -425,6 +430,7 @@ impl Driver {
     fn on_tick(&mut self) {
         self.ticks += 1;
         self.peer.tick();
+        self.watch_leader_link();
         if let Some(Serving::Learner { leader, .. }) = self.serving {
             if self.ticks % TOUCH_EVERY_TICKS == 0 {
                 self.send_touches(leader);
@@ -445,6 +451,30 @@ impl Driver {
         }
         self.compact();
         self.publish();
+    }
+
+    /// A learner whose connection to its leader has been down for
+    /// `LINK_DOWN_TICKS` elects again without waiting for silence: a
+    /// crashed leader's sockets close at once.
+    fn watch_leader_link(&mut self) {
+        let Some(Serving::Learner { leader, .. }) = self.serving else {
+            self.leader_link_down = 0;
+            return;
+        };
+        let leader = ServerId(leader);
+        if self.transport.is_connected_on(leader, Channel::Quorum) {
+            self.leader_link_down = 0;
+            return;
+        }
+        self.leader_link_down += 1;
+        if self.leader_link_down >= LINK_DOWN_TICKS {
+            tracing::info!(
+                leader = leader.0,
+                "lost the connection to the leader; electing"
+            );
+            self.leader_link_down = 0;
+            self.peer.peer_unreachable(leader);
+        }
     }
 
     /// Sessions of this learner's clients that are alive here.
