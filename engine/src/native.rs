@@ -255,6 +255,10 @@ impl Storage for NativeStorage {
     fn name(&self) -> &'static str {
         "native"
     }
+
+    fn sync_stats(&self) -> Option<Arc<crate::storage::SyncStats>> {
+        Some(self.wal.sync_stats())
+    }
 }
 
 /// Writes `tree` as a snapshot in the staging directory, then commits the

@@ -28,7 +28,9 @@
 
 use crate::persist::{self, SnapshotCursor, SnapshotRecord};
 use crate::restore::{restore_pipelined, Replay, ReplayError, RestoreError};
-use crate::storage::{Checkpoint, Checkpointer, DurableWait, Storage, StorageError, Ticket};
+use crate::storage::{
+    Checkpoint, Checkpointer, DurableWait, Storage, StorageError, SyncStats, Ticket,
+};
 use crate::tree::DataTree;
 use crate::txn::Txn;
 use crate::types::Zxid;
@@ -87,6 +89,8 @@ struct Queue {
     done: Condvar,
     /// Wake-up channels (capacity 1) of `DurableWait::wakeups`.
     wakers: Mutex<Vec<crossbeam_channel::Sender<()>>>,
+    /// The writer's batch sizes and sync times, as the native WAL keeps them.
+    sync_stats: Arc<SyncStats>,
 }
 
 impl Queue {
@@ -223,6 +227,7 @@ impl RocksStorage {
             work: Condvar::new(),
             done: Condvar::new(),
             wakers: Mutex::new(Vec::new()),
+            sync_stats: Arc::new(SyncStats::new()),
         });
         let writer = {
             let db = Arc::clone(&db);
@@ -414,6 +419,10 @@ impl Storage for RocksStorage {
     fn name(&self) -> &'static str {
         "rocksdb"
     }
+
+    fn sync_stats(&self) -> Option<Arc<SyncStats>> {
+        Some(Arc::clone(&self.queue.sync_stats))
+    }
 }
 
 /// The writer thread: takes everything queued while the previous write was
@@ -445,13 +454,17 @@ fn write_loop(db: &rocksdb::DB, queue: &Queue, dir: &Path, sync: bool) {
         let mut write = WriteBatch::default();
         let mut last = None;
         let mut last_zxid = None;
+        let mut records_written = 0u64;
         for (ticket, records) in &batch {
             for (zxid, payload) in records {
                 write.put_cf(log, zxid.to_be_bytes(), payload);
                 last_zxid = Some(*zxid);
+                records_written += 1;
             }
             last = Some(*ticket);
         }
+        let bytes = u64::try_from(write.size_in_bytes()).unwrap_or(u64::MAX);
+        let started = std::time::Instant::now();
         let result = if fail {
             Err("injected write failure".to_string())
         } else {
@@ -460,6 +473,10 @@ fn write_loop(db: &rocksdb::DB, queue: &Queue, dir: &Path, sync: bool) {
         };
         match result {
             Ok(()) => {
+                let synced = sync.then(|| started.elapsed());
+                queue
+                    .sync_stats
+                    .record_batch(records_written, bytes, synced);
                 let mut state = queue.state.lock();
                 if let Some(last) = last {
                     state.durable = state.durable.max(last);

@@ -563,7 +563,7 @@ impl IoThread {
             let length = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
             if conn.phase == Phase::Handshake {
                 if let Some(word) = fourlw::command_from_code(length) {
-                    self.shared.stats.packet_received();
+                    self.shared.stats.packet_received_bytes(4);
                     // Whatever follows the word is ignored, as the reference
                     // ignores it.
                     pos = conn.inbuf.len();
@@ -602,7 +602,7 @@ impl IoThread {
                 break ParseOutcome::NeedMore;
             };
             pos += 4 + length;
-            self.shared.stats.packet_received();
+            self.shared.stats.packet_received_bytes(4 + length as u64);
             conn.entry.stats.packet_received();
             if conn.phase == Phase::Handshake {
                 let body = body.to_vec();
@@ -687,12 +687,20 @@ impl IoThread {
                     conn.entry.stats.record_op(op);
                     conn.entry.stats.record_reply(latency, xid, zxid.0);
                 }
+                let start = conn.outbuf.len();
                 proto::encode_reply(xid, zxid.0, &reply, &mut conn.outbuf);
+                self.shared
+                    .stats
+                    .record_response_frames(conn.outbuf.get(start..).unwrap_or_default());
                 self.shared.stats.packet_sent();
                 conn.entry.stats.packet_sent();
             }
             Mail::Event { event, .. } => {
+                let start = conn.outbuf.len();
                 proto::encode_event(&event, &mut conn.outbuf);
+                self.shared
+                    .stats
+                    .record_response_frames(conn.outbuf.get(start..).unwrap_or_default());
                 self.shared.stats.packet_sent();
                 conn.entry.stats.packet_sent();
             }
@@ -856,6 +864,7 @@ impl IoThread {
             if let Work::Request(request) = &pending.work {
                 conn.entry.stats.record_op(proto::request_op(request));
             }
+            let start = conn.outbuf.len();
             match pending.work {
                 Work::Unknown => {
                     proto::encode_reply(
@@ -877,6 +886,9 @@ impl IoThread {
                 Work::RejectWrite(_) => unreachable!("goes to the pipeline"),
                 Work::Request(request) => serve_local(shared, conn, tree, pending.xid, request),
             }
+            shared
+                .stats
+                .record_response_frames(conn.outbuf.get(start..).unwrap_or_default());
             let latency = now.saturating_duration_since(pending.received);
             shared
                 .stats

@@ -375,6 +375,23 @@ impl ServerStats {
         self.response_sizes.record(bytes);
     }
 
+    /// Records the size of each length-prefixed frame in `frames` (what one
+    /// answer appended to a connection's output: a reply, an event, or
+    /// events and then a reply). As the reference counts it, a size is the
+    /// frame's length field: header and body, not the 4-byte prefix. Reads
+    /// only the prefixes; a partial frame at the end is ignored.
+    pub fn record_response_frames(&self, frames: &[u8]) {
+        let mut rest = frames;
+        while let Some((prefix, body)) = rest.split_first_chunk::<4>() {
+            let length = u32::from_be_bytes(*prefix);
+            let Some(next) = usize::try_from(length).ok().and_then(|n| body.get(n..)) else {
+                break;
+            };
+            self.response_sizes.record(u64::from(length));
+            rest = next;
+        }
+    }
+
     /// A snapshot or checkpoint finished writing after `elapsed`.
     pub fn snapshot_taken(&self, elapsed: Duration) {
         self.snapshot_time.record(duration_ms(elapsed));
@@ -729,7 +746,15 @@ mod tests {
         stats.record_request_latency(Duration::from_millis(1), RequestKind::Read);
         stats.record_response_size(16);
         stats.record_response_size(89);
-        stats.record_response_size(88);
+        // Two frames appended at once (an event, then a reply): each counts.
+        let mut frames = Vec::new();
+        for body in [&[0u8; 12][..], &[0u8; 88][..]] {
+            frames.extend_from_slice(&u32::try_from(body.len()).unwrap_or(0).to_be_bytes());
+            frames.extend_from_slice(body);
+        }
+        // A torn prefix at the end is not a frame.
+        frames.extend_from_slice(&[0, 0]);
+        stats.record_response_frames(&frames);
         let snapshot = stats.snapshot();
         assert_eq!((snapshot.packets_received, snapshot.packets_sent), (2, 1));
         assert_eq!(snapshot.bytes_received, 40);
@@ -758,7 +783,7 @@ mod tests {
                 snapshot.min_response_size,
                 snapshot.max_response_size
             ),
-            (88, 16, 89)
+            (88, 12, 89)
         );
 
         stats.reset();

@@ -10,7 +10,10 @@
 
 use crate::config::{Config, StorageBackend};
 use crate::http::commands::AdminSource;
-use crate::http::metrics::{IoThreadLoad, MetricsSnapshot, MetricsSource, SummaryValues};
+use crate::http::metrics::{
+    IoThreadLoad, LogBatches, MetricsSnapshot, MetricsSource, SummaryValues,
+};
+use engine::storage::SyncStats;
 use net::fourlw::{
     ConnectionSnapshot, DumpSnapshot, ExpiryBucket, FourLetterSource, HostSnapshot, ServerSnapshot,
     WatchSummary,
@@ -39,6 +42,9 @@ pub struct Admin {
     trace_mask: AtomicI64,
     /// The configuration text as it was at start-up (`initial_configuration`).
     initial_configuration: String,
+    /// The storage's log writer figures (`fsynctime`, `zkrs_wal_*`), if it
+    /// keeps them.
+    sync_stats: Option<Arc<SyncStats>>,
 }
 
 impl Admin {
@@ -59,7 +65,14 @@ impl Admin {
             started: Instant::now(),
             trace_mask: AtomicI64::new(net::fourlw::DEFAULT_TRACE_MASK),
             initial_configuration,
+            sync_stats: None,
         }
+    }
+
+    /// Reports the storage's log writer figures (`Storage::sync_stats`).
+    pub fn with_sync_stats(mut self, sync_stats: Option<Arc<SyncStats>>) -> Admin {
+        self.sync_stats = sync_stats;
+        self
     }
 
     fn session_of(&self, conn: engine::types::WatcherId) -> i64 {
@@ -292,12 +305,42 @@ impl MetricsSource for Admin {
                 load.queued_requests += entry.queued.load(Ordering::Relaxed);
             }
         }
+        let histogram = |histogram: &wal::stats::Histogram, per_mille: &[u64]| {
+            let summary = histogram.summary(per_mille);
+            SummaryValues {
+                count: summary.count,
+                sum: summary.sum,
+                quantiles: summary.quantiles,
+            }
+        };
+        let log = self.sync_stats.as_deref().map(|sync| LogBatches {
+            syncs: sync.syncs(),
+            sync_time_us: histogram(sync.sync_time_us(), &MetricsSnapshot::ADVANCED_PER_MILLE),
+            batch_txns: histogram(sync.batch_records(), &MetricsSnapshot::ADVANCED_PER_MILLE),
+            batch_bytes: histogram(sync.batch_bytes(), &MetricsSnapshot::ADVANCED_PER_MILLE),
+        });
+        // The reference's `fsynctime` is in milliseconds.
+        let fsync_time = self
+            .sync_stats
+            .as_deref()
+            .map(|sync| {
+                let micros = histogram(sync.sync_time_us(), &MetricsSnapshot::BASIC_PER_MILLE);
+                SummaryValues {
+                    count: micros.count,
+                    sum: micros.sum / 1000,
+                    quantiles: micros.quantiles.iter().map(|us| us / 1000).collect(),
+                }
+            })
+            .unwrap_or_default();
         MetricsSnapshot {
             server: self.server(),
             read_latency: summary(stats.read_latency(), &MetricsSnapshot::ADVANCED_PER_MILLE),
             update_latency: summary(stats.update_latency(), &MetricsSnapshot::ADVANCED_PER_MILLE),
             snapshot_time: summary(stats.snapshot_time(), &MetricsSnapshot::BASIC_PER_MILLE),
+            fsync_time,
+            log,
             io_threads,
+            pipeline_queued: self.shared.submit.len() as u64,
             backend: match self.config.storage_backend {
                 StorageBackend::Native => "native",
                 StorageBackend::RocksDb => "rocksdb",

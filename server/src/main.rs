@@ -200,6 +200,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         }),
     };
     let (tree, last_zxid) = storage.recover().context("recovery failed")?;
+    let sync_stats = storage.sync_stats();
     tracing::info!(storage = storage.name(), %last_zxid, nodes = tree.node_count(), "state recovered");
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -310,7 +311,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .spawn(move || pipeline.run())
         .context("cannot start the pipeline thread")?;
 
-    let admin = Arc::new(admin::Admin::new(Arc::clone(&shared), config.clone()));
+    let admin = Arc::new(
+        admin::Admin::new(Arc::clone(&shared), config.clone()).with_sync_stats(sync_stats),
+    );
     let words = FourLetterWords {
         whitelist: config.four_letter_words.clone(),
         source: admin.clone(),

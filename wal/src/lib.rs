@@ -17,6 +17,7 @@ mod dir;
 pub mod format;
 mod io;
 mod reader;
+pub mod stats;
 mod writer;
 
 use std::io as stdio;
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 
 pub use format::{RecordRef, ScanStop, SegmentScan};
 pub use reader::{Reader, SegmentFile};
+pub use stats::SyncStats;
 pub use writer::{uring_available, Durable, OpenReport, Wal};
 
 /// The segment files in `dir` as (first zxid, path), oldest first; for tools

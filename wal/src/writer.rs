@@ -29,6 +29,7 @@ use crate::dir;
 use crate::format::{self, SegmentHeader, SegmentScan, Tail};
 use crate::io::Backend;
 use crate::reader::SegmentFile;
+use crate::stats::SyncStats;
 use crate::{Error, IoMode, Record, WalConfig};
 
 /// Commands queued to the writer thread; the bound keeps memory in check and
@@ -79,6 +80,8 @@ struct Shared {
     state: Mutex<DurableState>,
     changed: Condvar,
     fsyncs: AtomicU64,
+    /// Each batch's size and sync time, for the server's metrics.
+    sync_stats: Arc<SyncStats>,
     poisoned: AtomicBool,
     subscribers: Mutex<Vec<Sender<Durable>>>,
     /// Wake-up channels (capacity 1): a message means `durable` moved.
@@ -380,6 +383,7 @@ impl Wal {
             }),
             changed: Condvar::new(),
             fsyncs: AtomicU64::new(0),
+            sync_stats: Arc::new(SyncStats::new()),
             poisoned: AtomicBool::new(false),
             subscribers: Mutex::new(Vec::new()),
             wakers: Mutex::new(Vec::new()),
@@ -528,6 +532,12 @@ impl Wal {
         self.shared.fsyncs.load(Ordering::SeqCst)
     }
 
+    /// The writer's batch sizes and sync times, updated as it goes; the
+    /// handle stays valid after the `Wal` is dropped.
+    pub fn sync_stats(&self) -> Arc<SyncStats> {
+        Arc::clone(&self.shared.sync_stats)
+    }
+
     /// Removes every record with a zxid above `zxid` (Zab TRUNC, repair),
     /// after the appends already queued are written. Returns the zxid of the
     /// last record left. Later appends continue from there.
@@ -650,6 +660,7 @@ impl Writer {
             }
             batch.first_zxid.get_or_insert(record.zxid);
             batch.last_zxid = Some(record.zxid);
+            batch.records += 1;
             format::encode_record(&mut self.buffer, record.zxid, &record.payload);
         }
     }
@@ -705,12 +716,20 @@ impl Writer {
                 std::io::Error::other("injected fsync failure"),
             ));
         }
+        // Timed on both io paths the same way: from handing the batch to the
+        // kernel until it is durable (io_uring links the write and the sync
+        // in one submission, so the two cannot be told apart there).
+        let started = std::time::Instant::now();
         self.backend
             .write_batch(&active.file, &self.buffer, active.position, sync)
             .map_err(|e| Error::io(&active.path, e))?;
+        let synced = sync.then(|| started.elapsed());
         if sync {
             self.shared.fsyncs.fetch_add(1, Ordering::SeqCst);
         }
+        self.shared
+            .sync_stats
+            .record_batch(batch.records, len, synced);
         active.position = end;
         self.shared.publish(Durable {
             seq: batch.last_seq,
@@ -888,6 +907,8 @@ impl Writer {
 #[derive(Default)]
 struct Batch {
     last_seq: u64,
+    /// Records encoded into it.
+    records: u64,
     first_zxid: Option<u64>,
     last_zxid: Option<u64>,
 }
@@ -1406,6 +1427,41 @@ mod tests {
             );
             drop(wal);
             assert_eq!(read_from(dir.path(), 0), records(1..=total, 1));
+        });
+    }
+
+    // The figures behind the server's `fsynctime` and `zkrs_wal_*` metrics:
+    // each written batch counts once, with its records and its bytes on disk
+    // (marker included), and only synced batches count as syncs.
+    #[test]
+    fn sync_stats_count_syncs_and_batch_sizes() {
+        for_each_mode(|mode| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (wal, _) = open(dir.path(), mode);
+            let stats = wal.sync_stats();
+            assert_eq!((stats.batches(), stats.syncs()), (0, 0));
+            append_batches(&wal, [records(1..=3, 1), records(4..=4, 1)]);
+            assert_eq!((stats.batches(), stats.syncs()), (2, 2), "{mode:?}");
+            let txns = stats.batch_records().summary(&[500]);
+            assert_eq!((txns.count, txns.sum, txns.min, txns.max), (2, 4, 1, 3));
+            let paths = segment_paths(dir.path());
+            assert_eq!(paths.len(), 1);
+            let on_disk: u64 = batch_spans(&paths[0])
+                .iter()
+                .map(|(start, end)| end - start)
+                .sum();
+            let bytes = stats.batch_bytes().summary(&[]);
+            assert_eq!((bytes.count, bytes.sum), (2, on_disk), "{mode:?}");
+            assert_eq!(stats.sync_time_us().count(), 2);
+            drop(wal);
+
+            let unsynced = tempfile::tempdir().expect("tempdir");
+            let mut config = config(unsynced.path(), mode);
+            config.force_sync = false;
+            let (wal, _) = Wal::open(config).expect("open");
+            let stats = wal.sync_stats();
+            append_batches(&wal, [records(1..=2, 1)]);
+            assert_eq!((stats.batches(), stats.syncs()), (1, 0), "{mode:?}");
         });
     }
 

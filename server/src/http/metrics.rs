@@ -23,9 +23,17 @@
 //! summaries (`election_time`, `propagation_latency`,
 //! `commit_propagation_latency`, `local_write_committed_time_ms`) stay empty
 //! while this server runs standalone, as the reference's do in standalone;
-//! and the reference's metrics this server does not measure (`fsynctime`,
-//! `commit_count` and most of `ServerMetrics`) are left out rather than
-//! reported as zero.
+//! `fsynctime` times each group commit's write and sync together (the
+//! reference times the sync of its txn log), in whole milliseconds summed
+//! from microseconds; and the reference's metrics this server does not
+//! measure (`commit_count` and most of `ServerMetrics`) are left out rather
+//! than reported as zero.
+//!
+//! Ours, under `zkrs_`: the storage backend, the I/O threads' connections
+//! and queue depths, the pipeline's queue depth, and the log writer's group
+//! commits
+//! (`zkrs_wal_batch_txns`, `zkrs_wal_batch_bytes`, `zkrs_wal_sync_seconds`
+//! summaries and the `zkrs_wal_syncs_total` counter) on either backend.
 
 use super::{Handler, Request, Response};
 use net::fourlw::ServerSnapshot;
@@ -51,6 +59,19 @@ pub struct SummaryValues {
     pub quantiles: Vec<u64>,
 }
 
+/// The log writer's group commits, from the backend's `SyncStats`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogBatches {
+    /// Batches that were synced.
+    pub syncs: u64,
+    /// Each synced batch's write and sync, in microseconds.
+    pub sync_time_us: SummaryValues,
+    /// Txns per batch written.
+    pub batch_txns: SummaryValues,
+    /// Bytes per batch written.
+    pub batch_bytes: SummaryValues,
+}
+
 /// One I/O thread's load.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IoThreadLoad {
@@ -68,7 +89,15 @@ pub struct MetricsSnapshot {
     pub read_latency: SummaryValues,
     pub update_latency: SummaryValues,
     pub snapshot_time: SummaryValues,
+    /// `fsynctime` in milliseconds, at [`BASIC`]'s quantiles.
+    pub fsync_time: SummaryValues,
+    /// At [`ADVANCED`]'s quantiles; `None` when the backend keeps no such
+    /// figures (then `fsynctime` stays empty).
+    pub log: Option<LogBatches>,
     pub io_threads: Vec<IoThreadLoad>,
+    /// Writes and syncs the I/O threads have handed over and the pipeline's
+    /// sequencer has not taken yet (its queue depth).
+    pub pipeline_queued: u64,
     /// `native` or `rocksdb`.
     pub backend: &'static str,
 }
@@ -223,6 +252,7 @@ pub fn families(snapshot: &MetricsSnapshot) -> Vec<MetricFamily> {
     for (name, values, quantiles) in [
         ("readlatency", &snapshot.read_latency, ADVANCED),
         ("updatelatency", &snapshot.update_latency, ADVANCED),
+        ("fsynctime", &snapshot.fsync_time, BASIC),
         ("snapshottime", &snapshot.snapshot_time, BASIC),
         // Ensemble-only: empty while standalone.
         ("election_time", &empty, BASIC),
@@ -233,7 +263,7 @@ pub fn families(snapshot: &MetricsSnapshot) -> Vec<MetricFamily> {
         out.push(family(
             name,
             MetricType::SUMMARY,
-            vec![summary_metric(values, quantiles)],
+            vec![summary_metric(values, quantiles, 1.0)],
         ));
     }
 
@@ -249,6 +279,49 @@ pub fn families(snapshot: &MetricsSnapshot) -> Vec<MetricFamily> {
         "I/O threads serving client connections.",
         vec![gauge_metric(as_f64(snapshot.io_threads.len() as u64), &[])],
     ));
+    out.push(own_family(
+        "zkrs_pipeline_queued_submissions",
+        "Writes and syncs waiting for the pipeline's sequencer (its queue depth).",
+        vec![gauge_metric(as_f64(snapshot.pipeline_queued), &[])],
+    ));
+    if let Some(log) = &snapshot.log {
+        let mut syncs = Counter::default();
+        syncs.set_value(as_f64(log.syncs));
+        let mut metric = Metric::default();
+        metric.set_counter(syncs);
+        let mut family = own_family(
+            "zkrs_wal_syncs_total",
+            "Group commits of the log that were synced (fdatasync, or a synced RocksDB write).",
+            vec![metric],
+        );
+        family.set_field_type(MetricType::COUNTER);
+        out.push(family);
+        for (name, help, values, divisor) in [
+            (
+                "zkrs_wal_batch_txns",
+                "Txns per group commit of the log.",
+                &log.batch_txns,
+                1.0,
+            ),
+            (
+                "zkrs_wal_batch_bytes",
+                "Bytes per group commit of the log, framing included.",
+                &log.batch_bytes,
+                1.0,
+            ),
+            (
+                "zkrs_wal_sync_seconds",
+                "Seconds from writing a group commit until it was durable (write and sync).",
+                &log.sync_time_us,
+                1e6,
+            ),
+        ] {
+            let mut family =
+                own_family(name, help, vec![summary_metric(values, ADVANCED, divisor)]);
+            family.set_field_type(MetricType::SUMMARY);
+            out.push(family);
+        }
+    }
     if !snapshot.io_threads.is_empty() {
         let per_thread = |pick: fn(&IoThreadLoad) -> u64| -> Vec<Metric> {
             snapshot
@@ -313,7 +386,9 @@ fn gauge_metric(value: f64, label_pairs: &[(&str, &str)]) -> Metric {
     metric
 }
 
-fn summary_metric(values: &SummaryValues, quantiles: &[f64]) -> Metric {
+/// A summary whose values are divided by `divisor` (1e6 turns microseconds
+/// into the seconds Prometheus prefers).
+fn summary_metric(values: &SummaryValues, quantiles: &[f64], divisor: f64) -> Metric {
     let quantiles = quantiles
         .iter()
         .enumerate()
@@ -322,7 +397,7 @@ fn summary_metric(values: &SummaryValues, quantiles: &[f64]) -> Metric {
             quantile.set_quantile(*rank);
             // simpleclient reports NaN for the quantiles of an empty summary.
             let value = match values.quantiles.get(index) {
-                Some(value) if values.count > 0 => *value as f64,
+                Some(value) if values.count > 0 => *value as f64 / divisor,
                 _ => f64::NAN,
             };
             quantile.set_value(value);
@@ -331,7 +406,7 @@ fn summary_metric(values: &SummaryValues, quantiles: &[f64]) -> Metric {
         .collect();
     let mut summary = Summary::default();
     summary.set_sample_count(values.count);
-    summary.set_sample_sum(values.sum as f64);
+    summary.set_sample_sum(values.sum as f64 / divisor);
     summary.set_quantile(quantiles);
     let mut metric = Metric::default();
     metric.set_summary(summary);
@@ -369,6 +444,29 @@ mod tests {
                 sum: 10,
                 quantiles: vec![2, 4, 4],
             },
+            fsync_time: SummaryValues {
+                count: 3,
+                sum: 7,
+                quantiles: vec![2],
+            },
+            log: Some(LogBatches {
+                syncs: 3,
+                sync_time_us: SummaryValues {
+                    count: 3,
+                    sum: 7_500,
+                    quantiles: vec![2_000, 4_000, 4_000],
+                },
+                batch_txns: SummaryValues {
+                    count: 3,
+                    sum: 12,
+                    quantiles: vec![3, 6, 6],
+                },
+                batch_bytes: SummaryValues {
+                    count: 3,
+                    sum: 900,
+                    quantiles: vec![250, 400, 400],
+                },
+            }),
             io_threads: vec![
                 IoThreadLoad {
                     connections: 2,
@@ -376,6 +474,7 @@ mod tests {
                 },
                 IoThreadLoad::default(),
             ],
+            pipeline_queued: 5,
             backend: "native",
             ..MetricsSnapshot::default()
         }
@@ -422,6 +521,7 @@ mod tests {
             "connection_rejected counter",
             "readlatency summary",
             "updatelatency summary",
+            "fsynctime summary",
             "snapshottime summary",
             "election_time summary",
             "propagation_latency summary",
@@ -429,6 +529,11 @@ mod tests {
             "local_write_committed_time_ms summary",
             "zkrs_storage_backend gauge",
             "zkrs_io_threads gauge",
+            "zkrs_pipeline_queued_submissions gauge",
+            "zkrs_wal_syncs_total counter",
+            "zkrs_wal_batch_txns summary",
+            "zkrs_wal_batch_bytes summary",
+            "zkrs_wal_sync_seconds summary",
             "zkrs_io_thread_connections gauge",
             "zkrs_io_thread_queued_requests gauge",
         ]
@@ -456,6 +561,16 @@ mod tests {
             "updatelatency{quantile=\"0.99\"} NaN",
             "updatelatency_count 0",
             "snapshottime{quantile=\"0.5\"} NaN",
+            "fsynctime{quantile=\"0.5\"} 2",
+            "fsynctime_sum 7",
+            "fsynctime_count 3",
+            "zkrs_wal_syncs_total 3",
+            "zkrs_pipeline_queued_submissions 5",
+            "zkrs_wal_batch_txns{quantile=\"0.9\"} 6",
+            "zkrs_wal_batch_txns_sum 12",
+            "zkrs_wal_batch_bytes_count 3",
+            "zkrs_wal_sync_seconds{quantile=\"0.5\"} 0.002",
+            "zkrs_wal_sync_seconds_sum 0.0075",
             "zkrs_storage_backend{backend=\"native\"} 1",
             "zkrs_io_thread_connections{thread=\"0\"} 2",
             "zkrs_io_thread_queued_requests{thread=\"0\"} 3",
@@ -467,6 +582,20 @@ mod tests {
             );
         }
         assert!(!text.contains("snapshottime{quantile=\"0.9\"}"));
+        assert!(!text.contains("fsynctime{quantile=\"0.9\"}"));
+    }
+
+    /// A backend without log figures shows an empty `fsynctime` and none of
+    /// the `zkrs_wal_` families.
+    #[test]
+    fn no_log_figures_no_wal_families() {
+        let text = render(&MetricsSnapshot {
+            fsync_time: SummaryValues::default(),
+            log: None,
+            ..snapshot()
+        });
+        assert!(text.lines().any(|l| l == "fsynctime_count 0"), "{text}");
+        assert!(!text.contains("zkrs_wal_"), "{text}");
     }
 
     /// A quorum role's numeric metrics become gauges under their own names;
