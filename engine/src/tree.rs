@@ -632,6 +632,33 @@ impl DataTree {
         self.digest
     }
 
+    /// What replicas compare to catch divergence: `digest` plus the ACL
+    /// lists in use (each weighted by how many nodes use it) and the
+    /// session table. O(ACL lists + sessions), not O(nodes): which node
+    /// holds which list is covered only through its aversion in the stat.
+    pub fn replica_digest(&self) -> u64 {
+        let mut sum = self.digest;
+        for (list, refs) in self.acls.lists.iter().flatten() {
+            let mut bytes = Vec::new();
+            for acl in list.iter() {
+                bytes.extend_from_slice(&acl.perms.to_le_bytes());
+                for part in [&acl.id.scheme, &acl.id.id] {
+                    bytes.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                    bytes.extend_from_slice(part.as_bytes());
+                }
+            }
+            let hash = xxhash_rust::xxh3::xxh3_64(&bytes);
+            sum = sum.wrapping_add(hash.wrapping_mul(*refs).rotate_left(17));
+        }
+        for (session, timeout_ms) in self.sessions() {
+            let mut bytes = [0u8; 12];
+            bytes[..8].copy_from_slice(&session.0.to_le_bytes());
+            bytes[8..].copy_from_slice(&timeout_ms.to_le_bytes());
+            sum = sum.wrapping_add(xxhash_rust::xxh3::xxh3_64(&bytes).rotate_left(29));
+        }
+        sum
+    }
+
     /// Paths the reaper should try to delete: empty containers that have had
     /// a child (cversion > 0), and childless TTL nodes not modified for
     /// longer than their TTL. Sorted, so the reaper's order is stable.
@@ -1241,6 +1268,31 @@ mod tests {
             tree.approximate_data_size(),
             DataTree::new().approximate_data_size()
         );
+    }
+
+    #[test]
+    fn replica_digest_sees_acls_and_sessions_that_the_digest_does_not() {
+        let build = |perms: i32, session: Option<i64>| {
+            let mut tree = DataTree::new();
+            let acl = vec![Acl {
+                perms,
+                id: crate::types::Id::new("digest", "u:x"),
+            }];
+            tree.create_node("/a", None, &acl, NodeKind::Persistent, 1, Zxid(1), 0)
+                .unwrap();
+            if let Some(session) = session {
+                tree.restore_session(SessionId(session), 4000);
+            }
+            tree
+        };
+        let base = build(3, Some(7));
+        assert_eq!(base.replica_digest(), build(3, Some(7)).replica_digest());
+        let other_acl = build(31, Some(7));
+        assert_eq!(base.digest(), other_acl.digest());
+        assert_ne!(base.replica_digest(), other_acl.replica_digest());
+        let other_session = build(3, Some(8));
+        assert_ne!(base.replica_digest(), other_session.replica_digest());
+        assert_ne!(base.replica_digest(), build(3, None).replica_digest());
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub(super) struct Applier {
     snapshots: Option<SnapshotSchedule>,
     /// On a learner: the forwarded requests this server answers.
     forwarding: Option<Arc<Forwarding>>,
+    /// The leader's digests to compare against, oldest first.
+    checks: VecDeque<(Zxid, u64)>,
 }
 
 impl Applier {
@@ -66,6 +68,7 @@ impl Applier {
             applied: Arc::new(AtomicI64::new(applied.0)),
             snapshots,
             forwarding: None,
+            checks: VecDeque::new(),
         }
     }
 
@@ -154,12 +157,25 @@ impl Applier {
         }
     }
 
-    fn apply_one(&self, tree: &mut DataTree, postman: &mut Postman<'_>, txn: Txn, origin: Origin) {
+    fn apply_one(
+        &mut self,
+        tree: &mut DataTree,
+        postman: &mut Postman<'_>,
+        txn: Txn,
+        origin: Origin,
+    ) {
         if let engine::txn::TxnOp::Create(create) = &txn.op {
             net::failpoint::check(net::failpoint::APPLIER, &create.path);
         }
         let outcome = apply(tree, &txn);
         self.shared.post_watch_events(&outcome.events, postman);
+        if self
+            .checks
+            .front()
+            .is_some_and(|(zxid, _)| *zxid <= txn.zxid)
+        {
+            self.check_digest(tree);
+        }
         let origin = match origin {
             Origin::Replicated => match self.waiting(&txn) {
                 Some(Waiting::Origin(origin)) => origin,
@@ -177,6 +193,46 @@ impl Applier {
             origin => origin,
         };
         self.settle(postman, &txn, origin, outcome.reply);
+    }
+
+    /// Queues the leader's digest at `zxid` for comparison, and compares
+    /// at once if the tree is there already.
+    pub(super) fn expect_digest(&mut self, zxid: Zxid, digest: u64) {
+        if self.checks.len() >= 8 {
+            self.checks.pop_front();
+        }
+        self.checks.push_back((zxid, digest));
+        let shared = Arc::clone(&self.shared);
+        let tree = shared.tree.read();
+        self.check_digest(&tree);
+    }
+
+    /// Compares the tree with the leader's digests at its zxid; ones it has
+    /// passed without stopping at (a SNAP skipped them) are dropped. A
+    /// mismatch means this replica diverged: it stops rather than serve
+    /// or spread a state no other replica has.
+    fn check_digest(&mut self, tree: &DataTree) {
+        let at = tree.last_zxid();
+        while let Some(&(zxid, digest)) = self.checks.front() {
+            if zxid > at {
+                return;
+            }
+            self.checks.pop_front();
+            if zxid < at {
+                continue;
+            }
+            let ours = tree.replica_digest();
+            if ours != digest {
+                tracing::error!(
+                    %zxid, ours = format!("{ours:#x}"), leader = format!("{digest:#x}"),
+                    "this replica's tree differs from the leader's at the same zxid; stopping \
+                     (move the data directory away to resynchronize from the leader)"
+                );
+                self.shared.begin_shutdown();
+            } else {
+                tracing::trace!(%zxid, "tree digest matches the leader's");
+            }
+        }
     }
 
     /// The forwarded request of ours a txn answers, if any.
@@ -381,6 +437,8 @@ pub(super) enum ApplierInput {
     Apply(Proposal),
     /// The leader's whole state (SNAP), durable already.
     Install(Box<DataTree>),
+    /// The leader's `replica_digest` at a zxid, to compare when there.
+    Check { zxid: Zxid, digest: u64 },
 }
 
 /// The applier thread of an ensemble member: the driver decides what is
@@ -397,6 +455,7 @@ pub(super) fn run_replica(mut applier: Applier, inputs: crossbeam_channel::Recei
                 }
             }
             ApplierInput::Install(tree) => applier.install(*tree),
+            ApplierInput::Check { zxid, digest } => applier.expect_digest(zxid, digest),
         }
     }
     applier.finish();

@@ -26,6 +26,10 @@ pub(crate) enum AppMessage {
     /// Learner → leader: sessions of its clients that were active since the
     /// last touch (the reference's learner session touches in PING).
     Touch(Vec<SessionId>),
+    /// Leader → learners, every second: the leader's tree had this
+    /// `DataTree::replica_digest` at `zxid`. A learner whose tree differs
+    /// at the same zxid has diverged and stops.
+    Digest { zxid: i64, digest: u64 },
 }
 
 impl AppMessage {

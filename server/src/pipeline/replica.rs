@@ -69,6 +69,8 @@ const DIFF_WINDOW: usize = 50_000;
 const MAX_STATE_BYTES: u64 = 8 << 30;
 /// Ticks a learner's connection to its leader may be down before it elects.
 const LINK_DOWN_TICKS: u32 = 1;
+/// Ticks between the leader's digests to its learners (one second).
+const DIGEST_EVERY_TICKS: u64 = 20;
 /// Ticks between a learner's session touches to the leader.
 const TOUCH_EVERY_TICKS: u64 = 4;
 
@@ -332,11 +334,9 @@ impl Driver {
         self.peer.step(from, message);
     }
 
-    /// A learner's forwarded requests and touches, on the leader.
+    /// A learner's forwarded requests and touches, on the leader; the
+    /// leader's digests, on a learner.
     fn receive_app(&mut self, from: ServerId, payload: &[u8]) {
-        if !matches!(self.serving, Some(Serving::Leader { .. })) {
-            return;
-        }
         let message = match AppMessage::decode(payload) {
             Ok(message) => message,
             Err(error) => {
@@ -344,7 +344,18 @@ impl Driver {
                 return;
             }
         };
+        if let AppMessage::Digest { zxid, digest } = message {
+            if matches!(self.serving, Some(Serving::Learner { leader, .. }) if leader == from.0) {
+                let zxid = Zxid(zxid);
+                let _ = self.to_applier.send(ApplierInput::Check { zxid, digest });
+            }
+            return;
+        }
+        if !matches!(self.serving, Some(Serving::Leader { .. })) {
+            return;
+        }
         match message {
+            AppMessage::Digest { .. } => {}
             AppMessage::Forward(forwards) => {
                 for forward in forwards {
                     if self
@@ -449,8 +460,39 @@ impl Driver {
                 self.close(overdue);
             }
         }
+        if self.ticks % DIGEST_EVERY_TICKS == 0 {
+            self.send_digest();
+        }
         self.compact();
         self.publish();
+    }
+
+    /// The leader's tree digest at its applied zxid, to every learner.
+    fn send_digest(&self) {
+        if !matches!(self.serving, Some(Serving::Leader { .. })) {
+            return;
+        }
+        let (zxid, digest) = {
+            let tree = self.shared.tree.read();
+            (tree.last_zxid(), tree.replica_digest())
+        };
+        let Ok(payload) = (AppMessage::Digest {
+            zxid: zxid.0,
+            digest,
+        })
+        .encode() else {
+            return;
+        };
+        for (id, _, synced) in self.peer.learners() {
+            if synced {
+                self.transport.send(
+                    id,
+                    Message::App {
+                        payload: payload.clone(),
+                    },
+                );
+            }
+        }
     }
 
     /// A learner whose connection to its leader has been down for

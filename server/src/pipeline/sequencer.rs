@@ -372,6 +372,35 @@ fn prep_forwarded(
     }
 }
 
+/// Forwarded requests are sent in messages of about this many bytes at most.
+const MAX_FORWARD_BYTES: usize = 8 << 20;
+
+/// About how many bytes a forward takes: its payloads dominate.
+fn forward_size(forward: &Forward) -> usize {
+    let data = |data: &Option<Vec<u8>>| data.as_ref().map_or(0, Vec::len);
+    let request = match forward {
+        Forward::Write { request, .. } => request,
+        _ => return 32,
+    };
+    64 + match request {
+        Request::Create { request, .. } => request.path.len() + data(&request.data),
+        Request::SetData { path, data: d, .. } => path.len() + data(d),
+        Request::Multi(ops) => ops
+            .iter()
+            .map(|op| match op {
+                engine::request::MultiOp::Create { request, .. } => {
+                    request.path.len() + data(&request.data) + 32
+                }
+                engine::request::MultiOp::SetData { path, data: d, .. } => {
+                    path.len() + data(d) + 32
+                }
+                _ => 64,
+            })
+            .sum(),
+        _ => 64,
+    }
+}
+
 /// A learner's sequencer output: submissions become `Forward`s sent to the
 /// leader in one message per batch, and the requests are remembered in
 /// `Forwarding` until their txns come back.
@@ -385,6 +414,7 @@ impl Forwarder {
     fn forward(&self, leader: u64, submissions: impl Iterator<Item = Submission>) {
         let shared = &self.shared;
         let mut forwards = Vec::new();
+        let mut bytes = 0;
         for submission in submissions {
             let (session, xid, waiting, forward) = match submission {
                 Submission::Write {
@@ -444,8 +474,18 @@ impl Forwarder {
                 Submission::Forwarded(_) => continue,
             };
             self.forwarding.wait(session, xid, waiting);
+            bytes += forward_size(&forward);
             forwards.push(forward);
+            // One message stays well inside a peer frame.
+            if bytes >= MAX_FORWARD_BYTES {
+                self.send(leader, std::mem::take(&mut forwards));
+                bytes = 0;
+            }
         }
+        self.send(leader, forwards);
+    }
+
+    fn send(&self, leader: u64, forwards: Vec<Forward>) {
         if forwards.is_empty() {
             return;
         }
