@@ -70,11 +70,11 @@
 //!    pass `max_counter` steps down too, so that the next leader starts a new
 //!    epoch and no zxid ever wraps.
 //!
-//! Not here: session touches in PING,
-//! forwarding of learners' client requests, streaming a large SNAP in chunks,
-//! and dynamic reconfiguration. The peer keeps its log above its snapshot
-//! floor in memory (payloads included, to send DIFFs); the driver bounds it
-//! with [`Peer::compact`] after each snapshot.
+//! Not here: session touches and forwarding of learners' client requests
+//! (the driver carries them in [`Message::App`], which the peer ignores),
+//! streaming a large SNAP in chunks, and dynamic reconfiguration. The peer
+//! keeps its log above its snapshot floor in memory (payloads included, to
+//! send DIFFs); the driver bounds it with [`Peer::compact`].
 //!
 //! # Durability
 //!
