@@ -62,6 +62,9 @@ use crate::wire::{
 };
 use crate::{Message, ServerId};
 
+/// Queued frames written together, up to about this many bytes.
+const WRITE_BATCH_BYTES: usize = 256 << 10;
+
 /// A server's two peer addresses, `server.N=host:quorumPort:electionPort`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerAddr {
@@ -562,9 +565,27 @@ fn write_loop(shared: &Arc<Shared>, link: &Link, rx: &Receiver<Out>) {
                     bump(&shared.counters.dropped_disconnected);
                     continue;
                 };
-                match c.stream.write_all(&frame) {
+                // Frames queued meanwhile go out in the same write: under
+                // load a leader queues a PROPOSAL per txn per follower, and
+                // one system call per frame would be the bottleneck.
+                let mut batch = frame;
+                let mut frames = 1;
+                while batch.len() < WRITE_BATCH_BYTES {
+                    match rx.try_recv() {
+                        Ok(Out::Frame(next)) => {
+                            link.queued_bytes.fetch_sub(next.len(), Ordering::SeqCst);
+                            batch.extend_from_slice(&next);
+                            frames += 1;
+                        }
+                        // A wake-up only asks to look at the link again,
+                        // which the loop does next anyway.
+                        Ok(Out::Wake) => break,
+                        Err(_) => break,
+                    }
+                }
+                match c.stream.write_all(&batch) {
                     Ok(()) => {
-                        bump(&shared.counters.sent);
+                        shared.counters.sent.fetch_add(frames, Ordering::Relaxed);
                         last_write = Instant::now();
                     }
                     Err(e) => {
@@ -826,6 +847,8 @@ fn read_loop(
     closed: &AtomicBool,
 ) {
     let max = shared.max_frame(channel);
+    // Buffered: a burst of small frames (PROPOSALs, ACKs) costs one read.
+    let mut stream = io::BufReader::with_capacity(64 << 10, &mut stream);
     let why = loop {
         match read_packet(&mut stream, max) {
             Ok(Packet::Keepalive) => {}
@@ -871,7 +894,7 @@ enum ReadError {
     Wire(WireError),
 }
 
-fn read_packet(stream: &mut TcpStream, max: u32) -> Result<Packet, ReadError> {
+fn read_packet(stream: &mut impl Read, max: u32) -> Result<Packet, ReadError> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     stream.read_exact(&mut header).map_err(ReadError::Io)?;
     let header = FrameHeader::parse(&header, max).map_err(ReadError::Wire)?;

@@ -90,6 +90,11 @@ pub fn setup(config: &Config) -> anyhow::Result<ReplicaSetup> {
             fingerprint,
             limits: Limits {
                 max_frame_bytes: MAX_PEER_FRAME_BYTES,
+                // A leader queues a PROPOSAL per txn per follower: a
+                // follower a few thousand txns behind must not lose one
+                // (it would resynchronize and drop its clients). Bytes
+                // stay bounded by `queue_bytes`.
+                queue_frames: 1 << 16,
                 ..Limits::default()
             },
         },

@@ -786,7 +786,14 @@ impl Driver {
             return Ok(());
         }
         if let Some(was) = self.serving.take() {
-            tracing::info!(?was, "stopped serving; closing client connections");
+            let stats = self.transport.stats();
+            tracing::info!(
+                ?was,
+                role = ?self.peer.role(),
+                dropped_full = stats.dropped_full,
+                dropped_disconnected = stats.dropped_disconnected,
+                "stopped serving; closing client connections"
+            );
             self.control.set(SequencerMode::Stopped);
             self.local.clear();
             let abandoned = self.forwarding.abandon_all();
