@@ -171,7 +171,10 @@ pub(super) fn run(
     let forwarding = Arc::new(Forwarding::default());
     let control = Arc::new(Control::default());
     let (proposals, proposals_rx) = crossbeam_channel::bounded(MAX_PROPOSALS_IN_FLIGHT);
-    let (to_applier, applier_rx) = crossbeam_channel::bounded(MAX_PROPOSALS_IN_FLIGHT * 4);
+    // Unbounded: the driver must never block on the applier (a SNAP being
+    // encoded holds it back), or its pings stop. What queues is bounded by
+    // the commits of that time.
+    let (to_applier, applier_rx) = crossbeam_channel::unbounded();
     let applied = applier.applied_handle();
     let applier = applier.with_forwarding(Arc::clone(&forwarding));
     let spawn_error = |source| io_error(Path::new("pipeline thread"), source);
@@ -693,26 +696,56 @@ impl Driver {
         };
         // The state at the SNAP zxid: every commit up to it is handed over
         // and none after, so once the applier reaches it the tree is it.
+        // A thread of its own takes the read lock (before any later commit
+        // can be applied: the driver waits for that) and encodes, so the
+        // driver goes on pinging and acking while a large tree is copied.
         let zxid = ez(*zxid);
         self.wait_applied(zxid);
-        let state = {
-            let tree = self.shared.tree.read();
-            if tree.last_zxid() != zxid {
-                tracing::warn!(tree = %tree.last_zxid(), %zxid, "state not at the SNAP zxid; not sent");
-                return Ok(());
+        let shared = Arc::clone(&self.shared);
+        let transport = Arc::clone(&self.transport);
+        let (locked, locked_rx) = crossbeam_channel::bounded(1);
+        let spawned = std::thread::Builder::new()
+            .name("snap-sender".into())
+            .spawn(move || {
+                let tree = shared.tree.read();
+                let _ = locked.send(());
+                if tree.last_zxid() != zxid {
+                    tracing::warn!(tree = %tree.last_zxid(), %zxid, "state not at the SNAP zxid; not sent");
+                    return;
+                }
+                let state = match encode_state(&tree) {
+                    Ok(state) => state,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot encode the state for SNAP");
+                        return;
+                    }
+                };
+                drop(tree);
+                let compressed = match zstd::bulk::compress(&state, 1) {
+                    Ok(compressed) => compressed,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot compress the state for SNAP");
+                        return;
+                    }
+                };
+                tracing::info!(to = to.0, %zxid, bytes = compressed.len(), "sending the state (SNAP)");
+                transport.send_envelope(
+                    to,
+                    Envelope {
+                        message,
+                        snapshot: Some(compressed),
+                    },
+                );
+            });
+        match spawned {
+            // Once it holds the lock the tree stays at `zxid` for it.
+            Ok(_) => {
+                let _ = locked_rx.recv();
             }
-            encode_state(&tree).map_err(|e| StorageError::Encode(e.to_string()))?
-        };
-        let compressed = zstd::bulk::compress(&state, 1)
-            .map_err(|e| StorageError::Encode(format!("compressing the state: {e}")))?;
-        tracing::info!(to = to.0, %zxid, bytes = compressed.len(), "sending the state (SNAP)");
-        self.transport.send_envelope(
-            to,
-            Envelope {
-                message,
-                snapshot: Some(compressed),
-            },
-        );
+            Err(error) => {
+                tracing::warn!(%error, "cannot start the SNAP sender; the learner will retry")
+            }
+        }
         Ok(())
     }
 
