@@ -284,3 +284,37 @@ fn a_follower_acks_only_what_is_durable() {
         [Action::Send { message: Message::Ack { zxid, .. }, .. }] if *zxid == next.zxid
     ));
 }
+
+/// The driver's transport saw the leader's connection close: its follower
+/// elects at once; news of any other peer changes nothing; `App` messages
+/// (the driver's own traffic) never reach the protocol.
+#[test]
+fn a_follower_elects_at_once_when_its_leader_is_unreachable() {
+    let mut peer = Peer::new(config(1, 3), Prng::from_seed(3)).unwrap();
+    peer.take_actions();
+    join(&mut peer, 3, 2);
+    peer.step(
+        ServerId(3),
+        Message::App {
+            payload: b"not zab".to_vec(),
+        },
+    );
+    assert!(peer.take_actions().is_empty());
+    peer.peer_unreachable(ServerId(2));
+    assert_eq!(
+        peer.role(),
+        Role::Following {
+            leader: ServerId(3)
+        }
+    );
+    let round = peer.round();
+    peer.peer_unreachable(ServerId(3));
+    assert_eq!(peer.role(), Role::Looking);
+    assert!(peer.round() > round, "a new election round");
+    let notified: BTreeSet<ServerId> = drive(&mut peer)
+        .into_iter()
+        .filter(|(_, m)| matches!(m, Message::Notification { .. }))
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(notified, ids(2..=3));
+}
