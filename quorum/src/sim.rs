@@ -968,6 +968,20 @@ impl Sim {
                 let pending = self.nodes[&id].pending_log.len() as u64;
                 let survive = self.rng.below(pending + 1) as usize;
                 self.crash(id, survive);
+                // A crashed peer's connections close: the transport tells
+                // some of the others at once (the driver's peer_unreachable).
+                let others: Vec<ServerId> = up.iter().copied().filter(|o| *o != id).collect();
+                for other in others {
+                    if self.rng.chance(0.5) {
+                        if let Some(peer) = self.nodes.get_mut(&other).and_then(|n| n.peer.as_mut())
+                        {
+                            peer.peer_unreachable(id);
+                        }
+                        self.note(|| format!("{other:?} sees {id:?}'s connection close"));
+                        self.after_call(other)?;
+                        self.check()?;
+                    }
+                }
             }
             6 => {
                 let id = down[self.rng.below(down.len() as u64) as usize];
