@@ -262,6 +262,63 @@ impl FourLetterSource for Admin {
 }
 
 impl AdminSource for Admin {
+    fn quorum(&self) -> Option<crate::http::commands::QuorumView> {
+        use net::shared::Mode;
+        let me = self.config.my_id?;
+        if !self.config.is_distributed() {
+            return None;
+        }
+        let view = self.shared.replica.view();
+        let server_value = |id: u64| {
+            self.config.servers.get(&id).map(|spec| {
+                spec.addresses
+                    .iter()
+                    .map(|a| format!("{}:{}:{}", a.host, a.quorum_port, a.election_port))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+        };
+        let spec = self.config.servers.get(&me)?;
+        let first = spec.addresses.first()?;
+        let voting_members = self
+            .config
+            .servers
+            .iter()
+            .filter(|(_, spec)| spec.role == crate::config::LearnerRole::Participant)
+            .map(|(&id, spec)| {
+                let mut value = server_value(id).unwrap_or_default();
+                value.push_str(":participant");
+                if let Some((host, port)) = &spec.client {
+                    value.push_str(&format!(";{host}:{port}"));
+                }
+                (id, value)
+            })
+            .collect();
+        Some(crate::http::commands::QuorumView {
+            my_id: me,
+            is_leader: view.mode == Mode::Leader,
+            leader_id: view.leader.map_or(-1, |id| id as i64),
+            leader_ip: view.leader.and_then(server_value).unwrap_or_default(),
+            voting: spec.role == crate::config::LearnerRole::Participant,
+            zab_state: if view.mode == Mode::Looking {
+                "election"
+            } else {
+                "broadcast"
+            },
+            voting_members,
+            quorum_address: format!("{}:{}", first.host, first.quorum_port),
+            election_address: format!("{}:{}", first.host, first.election_port),
+            client_address: format!(
+                "{}:{}",
+                self.config
+                    .client_port_address
+                    .map_or("0.0.0.0".to_string(), |a| a.to_string()),
+                self.config.client_port
+            ),
+            last_zxid: self.shared.tree.read().last_zxid().0,
+        })
+    }
+
     fn last_snapshot(&self) -> Option<(i64, i64)> {
         match self.config.storage_backend {
             StorageBackend::Native => newest_snapshot_file(&self.config.data_dir),

@@ -38,6 +38,32 @@ pub trait AdminSource: FourLetterSource + Send + Sync {
     /// This source as the four-letter words see it (`self`; spelled out
     /// because the crate's minimum Rust has no trait upcasting).
     fn as_four_letter_source(&self) -> &dyn FourLetterSource;
+    /// An ensemble member's view of its quorum (`leader`, `voting_view`,
+    /// `zabstate`); `None` standalone.
+    fn quorum(&self) -> Option<QuorumView> {
+        None
+    }
+}
+
+/// What the quorum commands show of an ensemble member.
+#[derive(Clone, Debug, Default)]
+pub struct QuorumView {
+    pub my_id: u64,
+    pub is_leader: bool,
+    /// -1 while there is none.
+    pub leader_id: i64,
+    /// The leader's `host:quorumPort:electionPort`, or "".
+    pub leader_ip: String,
+    pub voting: bool,
+    /// Apache's ZabState in lower case: `election`, `discovery`,
+    /// `synchronization` or `broadcast`.
+    pub zab_state: &'static str,
+    /// Every voter: its id and its `server.N` value.
+    pub voting_members: Vec<(u64, String)>,
+    pub quorum_address: String,
+    pub election_address: String,
+    pub client_address: String,
+    pub last_zxid: i64,
 }
 
 /// Every command: its primary name, its other names, and whether it needs a
@@ -188,8 +214,15 @@ pub fn run(name: &str, request: &Request, source: &dyn AdminSource) -> Json {
             data.put("zxid", format!("{:x}", zxid as u64));
             data.put("timestamp", timestamp);
         }
-        // Standalone: the reference has no quorum peer to ask.
-        "leader" => data.put("error", "server is not initialized"),
+        "leader" => match source.quorum() {
+            Some(quorum) => {
+                data.put("is_leader", quorum.is_leader);
+                data.put("leader_id", quorum.leader_id);
+                data.put("leader_ip", quorum.leader_ip);
+            }
+            // Standalone: the reference has no quorum peer to ask.
+            None => data.put("error", "server is not initialized"),
+        },
         "monitor" => {
             if !source.is_serving() {
                 return answer(primary, data, Some(NOT_SERVING.to_string()));
@@ -228,7 +261,17 @@ pub fn run(name: &str, request: &Request, source: &dyn AdminSource) -> Json {
                 data.put(key, value);
             }
         }
-        "voting_view" => data.put("current_config", Object::new()),
+        "voting_view" => {
+            let mut members = Object::new();
+            for (id, server) in source
+                .quorum()
+                .map(|q| q.voting_members)
+                .unwrap_or_default()
+            {
+                members.put(id.to_string(), server);
+            }
+            data.put("current_config", members);
+        }
         "watch_summary" => {
             let summary = source.watch_summary();
             data.put("num_connections", summary.connections);
@@ -247,10 +290,24 @@ pub fn run(name: &str, request: &Request, source: &dyn AdminSource) -> Json {
                 source.watches_by_path().into_iter().collect();
             data.put("path_to_session_ids", keyed(by_path));
         }
-        "zabstate" => {
-            data.put("voting", false);
-            data.put("zabstate", "");
-        }
+        "zabstate" => match source.quorum() {
+            Some(quorum) => {
+                data.put("myid", quorum.my_id as i64);
+                data.put("is_leader", quorum.is_leader);
+                data.put("quorum_address", quorum.quorum_address);
+                data.put("election_address", quorum.election_address);
+                data.put("client_address", quorum.client_address);
+                data.put("voting", quorum.voting);
+                data.put("last_zxid", format!("0x{:x}", quorum.last_zxid as u64));
+                data.put("zab_epoch", quorum.last_zxid >> 32);
+                data.put("zab_counter", quorum.last_zxid & 0xffff_ffff);
+                data.put("zabstate", quorum.zab_state);
+            }
+            None => {
+                data.put("voting", false);
+                data.put("zabstate", "");
+            }
+        },
         _ => {}
     }
     answer(primary, data, None)
@@ -446,6 +503,7 @@ mod tests {
         serving: AtomicBool,
         trace_mask: AtomicI64,
         resets: AtomicU32,
+        quorum: Option<QuorumView>,
     }
 
     impl Fake {
@@ -454,6 +512,7 @@ mod tests {
                 serving: AtomicBool::new(true),
                 trace_mask: AtomicI64::new(net::fourlw::DEFAULT_TRACE_MASK),
                 resets: AtomicU32::new(0),
+                quorum: None,
             }
         }
     }
@@ -575,6 +634,47 @@ mod tests {
         fn as_four_letter_source(&self) -> &dyn FourLetterSource {
             self
         }
+        fn quorum(&self) -> Option<QuorumView> {
+            self.quorum.clone()
+        }
+    }
+
+    #[test]
+    fn quorum_commands_answer_an_ensemble_members_view() {
+        let mut fake = Fake::new();
+        fake.quorum = Some(QuorumView {
+            my_id: 2,
+            is_leader: false,
+            leader_id: 3,
+            leader_ip: "10.0.0.3:2888:3888".into(),
+            voting: true,
+            zab_state: "broadcast",
+            voting_members: vec![
+                (1, "10.0.0.1:2888:3888:participant".into()),
+                (3, "10.0.0.3:2888:3888:participant".into()),
+            ],
+            quorum_address: "10.0.0.2:2888".into(),
+            election_address: "10.0.0.2:3888".into(),
+            client_address: "0.0.0.0:2181".into(),
+            last_zxid: 0x5_0000_0007,
+        });
+        let fake = Arc::new(fake);
+        let leader = answer_of(&fake, "leader");
+        assert_eq!(leader["is_leader"], false);
+        assert_eq!(leader["leader_id"], 3);
+        assert_eq!(leader["leader_ip"], "10.0.0.3:2888:3888");
+        assert!(leader["error"].is_null());
+        let view = answer_of(&fake, "voting_view");
+        assert_eq!(
+            view["current_config"]["3"],
+            "10.0.0.3:2888:3888:participant"
+        );
+        let zab = answer_of(&fake, "zabstate");
+        assert_eq!(zab["zabstate"], "broadcast");
+        assert_eq!(zab["voting"], true);
+        assert_eq!(zab["last_zxid"], "0x500000007");
+        assert_eq!(zab["zab_epoch"], 5);
+        assert_eq!(zab["zab_counter"], 7);
     }
 
     fn get(path: &str) -> Request {
