@@ -289,11 +289,12 @@ impl Applier {
             // Another server's txn: only the session table follows it here.
             Origin::Replicated => match &txn.op {
                 engine::txn::TxnOp::CreateSession { timeout_ms } => {
-                    self.shared.sessions.lock().add(
-                        session,
-                        *timeout_ms,
-                        self.shared.clock.monotonic_ms(),
-                    );
+                    // A leader tracks a learner's session from its prep on
+                    // (and may have marked it closing since): keep that.
+                    let mut sessions = self.shared.sessions.lock();
+                    if sessions.get(session).is_none() {
+                        sessions.add(session, *timeout_ms, self.shared.clock.monotonic_ms());
+                    }
                 }
                 engine::txn::TxnOp::CloseSession { .. } => {
                     if let Some(conn) = self.forget_session(session) {

@@ -345,7 +345,18 @@ fn prep_forwarded(
         Forward::CreateSession {
             session,
             timeout_ms,
-        } => prep.prep_create_session(session, timeout_ms, now),
+        } => {
+            // Tracked from now, not from when the leader applies it: the
+            // learner answers its client once it has applied the txn, and
+            // that client's next write may reach this sequencer before the
+            // leader's own applier got there (the reference registers the
+            // session when it preps it, too).
+            shared
+                .sessions
+                .lock()
+                .add(session, timeout_ms, shared.clock.monotonic_ms());
+            prep.prep_create_session(session, timeout_ms, now)
+        }
         Forward::Rejected { session, xid, err } => prep.prep_error(session, xid, err, now),
         Forward::Sync { session, xid } => prep.prep_error(session, xid, ErrorCode::Ok, now),
         Forward::Write { session, xid, .. } if refused(session) => {
