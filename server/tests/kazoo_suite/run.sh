@@ -9,8 +9,8 @@
 # apache  Debian's ZooKeeper 3.8 (/usr/share/java/zookeeper.jar).
 # 1|3     ZOOKEEPER_CLUSTER_SIZE: standalone or a 3-node ensemble.
 #
-# Results go to results/<target>-<size>/: junit.xml, pytest.log, summary.txt
-# and server-logs/. compare.py then lists the tests that pass on Apache but
+# Results go to results/<target>-<size>/ (or $KAZOO_SUITE_OUT): junit.xml,
+# pytest.log, summary.txt and server-logs/. compare.py then lists the tests that pass on Apache but
 # not on ours. Environment knobs: KAZOO_SUITE_TEST_TIMEOUT (seconds per test,
 # default 120), KAZOO_SUITE_RUN_TIMEOUT (seconds for the whole run, default
 # 2400), KAZOO_SUITE_PORT_OFFSET (first port; default per target and size).
@@ -64,8 +64,8 @@ case "$TARGET-$SIZE" in
     apache-3) default_offset=24000 ;;
 esac
 
-OUT="$HERE/results/$TARGET-$SIZE"
-rm -rf "$OUT"
+OUT="${KAZOO_SUITE_OUT:-$HERE/results/$TARGET-$SIZE}"
+rm -rf "$OUT/server-logs" "$OUT/junit.xml" "$OUT/pytest.log" "$OUT/summary.txt" "$OUT/server.pids"
 mkdir -p "$OUT/server-logs"
 PID_FILE="$OUT/server.pids"
 : >"$PID_FILE"
