@@ -89,7 +89,9 @@ stop_leftovers() {
     local pid
     while read -r pid; do
         [ -n "$pid" ] || continue
-        if kill -0 "$pid" 2>/dev/null; then
+        # Only a process that is still one of this run's servers (the pid may
+        # have been reused since).
+        if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qE 'kazoo-suite-server|QuorumPeerMain'; then
             kill -TERM "$pid" 2>/dev/null || true
             sleep 0.5
             kill -KILL "$pid" 2>/dev/null || true
