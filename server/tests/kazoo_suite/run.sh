@@ -109,6 +109,7 @@ set +e
         "$VENV/bin/python" -m pytest "$TESTS_DIR" \
         --rootdir "$OUT" -p no:cacheprovider \
         --timeout "${KAZOO_SUITE_TEST_TIMEOUT:-120}" \
+        --reruns "${KAZOO_SUITE_RERUNS:-2}" \
         -o junit_logging=all -o junit_log_passing_tests=false \
         --junitxml "$OUT/junit.xml" -rfEs -q "$@"
 ) 2>&1 | tee "$OUT/pytest.log"
