@@ -5,8 +5,10 @@
 //! `failover`; not the load (`run.rs`).
 //!
 //! Invariant: every process this starts runs in its own process group and is
-//! killed with its group however the run ends — `Node` kills on drop, and a
-//! paused node is continued before it is asked to stop.
+//! killed with its group however the run ends — `Node` kills on drop, a
+//! paused node is continued before it is asked to stop, and SIGINT, SIGTERM
+//! or SIGHUP to `zk-bench` kill every live group before it exits
+//! (`on_signal_kill_servers`).
 
 use crate::conn::Conn;
 use engine::request::Request;
@@ -15,7 +17,57 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
+
+/// Process groups of the live nodes, for the signal handler: 0 is a free
+/// slot. More nodes than slots still run; they are only not covered.
+static GROUPS: [AtomicI32; 64] = [const { AtomicI32::new(0) }; 64];
+
+fn register_group(pgid: i32) {
+    for slot in &GROUPS {
+        if slot
+            .compare_exchange(0, pgid, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+fn unregister_group(pgid: i32) {
+    for slot in &GROUPS {
+        let _ = slot.compare_exchange(pgid, 0, Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
+
+extern "C" fn kill_groups_and_exit(signal: libc::c_int) {
+    for slot in &GROUPS {
+        let pgid = slot.load(Ordering::SeqCst);
+        if pgid > 0 {
+            // SAFETY: killpg(2) and _exit(2) are async-signal-safe; the
+            // groups are our own children's.
+            unsafe {
+                libc::killpg(pgid, libc::SIGCONT);
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
+    // SAFETY: as above.
+    unsafe { libc::_exit(128 + signal) }
+}
+
+/// Makes SIGINT, SIGTERM and SIGHUP kill every server this process started
+/// (their process groups do not get the terminal's signals) before exiting.
+pub fn on_signal_kill_servers() {
+    let handler = kill_groups_and_exit as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: installs a handler that only makes async-signal-safe calls.
+        unsafe {
+            libc::signal(signal, handler);
+        }
+    }
+}
 
 /// How long a four-letter word may take before the node counts as silent.
 const FOUR_LETTER_TIMEOUT: Duration = Duration::from_millis(300);
@@ -136,6 +188,7 @@ impl Node {
         self.signal(libc::SIGKILL);
         if let Some(mut child) = self.child.take() {
             let _ = child.wait();
+            forget_group(&child);
         }
         self.paused = false;
     }
@@ -165,7 +218,9 @@ impl Node {
                 if matches!(child.try_wait(), Ok(Some(_))) {
                     // The leader is gone; take the rest of its group along.
                     self.signal(libc::SIGKILL);
-                    self.child = None;
+                    if let Some(child) = self.child.take() {
+                        forget_group(&child);
+                    }
                     return;
                 }
             }
@@ -178,6 +233,7 @@ impl Node {
     fn check_alive(&mut self, kind: Kind) -> io::Result<()> {
         if let Some(child) = self.child.as_mut() {
             if let Some(status) = child.try_wait()? {
+                forget_group(child);
                 self.child = None;
                 return Err(io::Error::other(format!(
                     "{} node {} exited ({status}); see {}",
@@ -206,6 +262,12 @@ impl Node {
             .and_then(|rest| rest.trim().strip_suffix("kB"))
             .and_then(|kib| kib.trim().parse::<u64>().ok())
             .map(|kib| kib * 1024)
+    }
+}
+
+fn forget_group(child: &Child) {
+    if let Ok(pgid) = i32::try_from(child.id()) {
+        unregister_group(pgid);
     }
 }
 
@@ -383,7 +445,11 @@ impl Cluster {
             .stderr(log)
             .process_group(0);
         let started = Instant::now();
-        node.child = Some(command.spawn()?);
+        let child = command.spawn()?;
+        if let Ok(pgid) = i32::try_from(child.id()) {
+            register_group(pgid);
+        }
+        node.child = Some(child);
         node.paused = false;
         Ok(started)
     }
@@ -569,6 +635,25 @@ mod tests {
         assert_eq!(settled_leader(&modes(&[l, l, f])), None);
         assert_eq!(settled_leader(&modes(&[l, None, f])), None);
         assert_eq!(settled_leader(&modes(&[l, Some("looking"), f])), None);
+    }
+
+    /// The handler's table holds each live group once and frees its slot.
+    #[test]
+    fn process_groups_are_registered_until_reaped() {
+        let live = || {
+            GROUPS
+                .iter()
+                .filter(|g| g.load(Ordering::SeqCst) > 0)
+                .count()
+        };
+        let before = live();
+        register_group(999_991);
+        register_group(999_992);
+        assert_eq!(live(), before + 2);
+        unregister_group(999_991);
+        assert_eq!(live(), before + 1);
+        unregister_group(999_992);
+        assert_eq!(live(), before);
     }
 
     #[test]

@@ -225,6 +225,7 @@ fn say(message: impl std::fmt::Display) {
 pub fn compare(settings: &Settings) -> io::Result<()> {
     settings.launch.check(&settings.targets)?;
     std::fs::create_dir_all(&settings.dir)?;
+    crate::cluster::on_signal_kill_servers();
     let mut sizes = vec![settings.ensemble.max(1)];
     if settings.with_standalone && settings.ensemble > 1 {
         sizes.push(1);

@@ -75,6 +75,7 @@ fn say(message: impl std::fmt::Display) {
 pub fn failover(settings: &Settings) -> io::Result<()> {
     settings.launch.check(&settings.targets)?;
     std::fs::create_dir_all(&settings.dir)?;
+    crate::cluster::on_signal_kill_servers();
     let mut rows = Vec::new();
     let mut result = Ok(());
     for (index, kind) in settings.targets.iter().enumerate() {
@@ -317,23 +318,29 @@ impl Drop for Monitor {
     }
 }
 
-/// The longest gap between consecutive successes in `[from_ms, to_ms]`,
-/// the window's edges counting as successes only where none is near: a
-/// window with no success at all is one gap from edge to edge.
-pub fn longest_gap(times_ms: &[f64], from_ms: f64, to_ms: f64) -> f64 {
+/// The longest gap between consecutive successes in `[from_ms, to_ms]`, as
+/// (start, end): a window with no success at all is one gap from edge to
+/// edge.
+pub fn longest_gap(times_ms: &[f64], from_ms: f64, to_ms: f64) -> (f64, f64) {
     let mut inside: Vec<f64> = times_ms
         .iter()
         .copied()
         .filter(|t| *t >= from_ms && *t <= to_ms)
         .collect();
     if inside.is_empty() {
-        return to_ms - from_ms;
+        return (from_ms, to_ms);
     }
     inside.sort_by(f64::total_cmp);
     inside
         .windows(2)
-        .map(|pair| pair[1] - pair[0])
-        .fold(0.0, f64::max)
+        .map(|pair| (pair[0], pair[1]))
+        .fold((inside[0], inside[0]), |longest, gap| {
+            if gap.1 - gap.0 > longest.1 - longest.0 {
+                gap
+            } else {
+                longest
+            }
+        })
 }
 
 /// What one kill or pause measured.
@@ -344,8 +351,8 @@ struct Round {
     new_leader: usize,
     election_ms: f64,
     unavailable_ms: f64,
-    /// From the signal to the first successful write of any writer.
-    first_write_ms: f64,
+    /// From the signal until the longest gap ended: when writes came back.
+    resumed_ms: f64,
     /// From restart (or SIGCONT) until the node served again.
     rejoin_ms: f64,
 }
@@ -493,7 +500,7 @@ fn run_target(settings: &Settings, kind: Kind, index: usize) -> io::Result<Value
             "rounds": of.len(),
             "election_ms": stat(|r| r.election_ms),
             "unavailable_ms": stat(|r| r.unavailable_ms),
-            "first_write_ms": stat(|r| r.first_write_ms),
+            "resumed_ms": stat(|r| r.resumed_ms),
             "rejoin_ms": stat(|r| r.rejoin_ms),
         })
     };
@@ -510,7 +517,7 @@ fn run_target(settings: &Settings, kind: Kind, index: usize) -> io::Result<Value
             "new_leader": cluster.nodes[r.new_leader].id,
             "election_ms": r.election_ms,
             "unavailable_ms": r.unavailable_ms,
-            "first_write_ms": r.first_write_ms,
+            "resumed_ms": r.resumed_ms,
             "rejoin_ms": r.rejoin_ms,
         })).collect::<Vec<_>>(),
     }))
@@ -564,17 +571,13 @@ fn rounds(
         }
         std::thread::sleep(GAP_TAIL);
         let times = successes.snapshot();
-        let first_write_ms = times
-            .iter()
-            .copied()
-            .filter(|t| *t > signalled_ms)
-            .fold(f64::INFINITY, f64::min)
-            - signalled_ms;
-        let unavailable_ms = longest_gap(
+        let (gap_start, gap_end) = longest_gap(
             &times,
             signalled_ms - GAP_LEAD.as_secs_f64() * 1000.0,
             since_ms(origin),
         );
+        let unavailable_ms = gap_end - gap_start;
+        let resumed_ms = gap_end - signalled_ms;
         let rejoin_started = Instant::now();
         if *action == "kill" {
             cluster.start_node(old_leader, &settings.launch, SNAP_COUNT)?;
@@ -595,7 +598,7 @@ fn rounds(
             new_leader,
             election_ms,
             unavailable_ms,
-            first_write_ms,
+            resumed_ms,
             rejoin_ms,
         });
     }
@@ -634,14 +637,7 @@ fn render(report: &Value) -> String {
     let _ = writeln!(
         out,
         "{:<18} {:<6} {:>6} {:>18} {:>18} {:>18} {:>18} {:>8}",
-        "target",
-        "signal",
-        "rounds",
-        "election",
-        "unavailable",
-        "first write",
-        "rejoin",
-        "false el"
+        "target", "signal", "rounds", "election", "unavailable", "resumed", "rejoin", "false el"
     );
     for row in report["targets"].as_array().into_iter().flatten() {
         for action in ["kill", "pause"] {
@@ -659,7 +655,7 @@ fn render(report: &Value) -> String {
                 a["rounds"],
                 cell("election_ms"),
                 cell("unavailable_ms"),
-                cell("first_write_ms"),
+                cell("resumed_ms"),
                 cell("rejoin_ms"),
                 row["false_elections"],
             );
@@ -676,13 +672,13 @@ mod tests {
     fn the_longest_gap_is_found_inside_the_window() {
         let times = [0.0, 10.0, 20.0, 500.0, 510.0, 900.0, 5000.0];
         // Writes every 10 ms, then 480 ms without, then 390 ms without.
-        assert_eq!(longest_gap(&times, 0.0, 1000.0), 480.0);
+        assert_eq!(longest_gap(&times, 0.0, 1000.0), (20.0, 500.0));
         // The window starts after the first gap.
-        assert_eq!(longest_gap(&times, 400.0, 1000.0), 390.0);
+        assert_eq!(longest_gap(&times, 400.0, 1000.0), (510.0, 900.0));
         // Nothing inside: the whole window was unavailable.
-        assert_eq!(longest_gap(&times, 1000.0, 3000.0), 2000.0);
+        assert_eq!(longest_gap(&times, 1000.0, 3000.0), (1000.0, 3000.0));
         // Unsorted input is fine.
-        assert_eq!(longest_gap(&[30.0, 0.0, 10.0], 0.0, 100.0), 20.0);
+        assert_eq!(longest_gap(&[30.0, 0.0, 10.0], 0.0, 100.0), (10.0, 30.0));
     }
 
     fn modes(list: &[Option<&str>]) -> Vec<Option<String>> {
