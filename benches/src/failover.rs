@@ -32,6 +32,7 @@ use crate::run;
 use engine::request::{CreateRequest, Request};
 use engine::types::{Acl, OpCode};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io;
 use std::path::PathBuf;
@@ -112,13 +113,24 @@ pub fn failover(settings: &Settings) -> io::Result<()> {
     Ok(())
 }
 
-/// Successful writes' completion times, ms since the target's origin.
+/// Successful writes' completion times, ms since the target's origin, and
+/// the failures by ZooKeeper error code (a dropped or timed-out connection
+/// counts as ConnectionLoss, -4).
 #[derive(Default)]
 struct Successes {
     times_ms: Mutex<Vec<f64>>,
+    errors: Mutex<BTreeMap<i32, u64>>,
 }
 
 impl Successes {
+    fn error(&self, code: i32) {
+        if let Ok(mut errors) = self.errors.lock() {
+            *errors.entry(code).or_insert(0) += 1;
+        }
+    }
+    fn errors(&self) -> BTreeMap<i32, u64> {
+        self.errors.lock().map(|e| e.clone()).unwrap_or_default()
+    }
     fn push(&self, at_ms: f64) {
         if let Ok(mut times) = self.times_ms.lock() {
             times.push(at_ms);
@@ -173,9 +185,11 @@ fn writer(
             }
         }
         let Some(c) = conn.as_mut() else { continue };
-        match c.call(&set_data(&key, &value)) {
+        let reply = c.call(&set_data(&key, &value));
+        match reply {
             Ok(0) => successes.push(since_ms(origin)),
             _ => {
+                successes.error(*reply.as_ref().unwrap_or(&run::CONNECTION_LOSS));
                 // Dropping the connection abandons its session; it expires
                 // on its own.
                 conn = None;
@@ -413,21 +427,39 @@ fn create(path: &str) -> Request {
     }
 }
 
-/// Creates `/bench`, the probe and every writer's key through node 0.
+/// Creates `/bench`, the probe and every writer's key, through node 0,
+/// then the next. A session that is refused with SessionExpired is
+/// replaced by a new one on the next node, as a client would, but loudly:
+/// a fresh session should never expire.
 fn create_keys(cluster: &Cluster, writers: usize) -> io::Result<()> {
-    let mut conn = Conn::connect(&cluster.nodes[0].address())?;
-    let paths = [run::ROOT.to_string(), PROBE.to_string()]
+    let paths: Vec<String> = [run::ROOT.to_string(), PROBE.to_string()]
         .into_iter()
-        .chain((0..writers).map(writer_key));
-    for path in paths {
-        let code = conn.call(&create(&path))?;
-        // NodeExists: kept from an earlier run.
-        if code != 0 && code != -110 {
+        .chain((0..writers).map(writer_key))
+        .collect();
+    let mut attempt = 0;
+    'session: loop {
+        let node = &cluster.nodes[attempt % cluster.size()];
+        let mut conn = Conn::connect(&node.address())?;
+        for path in &paths {
+            let code = conn.call(&create(path))?;
+            // NodeExists: kept from an earlier run or attempt.
+            if code == 0 || code == -110 {
+                continue;
+            }
+            if code == -112 && attempt < 5 {
+                say(format_args!(
+                    "WARNING: {}: create {path} through node {}: SessionExpired on a fresh session; retrying with a new session",
+                    cluster.label(),
+                    node.id
+                ));
+                attempt += 1;
+                continue 'session;
+            }
             return Err(io::Error::other(format!("create {path}: error {code}")));
         }
+        let _ = conn.close();
+        return Ok(());
     }
-    let _ = conn.close();
-    Ok(())
 }
 
 fn leader_of(cluster: &Cluster) -> io::Result<usize> {
@@ -485,6 +517,11 @@ fn run_target(settings: &Settings, kind: Kind, index: usize) -> io::Result<Value
     }
     let false_elections = monitor.finish();
     let writes = successes.snapshot().len();
+    let write_errors: serde_json::Map<String, Value> = successes
+        .errors()
+        .iter()
+        .map(|(code, n)| (code.to_string(), json!(n)))
+        .collect();
     cluster.stop();
     let rounds = result?;
     let summary = |action: &str| {
@@ -508,6 +545,7 @@ fn run_target(settings: &Settings, kind: Kind, index: usize) -> io::Result<Value
         "target": kind.name(),
         "nodes": settings.nodes,
         "writes": writes,
+        "write_errors": write_errors,
         "false_elections": false_elections,
         "kill": summary("kill"),
         "pause": summary("pause"),
@@ -660,6 +698,15 @@ fn render(report: &Value) -> String {
                 row["false_elections"],
             );
         }
+    }
+    for row in report["targets"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "{}: {} writes; failed writes by error code (each moved its writer to a new session): {}",
+            row["target"].as_str().unwrap_or("?"),
+            row["writes"],
+            row["write_errors"]
+        );
     }
     out
 }
