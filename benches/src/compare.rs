@@ -22,15 +22,14 @@
 //! Invariant: every server this starts is stopped (SIGTERM, then SIGKILL)
 //! however the run ends — `Target` kills its child on drop.
 
-use crate::conn::Conn;
+pub use crate::cluster::Kind;
+use crate::cluster::{Cluster, Launch};
 use crate::run::{self, Outcome, Plan, Sample, Workload};
-use engine::request::Request;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,43 +41,17 @@ pub const DEBIAN_ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
 /// snapCount outside the snapshot phase: the reference's default, on both.
 const DEFAULT_SNAP_COUNT: u64 = 100_000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// `zk-server` with `storage.backend=native`.
-    Native,
-    /// `zk-server` with `storage.backend=rocksdb`.
-    Rocks,
-    /// Apache ZooKeeper's `ZooKeeperServerMain`.
-    Reference,
-}
-
-impl Kind {
-    pub fn parse(name: &str) -> Result<Kind, String> {
-        match name {
-            "zk-server" | "native" => Ok(Kind::Native),
-            "zk-server-rocksdb" | "rocksdb" => Ok(Kind::Rocks),
-            "zookeeper" | "reference" => Ok(Kind::Reference),
-            other => Err(format!(
-                "unknown target {other:?}: use zk-server, zk-server-rocksdb or zookeeper"
-            )),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Native => "zk-server",
-            Kind::Rocks => "zk-server-rocksdb",
-            Kind::Reference => "zookeeper",
-        }
-    }
-}
-
 /// Everything `compare` was asked to do.
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub targets: Vec<Kind>,
-    /// Ratios are each target's median over this one's.
+    /// Ratios are each target's median over this one's (of the same size).
     pub baseline: Kind,
+    /// Nodes per target: 1 is standalone, 3 or 5 an ensemble.
+    pub ensemble: usize,
+    /// With `ensemble` > 1, also run every target standalone (the cost of
+    /// replication).
+    pub with_standalone: bool,
     pub pairs: usize,
     pub workloads: Vec<Workload>,
     pub connections: usize,
@@ -94,207 +67,11 @@ pub struct Settings {
     pub snap_count: u64,
     pub dir: PathBuf,
     pub keep: bool,
-    pub zk_server: PathBuf,
-    pub zookeeper_jar: PathBuf,
-    pub java: String,
-    /// Extra JVM options for the reference (e.g. `-Xmx2g`); none by default.
-    pub jvm_flags: Vec<String>,
+    pub launch: Launch,
     pub json: bool,
 }
 
-/// One server under test: its directory, config, port and process.
-struct Target {
-    kind: Kind,
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-    /// Monotonic restarts, to keep each start's log.
-    starts: u32,
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-impl Target {
-    fn new(kind: Kind, root: &Path, index: usize) -> io::Result<Target> {
-        let dir = root.join(format!("{index}-{}", kind.name()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(Target {
-            kind,
-            dir,
-            port: free_port()?,
-            child: None,
-            starts: 0,
-        })
-    }
-
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.join("data")
-    }
-
-    /// The settings every target shares (fsync on, the reference's defaults
-    /// otherwise), plus what this kind needs. Every target's AdminServer is
-    /// off: a benchmark binds nothing but its client ports.
-    fn write_config(&self, snap_count: u64) -> io::Result<PathBuf> {
-        let mut cfg = format!(
-            "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
-             clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nforceSync=yes\n\
-             snapCount={snap_count}\n4lw.commands.whitelist=*\n\
-             admin.enableServer=false\n",
-            self.data_dir().display(),
-            self.port
-        );
-        match self.kind {
-            Kind::Native => cfg.push_str("storage.backend=native\n"),
-            Kind::Rocks => cfg.push_str("storage.backend=rocksdb\n"),
-            Kind::Reference => {}
-        }
-        let path = self.dir.join("zoo.cfg");
-        std::fs::write(&path, cfg)?;
-        Ok(path)
-    }
-
-    /// Starts the server (not waiting for it) and returns the spawn instant.
-    fn start(&mut self, settings: &Settings, snap_count: u64) -> io::Result<Instant> {
-        self.stop();
-        let cfg = self.write_config(snap_count)?;
-        self.starts += 1;
-        let log = std::fs::File::create(self.dir.join(format!("server-{}.log", self.starts)))?;
-        let mut command = match self.kind {
-            Kind::Native | Kind::Rocks => Command::new(&settings.zk_server),
-            Kind::Reference => {
-                let mut java = Command::new(&settings.java);
-                java.args(&settings.jvm_flags)
-                    .arg("-cp")
-                    .arg(&settings.zookeeper_jar)
-                    .arg("org.apache.zookeeper.server.ZooKeeperServerMain");
-                java
-            }
-        };
-        command
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let started = Instant::now();
-        self.child = Some(command.spawn()?);
-        Ok(started)
-    }
-
-    /// Waits until a session can read `path` (`None`: until one connects)
-    /// and returns when it first could. A new attempt starts every 20 ms
-    /// on its own thread rather than one after another: a server may
-    /// accept a connection while still loading and leave it unanswered
-    /// (Apache ZooKeeper does), and waiting out such an attempt would add
-    /// its timeout to the figure. Stalled attempts end when the server
-    /// answers, stops, or after `Conn`'s 30 s read timeout.
-    fn wait_serving(&mut self, path: Option<&str>, limit: Duration) -> io::Result<Instant> {
-        let deadline = Instant::now() + limit;
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Instant>();
-        loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    self.child = None;
-                    return Err(io::Error::other(format!(
-                        "{} exited during start-up ({status}); see {}",
-                        self.kind.name(),
-                        self.dir.display()
-                    )));
-                }
-            }
-            let address = self.address();
-            let path = path.map(str::to_string);
-            let ready_tx = ready_tx.clone();
-            std::thread::spawn(move || {
-                let ready = Conn::connect(&address).and_then(|mut conn| match path {
-                    None => Ok(true),
-                    Some(path) => Ok(conn.call(&Request::GetData { path, watch: false })? == 0),
-                });
-                if matches!(ready, Ok(true)) {
-                    let _ = ready_tx.send(Instant::now());
-                }
-            });
-            if let Ok(at) = ready_rx.recv_timeout(Duration::from_millis(20)) {
-                return Ok(at);
-            }
-            if Instant::now() >= deadline {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{} not serving after {limit:?}", self.kind.name()),
-                ));
-            }
-        }
-    }
-
-    /// SIGTERM, then SIGKILL after 60 s.
-    fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(pid) = i32::try_from(child.id()) {
-            // SAFETY: plain kill(2) on our own child's pid, not yet reaped.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-
-    /// Resident set size of the server process, bytes.
-    fn rss(&self) -> Option<u64> {
-        let pid = self.child.as_ref()?.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().strip_suffix("kB"))
-            .and_then(|kib| kib.trim().parse::<u64>().ok())
-            .map(|kib| kib * 1024)
-    }
-
-    fn disk_bytes(&self) -> u64 {
-        dir_size(&self.data_dir())
-    }
-}
-
-/// Bytes allocated on disk under `path` (what `du` counts: preallocated
-/// but sparse space is not charged).
-fn dir_size(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| match entry.metadata() {
-            Ok(meta) if meta.is_dir() => dir_size(&entry.path()),
-            Ok(meta) => meta.blocks() * 512,
-            Err(_) => 0,
-        })
-        .sum()
-}
+type Target = Cluster;
 
 /// The `snapshottime` summary from `mntr`: (count, total ms).
 fn snapshot_time(address: &str) -> io::Result<(u64, u64)> {
@@ -446,14 +223,20 @@ fn say(message: impl std::fmt::Display) {
 
 /// Runs the whole comparison; the report goes to stdout.
 pub fn compare(settings: &Settings) -> io::Result<()> {
-    check_installed(settings)?;
+    settings.launch.check(&settings.targets)?;
     std::fs::create_dir_all(&settings.dir)?;
-    let mut targets = settings
-        .targets
-        .iter()
-        .enumerate()
-        .map(|(i, kind)| Target::new(*kind, &settings.dir, i))
-        .collect::<io::Result<Vec<_>>>()?;
+    crate::cluster::on_signal_kill_servers();
+    let mut sizes = vec![settings.ensemble.max(1)];
+    if settings.with_standalone && settings.ensemble > 1 {
+        sizes.push(1);
+    }
+    let mut targets = Vec::new();
+    for size in &sizes {
+        for kind in &settings.targets {
+            let index = targets.len();
+            targets.push(Target::new(*kind, &settings.dir, index, *size)?);
+        }
+    }
     let result = run_phases(settings, &mut targets);
     for target in &mut targets {
         target.stop();
@@ -471,37 +254,13 @@ pub fn compare(settings: &Settings) -> io::Result<()> {
     Ok(())
 }
 
-fn check_installed(settings: &Settings) -> io::Result<()> {
-    let ours = settings
-        .targets
-        .iter()
-        .any(|k| matches!(k, Kind::Native | Kind::Rocks));
-    if ours && !settings.zk_server.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!(
-                "no zk-server at {} (build it: cargo build --release -p server, with --features rocksdb for the RocksDB target, or pass --zk-server)",
-                settings.zk_server.display()
-            ),
-        ));
-    }
-    if settings.targets.contains(&Kind::Reference) && !settings.zookeeper_jar.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!(
-                "no Apache ZooKeeper at {} (install Debian's package: apt-get install zookeeper default-jre-headless)",
-                settings.zookeeper_jar.display()
-            ),
-        ));
-    }
-    Ok(())
-}
-
 fn run_phases(settings: &Settings, targets: &mut [Target]) -> io::Result<Value> {
     let mut report = json!({
         "settings": {
             "targets": settings.targets.iter().map(|k| k.name()).collect::<Vec<_>>(),
             "baseline": settings.baseline.name(),
+            "ensemble": settings.ensemble,
+            "with_standalone": settings.with_standalone,
             "pairs": settings.pairs,
             "connections": settings.connections,
             "inflight": settings.inflight,
@@ -512,11 +271,20 @@ fn run_phases(settings: &Settings, targets: &mut [Target]) -> io::Result<Value> 
             "big_tree": settings.big_tree,
             "snap_count": settings.snap_count,
             "dir": settings.dir.display().to_string(),
-            "jvm_flags": settings.jvm_flags,
+            "jvm_flags": settings.launch.jvm_flags,
         },
     });
     report["throughput"] = throughput_phase(settings, targets)?;
-    if settings.big_tree > 0 {
+    if settings.ensemble > 1 {
+        report["replication"] = Value::Array(replication_cost(
+            report["throughput"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice),
+        ));
+    }
+    if settings.big_tree > 0 && settings.ensemble > 1 {
+        say("the big-tree and snapshot phases run standalone only; skipped with --ensemble");
+    } else if settings.big_tree > 0 {
         report["big_tree"] = big_tree_phase(settings, targets)?;
         if !settings.snapshot_run.is_zero() {
             report["snapshots"] = snapshot_phase(settings, targets)?;
@@ -526,19 +294,25 @@ fn run_phases(settings: &Settings, targets: &mut [Target]) -> io::Result<Value> 
 }
 
 /// Phase 1: every workload, `pairs` rounds, each target once per round.
+/// Every target (all nodes of every ensemble) is up for the whole phase;
+/// only the one under load does more than idle.
 fn throughput_phase(settings: &Settings, targets: &mut [Target]) -> io::Result<Value> {
     if settings.workloads.is_empty() {
         return Ok(json!([]));
     }
+    let last_key = run::key_path(settings.keys - 1);
     for target in targets.iter_mut() {
-        target.start(settings, DEFAULT_SNAP_COUNT)?;
+        say(format_args!("starting {}", target.label()));
+        target.start(&settings.launch, DEFAULT_SNAP_COUNT)?;
         target.wait_serving(None, Duration::from_secs(120))?;
         setup(&plan(
             settings,
-            target.address(),
+            target.connect_string(),
             Workload::Read,
             settings.keys,
         ))?;
+        // Followers apply the setup's creates after the leader answered.
+        target.wait_serving(Some(&last_key), Duration::from_secs(120))?;
     }
     let mut rows = Vec::new();
     for workload in &settings.workloads {
@@ -551,11 +325,16 @@ fn throughput_phase(settings: &Settings, targets: &mut [Target]) -> io::Result<V
                     workload.name(),
                     round + 1,
                     settings.pairs,
-                    target.kind.name()
+                    target.label()
                 ));
-                let outcome = run::run(&plan(settings, target.address(), *workload, settings.keys));
+                let outcome = run::run(&plan(
+                    settings,
+                    target.connect_string(),
+                    *workload,
+                    settings.keys,
+                ));
                 failed(
-                    &format!("{} on {}", workload.name(), target.kind.name()),
+                    &format!("{} on {}", workload.name(), target.label()),
                     &outcome,
                 )?;
                 runs[i].push(json!({
@@ -570,6 +349,8 @@ fn throughput_phase(settings: &Settings, targets: &mut [Target]) -> io::Result<V
             rows.push(json!({
                 "workload": workload.name(),
                 "target": target.kind.name(),
+                "nodes": target.size(),
+                "label": target.label(),
                 "runs": runs[i],
             }));
         }
@@ -577,8 +358,42 @@ fn throughput_phase(settings: &Settings, targets: &mut [Target]) -> io::Result<V
     for target in targets.iter_mut() {
         target.stop();
     }
-    summarise(&mut rows, settings.baseline, &["workload"]);
+    summarise(&mut rows, settings.baseline, &["workload", "nodes"]);
     Ok(Value::Array(rows))
+}
+
+/// The cost of replication: for every ensemble row of phase 1 that has a
+/// standalone row of the same target and workload, the ensemble's medians
+/// over the standalone's (ops/s below 1 is the throughput replication
+/// costs; p99 above 1 the latency it adds).
+fn replication_cost(rows: &[Value]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for row in rows {
+        if row["nodes"].as_u64().unwrap_or(1) <= 1 {
+            continue;
+        }
+        let standalone = rows.iter().find(|other| {
+            other["nodes"].as_u64() == Some(1)
+                && other["target"] == row["target"]
+                && other["workload"] == row["workload"]
+        });
+        let Some(standalone) = standalone else {
+            continue;
+        };
+        let mut cost = json!({
+            "workload": row["workload"],
+            "target": row["target"],
+            "nodes": row["nodes"],
+            "ensemble": row["median"],
+            "standalone": standalone["median"],
+        });
+        for key in ["ops_per_sec", "p50_ms", "p99_ms", "p999_ms"] {
+            let ours = row["median"][key].clone();
+            put_ratio(&mut cost, key, &ours, &standalone["median"][key]);
+        }
+        out.push(cost);
+    }
+    out
 }
 
 /// Adds `median`, `min`, `max` for each measure of `runs`, and the ratio of
@@ -634,14 +449,14 @@ fn big_tree_phase(settings: &Settings, targets: &mut [Target]) -> io::Result<Val
     let mut loads = Vec::new();
     for target in targets.iter_mut() {
         // A fresh data directory: phase 1's data would change the sizes.
-        let _ = std::fs::remove_dir_all(target.data_dir());
+        target.remove_data();
         say(format_args!(
             "loading {n} znodes into {}",
             target.kind.name()
         ));
-        target.start(settings, DEFAULT_SNAP_COUNT)?;
+        target.start(&settings.launch, DEFAULT_SNAP_COUNT)?;
         target.wait_serving(None, Duration::from_secs(120))?;
-        let mut load = plan(settings, target.address(), Workload::Read, n);
+        let mut load = plan(settings, target.connect_string(), Workload::Read, n);
         load.connections = load.connections.max(8);
         let started = Instant::now();
         setup(&load)?;
@@ -666,7 +481,7 @@ fn big_tree_phase(settings: &Settings, targets: &mut [Target]) -> io::Result<Val
                 settings.pairs,
                 target.kind.name()
             ));
-            let spawned = target.start(settings, DEFAULT_SNAP_COUNT)?;
+            let spawned = target.start(&settings.launch, DEFAULT_SNAP_COUNT)?;
             let serving = target.wait_serving(Some(&last_key), Duration::from_secs(600))?;
             let serving_s = serving.saturating_duration_since(spawned).as_secs_f64();
             // Resident memory once the restart has settled.
@@ -709,18 +524,18 @@ fn snapshot_phase(settings: &Settings, targets: &mut [Target]) -> io::Result<Val
             settings.snapshot_run.as_secs(),
             target.kind.name()
         ));
-        target.start(settings, settings.snap_count)?;
+        target.start(&settings.launch, settings.snap_count)?;
         target.wait_serving(None, Duration::from_secs(600))?;
         let mut write = plan(
             settings,
-            target.address(),
+            target.connect_string(),
             Workload::Write,
             settings.big_tree,
         );
         write.duration = settings.snapshot_run;
         write.timeline = true;
         let origin = Instant::now() + write.warmup;
-        let watch = SnapshotWatch::start(target.address(), origin);
+        let watch = SnapshotWatch::start(target.connect_string(), origin);
         let outcome = run::run(&write);
         // Catch a snapshot that ends just after the run.
         std::thread::sleep(Duration::from_millis(300));
@@ -807,9 +622,10 @@ fn render(settings: &Settings, report: &Value) -> String {
     let base = settings.baseline.name();
     let _ = writeln!(
         out,
-        "throughput: {} connections × {} in flight, {} keys, {}-byte values; {} rounds of {:.0}s (+{:.0}s warmup), targets alternating; medians (min–max); ratios over {base}",
+        "throughput: {} connections × {} in flight{}, {} keys, {}-byte values; {} rounds of {:.0}s (+{:.0}s warmup), targets alternating; medians (min–max); ratios over {base} of the same size",
         settings.connections,
         settings.inflight,
+        if settings.ensemble > 1 { ", round-robin over the nodes" } else { "" },
         settings.keys,
         settings.value_size,
         settings.pairs,
@@ -818,7 +634,7 @@ fn render(settings: &Settings, report: &Value) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<9} {:<18} {:>26} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "{:<9} {:<20} {:>26} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "workload", "target", "ops/s (min–max)", "p50ms", "p99ms", "p99.9ms", "×ops/s", "×p99"
     );
     for row in report["throughput"].as_array().into_iter().flatten() {
@@ -831,9 +647,9 @@ fn render(settings: &Settings, report: &Value) -> String {
         );
         let _ = writeln!(
             out,
-            "{:<9} {:<18} {:>26} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>8}",
+            "{:<9} {:<20} {:>26} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>8}",
             row["workload"].as_str().unwrap_or("?"),
-            row["target"].as_str().unwrap_or("?"),
+            row["label"].as_str().unwrap_or("?"),
             spread,
             num(&med["p50_ms"]),
             num(&med["p99_ms"]),
@@ -841,6 +657,37 @@ fn render(settings: &Settings, report: &Value) -> String {
             ratio(row, "ops_per_sec"),
             ratio(row, "p99_ms"),
         );
+    }
+    if let Some(rows) = report["replication"]
+        .as_array()
+        .filter(|rows| !rows.is_empty())
+    {
+        let _ = writeln!(
+            out,
+            "\nthe cost of replication: each ensemble's medians over the same target standalone, same load"
+        );
+        let _ = writeln!(
+            out,
+            "{:<9} {:<20} {:>12} {:>12} {:>8} {:>8} {:>8} {:>8}",
+            "workload", "target", "ops/s ens", "ops/s alone", "×ops/s", "×p50", "×p99", "×p99.9"
+        );
+        for row in rows {
+            let _ = writeln!(
+                out,
+                "{:<9} {:<20} {:>12.0} {:>12.0} {:>8} {:>8} {:>8} {:>8}",
+                row["workload"].as_str().unwrap_or("?"),
+                crate::cluster::label(
+                    Kind::parse(row["target"].as_str().unwrap_or("?")).unwrap_or(Kind::Native),
+                    usize::try_from(row["nodes"].as_u64().unwrap_or(1)).unwrap_or(1),
+                ),
+                num(&row["ensemble"]["ops_per_sec"]),
+                num(&row["standalone"]["ops_per_sec"]),
+                ratio(row, "ops_per_sec"),
+                ratio(row, "p50_ms"),
+                ratio(row, "p99_ms"),
+                ratio(row, "p999_ms"),
+            );
+        }
     }
     if let Some(rows) = report["big_tree"].as_array() {
         let _ = writeln!(
@@ -951,6 +798,30 @@ mod tests {
         assert_eq!(rows[0]["ratio"]["ops_per_sec"], 2.0);
         assert_eq!(rows[1]["ratio"]["ops_per_sec"], 1.0);
         assert_eq!(rows[2]["ratio"]["ops_per_sec"], 3.0);
+    }
+
+    /// Each ensemble row is set against the standalone row of the same
+    /// target and workload, and nothing else.
+    #[test]
+    fn replication_cost_is_ensemble_over_standalone() {
+        let row = |workload: &str, target: &str, nodes: u64, ops: f64, p99: f64| {
+            json!({"workload": workload, "target": target, "nodes": nodes,
+                   "median": {"ops_per_sec": ops, "p99_ms": p99}})
+        };
+        let rows = vec![
+            row("write", "zk-server", 3, 50.0, 4.0),
+            row("write", "zookeeper", 3, 20.0, 9.0),
+            row("write", "zk-server", 1, 100.0, 2.0),
+            row("read", "zk-server", 1, 300.0, 1.0),
+            row("read", "zk-server", 3, 600.0, 1.0),
+        ];
+        let cost = replication_cost(&rows);
+        assert_eq!(cost.len(), 2, "zookeeper×3 has no standalone row: {cost:?}");
+        assert_eq!(cost[0]["workload"], "write");
+        assert_eq!(cost[0]["ratio"]["ops_per_sec"], 0.5);
+        assert_eq!(cost[0]["ratio"]["p99_ms"], 2.0);
+        assert_eq!(cost[1]["workload"], "read");
+        assert_eq!(cost[1]["ratio"]["ops_per_sec"], 2.0);
     }
 
     #[test]

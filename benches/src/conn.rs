@@ -14,7 +14,7 @@ use net::proto::{
     request_op, ConnectRequest, ReplyHeader, RequestHeader, NOTIFICATION_XID, PING_XID,
 };
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 /// Largest reply frame accepted. Generous: `large` reads can approach the
@@ -42,9 +42,19 @@ impl Conn {
     /// Connects and completes the handshake. A refused session (timeout 0)
     /// is an error.
     pub fn connect(server: &str) -> io::Result<Conn> {
-        let stream = TcpStream::connect(server)?;
+        Conn::connect_timeout(server, Duration::from_secs(30))
+    }
+
+    /// `connect`, where connecting, the handshake and every later read and
+    /// write give up after `timeout` (a timed-out read is an `io::Error`).
+    pub fn connect_timeout(server: &str, timeout: Duration) -> io::Result<Conn> {
+        let address = server.to_socket_addrs()?.next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("{server}: no address"))
+        })?;
+        let stream = TcpStream::connect_timeout(&address, timeout)?;
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
         let mut conn = Conn {
             reader: BufReader::with_capacity(256 << 10, stream.try_clone()?),
             writer: BufWriter::with_capacity(256 << 10, stream),

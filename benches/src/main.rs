@@ -10,8 +10,10 @@
 //! lost connection counted as ConnectionLoss) prints a loud ERROR line and
 //! exits 1, so scripts cannot mistake a broken run for a fast one.
 
+mod cluster;
 mod compare;
 mod conn;
+mod failover;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -27,9 +29,10 @@ use std::time::Duration;
 struct Args {
     #[command(subcommand)]
     command: Option<Sub>,
-    /// Server address, host:port.
-    #[arg(long, default_value = "127.0.0.1:2181")]
-    server: String,
+    /// Server address, host:port; several (repeated or comma-separated,
+    /// a connect string) spread the connections over them round-robin.
+    #[arg(long, default_value = "127.0.0.1:2181", value_delimiter = ',')]
+    server: Vec<String>,
     /// Client connections (one session and one thread each).
     #[arg(long, default_value_t = 32)]
     connections: usize,
@@ -72,6 +75,129 @@ enum Sub {
     /// Start the targets, run the same load against each in alternation,
     /// print medians and ratios (see benches/README.md).
     Compare(CompareArgs),
+    /// Start an ensemble of each target, kill -9 and SIGSTOP its leader
+    /// under write load, measure election time and write unavailability
+    /// (see benches/README.md).
+    Failover(FailoverArgs),
+}
+
+/// How `compare` and `failover` run the servers.
+#[derive(clap::Args, Debug)]
+struct LaunchArgs {
+    /// zk-server binary; default: the one beside this zk-bench.
+    #[arg(long)]
+    zk_server: Option<std::path::PathBuf>,
+    #[arg(long, default_value = compare::DEBIAN_ZOOKEEPER_JAR)]
+    zookeeper_jar: std::path::PathBuf,
+    #[arg(long, default_value = "java")]
+    java: String,
+    /// Extra JVM options for Apache ZooKeeper, space-separated (e.g. "-Xmx2g").
+    #[arg(long, default_value = "")]
+    jvm_flags: String,
+}
+
+impl LaunchArgs {
+    fn launch(self) -> cluster::Launch {
+        cluster::Launch {
+            zk_server: self.zk_server.unwrap_or_else(|| {
+                std::env::current_exe()
+                    .map(|exe| exe.with_file_name("zk-server"))
+                    .unwrap_or_else(|_| "zk-server".into())
+            }),
+            zookeeper_jar: self.zookeeper_jar,
+            java: self.java,
+            jvm_flags: self
+                .jvm_flags
+                .split_whitespace()
+                .map(String::from)
+                .collect(),
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct FailoverArgs {
+    /// Comma-separated: zk-server, zk-server-rocksdb, zookeeper.
+    #[arg(long, default_value = "zk-server,zookeeper", value_delimiter = ',')]
+    targets: Vec<String>,
+    /// Nodes per ensemble.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Rounds that kill -9 the leader.
+    #[arg(long, default_value_t = 5)]
+    kills: usize,
+    /// Rounds that SIGSTOP the leader (SIGCONT once writes succeed again).
+    #[arg(long, default_value_t = 3)]
+    pauses: usize,
+    /// Writer sessions, round-robin over the nodes, one setData at a time.
+    #[arg(long, default_value_t = 4)]
+    writers: usize,
+    /// Steady write load before each round and after the last.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    steady: Duration,
+    /// A writer whose request takes longer starts a new session on the
+    /// next node.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    request_timeout: Duration,
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    /// Keep --dir afterwards (logs and data).
+    #[arg(long)]
+    keep: bool,
+    #[command(flatten)]
+    launch: LaunchArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_targets(names: &[String]) -> Result<Vec<compare::Kind>, String> {
+    let targets = names
+        .iter()
+        .map(|t| compare::Kind::parse(t.trim()))
+        .collect::<Result<Vec<_>, String>>()?;
+    if targets.is_empty() {
+        return Err("--targets is empty".to_string());
+    }
+    Ok(targets)
+}
+
+fn failover_main(args: FailoverArgs) -> ExitCode {
+    let targets = match parse_targets(&args.targets) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.nodes < 3 {
+        eprintln!("ERROR: --nodes must be at least 3 (a quorum that survives a leader)");
+        return ExitCode::from(2);
+    }
+    let settings = failover::Settings {
+        targets,
+        nodes: args.nodes,
+        kills: args.kills,
+        pauses: args.pauses,
+        writers: args.writers.max(1),
+        steady: args.steady,
+        request_timeout: args.request_timeout.max(Duration::from_millis(10)),
+        value_size: args.value_size,
+        dir: args.dir.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("zk-bench-failover-{}", std::process::id()))
+        }),
+        keep: args.keep,
+        launch: args.launch.launch(),
+        json: args.json,
+    };
+    match failover::failover(&settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ERROR: failover failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -83,6 +209,14 @@ struct CompareArgs {
     /// target, else the last target).
     #[arg(long)]
     baseline: Option<String>,
+    /// Nodes per target: 1 runs each standalone, 3 or 5 an ensemble
+    /// (connections round-robin over its nodes).
+    #[arg(long, default_value_t = 1)]
+    ensemble: usize,
+    /// With --ensemble > 1, also run each target standalone: the cost of
+    /// replication, same load.
+    #[arg(long)]
+    with_standalone: bool,
     /// Rounds; each target runs each workload once per round.
     #[arg(long, default_value_t = 3)]
     pairs: usize,
@@ -124,32 +258,15 @@ struct CompareArgs {
     /// Keep --dir afterwards (logs and data).
     #[arg(long)]
     keep: bool,
-    /// zk-server binary; default: the one beside this zk-bench.
-    #[arg(long)]
-    zk_server: Option<std::path::PathBuf>,
-    #[arg(long, default_value = compare::DEBIAN_ZOOKEEPER_JAR)]
-    zookeeper_jar: std::path::PathBuf,
-    #[arg(long, default_value = "java")]
-    java: String,
-    /// Extra JVM options for Apache ZooKeeper, space-separated (e.g. "-Xmx2g").
-    #[arg(long, default_value = "")]
-    jvm_flags: String,
+    #[command(flatten)]
+    launch: LaunchArgs,
     #[arg(long)]
     json: bool,
 }
 
 fn compare_main(args: CompareArgs) -> ExitCode {
-    let parsed: Result<Vec<compare::Kind>, String> = args
-        .targets
-        .iter()
-        .map(|t| compare::Kind::parse(t.trim()))
-        .collect();
-    let targets = match parsed {
-        Ok(t) if !t.is_empty() => t,
-        Ok(_) => {
-            eprintln!("ERROR: --targets is empty");
-            return ExitCode::from(2);
-        }
+    let targets = match parse_targets(&args.targets) {
+        Ok(t) => t,
         Err(e) => {
             eprintln!("ERROR: {e}");
             return ExitCode::from(2);
@@ -168,14 +285,11 @@ fn compare_main(args: CompareArgs) -> ExitCode {
         None if targets.contains(&compare::Kind::Reference) => compare::Kind::Reference,
         None => targets[targets.len() - 1],
     };
-    let zk_server = args.zk_server.unwrap_or_else(|| {
-        std::env::current_exe()
-            .map(|exe| exe.with_file_name("zk-server"))
-            .unwrap_or_else(|_| "zk-server".into())
-    });
     let settings = compare::Settings {
         targets,
         baseline,
+        ensemble: args.ensemble.max(1),
+        with_standalone: args.with_standalone,
         pairs: args.pairs.max(1),
         workloads: args.workloads,
         connections: args.connections.max(1),
@@ -191,14 +305,7 @@ fn compare_main(args: CompareArgs) -> ExitCode {
             std::env::temp_dir().join(format!("zk-bench-compare-{}", std::process::id()))
         }),
         keep: args.keep,
-        zk_server,
-        zookeeper_jar: args.zookeeper_jar,
-        java: args.java,
-        jvm_flags: args
-            .jvm_flags
-            .split_whitespace()
-            .map(String::from)
-            .collect(),
+        launch: args.launch.launch(),
         json: args.json,
     };
     match compare::compare(&settings) {
@@ -240,7 +347,7 @@ fn ms(hist: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
     hist.value_at_quantile(q) as f64 / 1000.0
 }
 
-fn report_json(args: &Args, plan: &Plan, out: &Outcome) -> serde_json::Value {
+fn report_json(plan: &Plan, out: &Outcome) -> serde_json::Value {
     let errors: serde_json::Map<String, serde_json::Value> = out
         .errors
         .iter()
@@ -248,7 +355,7 @@ fn report_json(args: &Args, plan: &Plan, out: &Outcome) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "workload": plan.workload.name(),
-        "server": args.server,
+        "server": plan.server,
         "connections": plan.connections,
         "inflight": plan.inflight,
         "keys": plan.keys,
@@ -305,12 +412,14 @@ fn report_table(plan: &Plan, out: &Outcome) {
 
 fn main() -> ExitCode {
     let mut args = Args::parse();
-    if let Some(Sub::Compare(compare)) = args.command.take() {
-        return compare_main(compare);
+    match args.command.take() {
+        Some(Sub::Compare(compare)) => return compare_main(compare),
+        Some(Sub::Failover(failover)) => return failover_main(failover),
+        None => {}
     }
     let workload = args.workload;
     let plan = Plan {
-        server: args.server.clone(),
+        server: args.server.join(","),
         connections: args.connections.max(1),
         // Sessions and watch are request/response by nature.
         inflight: match workload {
@@ -347,7 +456,7 @@ fn main() -> ExitCode {
     }
     let outcome = run::run(&plan);
     if args.json {
-        println!("{}", report_json(&args, &plan, &outcome));
+        println!("{}", report_json(&plan, &outcome));
     } else {
         report_table(&plan, &outcome);
     }

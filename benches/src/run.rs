@@ -58,6 +58,8 @@ impl Workload {
 
 #[derive(Clone, Debug)]
 pub struct Plan {
+    /// A connect string: one `host:port`, or several joined by commas
+    /// (connection `i` uses the `i mod n`-th, see `node`).
     pub server: String,
     pub connections: usize,
     pub inflight: usize,
@@ -175,6 +177,21 @@ impl Window {
     }
 }
 
+/// The address connection `connection` uses from a connect string: the
+/// nodes in turn (round-robin), so N connections over M nodes put N/M (±1)
+/// on each. Empty entries are skipped; an empty string gives itself.
+pub fn node(server: &str, connection: usize) -> &str {
+    let nodes: Vec<&str> = server
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if nodes.is_empty() {
+        return server;
+    }
+    nodes[connection % nodes.len()]
+}
+
 pub fn key_path(i: usize) -> String {
     format!("{ROOT}/k{i}")
 }
@@ -224,7 +241,8 @@ fn pipeline(
 /// Creates `/bench`, its helper nodes and the keys (existing nodes are kept).
 pub fn setup(plan: &Plan) -> io::Result<BTreeMap<i32, u64>> {
     let mut errors = BTreeMap::new();
-    let mut conn = Conn::connect(&plan.server)?;
+    // Through the first node: an ensemble forwards the creates to its leader.
+    let mut conn = Conn::connect(node(&plan.server, 0))?;
     let exists = [ErrorCode::NodeExists];
     let dirs = [ROOT, CHURN_DIR, WATCH_NODE].map(|p| create(p.to_string(), Vec::new()));
     pipeline(&mut conn, dirs, 1, &exists, &mut errors)?;
@@ -235,7 +253,7 @@ pub fn setup(plan: &Plan) -> io::Result<BTreeMap<i32, u64>> {
             let plan = plan.clone();
             std::thread::spawn(move || -> io::Result<BTreeMap<i32, u64>> {
                 let mut errors = BTreeMap::new();
-                let mut conn = Conn::connect(&plan.server)?;
+                let mut conn = Conn::connect(node(&plan.server, 0))?;
                 let value = vec![b'x'; plan.value_size];
                 let reqs = (t..plan.keys)
                     .step_by(threads)
@@ -258,7 +276,7 @@ pub fn setup(plan: &Plan) -> io::Result<BTreeMap<i32, u64>> {
 /// Deletes everything under `/bench` that this tool creates.
 pub fn cleanup(plan: &Plan) -> io::Result<BTreeMap<i32, u64>> {
     let mut errors = BTreeMap::new();
-    let mut conn = Conn::connect(&plan.server)?;
+    let mut conn = Conn::connect(node(&plan.server, 0))?;
     let gone = [ErrorCode::NoNode, ErrorCode::NotEmpty];
     let (xid, op) = conn.queue(&Request::GetChildren {
         path: CHURN_DIR.to_string(),
@@ -410,7 +428,7 @@ fn pipelined_loop(
     thread: usize,
     tally: &mut Tally,
 ) -> io::Result<()> {
-    let mut conn = Conn::connect(&plan.server)?;
+    let mut conn = Conn::connect(node(&plan.server, thread))?;
     let k = plan.inflight.max(1);
     let nonce = std::process::id();
     let mut gen = Generator {
@@ -464,10 +482,11 @@ fn pipelined_loop(
     Ok(())
 }
 
-fn sessions_worker(plan: &Plan, window: &Window, tally: &mut Tally) {
+fn sessions_worker(plan: &Plan, window: &Window, thread: usize, tally: &mut Tally) {
+    let server = node(&plan.server, thread);
     while window.may_send() {
         let sent = Instant::now();
-        let result = Conn::connect(&plan.server).and_then(Conn::close);
+        let result = Conn::connect(server).and_then(Conn::close);
         if matches!(result, Ok(0)) {
             window.done.fetch_add(1, Ordering::Relaxed);
         }
@@ -523,7 +542,7 @@ fn watch_worker(
     round: &WatchRound,
     tally: &mut Tally,
 ) {
-    let mut conn = Conn::connect(&plan.server);
+    let mut conn = Conn::connect(node(&plan.server, thread));
     if conn.is_err() {
         round.fail(tally, CONNECTION_LOSS);
     }
@@ -666,7 +685,7 @@ pub fn run(plan: &Plan) -> Outcome {
             std::thread::spawn(move || {
                 let mut tally = Tally::new(plan.timeline.then_some(measure_from));
                 match plan.workload {
-                    Workload::Sessions => sessions_worker(&plan, &window, &mut tally),
+                    Workload::Sessions => sessions_worker(&plan, &window, t, &mut tally),
                     Workload::Watch => watch_worker(&plan, &window, t, &round, &mut tally),
                     _ => pipelined_worker(&plan, &window, t, &mut tally),
                 }
@@ -731,5 +750,20 @@ pub fn run(plan: &Plan) -> Outcome {
         hist: total.hist,
         errors: total.errors,
         samples: total.samples,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connections are spread over the nodes of a connect string in turn.
+    #[test]
+    fn connections_round_robin_over_the_nodes() {
+        let servers = "a:1, b:2,c:3,";
+        let picked: Vec<&str> = (0..7).map(|i| node(servers, i)).collect();
+        assert_eq!(picked, ["a:1", "b:2", "c:3", "a:1", "b:2", "c:3", "a:1"]);
+        assert_eq!(node("127.0.0.1:2181", 5), "127.0.0.1:2181");
+        assert_eq!(node("", 3), "");
     }
 }
