@@ -947,8 +947,13 @@ impl IoThread {
             }
             if conn.dead {
                 self.close(serial, "connection closed");
-            } else if conn.read_paused && conn.unsent() < OUTBOUND_SOFT_LIMIT_BYTES {
-                // Output drained: reading may resume on the next turn.
+            } else if conn.unsent() < OUTBOUND_SOFT_LIMIT_BYTES
+                && (conn.read_paused || (!conn.queue.is_empty() && conn.in_flight.is_empty()))
+            {
+                // Output drained: reading may resume on the next turn, and
+                // reads the output limit held back in the queue are answered
+                // then. Nothing else would wake a connection whose client
+                // waits for those answers before sending more.
                 if !self.paused.contains(&serial) {
                     self.paused.push(serial);
                 }

@@ -20,6 +20,7 @@ import hashlib
 import pytest
 
 import harness
+import zkraw
 from zkraw import ok  # noqa: F401
 from zkraw import (
     ACL, Closed, Timeout, OPEN_ACL_UNSAFE, AddWatchMode, Err, EventType, Mode, Op, Perm, WatcherType,
@@ -974,3 +975,23 @@ def test_big_data_roundtrip(server, raw, prefix):
     ok(c.create(prefix, blob))
     g = ok(c.get_data(prefix))
     assert g.data == blob and g.stat.dataLength == len(blob)
+
+
+def test_pipelined_large_reads_are_all_answered(server, raw, prefix):
+    """Reads pipelined on one connection whose replies pass the reactor's
+    output limit: those held back must be answered once the output drains,
+    without the client sending anything more (it waits for them). They
+    once stalled from depth 4 of 900 KB values until the client gave up."""
+    c = raw(server)
+    zkraw.ok(c.create(prefix, b""))
+    blob = b"u" * 900_000
+    for k in range(8):
+        zkraw.ok(c.create("%s/b%d" % (prefix, k), blob))
+    reader = raw(server)
+    xids = [
+        reader.submit(zkraw.Op.GET_DATA, zkraw.body_path_watch("%s/b%d" % (prefix, k), False))
+        for k in range(8)
+    ]
+    for xid in xids:
+        reply = reader.wait_reply(xid, timeout=10)
+        assert reply.err == 0, reply
