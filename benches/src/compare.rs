@@ -220,7 +220,7 @@ impl Target {
             let path = path.map(str::to_string);
             let ready_tx = ready_tx.clone();
             std::thread::spawn(move || {
-                let ready = Conn::connect(&address).and_then(|mut conn| match path {
+                let ready = Conn::connect(&address, None).and_then(|mut conn| match path {
                     None => Ok(true),
                     Some(path) => Ok(conn.call(&Request::GetData { path, watch: false })? == 0),
                 });
@@ -424,6 +424,7 @@ fn plan(settings: &Settings, server: String, workload: Workload, keys: usize) ->
         read_ratio: 10,
         progress: crate::run::Progress::Off,
         timeline: false,
+        tls: None,
     }
 }
 

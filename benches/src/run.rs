@@ -73,6 +73,8 @@ pub struct Plan {
     /// to split a run by what the server was doing when (compare's snapshot
     /// phase). 8 bytes per op.
     pub timeline: bool,
+    /// Speak TLS to a secure client port.
+    pub tls: Option<crate::conn::Tls>,
 }
 
 /// One measured op of a timeline run.
@@ -224,7 +226,7 @@ fn pipeline(
 /// Creates `/bench`, its helper nodes and the keys (existing nodes are kept).
 pub fn setup(plan: &Plan) -> io::Result<BTreeMap<i32, u64>> {
     let mut errors = BTreeMap::new();
-    let mut conn = Conn::connect(&plan.server)?;
+    let mut conn = Conn::connect(&plan.server, plan.tls.as_ref())?;
     let exists = [ErrorCode::NodeExists];
     let dirs = [ROOT, CHURN_DIR, WATCH_NODE].map(|p| create(p.to_string(), Vec::new()));
     pipeline(&mut conn, dirs, 1, &exists, &mut errors)?;
@@ -235,7 +237,7 @@ pub fn setup(plan: &Plan) -> io::Result<BTreeMap<i32, u64>> {
             let plan = plan.clone();
             std::thread::spawn(move || -> io::Result<BTreeMap<i32, u64>> {
                 let mut errors = BTreeMap::new();
-                let mut conn = Conn::connect(&plan.server)?;
+                let mut conn = Conn::connect(&plan.server, plan.tls.as_ref())?;
                 let value = vec![b'x'; plan.value_size];
                 let reqs = (t..plan.keys)
                     .step_by(threads)
@@ -258,7 +260,7 @@ pub fn setup(plan: &Plan) -> io::Result<BTreeMap<i32, u64>> {
 /// Deletes everything under `/bench` that this tool creates.
 pub fn cleanup(plan: &Plan) -> io::Result<BTreeMap<i32, u64>> {
     let mut errors = BTreeMap::new();
-    let mut conn = Conn::connect(&plan.server)?;
+    let mut conn = Conn::connect(&plan.server, plan.tls.as_ref())?;
     let gone = [ErrorCode::NoNode, ErrorCode::NotEmpty];
     let (xid, op) = conn.queue(&Request::GetChildren {
         path: CHURN_DIR.to_string(),
@@ -410,7 +412,7 @@ fn pipelined_loop(
     thread: usize,
     tally: &mut Tally,
 ) -> io::Result<()> {
-    let mut conn = Conn::connect(&plan.server)?;
+    let mut conn = Conn::connect(&plan.server, plan.tls.as_ref())?;
     let k = plan.inflight.max(1);
     let nonce = std::process::id();
     let mut gen = Generator {
@@ -467,7 +469,7 @@ fn pipelined_loop(
 fn sessions_worker(plan: &Plan, window: &Window, tally: &mut Tally) {
     while window.may_send() {
         let sent = Instant::now();
-        let result = Conn::connect(&plan.server).and_then(Conn::close);
+        let result = Conn::connect(&plan.server, plan.tls.as_ref()).and_then(Conn::close);
         if matches!(result, Ok(0)) {
             window.done.fetch_add(1, Ordering::Relaxed);
         }
@@ -523,7 +525,7 @@ fn watch_worker(
     round: &WatchRound,
     tally: &mut Tally,
 ) {
-    let mut conn = Conn::connect(&plan.server);
+    let mut conn = Conn::connect(&plan.server, plan.tls.as_ref());
     if conn.is_err() {
         round.fail(tally, CONNECTION_LOSS);
     }
