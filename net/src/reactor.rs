@@ -1039,6 +1039,7 @@ impl IoThread {
             return;
         };
         tracing::debug!(peer = %conn.entry.remote, session = %conn.session, reason, "connection closed");
+        conn.stream.close_notify();
         let _ = self.poll.registry().deregister(&mut conn.stream);
         self.shared
             .outstanding
@@ -1196,8 +1197,15 @@ fn serve_local(
             }
         }
         Request::SetAuth { scheme, auth, .. } => {
-            match engine::acl::authenticate(&scheme, &auth, shared.settings.super_digest.as_deref())
-            {
+            // `addauth x509` succeeds on a connection whose certificate gave
+            // it an x509 identity, as the reference's provider does.
+            let x509 = scheme == "x509" && conn.auth.iter().any(|id| id.scheme == "x509");
+            let outcome = if x509 {
+                Ok(Vec::new())
+            } else {
+                engine::acl::authenticate(&scheme, &auth, shared.settings.super_digest.as_deref())
+            };
+            match outcome {
                 Ok(ids) => {
                     add_identities(conn, ids);
                     proto::encode_reply(xid, 0, &Reply::ok(Response::Empty), &mut conn.outbuf);

@@ -479,6 +479,17 @@ impl Stream {
         }
     }
 
+    /// Tells a TLS peer the connection is ending (close_notify), as far as
+    /// the socket takes it without blocking. A no-op for plain sockets.
+    pub fn close_notify(&mut self) {
+        if let Stream::Tls(tls) = self {
+            if !tls.session.is_handshaking() {
+                tls.session.send_close_notify();
+                let _ = tls.flush_tls();
+            }
+        }
+    }
+
     /// Once, when a TLS handshake has finished: the identities the client
     /// certificate gives (none without one), or why the connection must be
     /// closed. `None` before that, after it, and for plain connections.

@@ -30,7 +30,7 @@ import time
 
 import pytest
 from kazoo.client import KazooClient
-from kazoo.exceptions import NoAuthError
+from kazoo.exceptions import AuthFailedError, NoAuthError
 from kazoo.security import ACL, Id, make_acl
 
 import harness
@@ -259,6 +259,22 @@ def test_auth_acl_stores_the_subject_as_java_writes_it(tls_server, pki):
         client.delete(path)
     finally:
         stop(client)
+
+
+def test_addauth_x509_needs_a_certificate(tls_server, pki):
+    # The reference's X509AuthenticationProvider answers setAuth from the
+    # connection's certificate: OK over TLS with one, AuthFailed without.
+    owner = kazoo_tls(tls_server, pki)
+    plain = KazooClient(hosts=tls_server.addr, timeout=10)
+    plain.start(timeout=20)
+    try:
+        owner.add_auth("x509", "anything")
+        assert owner.exists("/") is not None
+        with pytest.raises(AuthFailedError):
+            plain.add_auth("x509", "anything")
+    finally:
+        stop(owner)
+        stop(plain)
 
 
 def test_client_auth_need_refuses_without_or_with_an_untrusted_certificate(tls_server, pki):
