@@ -304,6 +304,25 @@ def test_client_auth_want_serves_a_client_without_certificate(want_server, pki):
     assert tls_session(want_server, pki, cert="rogue") is None
 
 
+def test_x509_super_user(request, tls_server, pki):
+    # X509AuthenticationProvider.superUser: that subject's connections are
+    # super, and pass every ACL.
+    # (zoo.cfg is a properties file, where a backslash escapes: the plain
+    # subject is the super user.)
+    server = start_tls_server(request, tls_server.kind, tls_config(pki, **{
+        "X509AuthenticationProvider.superUser": CLIENT_DN}))
+    owner = kazoo_tls(server, pki, cert="odd")
+    admin = kazoo_tls(server, pki, cert="client")
+    path = "/tls-super-%s" % server.name
+    try:
+        owner.create(path, b"mine", acl=[make_acl("x509", ODD_DN, all=True)])
+        assert admin.get(path)[0] == b"mine"
+        admin.delete(path)
+    finally:
+        stop(owner)
+        stop(admin)
+
+
 def test_default_protocol_is_tls12_and_enabled_protocols_select(request, tls_server, pki):
     # Apache ZooKeeper 3.8's ssl.protocol default, TLSv1.2, is also its only
     # enabled protocol.
