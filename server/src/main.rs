@@ -367,8 +367,14 @@ fn secure_port(config: &Config) -> anyhow::Result<Option<net::tls::SecurePort>> 
     let listener = std::net::TcpListener::bind(address)
         .with_context(|| format!("cannot bind the secure client port {address}"))?;
     tracing::info!(%address, client_auth = ?config.tls.client_auth, "binding to the secure client port (TLS)");
-    Ok(Some(net::tls::SecurePort {
-        listener,
-        server: Arc::new(server),
-    }))
+    let server = Arc::new(server);
+    if config.tls.reload_on_change {
+        net::tls::TlsServer::reload_on_change(
+            &server,
+            config.tls.clone(),
+            std::time::Duration::from_secs(1),
+        )
+        .context("cannot start the TLS store watcher")?;
+    }
+    Ok(Some(net::tls::SecurePort { listener, server }))
 }

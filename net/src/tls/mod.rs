@@ -128,6 +128,9 @@ pub struct TlsOptions {
     /// `zookeeper.X509AuthenticationProvider.superUser`: the subject whose
     /// connections are also `super`.
     pub x509_super_user: Option<String>,
+    /// `zookeeper.client.certReload` (Apache 3.9): read the stores again
+    /// when their files change.
+    pub reload_on_change: bool,
 }
 
 impl Default for TlsOptions {
@@ -142,6 +145,7 @@ impl Default for TlsOptions {
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
             x509_provider: false,
             x509_super_user: None,
+            reload_on_change: false,
         }
     }
 }
@@ -297,7 +301,9 @@ pub fn crypto(options: &TlsOptions) -> Result<Crypto, TlsError> {
 
 /// What every TLS connection of the secure port shares.
 pub struct TlsServer {
-    config: Arc<ServerConfig>,
+    /// Swapped by `reload_on_change`; each connection keeps the one it
+    /// started with.
+    config: parking_lot::RwLock<Arc<ServerConfig>>,
     client_auth: ClientAuth,
     x509_provider: bool,
     x509_super_user: Option<String>,
@@ -317,63 +323,63 @@ impl TlsServer {
     /// Reads the stores and builds the rustls configuration. Returns the
     /// warnings to log (names skipped, settings without effect).
     pub fn new(options: &TlsOptions) -> Result<(TlsServer, Vec<String>), TlsError> {
-        let Crypto {
-            versions,
-            suites,
-            mut warnings,
-        } = crypto(options)?;
-        let key_store = options.key_store.as_ref().ok_or(TlsError::Setting {
-            key: "ssl.keyStore.location",
-            message: "secureClientPort is set, so the server needs a key store".to_string(),
-        })?;
-        let (certs, key) = store::load_key_store(key_store)?;
-        let mut provider = rustls::crypto::ring::default_provider();
-        provider.cipher_suites = suites;
-        let provider = Arc::new(provider);
-        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_protocol_versions(&versions)
-            .map_err(|error| TlsError::Rustls(error.to_string()))?;
-        let builder = match options.client_auth {
-            ClientAuth::None => builder.with_no_client_auth(),
-            ClientAuth::Want | ClientAuth::Need => {
-                let trust = options.trust_store.as_ref().ok_or(TlsError::Setting {
-                    key: "ssl.trustStore.location",
-                    message: "ssl.clientAuth is want or need (need is the default), so client \
-                              certificates need a trust store; set it, or ssl.clientAuth=none"
-                        .to_string(),
-                })?;
-                let verifier = client_verifier(trust, &provider, options.client_auth)?;
-                builder.with_client_cert_verifier(verifier)
-            }
-        };
-        let config = builder
-            .with_single_cert(certs, key)
-            .map_err(|error| TlsError::Store {
-                key: key_store.key.to_string(),
-                path: key_store.location.clone(),
-                message: format!("the key and certificate are not usable: {error}"),
-            })?;
-        if options.client_auth == ClientAuth::None && options.trust_store.is_some() {
-            warnings.push(
-                "ssl.clientAuth=none: the trust store is not used on the client port".to_string(),
-            );
-        }
-        if options.client_auth != ClientAuth::None && !options.x509_provider {
-            warnings.push(
-                "client certificates are asked for but no authProvider.N names \
-                 org.apache.zookeeper.server.auth.X509AuthenticationProvider: as in Apache \
-                 ZooKeeper, every TLS connection that presents a certificate will be closed"
-                    .to_string(),
-            );
-        }
+        let (config, warnings) = build_config(options)?;
         let server = TlsServer {
-            config: Arc::new(config),
+            config: parking_lot::RwLock::new(Arc::new(config)),
             client_auth: options.client_auth,
             x509_provider: options.x509_provider,
             x509_super_user: options.x509_super_user.clone(),
             handshake_timeout: Duration::from_millis(options.handshake_timeout_ms.max(1)),
         };
         Ok((server, warnings))
+    }
+
+    /// `client.certReload`: a `tls-reload` thread that checks the stores'
+    /// files every `interval` and, when one changed, reads them again for
+    /// the connections that come after. A store that does not load is
+    /// logged and the old configuration kept. The thread ends once the
+    /// server is dropped.
+    pub fn reload_on_change(
+        server: &Arc<TlsServer>,
+        options: TlsOptions,
+        interval: Duration,
+    ) -> io::Result<()> {
+        let weak = Arc::downgrade(server);
+        let files: Vec<PathBuf> = [&options.key_store, &options.trust_store]
+            .into_iter()
+            .flatten()
+            .map(|spec| spec.location.clone())
+            .collect();
+        let stamp = move || -> Vec<Option<std::time::SystemTime>> {
+            files
+                .iter()
+                .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+                .collect()
+        };
+        let mut seen = stamp();
+        std::thread::Builder::new()
+            .name("tls-reload".into())
+            .spawn(move || loop {
+                std::thread::sleep(interval);
+                let Some(server) = weak.upgrade() else {
+                    return;
+                };
+                let now = stamp();
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                match build_config(&options) {
+                    Ok((config, _)) => {
+                        *server.config.write() = Arc::new(config);
+                        tracing::info!("TLS key and trust stores reloaded");
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "TLS stores changed but do not load; keeping the old ones");
+                    }
+                }
+            })?;
+        Ok(())
     }
 
     /// The x509 identities a finished handshake gives, or why the
@@ -399,6 +405,61 @@ impl TlsServer {
         ids.push(Id::new("x509", &subject));
         Ok(ids)
     }
+}
+
+/// The rustls configuration the options describe: stores read, versions,
+/// suites and the client verifier set; with the warnings to log.
+fn build_config(options: &TlsOptions) -> Result<(ServerConfig, Vec<String>), TlsError> {
+    let Crypto {
+        versions,
+        suites,
+        mut warnings,
+    } = crypto(options)?;
+    let key_store = options.key_store.as_ref().ok_or(TlsError::Setting {
+        key: "ssl.keyStore.location",
+        message: "secureClientPort is set, so the server needs a key store".to_string(),
+    })?;
+    let (certs, key) = store::load_key_store(key_store)?;
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = suites;
+    let provider = Arc::new(provider);
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&versions)
+        .map_err(|error| TlsError::Rustls(error.to_string()))?;
+    let builder = match options.client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::Want | ClientAuth::Need => {
+            let trust = options.trust_store.as_ref().ok_or(TlsError::Setting {
+                key: "ssl.trustStore.location",
+                message: "ssl.clientAuth is want or need (need is the default), so client \
+                              certificates need a trust store; set it, or ssl.clientAuth=none"
+                    .to_string(),
+            })?;
+            let verifier = client_verifier(trust, &provider, options.client_auth)?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
+        .with_single_cert(certs, key)
+        .map_err(|error| TlsError::Store {
+            key: key_store.key.to_string(),
+            path: key_store.location.clone(),
+            message: format!("the key and certificate are not usable: {error}"),
+        })?;
+    if options.client_auth == ClientAuth::None && options.trust_store.is_some() {
+        warnings.push(
+            "ssl.clientAuth=none: the trust store is not used on the client port".to_string(),
+        );
+    }
+    if options.client_auth != ClientAuth::None && !options.x509_provider {
+        warnings.push(
+            "client certificates are asked for but no authProvider.N names \
+                 org.apache.zookeeper.server.auth.X509AuthenticationProvider: as in Apache \
+                 ZooKeeper, every TLS connection that presents a certificate will be closed"
+                .to_string(),
+        );
+    }
+    Ok((config, warnings))
 }
 
 fn client_verifier(
@@ -446,7 +507,7 @@ impl Stream {
     /// A connection accepted on the secure port.
     pub fn tls(socket: TcpStream, peer: SocketAddr, server: &Arc<TlsServer>) -> io::Result<Stream> {
         let session =
-            ServerConnection::new(Arc::clone(&server.config)).map_err(io::Error::other)?;
+            ServerConnection::new(Arc::clone(&server.config.read())).map_err(io::Error::other)?;
         Ok(Stream::Tls(Box::new(TlsStream {
             socket,
             session,

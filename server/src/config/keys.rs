@@ -255,6 +255,7 @@ const HONOURED_PROPERTIES: &[&str] = &[
     "zookeeper.ssl.authProvider",
     "zookeeper.ssl.handshakeTimeoutMillis",
     "zookeeper.X509AuthenticationProvider.superUser",
+    "zookeeper.client.certReload",
 ];
 
 /// Families of system properties this server reads (`authProvider.1`,
@@ -852,6 +853,7 @@ fn read_tls_properties(builder: &mut Builder<'_>) -> Result<(), ConfigError> {
     tls.x509_super_user = builder
         .property("zookeeper.X509AuthenticationProvider.superUser")
         .map(|s| s.value.to_string());
+    tls.reload_on_change = lenient_bool(builder, "zookeeper.client.certReload").unwrap_or(false);
     if builder.config.secure_client_port != 0 {
         let crypto = net::tls::crypto(&tls).map_err(|error| ConfigError::Invalid {
             origin: builder.origin.to_string(),

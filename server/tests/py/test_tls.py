@@ -79,16 +79,8 @@ class Pki:
                 "-out", d(ca + ".pem"), "-days", "2", "-subj", "/CN=Test %s" % ca,
                 "-addext", "basicConstraints=critical,CA:TRUE",
                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-        serial = [1000]
-
-        def leaf(name, subject, ext, ca="ca"):
-            serial[0] += 1
-            run(OPENSSL, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", d(name + ".key"),
-                "-out", d(name + ".csr"), "-subj", subject, "-utf8", "-multivalue-rdn")
-            run(OPENSSL, "x509", "-req", "-in", d(name + ".csr"), "-CA", d(ca + ".pem"),
-                "-CAkey", d(ca + ".key"), "-set_serial", str(serial[0]), "-out", d(name + ".pem"),
-                "-days", "2", "-extfile", d(ext))
-
+        self.serial = 1000
+        leaf = self.leaf
         leaf("server", "/CN=localhost", "server.ext")
         leaf("client", CLIENT_SUBJECT, "client.ext")
         leaf("odd", ODD_SUBJECT, "client.ext")
@@ -117,6 +109,17 @@ class Pki:
             run(KEYTOOL, "-importkeystore", "-srckeystore", self.server_p12, "-srcstoretype", "PKCS12",
                 "-srcstorepass", PASSWORD, "-destkeystore", self.server_jks, "-deststoretype", "JKS",
                 "-deststorepass", PASSWORD, "-noprompt")
+
+    def leaf(self, name, subject, ext, ca="ca"):
+        """A key and a certificate signed by `ca`; returns the serial."""
+        self.serial += 1
+        d = self.path
+        run(OPENSSL, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", d(name + ".key"),
+            "-out", d(name + ".csr"), "-subj", subject, "-utf8", "-multivalue-rdn")
+        run(OPENSSL, "x509", "-req", "-in", d(name + ".csr"), "-CA", d(ca + ".pem"),
+            "-CAkey", d(ca + ".key"), "-set_serial", str(self.serial), "-out", d(name + ".pem"),
+            "-days", "2", "-extfile", d(ext))
+        return self.serial
 
     def cert(self, name):
         return self.path(name + ".pem"), self.path(name + ".key")
@@ -496,3 +499,39 @@ def test_secure_port_instead_of_client_port(request, pki, kind):
         secure_port = port
     harness.wait_until(lambda: tls_session(Target, pki, cert="client", timeout=2.0) is not None,
                        timeout=30, interval=0.2, what="the secure-only server")
+
+
+def served_serial(server, pki):
+    """The serial number of the certificate the secure port presents now."""
+    context = ssl.create_default_context(cafile=pki.ca)
+    context.load_cert_chain(*pki.cert("client"))
+    with socket.create_connection(("127.0.0.1", server.secure_port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as sock:
+            return int(sock.getpeercert()["serialNumber"], 16)
+
+
+@pytest.mark.parametrize("kind", [harness.OURS])
+def test_rotated_key_store_is_reloaded(request, pki, kind):
+    # client.certReload (Apache 3.9's key): a store file replaced on disk is
+    # read again for new connections; open ones carry on.
+    store = pki.path("rotating-store.pem")
+    shutil.copy(pki.server_pem, store)
+    server = start_tls_server(request, kind, tls_config(pki, **{
+        "ssl.keyStore.location": store, "client.certReload": "true"}))
+    first = served_serial(server, pki)
+    client = kazoo_tls(server, pki)
+    try:
+        serial = pki.leaf("rotated", "/CN=localhost", "server.ext")
+        assert serial != first
+        staged = store + ".new"
+        with open(staged, "w") as out:
+            for part in ("rotated.key", "rotated.pem"):
+                with open(pki.path(part)) as f:
+                    out.write(f.read())
+        os.replace(staged, store)
+        harness.wait_until(lambda: served_serial(server, pki) == serial, timeout=15,
+                           interval=0.2, what="the rotated certificate")
+        client.create("/tls-rotated", b"still here")
+        assert client.get("/tls-rotated")[0] == b"still here"
+    finally:
+        stop(client)
