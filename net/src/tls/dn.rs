@@ -305,6 +305,20 @@ mod tests {
         check(&[vec![ava(CN, BMP_STRING, &[0, b'h', 0, b'i'])]], "CN=hi");
     }
 
+    proptest::proptest! {
+        /// Untrusted bytes: any input is an answer or an error, never a
+        /// panic, also behind a well-formed Name/RDN/attribute prefix.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..300)) {
+            let _ = render_name(&bytes);
+            let _ = subject_dn(&bytes);
+            let tail = u8::try_from(bytes.len().min(120)).unwrap_or(0);
+            let mut shaped = vec![SEQUENCE, tail + 4, SET, tail + 2, SEQUENCE, tail];
+            shaped.extend_from_slice(&bytes[..usize::from(tail)]);
+            let _ = render_name(&shaped);
+        }
+    }
+
     #[test]
     fn malformed_names_are_errors() {
         for bad in [
