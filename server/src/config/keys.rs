@@ -854,6 +854,13 @@ fn read_tls_properties(builder: &mut Builder<'_>) -> Result<(), ConfigError> {
         .property("zookeeper.X509AuthenticationProvider.superUser")
         .map(|s| s.value.to_string());
     tls.reload_on_change = lenient_bool(builder, "zookeeper.client.certReload").unwrap_or(false);
+    if builder.config.secure_client_port == 0 && tls.key_store.is_some() {
+        let message = format!(
+            "{}: ssl.keyStore.location is set but secureClientPort is not: no TLS client port is opened",
+            builder.origin
+        );
+        builder.warn("ssl.keyStore.location", message);
+    }
     if builder.config.secure_client_port != 0 {
         let crypto = net::tls::crypto(&tls).map_err(|error| ConfigError::Invalid {
             origin: builder.origin.to_string(),
@@ -1338,6 +1345,11 @@ clientPort=2181
         assert_eq!(
             config.tls.key_store.as_ref().map(|k| k.password.as_str()),
             Some("from-file")
+        );
+        let unused = parse(&format!("{MINIMAL}ssl.keyStore.location=/k.p12\n"));
+        assert_eq!(
+            unused.warnings,
+            ["zoo.cfg: ssl.keyStore.location is set but secureClientPort is not: no TLS client port is opened"]
         );
         assert!(!config.tls.x509_provider);
 
