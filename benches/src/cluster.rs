@@ -584,7 +584,7 @@ pub fn label(kind: Kind, size: usize) -> String {
 /// Whether a new session on `address` reads `path` (or, with `None`,
 /// connects) within `timeout`.
 fn node_reads(address: &str, path: Option<&str>, timeout: Duration) -> bool {
-    let Ok(mut conn) = Conn::connect_timeout(address, timeout) else {
+    let Ok(mut conn) = Conn::connect_timeout(address, timeout, None) else {
         return false;
     };
     let ok = match path {

@@ -201,6 +201,7 @@ fn plan(settings: &Settings, server: String, workload: Workload, keys: usize) ->
         read_ratio: 10,
         progress: crate::run::Progress::Off,
         timeline: false,
+        tls: None,
     }
 }
 

@@ -2,6 +2,8 @@
 //! handshake, request frames out, reply frames in. Just enough client for a
 //! load generator; it is not a client library (no reconnect, no watch
 //! bookkeeping, no pings: benchmark traffic keeps the session alive).
+//! Over TLS (`--tls-ca`, for a server's `secureClientPort`) the same frames
+//! go through a rustls client session on the same blocking socket.
 //!
 //! Invariant: every frame read is length-checked before its buffer grows, and
 //! nothing the server sends can panic this code; a malformed frame is an
@@ -13,8 +15,12 @@ use net::proto::{
     decode_connect_response, decode_reply_header, encode_connect_request, encode_request,
     request_op, ConnectRequest, ReplyHeader, RequestHeader, NOTIFICATION_XID, PING_XID,
 };
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::io::{self, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest reply frame accepted. Generous: `large` reads can approach the
@@ -24,9 +30,80 @@ const MAX_FRAME: usize = 64 << 20;
 /// Session timeout asked for at connect.
 const SESSION_TIMEOUT_MS: i32 = 30_000;
 
+/// Write buffered output once it reaches this, as a BufWriter would.
+const WRITE_CHUNK: usize = 256 << 10;
+
+/// The socket, plain or inside a TLS session: read through the BufReader,
+/// written through `get_mut`.
+trait Duplex: Read + Write + Send {}
+impl<T: Read + Write + Send> Duplex for T {}
+
+/// How to reach a secure client port: the client's TLS configuration and
+/// the name its certificate is checked against.
+#[derive(Clone)]
+pub struct Tls {
+    pub config: Arc<rustls::ClientConfig>,
+    pub server_name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tls({:?})", self.server_name)
+    }
+}
+
+impl Tls {
+    /// Trusts the CA certificates in `ca` (PEM); presents `cert` + `key`
+    /// (PEM) when both are given, as a server with `ssl.clientAuth=need`
+    /// wants.
+    pub fn new(
+        ca: &Path,
+        cert: Option<&Path>,
+        key: Option<&Path>,
+        server_name: &str,
+    ) -> io::Result<Tls> {
+        let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca)
+            .map_err(|e| invalid(format!("{}: {e}", ca.display())))?
+        {
+            let cert = cert.map_err(|e| invalid(format!("{}: {e}", ca.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| invalid(format!("{}: {e}", ca.display())))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid(e.to_string()))?
+            .with_root_certificates(roots);
+        let config = match (cert, key) {
+            (Some(cert), Some(key)) => {
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| invalid(format!("{}: {e}", cert.display())))?;
+                let key = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| invalid(format!("{}: {e}", key.display())))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| invalid(e.to_string()))?
+            }
+            (None, None) => builder.with_no_client_auth(),
+            _ => return Err(invalid("--tls-cert and --tls-key go together".to_string())),
+        };
+        let server_name = ServerName::try_from(server_name.to_string())
+            .map_err(|e| invalid(format!("--tls-server-name {server_name}: {e}")))?;
+        Ok(Tls {
+            config: Arc::new(config),
+            server_name,
+        })
+    }
+}
+
 pub struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: BufWriter<TcpStream>,
+    reader: BufReader<Box<dyn Duplex>>,
+    /// Encoded requests not yet written.
+    out: Vec<u8>,
     next_xid: i32,
     /// Reused buffer for the last frame read.
     body: Vec<u8>,
@@ -41,13 +118,13 @@ fn bad_data(msg: String) -> io::Error {
 impl Conn {
     /// Connects and completes the handshake. A refused session (timeout 0)
     /// is an error.
-    pub fn connect(server: &str) -> io::Result<Conn> {
-        Conn::connect_timeout(server, Duration::from_secs(30))
+    pub fn connect(server: &str, tls: Option<&Tls>) -> io::Result<Conn> {
+        Conn::connect_timeout(server, Duration::from_secs(30), tls)
     }
 
     /// `connect`, where connecting, the handshake and every later read and
     /// write give up after `timeout` (a timed-out read is an `io::Error`).
-    pub fn connect_timeout(server: &str, timeout: Duration) -> io::Result<Conn> {
+    pub fn connect_timeout(server: &str, timeout: Duration, tls: Option<&Tls>) -> io::Result<Conn> {
         let address = server.to_socket_addrs()?.next().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, format!("{server}: no address"))
         })?;
@@ -55,9 +132,18 @@ impl Conn {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
+        let stream: Box<dyn Duplex> = match tls {
+            None => Box::new(stream),
+            Some(tls) => {
+                let session =
+                    rustls::ClientConnection::new(Arc::clone(&tls.config), tls.server_name.clone())
+                        .map_err(io::Error::other)?;
+                Box::new(rustls::StreamOwned::new(session, stream))
+            }
+        };
         let mut conn = Conn {
-            reader: BufReader::with_capacity(256 << 10, stream.try_clone()?),
-            writer: BufWriter::with_capacity(256 << 10, stream),
+            reader: BufReader::with_capacity(256 << 10, stream),
+            out: Vec::with_capacity(WRITE_CHUNK),
             next_xid: 1,
             body: Vec::new(),
             scratch: Vec::new(),
@@ -71,8 +157,8 @@ impl Conn {
             read_only: Some(false),
         };
         encode_connect_request(&req, &mut conn.scratch);
-        conn.writer.write_all(&conn.scratch)?;
-        conn.writer.flush()?;
+        conn.out.extend_from_slice(&conn.scratch);
+        conn.flush()?;
         conn.read_frame()?;
         let resp = decode_connect_response(&conn.body)
             .map_err(|e| bad_data(format!("connect response: {e}")))?;
@@ -102,12 +188,18 @@ impl Conn {
             request,
             &mut self.scratch,
         );
-        self.writer.write_all(&self.scratch)?;
+        self.out.extend_from_slice(&self.scratch);
+        if self.out.len() >= WRITE_CHUNK {
+            self.flush()?;
+        }
         Ok((xid, op))
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush()
+        let stream = self.reader.get_mut();
+        stream.write_all(&self.out)?;
+        self.out.clear();
+        stream.flush()
     }
 
     /// Reads one frame into `self.body`.

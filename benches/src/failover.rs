@@ -175,7 +175,7 @@ fn writer(
     let mut conn: Option<Conn> = None;
     while !stop.load(Ordering::Relaxed) {
         if conn.is_none() {
-            match Conn::connect_timeout(&nodes[at % nodes.len()], timeout) {
+            match Conn::connect_timeout(&nodes[at % nodes.len()], timeout, None) {
                 Ok(c) => conn = Some(c),
                 Err(_) => {
                     at += 1;
@@ -392,7 +392,7 @@ fn await_leader(
             if mode.as_deref() != Some("leader") {
                 continue;
             }
-            if let Ok(mut conn) = Conn::connect_timeout(address, timeout) {
+            if let Ok(mut conn) = Conn::connect_timeout(address, timeout, None) {
                 if matches!(conn.call(&set_data(PROBE, value)), Ok(0)) {
                     let at = Instant::now();
                     let _ = conn.close();
@@ -439,7 +439,7 @@ fn create_keys(cluster: &Cluster, writers: usize) -> io::Result<()> {
     let mut attempt = 0;
     'session: loop {
         let node = &cluster.nodes[attempt % cluster.size()];
-        let mut conn = Conn::connect(&node.address())?;
+        let mut conn = Conn::connect(&node.address(), None)?;
         for path in &paths {
             let code = conn.call(&create(path))?;
             // NodeExists: kept from an earlier run or attempt.

@@ -68,6 +68,19 @@ struct Args {
     /// Delete what this tool created under /bench afterwards.
     #[arg(long)]
     cleanup: bool,
+    /// Speak TLS (to a secureClientPort), trusting the CA certificates in
+    /// this PEM file.
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The client certificate (PEM) to present, for ssl.clientAuth=need.
+    #[arg(long, requires = "tls_ca")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// The name the server's certificate must carry.
+    #[arg(long, default_value = "localhost")]
+    tls_server_name: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -418,6 +431,21 @@ fn main() -> ExitCode {
         None => {}
     }
     let workload = args.workload;
+    let tls = match &args.tls_ca {
+        None => None,
+        Some(ca) => match conn::Tls::new(
+            ca,
+            args.tls_cert.as_deref(),
+            args.tls_key.as_deref(),
+            &args.tls_server_name,
+        ) {
+            Ok(tls) => Some(tls),
+            Err(error) => {
+                eprintln!("zk-bench: TLS: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let plan = Plan {
         server: args.server.join(","),
         connections: args.connections.max(1),
@@ -435,6 +463,7 @@ fn main() -> ExitCode {
         read_ratio: args.read_ratio,
         progress: run::Progress::for_stderr(),
         timeline: false,
+        tls,
     };
     let mut setup_errors = BTreeMap::new();
     if !args.no_setup {

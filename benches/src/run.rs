@@ -75,6 +75,8 @@ pub struct Plan {
     /// to split a run by what the server was doing when (compare's snapshot
     /// phase). 8 bytes per op.
     pub timeline: bool,
+    /// Speak TLS to a secure client port.
+    pub tls: Option<crate::conn::Tls>,
 }
 
 /// One measured op of a timeline run.
@@ -242,7 +244,7 @@ fn pipeline(
 pub fn setup(plan: &Plan) -> io::Result<BTreeMap<i32, u64>> {
     let mut errors = BTreeMap::new();
     // Through the first node: an ensemble forwards the creates to its leader.
-    let mut conn = Conn::connect(node(&plan.server, 0))?;
+    let mut conn = Conn::connect(node(&plan.server, 0), plan.tls.as_ref())?;
     let exists = [ErrorCode::NodeExists];
     let dirs = [ROOT, CHURN_DIR, WATCH_NODE].map(|p| create(p.to_string(), Vec::new()));
     pipeline(&mut conn, dirs, 1, &exists, &mut errors)?;
@@ -253,7 +255,7 @@ pub fn setup(plan: &Plan) -> io::Result<BTreeMap<i32, u64>> {
             let plan = plan.clone();
             std::thread::spawn(move || -> io::Result<BTreeMap<i32, u64>> {
                 let mut errors = BTreeMap::new();
-                let mut conn = Conn::connect(node(&plan.server, 0))?;
+                let mut conn = Conn::connect(node(&plan.server, 0), plan.tls.as_ref())?;
                 let value = vec![b'x'; plan.value_size];
                 let reqs = (t..plan.keys)
                     .step_by(threads)
@@ -276,7 +278,7 @@ pub fn setup(plan: &Plan) -> io::Result<BTreeMap<i32, u64>> {
 /// Deletes everything under `/bench` that this tool creates.
 pub fn cleanup(plan: &Plan) -> io::Result<BTreeMap<i32, u64>> {
     let mut errors = BTreeMap::new();
-    let mut conn = Conn::connect(node(&plan.server, 0))?;
+    let mut conn = Conn::connect(node(&plan.server, 0), plan.tls.as_ref())?;
     let gone = [ErrorCode::NoNode, ErrorCode::NotEmpty];
     let (xid, op) = conn.queue(&Request::GetChildren {
         path: CHURN_DIR.to_string(),
@@ -428,7 +430,7 @@ fn pipelined_loop(
     thread: usize,
     tally: &mut Tally,
 ) -> io::Result<()> {
-    let mut conn = Conn::connect(node(&plan.server, thread))?;
+    let mut conn = Conn::connect(node(&plan.server, thread), plan.tls.as_ref())?;
     let k = plan.inflight.max(1);
     let nonce = std::process::id();
     let mut gen = Generator {
@@ -486,7 +488,7 @@ fn sessions_worker(plan: &Plan, window: &Window, thread: usize, tally: &mut Tall
     let server = node(&plan.server, thread);
     while window.may_send() {
         let sent = Instant::now();
-        let result = Conn::connect(server).and_then(Conn::close);
+        let result = Conn::connect(server, plan.tls.as_ref()).and_then(Conn::close);
         if matches!(result, Ok(0)) {
             window.done.fetch_add(1, Ordering::Relaxed);
         }
@@ -542,7 +544,7 @@ fn watch_worker(
     round: &WatchRound,
     tally: &mut Tally,
 ) {
-    let mut conn = Conn::connect(node(&plan.server, thread));
+    let mut conn = Conn::connect(node(&plan.server, thread), plan.tls.as_ref());
     if conn.is_err() {
         round.fail(tally, CONNECTION_LOSS);
     }

@@ -5,7 +5,10 @@
 //! redaction. The `digest` and `ip` providers exist, as in a default
 //! reference server, and `sasl` (the reference's SASLAuthenticationProvider:
 //! identities come from the reactor's SASL exchange; the SASL name `super`
-//! matches every `sasl` ACL); an ACL naming any other scheme never matches.
+//! matches every `sasl` ACL), and `x509` (the reference's
+//! X509AuthenticationProvider: identities are client certificate subjects
+//! the reactor takes from a TLS handshake, matched exactly); an ACL naming
+//! any other scheme never matches.
 //!
 //! It is not the place that decides which operation needs which permission;
 //! prep (writes) and read (reads) do, following the reference:
@@ -46,6 +49,7 @@ pub fn check(acl: &[Acl], perm: i32, auth: &[Id]) -> bool {
                 "sasl" => auth
                     .iter()
                     .any(|a| a.scheme == "sasl" && (a.id == id.id || a.id == "super")),
+                "x509" => auth.iter().any(|a| a.scheme == "x509" && a.id == id.id),
                 _ => false,
             }
         })
@@ -144,6 +148,8 @@ pub fn fixup(acl: &[Acl], auth: &[Id], max_entries: usize) -> Result<Vec<Acl>, E
             // Ours: accepted whether or not SASLAuthenticationProvider is
             // configured (the reference refuses it without the provider).
             "sasl" if sasl_id_valid(&id.id) => out.push(entry.clone()),
+            // Likewise for X509AuthenticationProvider.
+            "x509" if x500_name_valid(&id.id) => out.push(entry.clone()),
             _ => return Err(ErrorCode::InvalidAcl),
         }
     }
@@ -178,15 +184,100 @@ pub fn redact(acl: &[Acl]) -> Vec<Acl> {
 pub fn user_name(id: &Id) -> String {
     match id.scheme.as_str() {
         "digest" => id.id.split(':').next().unwrap_or("").to_string(),
-        "ip" | "sasl" => id.id.clone(),
+        "ip" | "sasl" | "x509" => id.id.clone(),
         _ => String::new(),
     }
 }
 
-/// Providers whose identities count for an `auth` ACL: `digest` and `sasl`
-/// among the ones we have (`ip` is explicitly not "authenticated").
+/// Providers whose identities count for an `auth` ACL: `digest`, `sasl`
+/// and `x509` among the ones we have (`ip` is explicitly not
+/// "authenticated").
 fn is_authenticated_scheme(scheme: &str) -> bool {
-    scheme == "digest" || scheme == "sasl"
+    scheme == "digest" || scheme == "sasl" || scheme == "x509"
+}
+
+/// The reference accepts an `x509` id that `new X500Principal(id)` parses:
+/// RFC 2253 text, `type=value` pairs joined by `,` (or `;`) and `+`, each
+/// type a keyword or a dotted OID, values with backslash escapes, `"..."`
+/// quoting or `#hex`. Checked here for that shape, not for every keyword
+/// Java knows.
+fn x500_name_valid(id: &str) -> bool {
+    if id.trim().is_empty() {
+        // Valid in Java, but it matches no certificate; refused, as a
+        // reference without the provider refuses every x509 ACL.
+        return false;
+    }
+    let chars: Vec<char> = id.chars().collect();
+    let mut i = 0;
+    loop {
+        // The attribute type.
+        let start = i;
+        while i < chars.len() && chars[i] != '=' {
+            i += 1;
+        }
+        let kind: String = chars[start..i].iter().collect();
+        let kind = kind.trim();
+        let kind = kind
+            .strip_prefix("OID.")
+            .or_else(|| kind.strip_prefix("oid."))
+            .unwrap_or(kind);
+        let keyword = kind.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        let oid = !kind.is_empty()
+            && kind
+                .split('.')
+                .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()));
+        if i == chars.len() || !(keyword || oid) {
+            return false;
+        }
+        i += 1;
+        // The value, up to an unescaped separator.
+        while i < chars.len() && chars[i] == ' ' {
+            i += 1;
+        }
+        if chars.get(i) == Some(&'"') {
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                if chars[i] == '\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            if i >= chars.len() {
+                return false;
+            }
+            i += 1;
+            while i < chars.len() && chars[i] == ' ' {
+                i += 1;
+            }
+        } else if chars.get(i) == Some(&'#') {
+            let start = i + 1;
+            i = start;
+            while i < chars.len() && chars[i].is_ascii_hexdigit() {
+                i += 1;
+            }
+            if i == start || (i - start) % 2 != 0 {
+                return false;
+            }
+        } else {
+            while i < chars.len() && !matches!(chars[i], ',' | ';' | '+') {
+                if chars[i] == '\\' {
+                    i += 1;
+                    if i == chars.len() {
+                        return false;
+                    }
+                }
+                i += 1;
+            }
+        }
+        if i == chars.len() {
+            return true;
+        }
+        if !matches!(chars[i], ',' | ';' | '+') {
+            return false;
+        }
+        i += 1;
+    }
 }
 
 /// The reference validates `sasl` ids as Kerberos names: one with `@` must
@@ -361,6 +452,52 @@ mod tests {
     }
 
     // ZK-BEHAVIOURS 8.
+    #[test]
+    fn x509_scheme() {
+        let dn = "CN=client,O=Example,C=US";
+        let alice = [Id::new("ip", "127.0.0.1"), Id::new("x509", dn)];
+        let guarded = [acl(READ, "x509", dn)];
+        assert!(check(&guarded, READ, &alice));
+        assert!(!check(&guarded, READ, &[Id::new("x509", "CN=client")]));
+        assert!(!check(&guarded, READ, &[Id::new("digest", dn)]));
+        // `auth` expands to the certificate's identity.
+        check_fixup(
+            &[acl(ALL, "auth", "")],
+            &alice,
+            Ok(vec![acl(ALL, "x509", dn)]),
+        );
+        assert_eq!(user_name(&Id::new("x509", dn)), dn);
+        for valid in [
+            dn,
+            "CN=a\\,b,OU=x+O=y",
+            "cn = spaced , o=x",
+            "2.5.4.3=#0c0161",
+            "OID.2.5.4.3=abc",
+            "CN=\"quoted, value\",O=x",
+            "CN=",
+        ] {
+            assert!(fixup(&[acl(ALL, "x509", valid)], &[], 8).is_ok(), "{valid}");
+        }
+        for invalid in [
+            "",
+            "CN",
+            "=x",
+            "CN=a,",
+            "CN=a,O",
+            "C N=a",
+            "CN=#0",
+            "CN=#zz",
+            "CN=a\\",
+            "CN=\"open",
+        ] {
+            assert_eq!(
+                fixup(&[acl(ALL, "x509", invalid)], &[], 8),
+                Err(ErrorCode::InvalidAcl),
+                "{invalid}"
+            );
+        }
+    }
+
     #[test]
     fn fixup_rules() {
         let user = Id::new("digest", "u:hash");

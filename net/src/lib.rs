@@ -9,3 +9,4 @@ pub mod reactor;
 pub mod sasl;
 pub mod shared;
 pub mod stats;
+pub mod tls;

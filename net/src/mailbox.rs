@@ -120,7 +120,7 @@ impl Mail {
 pub struct Mailbox {
     queue: Mutex<Vec<Mail>>,
     /// Connections accepted by another thread and handed to this one.
-    incoming: Mutex<Vec<(mio::net::TcpStream, std::net::SocketAddr)>>,
+    incoming: Mutex<Vec<(crate::tls::Stream, std::net::SocketAddr)>>,
     waker: mio::Waker,
 }
 
@@ -147,12 +147,12 @@ impl Mailbox {
         !self.queue.lock().is_empty()
     }
 
-    pub fn hand_over(&self, stream: mio::net::TcpStream, peer: std::net::SocketAddr) {
+    pub fn hand_over(&self, stream: crate::tls::Stream, peer: std::net::SocketAddr) {
         self.incoming.lock().push((stream, peer));
         self.wake();
     }
 
-    pub fn take_incoming(&self) -> Vec<(mio::net::TcpStream, std::net::SocketAddr)> {
+    pub fn take_incoming(&self) -> Vec<(crate::tls::Stream, std::net::SocketAddr)> {
         std::mem::take(&mut *self.incoming.lock())
     }
 

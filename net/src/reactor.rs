@@ -25,12 +25,13 @@ use crate::mailbox::{Mail, Mailbox, Submission};
 use crate::proto::{self, ConnectResponse, Decoded};
 use crate::shared::{ConnectionEntry, Shared};
 use crate::stats::RequestKind;
+use crate::tls::{SecurePort, Stream, TlsServer};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use engine::read::{self, ReadContext};
 use engine::request::{Reply, Request, Response};
 use engine::tree::DataTree;
 use engine::types::{ErrorCode, Id, OpCode, SessionId, WatcherId, Zxid};
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -42,6 +43,8 @@ use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
+/// The secure client port's listener, far above any connection serial.
+const SECURE_LISTENER: Token = Token(usize::MAX - 1);
 /// Connection serials start above the reserved tokens.
 const FIRST_SERIAL: u64 = 2;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -93,7 +96,11 @@ pub struct Reactor {
     threads: Vec<JoinHandle<()>>,
     /// Stops once every I/O thread has stopped (they hold its channel).
     words: JoinHandle<()>,
+    /// The plain client port's address, or the secure port's when there is
+    /// no plain port.
     pub local_addr: SocketAddr,
+    /// The secure client port's address, if there is one.
+    pub secure_addr: Option<SocketAddr>,
 }
 
 impl Reactor {
@@ -105,14 +112,51 @@ impl Reactor {
         listener: std::net::TcpListener,
         words: FourLetterWords,
     ) -> io::Result<Reactor> {
+        Reactor::start_ports(shared, polls, Some(listener), None, words)
+    }
+
+    /// `start` with the plain client port, the secure one (TLS), or both;
+    /// thread 0 accepts on each.
+    pub fn start_ports(
+        shared: Arc<Shared>,
+        polls: Polls,
+        listener: Option<std::net::TcpListener>,
+        secure: Option<SecurePort>,
+        words: FourLetterWords,
+    ) -> io::Result<Reactor> {
         assert_eq!(
             polls.polls.len(),
             shared.mailboxes.len(),
             "one mailbox per poll"
         );
-        listener.set_nonblocking(true)?;
-        let local_addr = listener.local_addr()?;
-        let mut listener = Some(TcpListener::from_std(listener));
+        let mut secure = match secure {
+            Some(SecurePort { listener, server }) => {
+                listener.set_nonblocking(true)?;
+                Some((TcpListener::from_std(listener), server))
+            }
+            None => None,
+        };
+        let secure_addr = match &secure {
+            Some((listener, _)) => Some(listener.local_addr()?),
+            None => None,
+        };
+        let mut listener = match listener {
+            Some(listener) => {
+                listener.set_nonblocking(true)?;
+                Some(TcpListener::from_std(listener))
+            }
+            None => None,
+        };
+        let local_addr = match (&listener, secure_addr) {
+            (Some(listener), _) => listener.local_addr()?,
+            (None, Some(address)) => address,
+            (None, None) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "neither a client port nor a secure client port",
+                ))
+            }
+        };
         let (word_jobs, jobs) = crossbeam_channel::bounded(WORD_BACKLOG);
         let words = {
             let shared = Arc::clone(&shared);
@@ -127,10 +171,17 @@ impl Reactor {
                 poll.registry()
                     .register(listener, LISTENER, Interest::READABLE)?;
             }
+            let mut secure_listener = secure.take();
+            if let Some((listener, _)) = secure_listener.as_mut() {
+                poll.registry()
+                    .register(listener, SECURE_LISTENER, Interest::READABLE)?;
+            }
             let io = IoThread {
                 index,
                 poll,
                 listener,
+                secure_listener,
+                handshakes: VecDeque::new(),
                 shared: Arc::clone(&shared),
                 words: word_jobs.clone(),
                 conns: HashMap::new(),
@@ -152,6 +203,7 @@ impl Reactor {
             threads,
             words,
             local_addr,
+            secure_addr,
         })
     }
 
@@ -229,7 +281,7 @@ impl Work {
 
 struct Connection {
     id: WatcherId,
-    stream: TcpStream,
+    stream: Stream,
     entry: Arc<ConnectionEntry>,
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
@@ -269,6 +321,11 @@ struct IoThread {
     index: usize,
     poll: Poll,
     listener: Option<TcpListener>,
+    /// The secure client port and its TLS configuration (thread 0).
+    secure_listener: Option<(TcpListener, Arc<TlsServer>)>,
+    /// TLS connections by handshake deadline, oldest first: each is closed
+    /// if still handshaking then (`expire_handshakes`).
+    handshakes: VecDeque<(Instant, u64)>,
     shared: Arc<Shared>,
     /// To the `fourlw` thread.
     words: Sender<WordJob>,
@@ -308,6 +365,7 @@ impl IoThread {
             // Paused connections have no event to wake them when a limit
             // clears on another thread, so poll them at a short interval.
             let timeout = (!self.paused.is_empty()).then(|| Duration::from_millis(5));
+            let timeout = self.handshake_timeout(timeout);
             if let Err(error) = self.poll.poll(&mut events, timeout) {
                 if error.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -318,6 +376,7 @@ impl IoThread {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
+                    SECURE_LISTENER => self.accept_secure(),
                     WAKER => self.take_incoming(),
                     Token(token) => {
                         let serial = token as u64;
@@ -328,6 +387,7 @@ impl IoThread {
                     }
                 }
             }
+            self.expire_handshakes();
             self.resume_paused();
             self.serve();
             self.flush_dirty();
@@ -372,9 +432,9 @@ impl IoThread {
             let target = self.next_target % self.shared.mailboxes.len();
             self.next_target = self.next_target.wrapping_add(1);
             if target == self.index {
-                self.register(stream, peer);
+                self.register(Stream::Plain(stream), peer);
             } else {
-                self.shared.mailboxes[target].hand_over(stream, peer);
+                self.shared.mailboxes[target].hand_over(Stream::Plain(stream), peer);
             }
         }
     }
@@ -398,7 +458,7 @@ impl IoThread {
         }
     }
 
-    fn register(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    fn register(&mut self, mut stream: Stream, peer: SocketAddr) {
         let serial = self.next_serial;
         self.next_serial += 1;
         let id = WatcherId::new(self.index, serial);
@@ -439,6 +499,9 @@ impl IoThread {
             dead: false,
             sasl: crate::sasl::Exchange::new(),
         };
+        if let Some(deadline) = conn.stream.handshake_deadline() {
+            self.handshakes.push_back((deadline, serial));
+        }
         self.conns.insert(serial, conn);
         // Data may already be waiting; edge-triggered readiness would not
         // report it again.
@@ -472,6 +535,16 @@ impl IoThread {
             };
             if conn.dead || conn.close_after_flush || conn.phase == Phase::Word {
                 return;
+            }
+            if let Some(outcome) = conn.stream.take_established() {
+                match outcome {
+                    Ok(ids) if ids.is_empty() => {}
+                    Ok(ids) => add_identities(conn, ids),
+                    Err(_) => {
+                        self.kill(serial, "x509 authentication failed");
+                        return;
+                    }
+                }
             }
             match self.parse(serial) {
                 ParseOutcome::Paused => {
@@ -935,10 +1008,19 @@ impl IoThread {
                     }
                 }
             }
+            // TLS: what the session still holds must reach the socket too.
+            let flushed = match conn.stream.flush() {
+                Ok(()) => true,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => false,
+                Err(_) => {
+                    conn.dead = true;
+                    false
+                }
+            };
             if conn.out_pos == conn.outbuf.len() {
                 conn.outbuf.clear();
                 conn.out_pos = 0;
-                if conn.close_after_flush {
+                if conn.close_after_flush && flushed {
                     conn.dead = true;
                 }
             } else if conn.out_pos > READ_CHUNK_BYTES && conn.out_pos * 2 > conn.outbuf.len() {
@@ -974,6 +1056,7 @@ impl IoThread {
             return;
         };
         tracing::debug!(peer = %conn.entry.remote, session = %conn.session, reason, "connection closed");
+        conn.stream.close_notify();
         let _ = self.poll.registry().deregister(&mut conn.stream);
         self.shared
             .outstanding
@@ -1137,8 +1220,15 @@ fn serve_local(
             }
         }
         Request::SetAuth { scheme, auth, .. } => {
-            match engine::acl::authenticate(&scheme, &auth, shared.settings.super_digest.as_deref())
-            {
+            // `addauth x509` succeeds on a connection whose certificate gave
+            // it an x509 identity, as the reference's provider does.
+            let x509 = scheme == "x509" && conn.auth.iter().any(|id| id.scheme == "x509");
+            let outcome = if x509 {
+                Ok(Vec::new())
+            } else {
+                engine::acl::authenticate(&scheme, &auth, shared.settings.super_digest.as_deref())
+            };
+            match outcome {
                 Ok(ids) => {
                     add_identities(conn, ids);
                     proto::encode_reply(xid, 0, &Reply::ok(Response::Empty), &mut conn.outbuf);
@@ -1178,6 +1268,79 @@ fn serve_local(
             }
             let reply = read::read_bounded(tree, &context, &request, &shared.settings.read_limits);
             proto::encode_reply(xid, last_zxid, &reply, &mut conn.outbuf);
+        }
+    }
+}
+
+/// The secure client port: accepting TLS connections and bounding their
+/// handshakes. Everything after the handshake is the plain path.
+impl IoThread {
+    fn accept_secure(&mut self) {
+        loop {
+            let Some((listener, server)) = self.secure_listener.as_ref() else {
+                return;
+            };
+            let (stream, peer) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed on the secure client port");
+                    return;
+                }
+            };
+            let stream = match Stream::tls(stream, peer, server) {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::warn!(%peer, %error, "cannot start a TLS session");
+                    continue;
+                }
+            };
+            // After the session exists, so that a refusal here needs no
+            // release of the address's count.
+            if !self.admit(peer) {
+                continue;
+            }
+            let target = self.next_target % self.shared.mailboxes.len();
+            self.next_target = self.next_target.wrapping_add(1);
+            if target == self.index {
+                self.register(stream, peer);
+            } else {
+                self.shared.mailboxes[target].hand_over(stream, peer);
+            }
+        }
+    }
+
+    /// The poll timeout, shortened to wake for the oldest handshake
+    /// deadline.
+    fn handshake_timeout(&self, timeout: Option<Duration>) -> Option<Duration> {
+        let Some(&(deadline, _)) = self.handshakes.front() else {
+            return timeout;
+        };
+        let until = deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(1);
+        Some(timeout.map_or(until, |timeout| timeout.min(until)))
+    }
+
+    /// Closes TLS connections still handshaking at their deadline: a client
+    /// that stalls, or sends half a handshake, holds a connection for at
+    /// most `ssl.handshakeTimeoutMillis`.
+    fn expire_handshakes(&mut self) {
+        if self.handshakes.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        while let Some(&(deadline, serial)) = self.handshakes.front() {
+            if deadline > now {
+                break;
+            }
+            self.handshakes.pop_front();
+            let Some(conn) = self.conns.get(&serial) else {
+                continue;
+            };
+            if conn.stream.is_handshaking() {
+                tracing::info!(peer = %conn.entry.remote, "TLS handshake timed out; closing the connection");
+                self.kill(serial, "TLS handshake timed out");
+            }
         }
     }
 }

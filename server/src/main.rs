@@ -232,15 +232,21 @@ fn serve(config: Config) -> anyhow::Result<()> {
         sessions.add(session, timeout_ms, clock.monotonic_ms());
     }
 
-    let address = SocketAddr::new(
-        config
-            .client_port_address
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-        config.client_port,
-    );
-    let listener = std::net::TcpListener::bind(address)
-        .with_context(|| format!("cannot bind the client port {address}"))?;
-    tracing::info!(%address, "binding to the client port");
+    let listener = if config.client_port == 0 {
+        None
+    } else {
+        let address = SocketAddr::new(
+            config
+                .client_port_address
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            config.client_port,
+        );
+        let listener = std::net::TcpListener::bind(address)
+            .with_context(|| format!("cannot bind the client port {address}"))?;
+        tracing::info!(%address, "binding to the client port");
+        Some(listener)
+    };
+    let secure = secure_port(&config)?;
 
     let io_threads = match config.io_threads {
         0 => std::thread::available_parallelism()
@@ -319,9 +325,14 @@ fn serve(config: Config) -> anyhow::Result<()> {
         source: admin.clone(),
     };
     let endpoints = endpoints.start(admin)?;
-    let reactor = Reactor::start(Arc::clone(&shared), polls, listener, words)
+    let reactor = Reactor::start_ports(Arc::clone(&shared), polls, listener, secure, words)
         .context("cannot start the I/O threads")?;
-    tracing::info!(io_threads, address = %reactor.local_addr, "serving");
+    match reactor.secure_addr {
+        Some(secure) => {
+            tracing::info!(io_threads, address = %reactor.local_addr, %secure, "serving")
+        }
+        None => tracing::info!(io_threads, address = %reactor.local_addr, "serving"),
+    }
 
     let shutdown = Arc::clone(&shared);
     let mut signals = signal_hook::iterator::Signals::new([
@@ -351,4 +362,36 @@ fn serve(config: Config) -> anyhow::Result<()> {
         Ok(Err(error)) => Err(error).context("the commit pipeline failed"),
         Err(_) => anyhow::bail!("the commit pipeline panicked"),
     }
+}
+
+/// The TLS client port (`secureClientPort`): its stores read, its rustls
+/// configuration built and its socket bound, or `None` when it is not set.
+fn secure_port(config: &Config) -> anyhow::Result<Option<net::tls::SecurePort>> {
+    if config.secure_client_port == 0 {
+        return Ok(None);
+    }
+    let (server, warnings) =
+        net::tls::TlsServer::new(&config.tls).context("cannot set up the secure client port")?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let address = SocketAddr::new(
+        config
+            .secure_client_port_address
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        config.secure_client_port,
+    );
+    let listener = std::net::TcpListener::bind(address)
+        .with_context(|| format!("cannot bind the secure client port {address}"))?;
+    tracing::info!(%address, client_auth = ?config.tls.client_auth, "binding to the secure client port (TLS)");
+    let server = Arc::new(server);
+    if config.tls.reload_on_change {
+        net::tls::TlsServer::reload_on_change(
+            &server,
+            config.tls.clone(),
+            std::time::Duration::from_secs(1),
+        )
+        .context("cannot start the TLS store watcher")?;
+    }
+    Ok(Some(net::tls::SecurePort { listener, server }))
 }

@@ -9,11 +9,20 @@ use super::ensemble::{LearnerRole, PeerAddress};
 use super::Config;
 use std::path::Path;
 
+/// The reference prints a port it does not listen on as -1.
+fn port_or_none(port: u16) -> String {
+    if port == 0 {
+        "-1".to_string()
+    } else {
+        port.to_string()
+    }
+}
+
 impl Config {
     /// The `conf` four-letter word's lines, in the reference's order and
     /// spelling. The reference prints its snapshot and log directories (its
     /// `version-2` subdirectories); here the configured directories are
-    /// shown, made absolute. `secureClientPort` is always -1 (no TLS port).
+    /// shown, made absolute. A port that is not set shows as -1, as there.
     pub fn conf_4lw(&self, data_dir_size: u64, log_dir_size: u64) -> Vec<(String, String)> {
         let absolute = |path: &Path| {
             std::path::absolute(path)
@@ -22,8 +31,11 @@ impl Config {
                 .to_string()
         };
         let mut lines = vec![
-            ("clientPort".to_string(), self.client_port.to_string()),
-            ("secureClientPort".to_string(), "-1".to_string()),
+            ("clientPort".to_string(), port_or_none(self.client_port)),
+            (
+                "secureClientPort".to_string(),
+                port_or_none(self.secure_client_port),
+            ),
             ("dataDir".to_string(), absolute(&self.data_dir)),
             ("dataDirSize".to_string(), data_dir_size.to_string()),
             ("dataLogDir".to_string(), absolute(&self.data_log_dir)),

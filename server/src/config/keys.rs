@@ -55,6 +55,9 @@ pub(super) fn defaults() -> Config {
         client_port: 0,
         client_port_address: None,
         client_port_listen_backlog: -1,
+        secure_client_port: 0,
+        secure_client_port_address: None,
+        tls: net::tls::TlsOptions::default(),
         max_client_cnxns: DEFAULT_MAX_CLIENT_CNXNS,
         max_cnxns: 0,
         min_session_timeout_ms: 0,
@@ -180,8 +183,6 @@ impl Setting<'_> {
 /// implement. They are read by name there, so they never become
 /// `zookeeper.*` properties; here they are warned about and ignored.
 const UNSUPPORTED_REFERENCE_KEYS: &[&str] = &[
-    "secureClientPort",
-    "secureClientPortAddress",
     "observerMasterPort",
     "sslQuorum",
     "portUnification",
@@ -237,6 +238,24 @@ const HONOURED_PROPERTIES: &[&str] = &[
     "zookeeper.enforce.auth.schemes",
     "zookeeper.superUser",
     "zookeeper.SASLAuthenticationProvider.superPassword",
+    "zookeeper.serverCnxnFactory",
+    "zookeeper.ssl.keyStore.location",
+    "zookeeper.ssl.keyStore.password",
+    "zookeeper.ssl.keyStore.passwordPath",
+    "zookeeper.ssl.keyStore.type",
+    "zookeeper.ssl.trustStore.location",
+    "zookeeper.ssl.trustStore.password",
+    "zookeeper.ssl.trustStore.passwordPath",
+    "zookeeper.ssl.trustStore.type",
+    "zookeeper.ssl.clientAuth",
+    "zookeeper.ssl.protocol",
+    "zookeeper.ssl.enabledProtocols",
+    "zookeeper.ssl.ciphersuites",
+    "zookeeper.ssl.hostnameVerification",
+    "zookeeper.ssl.authProvider",
+    "zookeeper.ssl.handshakeTimeoutMillis",
+    "zookeeper.X509AuthenticationProvider.superUser",
+    "zookeeper.client.certReload",
 ];
 
 /// Families of system properties this server reads (`authProvider.1`,
@@ -311,6 +330,7 @@ struct FileKeys {
     data_dir: bool,
     data_log_dir: bool,
     client_port_address: Option<String>,
+    secure_client_port_address: Option<String>,
     min_session_timeout: Option<u32>,
     max_session_timeout: Option<u32>,
 }
@@ -345,6 +365,12 @@ fn read_file_key(
                 u16::try_from(port).map_err(|_| setting.invalid("a port number"))?;
         }
         "clientPortAddress" => seen.client_port_address = Some(value.to_string()),
+        "secureClientPort" => {
+            let port = setting.int(0, 65535, "a port number (1-65535)")?;
+            config.secure_client_port =
+                u16::try_from(port).map_err(|_| setting.invalid("a port number"))?;
+        }
+        "secureClientPortAddress" => seen.secure_client_port_address = Some(value.to_string()),
         "clientPortListenBacklog" => {
             let backlog = setting.int(-1, i64::from(i32::MAX), "-1 or a positive integer")?;
             config.client_port_listen_backlog =
@@ -506,6 +532,38 @@ fn finish_file_keys(builder: &mut Builder<'_>, seen: &FileKeys) -> Result<(), Co
         };
         config.client_port_address = resolve_client_host(address)
             .ok_or_else(|| setting.invalid("an IP address or a resolvable host name"))?;
+    }
+    if let Some(address) = &seen.secure_client_port_address {
+        if config.secure_client_port == 0 {
+            return Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                message: "secureClientPortAddress is set but secureClientPort is not".to_string(),
+            });
+        }
+        let setting = Setting {
+            origin,
+            key: "secureClientPortAddress".to_string(),
+            value: address,
+        };
+        config.secure_client_port_address = resolve_client_host(address)
+            .ok_or_else(|| setting.invalid("an IP address or a resolvable host name"))?;
+    }
+    if config.secure_client_port != 0 && config.tls.key_store.is_none() {
+        return Err(ConfigError::Invalid {
+            origin: origin.to_string(),
+            message: "secureClientPort is set but ssl.keyStore.location is not: \
+                      the TLS port needs the server's key and certificate"
+                .to_string(),
+        });
+    }
+    if config.secure_client_port != 0 && config.secure_client_port == config.client_port {
+        return Err(ConfigError::Invalid {
+            origin: origin.to_string(),
+            message: format!(
+                "clientPort and secureClientPort are both {}; port unification is not supported",
+                config.client_port
+            ),
+        });
     }
     let tick = u64::from(config.tick_time_ms);
     let ticks = |n: u64| u32::try_from((tick * n).min(i32::MAX as u64)).unwrap_or(u32::MAX);
@@ -673,7 +731,148 @@ fn read_properties(builder: &mut Builder<'_>) -> Result<(), ConfigError> {
         builder.config.container_max_per_minute = setting.u32(1, "a positive integer")?;
     }
     read_sasl_properties(builder)?;
+    read_tls_properties(builder)?;
     read_max_response_bytes(builder)
+}
+
+const X509_PROVIDER_CLASS: &str = "org.apache.zookeeper.server.auth.X509AuthenticationProvider";
+
+/// The connection factory classes the reference ships. Netty is the one
+/// that serves `secureClientPort` there; here one reactor serves both.
+const CNXN_FACTORY_CLASSES: &[&str] = &[
+    "org.apache.zookeeper.server.NettyServerCnxnFactory",
+    "org.apache.zookeeper.server.NIOServerCnxnFactory",
+];
+
+/// A store's `.location`, `.password` (or `.passwordPath`, which wins, as
+/// in the reference) and `.type`; `None` without a location.
+fn read_store(
+    builder: &Builder<'_>,
+    key: &'static str,
+) -> Result<Option<net::tls::StoreSpec>, ConfigError> {
+    let location = builder
+        .property(&format!("zookeeper.{key}.location"))
+        .map(|s| s.value.to_string())
+        .unwrap_or_default();
+    if location.is_empty() {
+        return Ok(None);
+    }
+    let mut password = builder
+        .property(&format!("zookeeper.{key}.password"))
+        .map(|s| s.value.to_string())
+        .unwrap_or_default();
+    if let Some(setting) = builder.property(&format!("zookeeper.{key}.passwordPath")) {
+        if !setting.value.is_empty() {
+            let text = std::fs::read_to_string(setting.value).map_err(|error| {
+                setting.invalid(&format!("a readable file holding the password ({error})"))
+            })?;
+            // The reference drops one trailing line separator.
+            password = text
+                .strip_suffix('\n')
+                .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                .unwrap_or(&text)
+                .to_string();
+        }
+    }
+    let mut store_type = None;
+    if let Some(setting) = builder.property(&format!("zookeeper.{key}.type")) {
+        if !setting.value.is_empty() {
+            if net::tls::StoreType::from_name(setting.value).is_none() {
+                return Err(setting.invalid("PEM or PKCS12 (JKS and BCFKS are Java-only)"));
+            }
+            store_type = Some(setting.value.to_string());
+        }
+    }
+    Ok(Some(net::tls::StoreSpec {
+        key,
+        location: PathBuf::from(location),
+        password,
+        store_type,
+    }))
+}
+
+/// The secure client port's `ssl.*` keys, `serverCnxnFactory`, and the x509
+/// provider (`authProvider.N` naming X509AuthenticationProvider, the scheme
+/// `ssl.authProvider` selects, its `superUser`).
+fn read_tls_properties(builder: &mut Builder<'_>) -> Result<(), ConfigError> {
+    if let Some(setting) = builder.property("zookeeper.serverCnxnFactory") {
+        if !CNXN_FACTORY_CLASSES.contains(&setting.value.trim()) {
+            let message = format!(
+                "{}: ignoring {}={}: not a connection factory Apache ZooKeeper ships; \
+                 this server's reactor serves clientPort and secureClientPort",
+                setting.origin, setting.key, setting.value
+            );
+            builder.warn("serverCnxnFactory", message);
+        }
+    }
+    let mut tls = net::tls::TlsOptions {
+        key_store: read_store(builder, "ssl.keyStore")?,
+        trust_store: read_store(builder, "ssl.trustStore")?,
+        ..net::tls::TlsOptions::default()
+    };
+    if let Some(setting) = builder.property("zookeeper.ssl.clientAuth") {
+        tls.client_auth = net::tls::ClientAuth::from_name(setting.value)
+            .ok_or_else(|| setting.invalid("none, want or need"))?;
+    }
+    if let Some(setting) = builder.property("zookeeper.ssl.protocol") {
+        tls.protocol = setting.value.trim().to_string();
+    }
+    let list = |value: &str| -> Vec<String> {
+        value
+            .split(',')
+            .map(|part| part.trim().to_string())
+            .filter(|part| !part.is_empty())
+            .collect()
+    };
+    if let Some(setting) = builder.property("zookeeper.ssl.enabledProtocols") {
+        tls.enabled_protocols = Some(list(setting.value));
+    }
+    if let Some(setting) = builder.property("zookeeper.ssl.ciphersuites") {
+        tls.cipher_suites = Some(list(setting.value));
+    }
+    if let Some(setting) = builder.property("zookeeper.ssl.handshakeTimeoutMillis") {
+        tls.handshake_timeout_ms = u64::from(setting.u32(1, "a positive number of milliseconds")?);
+    }
+    // Read as the reference reads it; on the server's side it only checks
+    // the hostnames of quorum peers, never of clients.
+    let _ = lenient_bool(builder, "zookeeper.ssl.hostnameVerification");
+    if let Some(setting) = builder.property("zookeeper.ssl.authProvider") {
+        if setting.value.trim() != "x509" {
+            return Err(setting.invalid(
+                "x509: the scheme of X509AuthenticationProvider, the only x509 provider here",
+            ));
+        }
+    }
+    let has_x509 = builder
+        .config
+        .sasl
+        .auth_providers
+        .values()
+        .any(|class| class == X509_PROVIDER_CLASS);
+    tls.x509_provider = has_x509;
+    tls.x509_super_user = builder
+        .property("zookeeper.X509AuthenticationProvider.superUser")
+        .map(|s| s.value.to_string());
+    tls.reload_on_change = lenient_bool(builder, "zookeeper.client.certReload").unwrap_or(false);
+    if builder.config.secure_client_port == 0 && tls.key_store.is_some() {
+        let message = format!(
+            "{}: ssl.keyStore.location is set but secureClientPort is not: no TLS client port is opened",
+            builder.origin
+        );
+        builder.warn("ssl.keyStore.location", message);
+    }
+    if builder.config.secure_client_port != 0 {
+        let crypto = net::tls::crypto(&tls).map_err(|error| ConfigError::Invalid {
+            origin: builder.origin.to_string(),
+            message: error.to_string(),
+        })?;
+        for warning in crypto.warnings {
+            let message = format!("{}: {warning}", builder.origin);
+            builder.warn(&warning, message);
+        }
+    }
+    builder.config.tls = tls;
+    Ok(())
 }
 
 /// Provider classes the reference ships, by the ACL scheme each serves.
@@ -1082,17 +1281,125 @@ clientPort=2181
         assert!(config.client_port_address.is_some_and(|a| a.is_loopback()));
     }
 
+    /// The secure port's keys, from zoo.cfg and from -D flags, as the
+    /// reference reads them; stores are only named here (read at start).
+    #[test]
+    fn tls_keys_as_the_reference_reads_them() {
+        let config = parse(&format!(
+            "{MINIMAL}secureClientPort=2281\nsecureClientPortAddress=127.0.0.1\n\
+             ssl.keyStore.location=/k/server.p12\nssl.keyStore.password=pw\n\
+             ssl.trustStore.location=/k/ca.pem\nssl.clientAuth=WANT\n\
+             ssl.enabledProtocols=TLSv1.3, TLSv1.2\n\
+             ssl.ciphersuites=TLS_AES_128_GCM_SHA256,TLS_RSA_WITH_AES_128_CBC_SHA\n\
+             ssl.hostnameVerification=false\n\
+             serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+             authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n"
+        ));
+        assert_eq!(config.secure_client_port, 2281);
+        assert_eq!(
+            config.secure_client_port_address,
+            Some("127.0.0.1".parse().expect("ip"))
+        );
+        let tls = &config.tls;
+        let key_store = tls.key_store.as_ref().expect("key store");
+        assert_eq!(
+            (key_store.location.as_path(), key_store.password.as_str()),
+            (Path::new("/k/server.p12"), "pw")
+        );
+        assert_eq!(
+            tls.trust_store.as_ref().map(|t| t.location.clone()),
+            Some(PathBuf::from("/k/ca.pem"))
+        );
+        assert_eq!(tls.client_auth, net::tls::ClientAuth::Want);
+        assert_eq!(
+            tls.enabled_protocols,
+            Some(vec!["TLSv1.3".to_string(), "TLSv1.2".to_string()])
+        );
+        assert!(tls.x509_provider);
+        assert_eq!(
+            config.warnings,
+            ["zoo.cfg: ssl.ciphersuites: TLS_RSA_WITH_AES_128_CBC_SHA is not available here; skipped"]
+        );
+        assert_eq!(
+            config.conf_4lw(0, 0)[..2],
+            [
+                ("clientPort".to_string(), "2181".to_string()),
+                ("secureClientPort".to_string(), "2281".to_string())
+            ]
+        );
+
+        // Only the secure port, its keys as -D flags, a password file.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let password = dir.path().join("pw");
+        std::fs::write(&password, "from-file\n").expect("write");
+        let config = Config::parse(
+            "dataDir=/d\nsecureClientPort=2281\nssl.clientAuth=none\n",
+            Path::new("zoo.cfg"),
+            &format!(
+                "-Dzookeeper.ssl.keyStore.location=/k/s.pem -Dzookeeper.ssl.keyStore.passwordPath={}",
+                password.display()
+            ),
+        )
+        .expect("parses");
+        assert_eq!(config.client_port, 0);
+        assert_eq!(
+            config.tls.key_store.as_ref().map(|k| k.password.as_str()),
+            Some("from-file")
+        );
+        let unused = parse(&format!("{MINIMAL}ssl.keyStore.location=/k.p12\n"));
+        assert_eq!(
+            unused.warnings,
+            ["zoo.cfg: ssl.keyStore.location is set but secureClientPort is not: no TLS client port is opened"]
+        );
+        assert!(!config.tls.x509_provider);
+
+        for (text, error) in [
+            (
+                "secureClientPort=2281\n",
+                "zoo.cfg: secureClientPort is set but ssl.keyStore.location is not: \
+                 the TLS port needs the server's key and certificate",
+            ),
+            (
+                "secureClientPortAddress=127.0.0.1\n",
+                "zoo.cfg: secureClientPortAddress is set but secureClientPort is not",
+            ),
+            (
+                "ssl.clientAuth=maybe\n",
+                "zoo.cfg: invalid value \"maybe\" for ssl.clientAuth: expected none, want or need",
+            ),
+            (
+                "ssl.keyStore.location=/k\nssl.keyStore.type=P12\n",
+                "zoo.cfg: invalid value \"P12\" for ssl.keyStore.type: expected PEM or PKCS12 (JKS and BCFKS are Java-only)",
+            ),
+            (
+                "ssl.authProvider=custom\n",
+                "zoo.cfg: invalid value \"custom\" for ssl.authProvider: expected x509: the scheme of X509AuthenticationProvider, the only x509 provider here",
+            ),
+            (
+                "secureClientPort=2281\nssl.keyStore.location=/k.pem\nssl.enabledProtocols=TLSv1.1\n",
+                "zoo.cfg: ssl.enabledProtocols: none of TLSv1.1 is supported: enable TLSv1.2 or TLSv1.3",
+            ),
+            (
+                "secureClientPort=2181\nssl.keyStore.location=/k.pem\n",
+                "zoo.cfg: clientPort and secureClientPort are both 2181; port unification is not supported",
+            ),
+        ] {
+            assert_eq!(parse_err(&format!("{MINIMAL}{text}"), ""), error, "{text}");
+        }
+    }
+
     #[test]
     fn unknown_keys_are_warned_once_and_ignored() {
         let config = parse(&format!(
-            "{MINIMAL}fooBar=1\nfooBar=2\nsecureClientPort=2281\nserverCnxnFactory=x\n"
+            "{MINIMAL}fooBar=1\nfooBar=2\nsslQuorum=true\nserverCnxnFactory=x\n"
         ));
         assert_eq!(
             config.warnings,
             [
                 "zoo.cfg: ignoring fooBar: not supported by this server",
-                "zoo.cfg: ignoring secureClientPort: not supported by this server",
-                "zoo.cfg: ignoring serverCnxnFactory: not supported by this server",
+                "zoo.cfg: ignoring sslQuorum: not supported by this server",
+                "zoo.cfg: ignoring serverCnxnFactory=x: not a connection factory Apache ZooKeeper ships; \
+                 this server's reactor serves clientPort and secureClientPort",
             ]
         );
         assert_eq!(

@@ -97,6 +97,13 @@ pub struct Config {
     pub client_port_address: Option<IpAddr>,
     /// `clientPortListenBacklog`; -1 is the OS default.
     pub client_port_listen_backlog: i32,
+    /// `secureClientPort`: the TLS client port, beside or instead of
+    /// `clientPort`; 0 = none.
+    pub secure_client_port: u16,
+    /// `secureClientPortAddress`; `None` binds every interface.
+    pub secure_client_port_address: Option<IpAddr>,
+    /// The secure port's `ssl.*` keys, the x509 provider and its super user.
+    pub tls: net::tls::TlsOptions,
     /// `maxClientCnxns`: connections per client IP; 0 = unlimited.
     pub max_client_cnxns: u32,
     /// `zookeeper.maxCnxns`: connections in total; 0 = unlimited.
@@ -321,6 +328,7 @@ impl Config {
         if config.servers.is_empty()
             && config.dynamic_config_file.is_none()
             && config.client_port == 0
+            && config.secure_client_port == 0
         {
             return Err(ConfigError::Missing {
                 origin,
@@ -457,7 +465,7 @@ impl Config {
                 Some(_) => {}
             }
         }
-        if self.client_port == 0 {
+        if self.client_port == 0 && self.secure_client_port == 0 {
             return Err(ConfigError::Missing {
                 origin,
                 key: "clientPort".to_string(),

@@ -39,6 +39,11 @@ JAVA = shutil.which("java") or "/usr/bin/java"
 # Jetty, which the reference's AdminServer runs on, needs the servlet API;
 # Debian's zookeeper.jar manifest does not list it.
 SERVLET_JAR = "/usr/share/java/servlet-api.jar"
+# The Netty connection factory (the reference's TLS client port) needs
+# netty-codec, and its Netty client socket netty-resolver too, which the
+# manifest omits as well.
+NETTY_CODEC_JAR = "/usr/share/java/netty-codec.jar"
+NETTY_RESOLVER_JAR = "/usr/share/java/netty-resolver.jar"
 
 OURS = "ours"
 REFERENCE = "reference"
@@ -223,7 +228,8 @@ class Server:
             "-Dzookeeper.extendedTypesEnabled=true",
             "-Dzookeeper.log.dir=%s" % self.dir,
             *self.jvm_flags,
-            "-cp", ZK_JAR + (":" + SERVLET_JAR if self.admin else ""),
+            "-cp", ZK_JAR + (":" + SERVLET_JAR if self.admin else "")
+            + (":" + NETTY_CODEC_JAR if os.path.exists(NETTY_CODEC_JAR) else ""),
             "org.apache.zookeeper.server.ZooKeeperServerMain",
             cfg,
         ]
