@@ -782,7 +782,14 @@ server.5=[2001:db8::5]:2888:3888:participant;[2001:db8::5]:2181
                 "electionAlg",
                 "electionPort",
                 "quorumPort",
-                "peerType"
+                "peerType",
+                "membership:",
+                "server.1",
+                "server.2",
+                "server.3",
+                "server.4",
+                "server.5",
+                "version"
             ]
         );
         let value = |key: &str| conf.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
