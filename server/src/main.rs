@@ -370,8 +370,21 @@ fn secure_port(config: &Config) -> anyhow::Result<Option<net::tls::SecurePort>> 
     if config.secure_client_port == 0 {
         return Ok(None);
     }
-    let (server, warnings) =
-        net::tls::TlsServer::new(&config.tls).context("cannot set up the secure client port")?;
+    let (server, warnings) = match net::tls::TlsServer::new(&config.tls) {
+        Ok(ready) => ready,
+        // With a plain client port configured too, the server still serves
+        // it (nothing less safe than configured: the secure port is simply
+        // absent) and says loudly why the secure one is not there. Alone,
+        // a secure port that cannot be set up stops start-up.
+        Err(error) if config.client_port != 0 => {
+            tracing::error!(
+                error = %format!("{error:#}"),
+                "cannot set up the secure client port; serving the plain client port only"
+            );
+            return Ok(None);
+        }
+        Err(error) => return Err(error).context("cannot set up the secure client port"),
+    };
     for warning in warnings {
         tracing::warn!("{warning}");
     }

@@ -69,6 +69,8 @@ const DIFF_WINDOW: usize = 50_000;
 const MAX_STATE_BYTES: u64 = 8 << 30;
 /// Ticks a learner's connection to its leader may be down before it elects.
 const LINK_DOWN_TICKS: u32 = 1;
+/// A forwarded request unanswered this long has its connection closed.
+const OVERDUE_FORWARD: Duration = Duration::from_secs(30);
 /// Ticks between the leader's digests to its learners (one second).
 const DIGEST_EVERY_TICKS: u64 = 20;
 /// Ticks between a learner's session touches to the leader.
@@ -453,7 +455,9 @@ impl Driver {
         // Forwarded requests whose answer never came (a dropped message):
         // their connections close and the clients retry.
         if self.ticks % 20 == 0 && self.forwarding.len() > 0 {
-            let limit = self.tick * self.peer.config().sync_limit_ticks * 4;
+            // Generous: this only catches a dropped message, and a loaded
+            // leader (or one copying a large SNAP) may take seconds.
+            let limit = OVERDUE_FORWARD.max(self.tick * self.peer.config().sync_limit_ticks * 4);
             let overdue = self.forwarding.overdue(limit);
             if !overdue.is_empty() {
                 tracing::warn!(

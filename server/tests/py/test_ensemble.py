@@ -270,7 +270,12 @@ def test_session_order_on_a_follower(steady, kz, prefix):
             p = "%s/o%03d" % (prefix, k)
             xids.append(("create", k, c.submit(zkraw.Op.CREATE, zkraw.body_create(p, b"%d" % k))))
             xids.append(("get", k, c.submit(zkraw.Op.GET_DATA, zkraw.body_path_watch(p, False))))
-        replies = [(op, k, c.wait_reply(xid, timeout=30)) for op, k, xid in xids]
+        try:
+            replies = [(op, k, c.wait_reply(xid, timeout=30)) for op, k, xid in xids]
+        except zkraw.Closed as e:
+            # Say why the member closed the connection (it once did in CI).
+            raise AssertionError("follower %d closed the connection: %s\n%s"
+                                 % (follower, e, steady.log_tails(40))) from e
         wire = [r.xid for kind, r in c.log if kind == "reply"]
         assert wire == [xid for _, _, xid in xids], "replies out of request order"
         zxids = []
