@@ -88,7 +88,7 @@ unset CI
 stop_leftovers() {
     local pid
     while read -r pid; do
-        [ -n "$pid" ] || continue
+        [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || continue
         # Only a process that is still one of this run's servers (the pid may
         # have been reused since).
         if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qE 'kazoo-suite-server|QuorumPeerMain'; then
