@@ -480,7 +480,7 @@ impl Config {
         ensemble::is_distributed(&self.servers, self.standalone_enabled)
     }
 
-    fn origin(&self) -> String {
+    pub(crate) fn origin(&self) -> String {
         self.source.as_ref().map_or_else(
             || "<embedded default>".to_string(),
             |p| p.display().to_string(),

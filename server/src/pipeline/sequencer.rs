@@ -75,21 +75,8 @@ impl Sequencer {
         let shared = Arc::clone(&self.shared);
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
-            if shared.is_shutting_down() {
+            if !self.next_batch(&submissions, &mut batch) {
                 return Ok(());
-            }
-            let until_tick = self.next_tick_ms - shared.clock.monotonic_ms();
-            let wait = Duration::from_millis(until_tick.max(0) as u64).min(SHUTDOWN_POLL);
-            match submissions.recv_timeout(wait) {
-                Ok(first) => batch.push(first),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
-            }
-            while batch.len() < MAX_BATCH {
-                let Ok(next) = submissions.try_recv() else {
-                    break;
-                };
-                batch.push(next);
             }
             let proposal = {
                 let tree = shared.tree.read();
@@ -106,21 +93,12 @@ impl Sequencer {
                     return Err(error);
                 }
             };
-            let mut next = Logged { proposal, appended };
             // With every slot of the channel taken the applier is behind
             // (waiting for durability): this is where the backlog stops.
-            loop {
-                match logged.send_timeout(next, SHUTDOWN_POLL) {
-                    Ok(()) => break,
-                    Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
-                        if shared.is_shutting_down() {
-                            return Ok(());
-                        }
-                        next = back;
-                    }
-                    // The applier stopped (storage failure): it said why.
-                    Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => return Ok(()),
-                }
+            // A closed channel means the applier stopped (storage failure),
+            // and it said why.
+            if !hand_on(&shared, &logged, Logged { proposal, appended }) {
+                return Ok(());
             }
         }
     }
@@ -143,21 +121,8 @@ impl Sequencer {
         let mut generation = 0;
         let mut mode = SequencerMode::Stopped;
         loop {
-            if shared.is_shutting_down() {
+            if !self.next_batch(&submissions, &mut batch) {
                 return Ok(());
-            }
-            let until_tick = self.next_tick_ms - shared.clock.monotonic_ms();
-            let wait = Duration::from_millis(until_tick.max(0) as u64).min(SHUTDOWN_POLL);
-            match submissions.recv_timeout(wait) {
-                Ok(first) => batch.push(first),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
-            }
-            while batch.len() < MAX_BATCH {
-                let Ok(next) = submissions.try_recv() else {
-                    break;
-                };
-                batch.push(next);
             }
             if let Some((next_generation, next_mode)) = control.changed(generation) {
                 generation = next_generation;
@@ -179,27 +144,40 @@ impl Sequencer {
                         let tree = shared.tree.read();
                         self.sequence(&tree, batch.drain(..))
                     };
-                    if proposal.is_empty() {
-                        continue;
-                    }
-                    let mut next = proposal;
-                    loop {
-                        match proposals.send_timeout(next, SHUTDOWN_POLL) {
-                            Ok(()) => break,
-                            Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
-                                if shared.is_shutting_down() {
-                                    return Ok(());
-                                }
-                                next = back;
-                            }
-                            Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => {
-                                return Ok(())
-                            }
-                        }
+                    if !proposal.is_empty() && !hand_on(&shared, &proposals, proposal) {
+                        return Ok(());
                     }
                 }
             }
         }
+    }
+
+    /// Waits for work or the next tick (at most `SHUTDOWN_POLL`), then
+    /// takes whatever else has queued, up to `MAX_BATCH`. False once the
+    /// server is stopping or the submissions channel has closed.
+    fn next_batch(
+        &self,
+        submissions: &crossbeam_channel::Receiver<Submission>,
+        batch: &mut Vec<Submission>,
+    ) -> bool {
+        let shared = &self.shared;
+        if shared.is_shutting_down() {
+            return false;
+        }
+        let until_tick = self.next_tick_ms - shared.clock.monotonic_ms();
+        let wait = Duration::from_millis(until_tick.max(0) as u64).min(SHUTDOWN_POLL);
+        match submissions.recv_timeout(wait) {
+            Ok(first) => batch.push(first),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return false,
+        }
+        while batch.len() < MAX_BATCH {
+            let Ok(next) = submissions.try_recv() else {
+                break;
+            };
+            batch.push(next);
+        }
+        true
     }
 
     /// Preps `submissions` in order, plus expiry and reaping if their time
@@ -327,6 +305,24 @@ impl Sequencer {
                 tracing::debug!(path, "reaping container or expired TTL node");
                 proposal.push_txn(txn, Origin::Reaper);
             }
+        }
+    }
+}
+
+/// Hands `item` to the next stage, waiting while its channel is full (the
+/// in-flight window) and looking at the shutdown flag meanwhile. False once
+/// the server is stopping or the next stage is gone.
+fn hand_on<T>(shared: &Shared, to: &crossbeam_channel::Sender<T>, mut item: T) -> bool {
+    loop {
+        match to.send_timeout(item, SHUTDOWN_POLL) {
+            Ok(()) => return true,
+            Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
+                if shared.is_shutting_down() {
+                    return false;
+                }
+                item = back;
+            }
+            Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => return false,
         }
     }
 }
