@@ -33,10 +33,7 @@ fn ticks(duration: Duration) -> u32 {
 }
 
 pub fn setup(config: &Config) -> anyhow::Result<ReplicaSetup> {
-    let origin = config.source.as_ref().map_or_else(
-        || "<embedded default>".to_string(),
-        |p| p.display().to_string(),
-    );
+    let origin = config.origin();
     let me = config
         .my_id
         .context("a replicated server needs a myid file in dataDir")?;
