@@ -8,7 +8,7 @@
 //! driver to apply (`Action::Commit`) only txns that are both committed and
 //! durable in its own log.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::mem;
 
 use crate::log::Log;
@@ -93,6 +93,9 @@ struct Looking {
     ticks: u32,
     /// A quorum agrees but not every voter has voted: decide on the next tick.
     decide_on_tick: bool,
+    /// Voters the driver reported unreachable (the leader whose loss started
+    /// this election) and not heard from since: no vote is awaited from them.
+    unreachable: BTreeSet<ServerId>,
     /// Ticks during which we do not join an existing leader: it just refused
     /// us (its epoch is below one we accepted), and asking again at message
     /// speed would only spin.
@@ -401,9 +404,19 @@ impl Peer {
     /// waiting out `sync_limit_ticks` of silence. (A crashed leader's
     /// connections close at once; a paused one's do not, and silence still
     /// detects it.)
+    ///
+    /// While looking, no vote is awaited from `id` until it is heard from:
+    /// the election decides as soon as every other voter has voted instead
+    /// of waiting out the finalize tick for a vote that cannot come.
     pub fn peer_unreachable(&mut self, id: ServerId) {
         if matches!(&self.state, State::Learning(l) if l.leader == id) {
             self.start_election();
+        }
+        if let State::Looking(looking) = &mut self.state {
+            if id != self.config.id && self.config.voters.contains(&id) {
+                looking.unreachable.insert(id);
+                self.check_election();
+            }
         }
     }
 
@@ -669,6 +682,7 @@ impl Peer {
             }
             return;
         };
+        looking.unreachable.remove(&from);
         if !self.config.voters.contains(&from) {
             // An observer asking: answer, never count it.
             if state == PeerState::Looking {
@@ -704,6 +718,13 @@ impl Peer {
                         self.vote = vote;
                         looking.votes.insert(self.config.id, vote);
                         self.broadcast_notification();
+                    } else if vote < self.vote {
+                        // `from` may never have had our vote: it was still
+                        // following when our notification came, and answered
+                        // it instead of counting it. Tell it again rather than
+                        // leave both waiting for the resend.
+                        let message = self.notification();
+                        self.send(from, message);
                     }
                 }
                 self.check_election();
@@ -717,7 +738,6 @@ impl Peer {
     }
 
     fn check_election(&mut self) {
-        let voters = self.config.voters.len();
         let vote = self.vote;
         let State::Looking(looking) = &mut self.state else {
             return;
@@ -730,7 +750,13 @@ impl Peer {
             looking.decide_on_tick = false;
             return;
         }
-        if looking.votes.len() == voters {
+        let awaited = self
+            .config
+            .voters
+            .iter()
+            .filter(|v| !looking.votes.contains_key(v) && !looking.unreachable.contains(v))
+            .count();
+        if awaited == 0 {
             self.decide();
         } else {
             // Like Apache's finalize wait: a better vote may still be on its way.

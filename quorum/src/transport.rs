@@ -226,6 +226,9 @@ struct Shared {
     peers: BTreeMap<ServerId, PeerAddr>,
     links: BTreeMap<(ServerId, Channel), Link>,
     inbound: Sender<(ServerId, Envelope)>,
+    /// A link's connection went down: a wake-up for the driver, which may
+    /// act on it sooner than its next tick (see [`Transport::link_down`]).
+    link_down: (Sender<ServerId>, Receiver<ServerId>),
     stop: AtomicBool,
     counters: Counters,
     /// Every open socket, so shutdown can unblock its reader and writer.
@@ -355,6 +358,7 @@ impl Transport {
             peers,
             links,
             inbound,
+            link_down: crossbeam_channel::bounded(64),
             stop: AtomicBool::new(false),
             counters: Counters::default(),
             sockets: Mutex::new(BTreeMap::new()),
@@ -444,6 +448,13 @@ impl Transport {
     }
 
     /// True while `channel` to `peer` has a live connection.
+    /// Receives a peer's id each time one of its links loses its connection
+    /// (as [`is_connected_on`](Self::is_connected_on) turns false). Only a
+    /// wake-up: when the driver is slow to look, further ones are dropped.
+    pub fn link_down(&self) -> Receiver<ServerId> {
+        self.shared.link_down.1.clone()
+    }
+
     pub fn is_connected_on(&self, peer: ServerId, channel: Channel) -> bool {
         self.shared
             .links
@@ -622,7 +633,9 @@ fn write_loop(shared: &Arc<Shared>, link: &Link, rx: &Receiver<Out>) {
 }
 
 fn drop_conn(shared: &Shared, link: &Link, conn: &mut Option<Conn>) {
-    link.connected.store(false, Ordering::SeqCst);
+    if link.connected.swap(false, Ordering::SeqCst) {
+        let _ = shared.link_down.0.try_send(link.peer);
+    }
     if let Some(c) = conn.take() {
         shared.close(c.id, &c.closed);
     }

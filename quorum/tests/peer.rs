@@ -318,3 +318,85 @@ fn a_follower_elects_at_once_when_its_leader_is_unreachable() {
         .collect();
     assert_eq!(notified, ids(2..=3));
 }
+
+/// An election started by the leader's loss does not wait for that leader's
+/// vote: once every other voter agrees it decides at once, where a voter
+/// merely not heard from yet still gets the finalize tick.
+#[test]
+fn an_election_does_not_wait_for_the_vote_of_an_unreachable_voter() {
+    let better = Vote {
+        epoch: Epoch(100),
+        zxid: Zxid::ZERO,
+        leader: ServerId(2),
+    };
+    let looking_with = |peer: &mut Peer| {
+        let round = peer.round();
+        peer.step(
+            ServerId(2),
+            Message::Notification {
+                vote: better,
+                round,
+                state: PeerState::Looking,
+            },
+        );
+    };
+
+    let mut peer = Peer::new(config(1, 3), Prng::from_seed(5)).unwrap();
+    peer.take_actions();
+    join(&mut peer, 3, 2);
+    peer.peer_unreachable(ServerId(3));
+    assert_eq!(peer.role(), Role::Looking);
+    looking_with(&mut peer);
+    assert_eq!(
+        peer.role(),
+        Role::Following {
+            leader: ServerId(2)
+        },
+        "decided without waiting for the lost leader"
+    );
+
+    // Voter 3 silent but not known lost: the decision waits for a tick.
+    let mut peer = Peer::new(config(1, 3), Prng::from_seed(5)).unwrap();
+    peer.take_actions();
+    looking_with(&mut peer);
+    assert_eq!(peer.role(), Role::Looking);
+    peer.tick();
+    assert_eq!(
+        peer.role(),
+        Role::Following {
+            leader: ServerId(2)
+        }
+    );
+}
+
+/// A looking peer that hears a worse vote in its own round answers it with
+/// its own: the sender may have missed ours (it was still following when it
+/// came) and would otherwise wait for the periodic resend.
+#[test]
+fn a_worse_vote_in_the_same_round_is_answered() {
+    let mut peer = Peer::new(config(3, 3), Prng::from_seed(7)).unwrap();
+    drive(&mut peer);
+    let round = peer.round();
+    let worse = Vote {
+        epoch: Epoch(0),
+        zxid: Zxid::ZERO,
+        leader: ServerId(2),
+    };
+    assert!(worse < peer.vote());
+    peer.step(
+        ServerId(2),
+        Message::Notification {
+            vote: worse,
+            round,
+            state: PeerState::Looking,
+        },
+    );
+    let answers: Vec<(ServerId, Vote)> = drive(&mut peer)
+        .into_iter()
+        .filter_map(|(to, m)| match m {
+            Message::Notification { vote, .. } => Some((to, vote)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers, vec![(ServerId(2), peer.vote())]);
+}

@@ -67,8 +67,6 @@ pub struct ReplicaSetup {
 const DIFF_WINDOW: usize = 50_000;
 /// A state larger than this (decompressed) from a leader is refused.
 const MAX_STATE_BYTES: u64 = 8 << 30;
-/// Ticks a learner's connection to its leader may be down before it elects.
-const LINK_DOWN_TICKS: u32 = 1;
 /// A forwarded request unanswered this long has its connection closed.
 const OVERDUE_FORWARD: Duration = Duration::from_secs(30);
 /// Ticks between the leader's digests to its learners (one second).
@@ -222,12 +220,12 @@ pub(super) fn run(
         tick: setup.tick,
         ticks: 0,
         looking_since: Instant::now(),
+        role: Role::Looking,
         view: ReplicaView {
             mode: Mode::Looking,
             voters: setup.quorum.voters.len(),
             ..ReplicaView::default()
         },
-        leader_link_down: 0,
     };
     driver.publish();
     let result = driver.run(&inbound, &proposals_rx);
@@ -264,9 +262,9 @@ struct Driver {
     tick: Duration,
     ticks: u64,
     looking_since: Instant,
+    /// The peer's role when last looked at, to trace its changes.
+    role: Role,
     view: ReplicaView,
-    /// Ticks the learner's connection to its leader has been down.
-    leader_link_down: u32,
 }
 
 impl Driver {
@@ -278,6 +276,8 @@ impl Driver {
         // None once the backend closed it: nothing more becomes durable.
         let mut wakeups = Some(self.durability.wakeups());
         let never = crossbeam_channel::never();
+        // Only wakes the loop: watch_leader_link looks at every turn.
+        let link_down = self.transport.link_down();
         let mut next_tick = Instant::now() + self.tick;
         loop {
             if self.shared.is_shutting_down() {
@@ -294,6 +294,7 @@ impl Driver {
                         self.propose(proposal)?;
                     }
                 }
+                recv(link_down) -> _ => {}
                 recv(wakeups.as_ref().unwrap_or(&never)) -> woken => {
                     if woken.is_err() {
                         wakeups = None;
@@ -321,6 +322,7 @@ impl Driver {
                 }
                 self.on_tick();
             }
+            self.watch_leader_link();
             self.report_durable()?;
             self.execute()?;
             self.update_role()?;
@@ -446,7 +448,6 @@ impl Driver {
     fn on_tick(&mut self) {
         self.ticks += 1;
         self.peer.tick();
-        self.watch_leader_link();
         if let Some(Serving::Learner { leader, .. }) = self.serving {
             if self.ticks % TOUCH_EVERY_TICKS == 0 {
                 self.send_touches(leader);
@@ -502,28 +503,23 @@ impl Driver {
         }
     }
 
-    /// A learner whose connection to its leader has been down for
-    /// `LINK_DOWN_TICKS` elects again without waiting for silence: a
-    /// crashed leader's sockets close at once.
+    /// A learner whose connection to its leader is down elects again at
+    /// once, without waiting for silence: a crashed leader's sockets close
+    /// at once. Checked on every turn of the loop, not only on ticks, so a
+    /// follower woken by another's election notification joins it at once.
     fn watch_leader_link(&mut self) {
         let Some(Serving::Learner { leader, .. }) = self.serving else {
-            self.leader_link_down = 0;
             return;
         };
         let leader = ServerId(leader);
         if self.transport.is_connected_on(leader, Channel::Quorum) {
-            self.leader_link_down = 0;
             return;
         }
-        self.leader_link_down += 1;
-        if self.leader_link_down >= LINK_DOWN_TICKS {
-            tracing::info!(
-                leader = leader.0,
-                "lost the connection to the leader; electing"
-            );
-            self.leader_link_down = 0;
-            self.peer.peer_unreachable(leader);
-        }
+        tracing::info!(
+            leader = leader.0,
+            "lost the connection to the leader; electing"
+        );
+        self.peer.peer_unreachable(leader);
     }
 
     /// Sessions of this learner's clients that are alive here.
@@ -807,6 +803,15 @@ impl Driver {
 
     /// Follows the peer's role: serving starts and stops here.
     fn update_role(&mut self) -> Result<(), StorageError> {
+        if self.peer.role() != self.role {
+            self.role = self.peer.role();
+            tracing::debug!(
+                role = ?self.role,
+                round = self.peer.round(),
+                since_looking_ms = self.looking_since.elapsed().as_millis() as u64,
+                "role changed"
+            );
+        }
         let now = match (self.peer.role(), self.peer.serving_epoch()) {
             (Role::Leading { .. }, Some(epoch)) => Some(Serving::Leader { epoch: epoch.0 }),
             (Role::Following { leader }, Some(_)) => Some(Serving::Learner {
