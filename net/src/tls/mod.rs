@@ -25,6 +25,7 @@
 //! reading `zoo.cfg` (the server's config module fills [`TlsOptions`]).
 
 mod dn;
+mod jks;
 mod store;
 
 pub use dn::{render_name, subject_dn};

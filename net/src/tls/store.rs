@@ -1,15 +1,17 @@
 //! Key and trust stores as Apache ZooKeeper's `ssl.keyStore.*` and
-//! `ssl.trustStore.*` name them: PEM files and PKCS#12 archives, read into
-//! rustls' certificate and key types. The type comes from `.type` or, as in
-//! the reference, from the file's extension (`.pem`, `.p12`, `.jks`,
-//! `.bcfks`). JKS and BCFKS are Java-only formats no maintained crate reads:
-//! they are refused with the `keytool` command that converts them.
+//! `ssl.trustStore.*` name them: PEM files, PKCS#12 archives and Java
+//! KeyStores (JKS, read by [`super::jks`]), read into rustls' certificate
+//! and key types. The type comes from `.type` or, as in the reference, from
+//! the file's extension (`.pem`, `.p12`, `.jks`, `.bcfks`); as Java does, a
+//! JKS type also reads a PKCS#12 file and a PKCS12 type a JKS file. BCFKS
+//! (BouncyCastle's FIPS format) is refused with the `keytool` command that
+//! converts it.
 //!
 //! Store files are operator input, read once at start-up: each is bounded in
 //! size before it is read, and every malformed byte is an error naming the
 //! file, never a panic.
 
-use super::{StoreSpec, TlsError};
+use super::{jks, StoreSpec, TlsError};
 use base64::Engine;
 use rustls::pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
@@ -62,7 +64,7 @@ impl StoreType {
                 StoreType::from_name(name).ok_or_else(|| TlsError::Store {
                     key: spec.key.to_string(),
                     path: spec.location.clone(),
-                    message: format!("unknown store type {name:?}: expected PEM or PKCS12"),
+                    message: format!("unknown store type {name:?}: expected PEM, PKCS12 or JKS"),
                 })
             }
             _ => StoreType::from_file_name(&spec.location.to_string_lossy()).ok_or_else(|| {
@@ -70,7 +72,7 @@ impl StoreType {
                     key: spec.key.to_string(),
                     path: spec.location.clone(),
                     message: format!(
-                        "cannot tell the store type from the file name; set {}.type to PEM or PKCS12",
+                        "cannot tell the store type from the file name; set {}.type to PEM, PKCS12 or JKS",
                         spec.key
                     ),
                 }
@@ -104,22 +106,30 @@ fn read_bounded(spec: &StoreSpec) -> Result<Vec<u8>, TlsError> {
     Ok(bytes)
 }
 
-fn unsupported_java_store(spec: &StoreSpec, kind: StoreType) -> TlsError {
-    let name = if kind == StoreType::Jks {
-        "JKS"
-    } else {
-        "BCFKS"
-    };
+/// BCFKS needs BouncyCastle's FIPS provider; nothing here reads it.
+fn unsupported_bcfks(spec: &StoreSpec) -> TlsError {
     store_error(
         spec,
         format!(
-            "{name} stores are Java-only and not supported here; convert it to PKCS12 with \
-             `keytool -importkeystore -srckeystore {} -destkeystore store.p12 -deststoretype PKCS12` \
-             and set {}.type=PKCS12 (or use PEM)",
+            "BCFKS stores are Java-only and not supported here; convert it to PKCS12 with \
+             `keytool -importkeystore -srckeystore {} -srcstoretype BCFKS -destkeystore store.p12 \
+             -deststoretype PKCS12` (with BouncyCastle's provider) and set {}.type=PKCS12 \
+             (or use PEM or JKS)",
             spec.location.display(),
             spec.key
         ),
     )
+}
+
+/// The format the bytes are in. As Java's keystore compatibility mode does
+/// (the default since Java 9), a JKS type reads a PKCS#12 file and a PKCS12
+/// type a JKS file: the JKS magic decides.
+fn content_type(kind: StoreType, bytes: &[u8]) -> StoreType {
+    match kind {
+        StoreType::Jks | StoreType::Pkcs12 if jks::is_jks(bytes) => StoreType::Jks,
+        StoreType::Jks if bytes.first() == Some(&0x30) => StoreType::Pkcs12,
+        other => other,
+    }
 }
 
 /// The server's certificate chain (leaf first) and private key.
@@ -127,10 +137,13 @@ pub fn load_key_store(
     spec: &StoreSpec,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let kind = StoreType::of(spec)?;
-    match kind {
-        StoreType::Jks | StoreType::Bcfks => Err(unsupported_java_store(spec, kind)),
+    if kind == StoreType::Bcfks {
+        return Err(unsupported_bcfks(spec));
+    }
+    let bytes = read_bounded(spec)?;
+    match content_type(kind, &bytes) {
+        StoreType::Bcfks => Err(unsupported_bcfks(spec)),
         StoreType::Pem => {
-            let bytes = read_bounded(spec)?;
             let blocks = pem_blocks(&bytes).map_err(|message| store_error(spec, message))?;
             let mut certs = Vec::new();
             let mut key = None;
@@ -144,10 +157,8 @@ pub fn load_key_store(
                     "EC PRIVATE KEY" => {
                         key = key.or(Some(PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(der))))
                     }
-                    "ENCRYPTED PRIVATE KEY" => {
-                        if key.is_none() {
-                            key = Some(decrypt_pkcs8(spec, &der)?);
-                        }
+                    "ENCRYPTED PRIVATE KEY" if key.is_none() => {
+                        key = Some(decrypt_pkcs8(spec, &der)?);
                     }
                     _ => {}
                 }
@@ -159,7 +170,6 @@ pub fn load_key_store(
             Ok((certs, key))
         }
         StoreType::Pkcs12 => {
-            let bytes = read_bounded(spec)?;
             let store = p12_keystore::KeyStore::from_pkcs12(&bytes, &spec.password)
                 .map_err(|error| store_error(spec, format!("cannot read PKCS12: {error}")))?;
             let (_, chain) = store
@@ -176,27 +186,70 @@ pub fn load_key_store(
             let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(chain.key().to_vec()));
             Ok((certs, key))
         }
+        StoreType::Jks => {
+            let entries = jks::parse(&bytes, &spec.password)
+                .map_err(|message| store_error(spec, format!("cannot read JKS: {message}")))?;
+            // The first key entry in the file, as Java's key manager serves
+            // a store holding one.
+            let (alias, protected_key, chain) = entries
+                .into_iter()
+                .find_map(|entry| match entry {
+                    jks::Entry::PrivateKey {
+                        alias,
+                        protected_key,
+                        chain,
+                    } => Some((alias, protected_key, chain)),
+                    jks::Entry::TrustedCert { .. } => None,
+                })
+                .ok_or_else(|| store_error(spec, "no private key entry in the JKS store"))?;
+            if spec.password.is_empty() {
+                return Err(store_error(
+                    spec,
+                    format!(
+                        "the key entry {alias:?} is protected but {}.password is not set",
+                        spec.key
+                    ),
+                ));
+            }
+            if chain.is_empty() {
+                return Err(store_error(
+                    spec,
+                    format!("the key entry {alias:?} has no certificate"),
+                ));
+            }
+            let key = jks::recover_key(protected_key, &spec.password).map_err(|message| {
+                store_error(spec, format!("the key entry {alias:?}: {message}"))
+            })?;
+            let certs = chain
+                .into_iter()
+                .map(|cert| CertificateDer::from(cert.to_vec()))
+                .collect();
+            Ok((certs, PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key))))
+        }
     }
 }
 
 /// The certificates a trust store holds. PKCS#12 trust entries are the
 /// certificates Java marks trusted (what `keytool -importcert` writes);
-/// certificates without that mark are ignored there too.
+/// certificates without that mark are ignored there too. A JKS store's are,
+/// as Java's trust manager takes them, its trusted certificate entries and
+/// the leaf certificate of each key entry.
 pub fn load_trust_store(spec: &StoreSpec) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let kind = StoreType::of(spec)?;
+    if kind == StoreType::Bcfks {
+        return Err(unsupported_bcfks(spec));
+    }
+    let bytes = read_bounded(spec)?;
+    let kind = content_type(kind, &bytes);
     let certs: Vec<CertificateDer<'static>> = match kind {
-        StoreType::Jks | StoreType::Bcfks => return Err(unsupported_java_store(spec, kind)),
-        StoreType::Pem => {
-            let bytes = read_bounded(spec)?;
-            pem_blocks(&bytes)
-                .map_err(|message| store_error(spec, message))?
-                .into_iter()
-                .filter(|(label, _)| label == "CERTIFICATE")
-                .map(|(_, der)| CertificateDer::from(der))
-                .collect()
-        }
+        StoreType::Bcfks => return Err(unsupported_bcfks(spec)),
+        StoreType::Pem => pem_blocks(&bytes)
+            .map_err(|message| store_error(spec, message))?
+            .into_iter()
+            .filter(|(label, _)| label == "CERTIFICATE")
+            .map(|(_, der)| CertificateDer::from(der))
+            .collect(),
         StoreType::Pkcs12 => {
-            let bytes = read_bounded(spec)?;
             let store = p12_keystore::KeyStore::from_pkcs12(&bytes, &spec.password)
                 .map_err(|error| store_error(spec, format!("cannot read PKCS12: {error}")))?;
             store
@@ -209,6 +262,15 @@ pub fn load_trust_store(spec: &StoreSpec) -> Result<Vec<CertificateDer<'static>>
                 })
                 .collect()
         }
+        StoreType::Jks => jks::parse(&bytes, &spec.password)
+            .map_err(|message| store_error(spec, format!("cannot read JKS: {message}")))?
+            .into_iter()
+            .filter_map(|entry| match entry {
+                jks::Entry::TrustedCert { cert, .. } => Some(cert),
+                jks::Entry::PrivateKey { chain, .. } => chain.first().copied(),
+            })
+            .map(|cert| CertificateDer::from(cert.to_vec()))
+            .collect(),
     };
     if certs.is_empty() {
         let hint = if kind == StoreType::Pkcs12 {
@@ -325,15 +387,157 @@ mod tests {
                 .as_deref(),
             Some(
                 "ssl.keyStore /k/a.bin: cannot tell the store type from the file name; \
-                 set ssl.keyStore.type to PEM or PKCS12"
+                 set ssl.keyStore.type to PEM, PKCS12 or JKS"
             )
         );
-        let jks = load_key_store(&spec("/k/a.jks", None)).map_err(|e| e.to_string());
+        let bcfks = load_key_store(&spec("/k/a.bcfks", None)).map_err(|e| e.to_string());
         assert!(
-            jks.as_ref()
+            bcfks
+                .as_ref()
                 .err()
-                .is_some_and(|e| e.contains("JKS stores are Java-only")),
-            "{jks:?}"
+                .is_some_and(|e| e.contains("BCFKS stores are Java-only")),
+            "{bcfks:?}"
+        );
+        let unknown = StoreType::of(&spec("/k/a.jks", Some("JCEKS"))).map_err(|e| e.to_string());
+        assert_eq!(
+            unknown.err().as_deref(),
+            Some(
+                "ssl.keyStore /k/a.jks: unknown store type \"JCEKS\": expected PEM, PKCS12 or JKS"
+            )
+        );
+    }
+
+    /// A file under the temporary directory, removed when dropped.
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, bytes: &[u8]) -> TempFile {
+            let path =
+                std::env::temp_dir().join(format!("net-store-{}-{name}", std::process::id()));
+            std::fs::write(&path, bytes).expect("write the store");
+            TempFile(path)
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn jks_spec(
+        key: &'static str,
+        file: &TempFile,
+        password: &str,
+        kind: Option<&str>,
+    ) -> StoreSpec {
+        StoreSpec {
+            key,
+            location: file.0.clone(),
+            password: password.to_string(),
+            store_type: kind.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn jks_key_and_trust_stores_serve_tls() {
+        use super::jks::testing::{write, TestEntry};
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::new()).expect("params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).expect("ca");
+        let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+        let server_key = rcgen::KeyPair::generate().expect("key");
+        let server = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .expect("params")
+            .signed_by(&server_key, &issuer)
+            .expect("server");
+        let pkcs8 = server_key.serialize_der();
+        let password = "changeit";
+        let key_store = write(
+            2,
+            &[TestEntry::PrivateKey {
+                alias: "server",
+                pkcs8: &pkcs8,
+                chain: vec![server.der(), ca.der()],
+            }],
+            password,
+        );
+        let trust_store = write(
+            2,
+            &[TestEntry::TrustedCert {
+                alias: "ca",
+                cert: ca.der(),
+            }],
+            password,
+        );
+        let key_file = TempFile::new("server.jks", &key_store);
+        let trust_file = TempFile::new("trust.jks", &trust_store);
+
+        let (certs, key) =
+            load_key_store(&jks_spec("ssl.keyStore", &key_file, password, None)).expect("key");
+        assert_eq!(certs, vec![server.der().clone(), ca.der().clone()]);
+        assert_eq!(key.secret_der(), &pkcs8[..]);
+        // The leaf of a key entry is a trust anchor too, as in Java.
+        assert_eq!(
+            load_trust_store(&jks_spec("ssl.trustStore", &key_file, password, None))
+                .expect("trust"),
+            vec![server.der().clone()]
+        );
+        // A JKS file under the PKCS12 type reads, as Java's compatibility
+        // mode reads it; a trust store needs no password.
+        assert_eq!(
+            load_trust_store(&jks_spec("ssl.trustStore", &trust_file, "", Some("PKCS12")))
+                .expect("trust"),
+            vec![ca.der().clone()]
+        );
+
+        // rustls takes the pair and the anchors: the key matches its leaf.
+        let options = super::super::TlsOptions {
+            key_store: Some(jks_spec("ssl.keyStore", &key_file, password, Some("jks"))),
+            trust_store: Some(jks_spec("ssl.trustStore", &trust_file, password, None)),
+            ..super::super::TlsOptions::default()
+        };
+        super::super::TlsServer::new(&options).expect("a TLS server from JKS stores");
+
+        // Errors name the file and what is wrong.
+        let wrong = load_key_store(&jks_spec("ssl.keyStore", &key_file, "wrong", None))
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert_eq!(
+            wrong,
+            Err(format!(
+                "ssl.keyStore {}: cannot read JKS: the integrity check failed: \
+                 the password is wrong, or the store is corrupted",
+                key_file.0.display()
+            ))
+        );
+        let no_password = load_key_store(&jks_spec("ssl.keyStore", &key_file, "", None))
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert!(
+            no_password.as_ref().is_err_and(|e| e.ends_with(
+                "the key entry \"server\" is protected but ssl.keyStore.password is not set"
+            )),
+            "{no_password:?}"
+        );
+        let no_key = load_key_store(&jks_spec("ssl.keyStore", &trust_file, password, None))
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert!(
+            no_key
+                .as_ref()
+                .is_err_and(|e| e.ends_with("no private key entry in the JKS store")),
+            "{no_key:?}"
+        );
+        let cut = TempFile::new("cut.jks", &key_store[..key_store.len() / 2]);
+        let cut = load_key_store(&jks_spec("ssl.keyStore", &cut, password, None))
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert!(
+            cut.as_ref()
+                .is_err_and(|e| e.contains("cannot read JKS: cut short")),
+            "{cut:?}"
         );
     }
 

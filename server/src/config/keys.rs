@@ -778,7 +778,7 @@ fn read_store(
     if let Some(setting) = builder.property(&format!("zookeeper.{key}.type")) {
         if !setting.value.is_empty() {
             if net::tls::StoreType::from_name(setting.value).is_none() {
-                return Err(setting.invalid("PEM or PKCS12 (JKS and BCFKS are Java-only)"));
+                return Err(setting.invalid("PEM, PKCS12 or JKS (BCFKS is Java-only)"));
             }
             store_type = Some(setting.value.to_string());
         }
@@ -1369,7 +1369,7 @@ clientPort=2181
             ),
             (
                 "ssl.keyStore.location=/k\nssl.keyStore.type=P12\n",
-                "zoo.cfg: invalid value \"P12\" for ssl.keyStore.type: expected PEM or PKCS12 (JKS and BCFKS are Java-only)",
+                "zoo.cfg: invalid value \"P12\" for ssl.keyStore.type: expected PEM, PKCS12 or JKS (BCFKS is Java-only)",
             ),
             (
                 "ssl.authProvider=custom\n",
