@@ -101,6 +101,7 @@ class Pki:
         # Java's own trust store formats, when keytool is here.
         self.trust_p12 = None
         self.server_jks = None
+        self.trust_jks = None
         if os.path.exists(KEYTOOL):
             self.trust_p12 = d("trust.p12")
             run(KEYTOOL, "-importcert", "-noprompt", "-alias", "ca", "-file", self.ca,
@@ -109,6 +110,9 @@ class Pki:
             run(KEYTOOL, "-importkeystore", "-srckeystore", self.server_p12, "-srcstoretype", "PKCS12",
                 "-srcstorepass", PASSWORD, "-destkeystore", self.server_jks, "-deststoretype", "JKS",
                 "-deststorepass", PASSWORD, "-noprompt")
+            self.trust_jks = d("trust.jks")
+            run(KEYTOOL, "-importcert", "-noprompt", "-alias", "ca", "-file", self.ca,
+                "-storetype", "JKS", "-keystore", self.trust_jks, "-storepass", PASSWORD)
 
     def leaf(self, name, subject, ext, ca="ca"):
         """A key and a certificate signed by `ca`; returns the serial."""
@@ -403,28 +407,51 @@ def ours_on_secure_port_only(pki, name, config):
     return cfg, port
 
 
-@pytest.mark.parametrize("kind", [harness.OURS])
-def test_pkcs12_stores_and_a_jks_store(request, pki, kind):
-    if pki.trust_p12 is None:
-        harness.missing("keytool (default-jre-headless)")
-    server = start_tls_server(request, kind, tls_config(pki, **{
-        "ssl.keyStore.location": pki.server_p12, "ssl.keyStore.password": PASSWORD,
-        "ssl.trustStore.location": pki.trust_p12, "ssl.trustStore.password": PASSWORD}))
-    client = kazoo_tls(server, pki)
-    try:
-        client.create("/tls-p12", b"ok")
-        assert client.get("/tls-p12")[0] == b"ok"
-    finally:
-        stop(client)
-    # A JKS store is refused at start-up, naming the type and the way out.
-    harness.require(kind)
-    cfg, _ = ours_on_secure_port_only(pki, "jks", tls_config(pki, **{
-        "ssl.keyStore.location": pki.server_jks, "ssl.keyStore.password": PASSWORD}))
+def refused_at_start_up(pki, name, config):
+    """Our server's output when it exits at start-up on `config` (on the
+    secure port only, so a store error stops it)."""
+    cfg, _ = ours_on_secure_port_only(pki, name, config)
     p = subprocess.run([harness.ours_bin(), cfg], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=30)
     text = p.stdout.decode(errors="replace")
     assert p.returncode != 0, text
-    assert "JKS stores are Java-only" in text and "keytool -importkeystore" in text, text
+    return text
+
+
+@pytest.mark.parametrize("kind", [harness.OURS])
+def test_pkcs12_and_jks_stores(request, pki, kind):
+    if pki.trust_p12 is None:
+        harness.missing("keytool (default-jre-headless)")
+    # keytool's PKCS12 stores, then its JKS stores (named by .type, and by
+    # the .jks extension): each serves a client whose certificate the trust
+    # store's CA signed (clientAuth need).
+    for name, stores in (
+            ("p12", {"ssl.keyStore.location": pki.server_p12,
+                     "ssl.trustStore.location": pki.trust_p12}),
+            ("jks", {"ssl.keyStore.location": pki.server_jks, "ssl.keyStore.type": "JKS",
+                     "ssl.trustStore.location": pki.trust_jks, "ssl.trustStore.type": "jks"}),
+            ("jks-by-extension", {"ssl.keyStore.location": pki.server_jks,
+                                  "ssl.trustStore.location": pki.trust_jks})):
+        server = start_tls_server(request, kind, tls_config(pki, **dict(stores, **{
+            "ssl.keyStore.password": PASSWORD, "ssl.trustStore.password": PASSWORD})))
+        client = kazoo_tls(server, pki)
+        try:
+            path = "/tls-" + name
+            client.create(path, b"ok")
+            assert client.get(path)[0] == b"ok"
+        finally:
+            stop(client)
+            server.stop()
+    harness.require(kind)
+    # A wrong JKS password fails the store's integrity check, naming it.
+    text = refused_at_start_up(pki, "jks-wrong", tls_config(pki, **{
+        "ssl.keyStore.location": pki.server_jks, "ssl.keyStore.password": "wrong-password"}))
+    assert "ssl.keyStore %s" % pki.server_jks in text, text
+    assert "the integrity check failed: the password is wrong" in text, text
+    # BCFKS is still refused at start-up, naming the type and the way out.
+    text = refused_at_start_up(pki, "bcfks", tls_config(pki, **{
+        "ssl.keyStore.location": pki.path("server.bcfks"), "ssl.keyStore.password": PASSWORD}))
+    assert "BCFKS stores are Java-only" in text and "keytool -importkeystore" in text, text
 
 
 @pytest.mark.parametrize("kind", [harness.OURS])
