@@ -235,8 +235,12 @@ impl Node {
             if let Some(status) = child.try_wait()? {
                 forget_group(child);
                 self.child = None;
+                let log = self.dir.join(format!("server-{}.log", self.starts));
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(12)..].join("\n");
                 return Err(io::Error::other(format!(
-                    "{} node {} exited ({status}); see {}",
+                    "{} node {} exited ({status}); see {}; its log ends:\n{tail}",
                     kind.name(),
                     self.id,
                     self.dir.display()

@@ -64,70 +64,6 @@ pub fn decode_value<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, C
     decode_exact(bytes)
 }
 
-/// The whole tree as one byte string (Zab SNAP): a header with its zxid,
-/// digest and node count, then the records of a walk of the tree, each
-/// behind its length. `decode_state` rebuilds it and checks the digest.
-/// Call it with the tree quiescent (a read lock held): this is a copy of
-/// one state, not a fuzzy snapshot.
-pub fn encode_state(tree: &DataTree) -> Result<Vec<u8>, CodecError> {
-    let mut out = Vec::with_capacity(64 + tree.node_count() * 64);
-    out.extend_from_slice(STATE_MAGIC);
-    out.extend_from_slice(&(tree.last_zxid().0 as u64).to_le_bytes());
-    out.extend_from_slice(&tree.digest().to_le_bytes());
-    out.extend_from_slice(&(tree.node_count() as u64).to_le_bytes());
-    let mut cursor = SnapshotCursor::new();
-    let mut records = Vec::new();
-    while !cursor.is_done() {
-        records.clear();
-        cursor.next_chunk(tree, 4096, &mut records);
-        for record in &records {
-            let bytes = encode_record(record)?;
-            let len = u32::try_from(bytes.len())
-                .map_err(|_| CodecError::Encode("snapshot record over 4 GiB".into()))?;
-            out.extend_from_slice(&len.to_le_bytes());
-            out.extend_from_slice(&bytes);
-        }
-    }
-    Ok(out)
-}
-
-const STATE_MAGIC: &[u8; 8] = b"ZKRSST01";
-
-/// Rebuilds the tree `encode_state` wrote. The input is untrusted: lengths
-/// are checked against what is there, and a digest that does not match
-/// the rebuilt tree is an error.
-pub fn decode_state(bytes: &[u8]) -> Result<DataTree, CodecError> {
-    let bad = |what: &str| CodecError::Decode(format!("state: {what}"));
-    let header = bytes.get(..32).ok_or_else(|| bad("truncated header"))?;
-    if &header[..8] != STATE_MAGIC {
-        return Err(bad("bad magic"));
-    }
-    let word = |i: usize| u64::from_le_bytes(header[i..i + 8].try_into().expect("8 bytes"));
-    let (zxid, digest, nodes) = (Zxid(word(8) as i64), word(16), word(24));
-    // A hint only: never reserve more than the bytes could hold.
-    let expected = usize::try_from(nodes).unwrap_or(0).min(bytes.len() / 16);
-    let mut restorer = Restorer::new(zxid, expected);
-    let mut rest = &bytes[32..];
-    while !rest.is_empty() {
-        let len = rest
-            .get(..4)
-            .ok_or_else(|| bad("truncated record length"))?;
-        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
-        let record = rest
-            .get(4..4 + len)
-            .ok_or_else(|| bad("record runs past the end"))?;
-        restorer
-            .restore(decode_record(record)?)
-            .map_err(|error| CodecError::Decode(format!("state: {error:?}")))?;
-        rest = &rest[4 + len..];
-    }
-    let tree = restorer.finish();
-    if tree.digest() != digest {
-        return Err(bad("digest does not match the rebuilt tree"));
-    }
-    Ok(tree)
-}
-
 /// One element of a snapshot. Nodes come parents first.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum SnapshotRecord {
@@ -441,40 +377,6 @@ pub fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn state_round_trips_and_refuses_damage() {
-        let mut prep = Prep::new(Zxid(0), PrepConfig::default());
-        let mut tree = DataTree::new();
-        for (i, path) in ["/a", "/a/b", "/c"].iter().enumerate() {
-            let request = Request::Create {
-                op: OpCode::Create,
-                request: CreateRequest {
-                    path: path.to_string(),
-                    data: Some(vec![i as u8; 3]),
-                    acl: Acl::open_unsafe(),
-                    flags: 0,
-                    ttl: -1,
-                },
-            };
-            let txn = prep
-                .prep(&tree, SessionId(1), i as i32, &[], &request, 10)
-                .expect("prep");
-            apply(&mut tree, &txn);
-        }
-        let bytes = encode_state(&tree).expect("encode");
-        let back = decode_state(&bytes).expect("decode");
-        assert_eq!(back.digest(), tree.digest());
-        assert_eq!(back.last_zxid(), tree.last_zxid());
-        assert_eq!(back.node_count(), tree.node_count());
-        for cut in [0, 10, 31, bytes.len() - 1] {
-            assert!(decode_state(&bytes[..cut]).is_err(), "cut at {cut}");
-        }
-        let mut flipped = bytes.clone();
-        let last = flipped.len() - 2;
-        flipped[last] ^= 0xff;
-        assert!(decode_state(&flipped).is_err());
-    }
 
     use crate::apply::{apply, apply_replay};
     use crate::prep::{Prep, PrepConfig};

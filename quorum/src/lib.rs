@@ -72,7 +72,8 @@
 //!
 //! Not here: session touches and forwarding of learners' client requests
 //! (the driver carries them in [`Message::App`], which the peer ignores),
-//! streaming a large SNAP in chunks, and dynamic reconfiguration. The peer
+//! moving a SNAP's state (the server's driver streams it in chunks ahead of
+//! the NEWLEADER), and dynamic reconfiguration. The peer
 //! keeps its log above its snapshot floor in memory (payloads included, to
 //! send DIFFs); the driver bounds it with [`Peer::compact`].
 //!
@@ -96,8 +97,8 @@
 //! per connection, standing in for Apache's TCP connection), learners resend
 //! their current step every tick, and a learner that sees a gap in the
 //! proposal stream (each PROPOSAL names the zxid before it) reconnects and is
-//! synchronized again. For SNAP the leader's driver attaches its state machine
-//! as of the snapshot zxid (see [`Action::Send`]).
+//! synchronized again. For SNAP the leader's driver delivers its state machine
+//! as of the snapshot zxid, or a later committed state (see [`Action::Send`]).
 //!
 //! # Invariants (checked by the simulation after every step)
 //!
@@ -112,7 +113,7 @@
 //!
 //! # Wire format
 //!
-//! [`wire`] encodes every message, the SNAP state a leader's driver attaches
+//! [`wire`] encodes every message, the SNAP trailer a leader's driver attaches
 //! and the connection handshake (magic, version, sender id, ensemble
 //! fingerprint, channel) as checksummed, size-bounded frames; it is pure, and
 //! its decoders treat peer bytes as untrusted. With the `transport` feature,
@@ -265,16 +266,21 @@ impl Config {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Send a message. For a `NewLeader` with `SyncMode::Snap { zxid }` the
-    /// driver attaches its state machine's state; it is exactly the state at
-    /// `zxid`, because every `Commit` up to `zxid` came before this action and
-    /// none after it.
+    /// driver delivers its state machine's state with it; when this action
+    /// comes, the state is exactly the state at `zxid` (every `Commit` up to
+    /// `zxid` came before it and none after), and a driver that copies it
+    /// while later commits apply must bring the copy to one committed
+    /// state, at `zxid` or after.
     Send { to: ServerId, message: Message },
     /// Append txns to the log; report with `persisted(last zxid)`.
     Append { txns: Vec<Txn> },
     /// Drop every logged txn after `after`; report with `persisted(after)`.
     Truncate { after: Zxid },
     /// Replace state and log with the snapshot received in the last
-    /// `NewLeader` (SNAP); report with `persisted(zxid)`.
+    /// `NewLeader` (SNAP); report with `persisted(zxid)`. If the state the
+    /// driver received is at a later committed zxid, the txns up to it that
+    /// the peer then appends are durable already (in that state): report
+    /// them persisted without writing them again, and skip their commits.
     InstallSnapshot { zxid: Zxid },
     /// Write the epoch record; report with `persisted_epochs()`.
     PersistEpochs(Epochs),

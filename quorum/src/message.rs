@@ -38,8 +38,7 @@ pub enum SyncMode {
     Trunc { after: Zxid },
     /// The learner is too far behind (or the leader's log no longer reaches
     /// back to it): install the leader's state as of `zxid`, then append the
-    /// txns. The state itself travels with the message, attached by the
-    /// leader's driver (see `Action::Send`).
+    /// txns. The state itself is the drivers' to move (see `Action::Send`).
     Snap { zxid: Zxid },
 }
 

@@ -437,6 +437,16 @@ impl Transport {
         }
     }
 
+    /// Bytes queued for `peer` on `channel` and not yet written: a sender
+    /// of many large frames (a SNAP stream) waits on this to stay within
+    /// the queue's bound instead of having frames dropped.
+    pub fn queued_bytes(&self, peer: ServerId, channel: Channel) -> Option<usize> {
+        self.shared
+            .links
+            .get(&(peer, channel))
+            .map(|link| link.queued_bytes.load(Ordering::SeqCst))
+    }
+
     /// True while both channels to `peer` have a live connection.
     pub fn is_connected(&self, peer: ServerId) -> bool {
         Channel::ALL.iter().all(|&channel| {

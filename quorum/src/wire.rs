@@ -78,8 +78,9 @@
 //! `state` is 0 LOOKING, 1 FOLLOWING, 2 LEADING, 3 OBSERVING. `sync` is a byte,
 //! 0 DIFF, 1 TRUNC followed by `after`, 2 SNAP followed by `zxid`. A list is a
 //! u32 count and its items; a txn is its zxid, a u32 length and its bytes.
-//! `snapshot` is a byte, 0 for none or 1 followed by a u32 length and the
-//! leader's state as its driver serialised it; it is present exactly when
+//! `snapshot` is a byte, 0 for none or 1 followed by a u32 length and what
+//! the leader's driver attaches to a SNAP (the server attaches the trailer of
+//! the state it streamed ahead as `App` messages); it is present exactly when
 //! `sync` is SNAP (see [`crate::Action::Send`]), and a payload must end where
 //! its last field does.
 
@@ -281,12 +282,13 @@ pub fn fingerprint(voters: &BTreeSet<ServerId>, observers: &BTreeSet<ServerId>) 
     hash
 }
 
-/// A message as it travels: with the SNAP state its leader's driver attached.
+/// A message as it travels: with what its leader's driver attached to a SNAP.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Envelope {
     pub message: Message,
-    /// The leader's state machine at the SNAP zxid, opaque here; present
-    /// exactly when `message` is a NEWLEADER with `SyncMode::Snap`.
+    /// The driver's SNAP attachment (the server's: the trailer of the state
+    /// it streamed ahead), opaque here; present exactly when `message` is a
+    /// NEWLEADER with `SyncMode::Snap`.
     pub snapshot: Option<Vec<u8>>,
 }
 

@@ -25,7 +25,8 @@ pub const QUORUM_TICK: Duration = Duration::from_millis(50);
 /// The longest silence tolerated from a leader or a quorum of followers.
 pub const FAILURE_TIMEOUT: Duration = Duration::from_millis(1500);
 const ELECTION_RESEND: Duration = Duration::from_millis(200);
-/// Largest quorum frame: a SNAP carries the whole (compressed) tree.
+/// Largest quorum frame: a NEWLEADER with a DIFF of up to `DIFF_WINDOW`
+/// txns (a SNAP's state streams in ~1 MiB frames ahead of it).
 const MAX_PEER_FRAME_BYTES: u32 = 1 << 30;
 
 fn ticks(duration: Duration) -> u32 {

@@ -30,6 +30,30 @@ pub(crate) enum AppMessage {
     /// `DataTree::replica_digest` at `zxid`. A learner whose tree differs
     /// at the same zxid has diverged and stops.
     Digest { zxid: i64, digest: u64 },
+    /// Leader → a learner being sent SNAP: frame `seq` of the walk of the
+    /// tree started at `start`, zstd-compressed records (see `snap`).
+    SnapRecords {
+        session: u64,
+        seq: u64,
+        start: i64,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Leader → the same learner, after the records: committed txns the
+    /// walk ran under that the NEWLEADER does not carry.
+    SnapTail {
+        session: u64,
+        seq: u64,
+        txns: Vec<TailTxn>,
+    },
+}
+
+/// A committed txn in a SNAP's tail, as `engine::persist::encode_txn` wrote it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TailTxn {
+    pub zxid: i64,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
 }
 
 impl AppMessage {

@@ -29,6 +29,7 @@ mod forward;
 mod log;
 pub mod replica;
 mod sequencer;
+mod snap;
 mod snapshots;
 #[cfg(test)]
 mod tests;

@@ -15,10 +15,11 @@
 //!
 //! Rules this keeps:
 //! - The applier sees only committed txns, in zxid order; the tree never
-//!   holds an uncommitted one. So the state a SNAP sends (`encode_state` of
-//!   the tree once the applier reached the commit point the peer names, with
-//!   no later commit handed over meanwhile) is exactly the state at that
-//!   zxid, and a TRUNC never reaches below what the tree holds.
+//!   holds an uncommitted one. So a SNAP's walk of the tree (`snap`), begun
+//!   once the applier reached the commit point the peer names and before
+//!   any later commit is handed over, starts at exactly that zxid and sees
+//!   only committed states after it; and a TRUNC never reaches below what
+//!   the tree holds.
 //! - At start-up the recovered tree is the peer's floor, as if it were one
 //!   snapshot: its txns are not offered for DIFF, so a learner behind it is
 //!   sent SNAP; every sync decision stays safe because a floor the leader
@@ -32,11 +33,13 @@
 //!   prep assigns is the one the peer assigns (checked on every proposal).
 
 use super::applier::{run_replica as run_applier, Applier, ApplierInput};
-use super::forward::{AppMessage, Forwarding};
+use super::forward::{AppMessage, Forwarding, TailTxn};
 use super::sequencer::{Forwarder, Sequencer};
+use super::snap::{self, Incoming, Trailer, WalkEnd};
 use super::{Entry, Origin, Proposal, MAX_PROPOSALS_IN_FLIGHT};
-use engine::persist::{decode_state, decode_txn, encode_state, encode_txn};
+use engine::persist::{decode_txn, encode_txn};
 use engine::storage::{DurableWait, Storage, StorageError, Ticket};
+use engine::tree::DataTree;
 use engine::txn::Txn as EngineTxn;
 use engine::types::Zxid;
 use net::mailbox::{Mail, Postman, Submission};
@@ -45,10 +48,10 @@ use parking_lot::Mutex;
 use quorum::transport::{Transport, TransportConfig};
 use quorum::wire::{Channel, Envelope};
 use quorum::{Action, Epochs, Message, Peer, Prng, Role, ServerId, SyncMode};
-use std::collections::VecDeque;
-use std::io::{Read, Write};
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,8 +68,11 @@ pub struct ReplicaSetup {
 /// Txns the peer keeps in memory beyond its floor, to sync a lagging
 /// learner by DIFF; a learner further behind is sent SNAP.
 const DIFF_WINDOW: usize = 50_000;
-/// A state larger than this (decompressed) from a leader is refused.
-const MAX_STATE_BYTES: u64 = 8 << 30;
+/// A SNAP stream waits while this many bytes are queued to its learner.
+const SNAP_QUEUED_BYTES: usize = 8 << 20;
+/// Messages held back for a learner while its SNAP streams; beyond this the
+/// stream is dropped and the learner syncs again.
+const SNAP_MAX_HELD: usize = 50_000;
 /// A forwarded request unanswered this long has its connection closed.
 const OVERDUE_FORWARD: Duration = Duration::from_secs(30);
 /// Ticks between the leader's digests to its learners (one second).
@@ -171,9 +177,9 @@ pub(super) fn run(
     let forwarding = Arc::new(Forwarding::default());
     let control = Arc::new(Control::default());
     let (proposals, proposals_rx) = crossbeam_channel::bounded(MAX_PROPOSALS_IN_FLIGHT);
-    // Unbounded: the driver must never block on the applier (a SNAP being
-    // encoded holds it back), or its pings stop. What queues is bounded by
-    // the commits of that time.
+    // Unbounded: the driver must never block on the applier (a large batch
+    // of commits, say), or its pings stop. What queues is bounded by the
+    // commits of that time.
     let (to_applier, applier_rx) = crossbeam_channel::unbounded();
     let applied = applier.applied_handle();
     let applier = applier.with_forwarding(Arc::clone(&forwarding));
@@ -215,6 +221,10 @@ pub(super) fn run(
         forwarding,
         epochs_path: setup.epochs_path,
         snapshot_in: None,
+        incoming: None,
+        installed: Zxid(0),
+        snaps_out: HashMap::new(),
+        snap_done: crossbeam_channel::unbounded(),
         local: VecDeque::new(),
         serving: None,
         tick: setup.tick,
@@ -239,6 +249,24 @@ pub(super) fn run(
     result.and(sequenced)
 }
 
+/// A SNAP stream to one learner, on the leader: the walk runs on a thread
+/// of its own; the NEWLEADER and everything the peer sends the learner after
+/// it wait here until the walk's records are queued.
+struct SnapOut {
+    session: u64,
+    start: Zxid,
+    new_leader: Message,
+    held: Vec<Message>,
+    cancel: Arc<AtomicBool>,
+}
+
+/// A walk's result, from its thread.
+struct SnapDone {
+    to: ServerId,
+    session: u64,
+    walked: Result<WalkEnd, String>,
+}
+
 struct Driver {
     shared: Arc<Shared>,
     peer: Peer,
@@ -255,8 +283,21 @@ struct Driver {
     control: Arc<Control>,
     forwarding: Arc<Forwarding>,
     epochs_path: PathBuf,
-    /// The state attached to the last SNAP received.
-    snapshot_in: Option<Vec<u8>>,
+    /// On a learner: the state the last SNAP stream brought, restored and
+    /// brought to the stream's end, for the peer's InstallSnapshot.
+    snapshot_in: Option<DataTree>,
+    /// On a learner: the SNAP stream arriving.
+    incoming: Option<Incoming>,
+    /// The zxid of the last state installed: appends at or below it are in
+    /// that state already.
+    installed: Zxid,
+    /// On a leader: SNAP streams going out, by learner.
+    snaps_out: HashMap<ServerId, SnapOut>,
+    /// Walks that ended, from the threads that ran them.
+    snap_done: (
+        crossbeam_channel::Sender<SnapDone>,
+        crossbeam_channel::Receiver<SnapDone>,
+    ),
     local: VecDeque<Item>,
     serving: Option<Serving>,
     tick: Duration,
@@ -278,6 +319,7 @@ impl Driver {
         let never = crossbeam_channel::never();
         // Only wakes the loop: watch_leader_link looks at every turn.
         let link_down = self.transport.link_down();
+        let snap_done = self.snap_done.1.clone();
         let mut next_tick = Instant::now() + self.tick;
         loop {
             if self.shared.is_shutting_down() {
@@ -295,6 +337,11 @@ impl Driver {
                     }
                 }
                 recv(link_down) -> _ => {}
+                recv(snap_done) -> done => {
+                    if let Ok(done) = done {
+                        self.snap_walked(done);
+                    }
+                }
                 recv(wakeups.as_ref().unwrap_or(&never)) -> woken => {
                     if woken.is_err() {
                         wakeups = None;
@@ -335,8 +382,21 @@ impl Driver {
             self.receive_app(from, &payload);
             return;
         }
-        if snapshot.is_some() {
-            self.snapshot_in = snapshot;
+        if let Message::NewLeader {
+            session,
+            sync: SyncMode::Snap { zxid },
+            txns,
+            ..
+        } = &message
+        {
+            // The peer takes a SNAP only with its state ready.
+            match self.finish_incoming(*session, ez(*zxid), snapshot.as_deref(), txns) {
+                Ok(tree) => self.snapshot_in = Some(tree),
+                Err(error) => {
+                    tracing::warn!(from = from.0, %error, "SNAP stream refused; syncing again");
+                    return;
+                }
+            }
         }
         self.peer.step(from, message);
     }
@@ -351,6 +411,22 @@ impl Driver {
                 return;
             }
         };
+        let message = match message {
+            AppMessage::SnapRecords {
+                session,
+                seq,
+                start,
+                data,
+            } => {
+                self.snap_records(from, session, seq, Zxid(start), data);
+                return;
+            }
+            AppMessage::SnapTail { session, seq, txns } => {
+                self.snap_tail(from, session, seq, txns);
+                return;
+            }
+            message => message,
+        };
         if let AppMessage::Digest { zxid, digest } = message {
             if matches!(self.serving, Some(Serving::Learner { leader, .. }) if leader == from.0) {
                 let zxid = Zxid(zxid);
@@ -362,7 +438,9 @@ impl Driver {
             return;
         }
         match message {
-            AppMessage::Digest { .. } => {}
+            AppMessage::Digest { .. }
+            | AppMessage::SnapRecords { .. }
+            | AppMessage::SnapTail { .. } => {}
             AppMessage::Forward(forwards) => {
                 for forward in forwards {
                     if self
@@ -548,7 +626,8 @@ impl Driver {
     /// Keeps the in-memory log to about `DIFF_WINDOW` txns.
     fn compact(&mut self) {
         let len = self.peer.log_len();
-        if len < DIFF_WINDOW * 2 {
+        // A SNAP stream's tail comes from this log.
+        if len < DIFF_WINDOW * 2 || !self.snaps_out.is_empty() {
             return;
         }
         let floor = self.peer.log_floor();
@@ -633,7 +712,14 @@ impl Driver {
         last: &mut Option<quorum::Zxid>,
     ) -> Result<(), StorageError> {
         if let Some(last) = last.take() {
-            let ticket = self.storage.append(appends)?;
+            // What the last SNAP installed is durable already.
+            let installed = self.installed;
+            appends.retain(|txn| txn.zxid > installed);
+            let ticket = if appends.is_empty() {
+                self.durability.durable()?
+            } else {
+                self.storage.append(appends)?
+            };
             self.in_flight.push_back((ticket, last));
             appends.clear();
         }
@@ -658,19 +744,23 @@ impl Driver {
             }
             Action::InstallSnapshot { zxid } => {
                 self.settle_appends()?;
-                let bytes = self.snapshot_in.take().ok_or_else(|| {
+                // The stream's state, at its end: at or after `zxid`.
+                let tree = self.snapshot_in.take().ok_or_else(|| {
                     StorageError::Snapshot("SNAP without the leader's state".into())
                 })?;
-                let tree = decode_compressed_state(&bytes)?;
-                if tree.last_zxid() != ez(zxid) {
+                if tree.last_zxid() < ez(zxid) {
                     return Err(StorageError::Snapshot(format!(
-                        "the leader's state is at {}, not {}",
+                        "the leader's state is at {}, before {}",
                         tree.last_zxid(),
                         ez(zxid)
                     )));
                 }
                 self.storage.install(&tree)?;
-                tracing::info!(zxid = %ez(zxid), nodes = tree.node_count(), "installed the leader's state (SNAP)");
+                tracing::info!(
+                    zxid = %ez(zxid), end = %tree.last_zxid(), nodes = tree.node_count(),
+                    "installed the leader's state (SNAP)"
+                );
+                self.installed = tree.last_zxid();
                 self.local.clear();
                 self.handed = tree.last_zxid();
                 let _ = self.to_applier.send(ApplierInput::Install(Box::new(tree)));
@@ -686,67 +776,264 @@ impl Driver {
     }
 
     fn send(&mut self, to: ServerId, message: Message) -> Result<(), StorageError> {
-        let Message::NewLeader {
+        if let Message::NewLeader {
+            session,
             sync: SyncMode::Snap { zxid },
             ..
         } = &message
-        else {
-            self.transport.send(to, message);
+        {
+            let (session, zxid) = (*session, ez(*zxid));
+            self.start_snap(to, session, zxid, message);
             return Ok(());
-        };
-        // The state at the SNAP zxid: every commit up to it is handed over
-        // and none after, so once the applier reaches it the tree is it.
-        // A thread of its own takes the read lock (before any later commit
-        // can be applied: the driver waits for that) and encodes, so the
-        // driver goes on pinging and acking while a large tree is copied.
-        let zxid = ez(*zxid);
+        }
+        if let Some(out) = self.snaps_out.get_mut(&to) {
+            // PINGs go ahead: they keep the learner's peer from giving up on
+            // a leader busy streaming, and mean nothing to it before the
+            // NEWLEADER but that.
+            let ping = matches!(message, Message::Ping { .. });
+            if message
+                .session()
+                .is_some_and(|session| session != out.session)
+            {
+                // The learner connected again: this stream is for nobody.
+                self.cancel_snap(to);
+            } else if message.session() == Some(out.session) && !ping {
+                out.held.push(message);
+                if out.held.len() > SNAP_MAX_HELD {
+                    tracing::warn!(to = to.0, "learner too far behind its SNAP stream; dropped");
+                    self.cancel_snap(to);
+                }
+                return Ok(());
+            }
+        }
+        self.transport.send(to, message);
+        Ok(())
+    }
+
+    /// Streams the state at `zxid` to a learner (see `snap`): a thread walks
+    /// the tree and queues its records; the NEWLEADER and what follows it
+    /// wait until the walk is over (`snap_walked`).
+    fn start_snap(&mut self, to: ServerId, session: u64, zxid: Zxid, new_leader: Message) {
+        self.cancel_snap(to);
+        // Every commit up to `zxid` is handed over and none after, so once
+        // the applier reaches it the tree is at `zxid`. The walk's thread
+        // takes the read lock before the driver may hand over a later
+        // commit (it waits for that), then lets commits go on.
         self.wait_applied(zxid);
+        let cancel = Arc::new(AtomicBool::new(false));
         let shared = Arc::clone(&self.shared);
         let transport = Arc::clone(&self.transport);
+        let done = self.snap_done.0.clone();
+        let stop = Arc::clone(&cancel);
         let (locked, locked_rx) = crossbeam_channel::bounded(1);
         let spawned = std::thread::Builder::new()
             .name("snap-sender".into())
             .spawn(move || {
-                let tree = shared.tree.read();
-                let _ = locked.send(());
-                if tree.last_zxid() != zxid {
-                    tracing::warn!(tree = %tree.last_zxid(), %zxid, "state not at the SNAP zxid; not sent");
-                    return;
-                }
-                let state = match encode_state(&tree) {
-                    Ok(state) => state,
-                    Err(error) => {
-                        tracing::error!(%error, "cannot encode the state for SNAP");
-                        return;
-                    }
+                let started = Instant::now();
+                let mut bytes = 0usize;
+                let emit = |seq: u64, data: Vec<u8>| {
+                    bytes += data.len();
+                    let message = snap::records_message(session, seq, zxid, data);
+                    send_snap_frame(&transport, &shared, &stop, to, message)
                 };
-                drop(tree);
-                let compressed = match zstd::bulk::compress(&state, 1) {
-                    Ok(compressed) => compressed,
-                    Err(error) => {
-                        tracing::error!(%error, "cannot compress the state for SNAP");
-                        return;
-                    }
-                };
-                tracing::info!(to = to.0, %zxid, bytes = compressed.len(), "sending the state (SNAP)");
-                transport.send_envelope(
-                    to,
-                    Envelope {
-                        message,
-                        snapshot: Some(compressed),
+                let walked = snap::walk(
+                    &shared.tree,
+                    zxid,
+                    || {
+                        let _ = locked.send(());
                     },
+                    &stop,
+                    emit,
                 );
+                match &walked {
+                    Ok(walked) => tracing::info!(
+                        to = to.0, start = %zxid, end = %walked.end, frames = walked.frames, bytes,
+                        ms = started.elapsed().as_millis() as u64,
+                        "SNAP records sent"
+                    ),
+                    Err(error) => tracing::warn!(to = to.0, %error, "SNAP stream stopped"),
+                }
+                let _ = done.send(SnapDone {
+                    to,
+                    session,
+                    walked,
+                });
             });
         match spawned {
-            // Once it holds the lock the tree stays at `zxid` for it.
             Ok(_) => {
+                // Once it holds the lock the tree is at `zxid` for it.
                 let _ = locked_rx.recv();
+                self.snaps_out.insert(
+                    to,
+                    SnapOut {
+                        session,
+                        start: zxid,
+                        new_leader,
+                        held: Vec::new(),
+                        cancel,
+                    },
+                );
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot start the SNAP sender; the learner will retry")
             }
         }
-        Ok(())
+    }
+
+    fn cancel_snap(&mut self, to: ServerId) {
+        if let Some(out) = self.snaps_out.remove(&to) {
+            out.cancel.store(true, Ordering::Release);
+        }
+    }
+
+    /// A walk is over: the tail, the NEWLEADER with its trailer, and what
+    /// was held back follow its records.
+    fn snap_walked(&mut self, done: SnapDone) {
+        if self
+            .snaps_out
+            .get(&done.to)
+            .is_none_or(|out| out.session != done.session)
+        {
+            return;
+        }
+        let out = self.snaps_out.remove(&done.to).expect("looked up");
+        let Ok(walked) = done.walked else {
+            return;
+        };
+        let Message::NewLeader { txns, .. } = &out.new_leader else {
+            unreachable!("a stream starts with a NEWLEADER");
+        };
+        // The tail: committed txns after the NEWLEADER's own, up to the end.
+        let after = txns.last().map_or(out.start, |t| ez(t.zxid)).max(out.start);
+        let tail: Vec<TailTxn> = self
+            .peer
+            .log_after(qz(after))
+            .take_while(|t| ez(t.zxid) <= walked.end)
+            .map(|t| TailTxn {
+                zxid: t.zxid.0 as i64,
+                data: t.data.clone(),
+            })
+            .collect();
+        let reaches = tail.last().map_or(after, |t| Zxid(t.zxid)) >= walked.end;
+        if !reaches {
+            tracing::warn!(to = done.to.0, end = %walked.end, "the log no longer holds the SNAP's tail");
+            return;
+        }
+        let mut frames = walked.frames;
+        for txns in snap::tail_frames(tail.into_iter()) {
+            let message = AppMessage::SnapTail {
+                session: out.session,
+                seq: frames,
+                txns,
+            };
+            match message.encode() {
+                Ok(payload) => self.transport.send(done.to, Message::App { payload }),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot encode a SNAP tail");
+                    return;
+                }
+            }
+            frames += 1;
+        }
+        let trailer = Trailer {
+            start: out.start.0,
+            end: walked.end.0,
+            digest: walked.digest,
+            replica_digest: walked.replica_digest,
+            frames,
+        };
+        let trailer = match trailer.encode() {
+            Ok(trailer) => trailer,
+            Err(error) => {
+                tracing::warn!(%error, "cannot encode a SNAP trailer");
+                return;
+            }
+        };
+        self.transport.send_envelope(
+            done.to,
+            Envelope {
+                message: out.new_leader,
+                snapshot: Some(trailer),
+            },
+        );
+        for message in out.held {
+            self.transport.send(done.to, message);
+        }
+    }
+
+    /// A records frame of the SNAP stream from the leader being followed.
+    fn snap_records(&mut self, from: ServerId, session: u64, seq: u64, start: Zxid, data: Vec<u8>) {
+        if !self.follows(from) {
+            return;
+        }
+        if seq == 0 {
+            self.incoming = None;
+            match Incoming::start(session, start) {
+                Ok(incoming) => self.incoming = Some(incoming),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot receive a SNAP");
+                    return;
+                }
+            }
+        }
+        let Some(incoming) = self.incoming.as_mut().filter(|i| i.session() == session) else {
+            return;
+        };
+        if let Err(error) = incoming.records(seq, start, data) {
+            tracing::warn!(from = from.0, %error, "SNAP stream broken");
+            self.incoming = None;
+        }
+    }
+
+    fn snap_tail(&mut self, from: ServerId, session: u64, seq: u64, txns: Vec<TailTxn>) {
+        if !self.follows(from) {
+            return;
+        }
+        let Some(incoming) = self.incoming.as_mut().filter(|i| i.session() == session) else {
+            return;
+        };
+        if let Err(error) = incoming.tail(seq, txns) {
+            tracing::warn!(from = from.0, %error, "SNAP stream broken");
+            self.incoming = None;
+        }
+    }
+
+    /// The state a SNAP NEWLEADER ends, restored and brought to its end.
+    fn finish_incoming(
+        &mut self,
+        session: u64,
+        zxid: Zxid,
+        trailer: Option<&[u8]>,
+        txns: &[quorum::Txn],
+    ) -> Result<DataTree, String> {
+        let incoming = self
+            .incoming
+            .take()
+            .filter(|i| i.session() == session)
+            .ok_or("no stream for this NEWLEADER")?;
+        let trailer = Trailer::decode(trailer.ok_or("a SNAP without its trailer")?)?;
+        if Zxid(trailer.start) != zxid {
+            return Err(format!(
+                "the stream starts at {}, the NEWLEADER at {zxid}",
+                Zxid(trailer.start)
+            ));
+        }
+        let started = Instant::now();
+        let tree = incoming.finish(&trailer, txns)?;
+        tracing::info!(
+            start = %zxid, end = %tree.last_zxid(), nodes = tree.node_count(),
+            finish_ms = started.elapsed().as_millis() as u64,
+            "received the leader's state (SNAP)"
+        );
+        Ok(tree)
+    }
+
+    /// Whether the peer is a learner of `leader`.
+    fn follows(&self, leader: ServerId) -> bool {
+        matches!(
+            self.peer.role(),
+            Role::Following { leader: l } | Role::Observing { leader: l } if l == leader
+        )
     }
 
     /// Hands the applier every txn up to `upto`, with the origins of the
@@ -838,6 +1125,9 @@ impl Driver {
             );
             self.control.set(SequencerMode::Stopped);
             self.local.clear();
+            for (_, out) in self.snaps_out.drain() {
+                out.cancel.store(true, Ordering::Release);
+            }
             let abandoned = self.forwarding.abandon_all();
             self.close(abandoned);
             self.shared.close_all_connections();
@@ -895,12 +1185,41 @@ impl Driver {
     }
 }
 
-fn decode_compressed_state(bytes: &[u8]) -> Result<engine::tree::DataTree, StorageError> {
-    let mut state = Vec::new();
-    zstd::stream::read::Decoder::new(bytes)
-        .and_then(|decoder| decoder.take(MAX_STATE_BYTES).read_to_end(&mut state))
-        .map_err(|e| StorageError::Snapshot(format!("the leader's state: {e}")))?;
-    decode_state(&state).map_err(|e| StorageError::Snapshot(format!("the leader's state: {e}")))
+/// Queues one frame of a SNAP stream, first waiting while the learner's
+/// queue holds `SNAP_QUEUED_BYTES`; false when the stream must stop (it was
+/// cancelled, the link went down, the server is stopping).
+fn send_snap_frame(
+    transport: &Transport,
+    shared: &Shared,
+    cancel: &AtomicBool,
+    to: ServerId,
+    message: AppMessage,
+) -> bool {
+    loop {
+        if cancel.load(Ordering::Acquire)
+            || shared.is_shutting_down()
+            || !transport.is_connected_on(to, Channel::Quorum)
+        {
+            return false;
+        }
+        if transport
+            .queued_bytes(to, Channel::Quorum)
+            .is_some_and(|queued| queued < SNAP_QUEUED_BYTES)
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    match message.encode() {
+        Ok(payload) => {
+            transport.send(to, Message::App { payload });
+            true
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot encode a SNAP frame");
+            false
+        }
+    }
 }
 
 /// acceptedEpoch (with its leader) and currentEpoch, as three lines.

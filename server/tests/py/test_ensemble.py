@@ -18,6 +18,7 @@ finalizer, whatever the outcome.
 """
 
 import os
+import re
 import subprocess
 import threading
 import time
@@ -513,6 +514,50 @@ def test_follower_catches_up_by_snap(ensembles, kz, prefix, target):
     if ens.kind == OURS:
         log = ens[lagging].log_since(offset)
         assert "installed the leader's state (SNAP)" in log, log[-3000:]
+
+
+@pytest.mark.parametrize("target", FAULT_TARGETS)
+def test_large_snap_streams_under_write_load(ensembles, kz, writers, prefix, target):
+    """A SNAP of several megabytes while clients keep writing: the leader
+    streams its tree in frames as commits go on, and the follower ends with
+    the leader's state, every acked write included."""
+    ens = ensembles(target, extra={"snapCount": 100, "autopurge.snapRetainCount": 3})
+    lagging = ens.followers()[0]
+    others = [i for i in range(len(ens)) if i != lagging]
+    ens.terminate(lagging)
+    big = prefix + "/big"
+    c = kz(ens.connect_string(others))
+    c.ensure_path(big)
+    blob = b"s" * 2000
+    for at in range(0, 4000, 500):
+        for a in [c.create_async("%s/n%05d" % (big, k), blob) for k in range(at, at + 500)]:
+            a.get(timeout=30)
+    c.stop()
+    # Restarted, the others offer no DIFF from before their start.
+    for i in others:
+        ens.terminate(i)
+    for i in others:
+        ens.restart(i, wait=False)
+    ens.wait_serving(others)
+    leader = ens.wait_leader()
+    ws = writers(ens, prefix + "/w")
+    wait_progress(ws, 100)
+    offsets = [ens[i].log_size() for i in range(len(ens))]
+    ens.restart(lagging)
+    wait_progress(ws, 200, what="writes acked after the follower came back")
+    for w in ws:
+        w.finish()
+    check_consistent(ens, prefix + "/w", ws)
+    acked, children = check_consistent(ens, big, [], batch=64)
+    assert children == 4000
+    if ens.kind == OURS:
+        received = ens[lagging].log_since(offsets[lagging])
+        assert "received the leader's state (SNAP)" in received, received[-3000:]
+        sent = ens[leader].log_since(offsets[leader])
+        frames = [int(m) for m in re.findall(r"SNAP records sent.*?frames=(\d+)", sent)]
+        assert frames and frames[-1] > 1, sent[-3000:]
+        print(re.findall(r"SNAP records sent.*", sent)[-1])
+        print(re.findall(r"received the leader's state.*", received)[-1])
 
 
 # -- 6. TRUNC ---------------------------------------------------------------------------
