@@ -255,6 +255,10 @@ enum Work {
     RejectWrite(ErrorCode),
     /// An unknown opcode: Unimplemented with zxid -1, then close.
     Unknown,
+    /// closeSession on a read-only connection: the session ends here (a
+    /// read-only session) or is only detached (one from the quorum, which
+    /// its leader will expire); OK, then close.
+    CloseReadOnly,
 }
 
 impl Work {
@@ -264,7 +268,23 @@ impl Work {
         match self {
             Work::Request(request) => request.is_write() || matches!(request, Request::Sync { .. }),
             Work::RejectWrite(_) => true,
-            Work::Reject(_) | Work::Unknown => false,
+            Work::Reject(_) | Work::Unknown | Work::CloseReadOnly => false,
+        }
+    }
+
+    /// What a read-only server does instead: every write, check and sync is
+    /// NotReadOnly before anything else is looked at, as the reference's
+    /// read-only request processor answers by opcode alone.
+    fn read_only(self) -> Work {
+        match self {
+            Work::Request(Request::CloseSession) => Work::CloseReadOnly,
+            Work::Request(request)
+                if request.is_write() || matches!(request, Request::Sync { .. }) =>
+            {
+                Work::Reject(ErrorCode::NotReadOnly)
+            }
+            Work::RejectWrite(_) => Work::Reject(ErrorCode::NotReadOnly),
+            work => work,
         }
     }
 
@@ -290,6 +310,9 @@ struct Connection {
     /// The client's ConnectRequest carried the trailing readOnly flag; old
     /// clients that omit it get a response without it too.
     sent_read_only: bool,
+    /// Attached while the server serves read-only: writes are refused with
+    /// NotReadOnly, and closeSession only detaches.
+    read_only: bool,
     session: SessionId,
     auth: Arc<Vec<Id>>,
     queue: VecDeque<Pending>,
@@ -489,6 +512,7 @@ impl IoThread {
             out_pos: 0,
             phase: Phase::Handshake,
             sent_read_only: true,
+            read_only: false,
             session: SessionId(0),
             auth,
             queue: VecDeque::new(),
@@ -707,6 +731,11 @@ impl IoThread {
                     break ParseOutcome::Close("malformed request");
                 }
             };
+            let work = if conn.read_only {
+                work.read_only()
+            } else {
+                work
+            };
             self.shared.outstanding.fetch_add(1, Ordering::Relaxed);
             conn.queue.push_back(Pending {
                 xid,
@@ -901,7 +930,9 @@ impl IoThread {
                             },
                         }
                     }
-                    Work::Reject(_) | Work::Unknown => unreachable!("answered locally"),
+                    Work::Reject(_) | Work::Unknown | Work::CloseReadOnly => {
+                        unreachable!("answered locally")
+                    }
                 };
                 if shared.submit.send(submission).is_err() {
                     // The pipeline is gone: the server is stopping.
@@ -955,6 +986,19 @@ impl IoThread {
                         &Reply::error(code),
                         &mut conn.outbuf,
                     );
+                }
+                Work::CloseReadOnly => {
+                    let session = conn.session;
+                    if shared.read_only_sessions.lock().remove(&session) {
+                        shared.sessions.lock().remove(session);
+                    }
+                    proto::encode_reply(
+                        pending.xid,
+                        last_zxid.0,
+                        &Reply::ok(Response::Empty),
+                        &mut conn.outbuf,
+                    );
+                    conn.close_after_flush = true;
                 }
                 Work::RejectWrite(_) => unreachable!("goes to the pipeline"),
                 Work::Request(request) => serve_local(shared, conn, tree, pending.xid, request),
@@ -1095,6 +1139,13 @@ fn handshake(shared: &Shared, conn: &mut Connection, body: &[u8]) -> Result<(), 
         tracing::debug!(peer = %conn.entry.remote, "not serving yet; closing");
         return Err("server not serving");
     }
+    let read_only = shared.replica.is_read_only();
+    if read_only && request.read_only != Some(true) {
+        // The reference's read-only server refuses such a client the same
+        // way: it goes on to the next server of its connect string.
+        tracing::info!(peer = %conn.entry.remote, "serving read-only; refusing a client that did not ask for it");
+        return Err("not a read-only client");
+    }
     let last_zxid = shared.tree.read().last_zxid();
     if request.last_zxid_seen > last_zxid.0 {
         tracing::info!(
@@ -1105,6 +1156,20 @@ fn handshake(shared: &Shared, conn: &mut Connection, body: &[u8]) -> Result<(), 
         return Err("client ahead of server");
     }
     let timeout_ms = shared.settings.negotiate_timeout(request.timeout_ms);
+    if request.session_id == 0 && read_only {
+        // No txn can create it: the session is this server's alone, tracked
+        // here until read-only mode ends.
+        let session = {
+            let mut sessions = shared.sessions.lock();
+            let session = sessions.next_session_id();
+            sessions.add(session, timeout_ms, shared.clock.monotonic_ms());
+            session
+        };
+        shared.read_only_sessions.lock().insert(session);
+        tracing::debug!(%session, "read-only session created");
+        attach(shared, conn, session, timeout_ms, true);
+        return Ok(());
+    }
     if request.session_id == 0 {
         conn.phase = Phase::Connecting;
         shared
@@ -1135,6 +1200,20 @@ fn handshake(shared: &Shared, conn: &mut Connection, body: &[u8]) -> Result<(), 
         conn.close_after_flush = true;
         return Ok(());
     }
+    attach(shared, conn, session, timeout_ms, read_only);
+    tracing::debug!(%session, read_only, "session reattached");
+    Ok(())
+}
+
+/// Makes `conn` the session's connection (closing any earlier one) and
+/// answers the ConnectRequest.
+fn attach(
+    shared: &Shared,
+    conn: &mut Connection,
+    session: SessionId,
+    timeout_ms: i32,
+    read_only: bool,
+) {
     let previous = shared.owners.lock().insert(session, conn.id);
     if let Some(previous) = previous.filter(|previous| *previous != conn.id) {
         tracing::info!(%session, "session moved to a new connection; closing the old one");
@@ -1143,6 +1222,7 @@ fn handshake(shared: &Shared, conn: &mut Connection, body: &[u8]) -> Result<(), 
         mailbox.wake();
     }
     conn.session = session;
+    conn.read_only = read_only;
     conn.phase = Phase::Open;
     conn.entry.session.store(session.0, Ordering::Relaxed);
     conn.entry.timeout_ms.store(timeout_ms, Ordering::Relaxed);
@@ -1151,13 +1231,11 @@ fn handshake(shared: &Shared, conn: &mut Connection, body: &[u8]) -> Result<(), 
         timeout_ms,
         session_id: session.0,
         passwd: shared.session_secret.password(session).to_vec(),
-        read_only: false,
+        read_only,
     };
     proto::encode_connect_response_for(&response, conn.sent_read_only, &mut conn.outbuf);
     shared.stats.packet_sent();
     conn.entry.stats.packet_sent();
-    tracing::debug!(%session, "session reattached");
-    Ok(())
 }
 
 /// Adds authenticated identities to the connection (skipping ones it

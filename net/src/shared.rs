@@ -87,6 +87,9 @@ pub enum Mode {
     Leader,
     Follower,
     Observer,
+    /// Cut off from the quorum with `readonlymode.enabled`: serving
+    /// read-only clients from the last state, refusing writes.
+    ReadOnly,
 }
 
 impl Mode {
@@ -98,6 +101,7 @@ impl Mode {
             Mode::Leader => "leader",
             Mode::Follower => "follower",
             Mode::Observer => "observer",
+            Mode::ReadOnly => "read-only",
         }
     }
 }
@@ -130,6 +134,7 @@ pub struct ReplicaView {
 /// one up to date. The reactor refuses handshakes while it is false.
 pub struct Replica {
     serving: AtomicBool,
+    read_only: AtomicBool,
     view: Mutex<ReplicaView>,
 }
 
@@ -137,6 +142,7 @@ impl Replica {
     pub fn standalone() -> Replica {
         Replica {
             serving: AtomicBool::new(true),
+            read_only: AtomicBool::new(false),
             view: Mutex::new(ReplicaView::default()),
         }
     }
@@ -145,14 +151,22 @@ impl Replica {
         self.serving.load(Ordering::Acquire)
     }
 
+    /// Serving in read-only mode: only clients that asked for it, reads
+    /// only, sessions of its own.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only.load(Ordering::Acquire)
+    }
+
     pub fn view(&self) -> ReplicaView {
         self.view.lock().clone()
     }
 
-    /// The driver's update; `serving` follows `view.mode`.
+    /// The driver's update; `serving` and `read_only` follow `view.mode`.
     pub fn set(&self, view: ReplicaView) {
         let serving = view.mode != Mode::Looking;
+        let read_only = view.mode == Mode::ReadOnly;
         *self.view.lock() = view;
+        self.read_only.store(read_only, Ordering::Release);
         self.serving.store(serving, Ordering::Release);
     }
 }
@@ -182,6 +196,9 @@ pub struct Shared {
     /// clients may still present Apache's password for them; a session
     /// leaves the set when it closes.
     pub migrated_sessions: Mutex<std::collections::HashSet<SessionId>>,
+    /// Sessions created while serving read-only: local to this server (no
+    /// txn made them), so they end with read-only mode.
+    pub read_only_sessions: Mutex<std::collections::HashSet<SessionId>>,
 }
 
 impl Shared {
@@ -214,6 +231,7 @@ impl Shared {
             clock,
             session_secret,
             migrated_sessions: Mutex::new(std::collections::HashSet::new()),
+            read_only_sessions: Mutex::new(std::collections::HashSet::new()),
         }
     }
 

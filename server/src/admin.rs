@@ -93,7 +93,7 @@ impl FourLetterSource for Admin {
     }
 
     fn is_read_only(&self) -> bool {
-        false
+        self.shared.replica.is_read_only()
     }
 
     fn server(&self) -> ServerSnapshot {
@@ -300,7 +300,7 @@ impl AdminSource for Admin {
             leader_id: view.leader.map_or(-1, |id| id as i64),
             leader_ip: view.leader.and_then(server_value).unwrap_or_default(),
             voting: spec.role == crate::config::LearnerRole::Participant,
-            zab_state: if view.mode == Mode::Looking {
+            zab_state: if matches!(view.mode, Mode::Looking | Mode::ReadOnly) {
                 "election"
             } else {
                 "broadcast"
@@ -593,7 +593,8 @@ fn quorum_metrics(
     use net::shared::Mode;
     let peer_state = match view.mode {
         Mode::Standalone => return (None, Vec::new()),
-        Mode::Looking => "looking",
+        // A read-only server is still electing.
+        Mode::Looking | Mode::ReadOnly => "looking",
         Mode::Leader => "leading - broadcast",
         Mode::Follower => "following - broadcast",
         Mode::Observer => "observing - broadcast",

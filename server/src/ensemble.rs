@@ -98,6 +98,11 @@ pub fn setup(config: &Config) -> anyhow::Result<ReplicaSetup> {
         },
         epochs_path: config.data_dir.join("quorum_epochs"),
         tick: QUORUM_TICK,
+        // The reference waits max(2 s, tickTime) of LOOKING before it
+        // starts its read-only server.
+        read_only_after: config
+            .read_only_mode
+            .then(|| tick_time.max(Duration::from_secs(2))),
     })
 }
 

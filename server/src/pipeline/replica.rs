@@ -63,6 +63,9 @@ pub struct ReplicaSetup {
     pub epochs_path: PathBuf,
     /// One quorum tick; the peer's limits are counted in these.
     pub tick: Duration,
+    /// With `readonlymode.enabled`: how long to be looking before serving
+    /// read-only clients.
+    pub read_only_after: Option<Duration>,
 }
 
 /// Txns the peer keeps in memory beyond its floor, to sync a lagging
@@ -228,6 +231,7 @@ pub(super) fn run(
         local: VecDeque::new(),
         serving: None,
         tick: setup.tick,
+        read_only_after: setup.read_only_after,
         ticks: 0,
         looking_since: Instant::now(),
         role: Role::Looking,
@@ -301,6 +305,7 @@ struct Driver {
     local: VecDeque<Item>,
     serving: Option<Serving>,
     tick: Duration,
+    read_only_after: Option<Duration>,
     ticks: u64,
     looking_since: Instant,
     /// The peer's role when last looked at, to trace its changes.
@@ -372,7 +377,10 @@ impl Driver {
             self.watch_leader_link();
             self.report_durable()?;
             self.execute()?;
+            // Read-only mode ends before a role that serves begins.
+            self.update_read_only();
             self.update_role()?;
+            self.update_read_only();
         }
     }
 
@@ -1173,6 +1181,39 @@ impl Driver {
         self.serving = now;
         self.publish();
         Ok(())
+    }
+
+    /// Read-only mode (`readonlymode.enabled`): once this server has been
+    /// electing for `read_only_after` it serves clients that asked for it
+    /// from the state it has; as soon as an election ends (before syncing,
+    /// as the reference stops its read-only server) those connections close
+    /// and their sessions, which no txn made, are forgotten. The clients
+    /// then find a read-write server themselves.
+    fn update_read_only(&mut self) {
+        let Some(after) = self.read_only_after else {
+            return;
+        };
+        let looking = self.peer.role() == Role::Looking && self.serving.is_none();
+        let read_only = self.view.mode == Mode::ReadOnly;
+        if looking && !read_only && self.looking_since.elapsed() >= after {
+            tracing::info!(
+                looking_ms = self.looking_since.elapsed().as_millis() as u64,
+                "no quorum; serving read-only clients"
+            );
+            self.view.mode = Mode::ReadOnly;
+            self.view.leader = None;
+            self.publish();
+        } else if read_only && !looking {
+            tracing::info!(role = ?self.peer.role(), "election over; closing read-only connections");
+            self.view.mode = Mode::Looking;
+            self.publish();
+            self.shared.close_all_connections();
+            let local: Vec<_> = self.shared.read_only_sessions.lock().drain().collect();
+            let mut sessions = self.shared.sessions.lock();
+            for session in local {
+                sessions.remove(session);
+            }
+        }
     }
 
     /// Publishes where this server stands, for 4lw, AdminServer, metrics.

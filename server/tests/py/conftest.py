@@ -126,3 +126,18 @@ def pytest_terminal_summary(terminalreporter):
         for m in sorted(missing):
             terminalreporter.write_line("  " + m, red=True)
         terminalreporter.write_line("  (with CI=true these are failures)", red=True)
+
+
+@pytest.fixture
+def ensembles(request):
+    """Factory: ensembles(target, **Ensemble kwargs) -> started Ensemble,
+    stopped after the test."""
+    from ensemble import Ensemble
+
+    def make(target, **kw):
+        kind, backend = target
+        e = Ensemble(kind, backend=backend, **kw)
+        request.addfinalizer(e.stop)
+        e.start()
+        return e
+    return make

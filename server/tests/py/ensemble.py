@@ -26,6 +26,8 @@ import subprocess
 import tempfile
 import time
 
+import pytest
+
 import harness
 import zkraw
 
@@ -60,6 +62,19 @@ def ensemble_targets():
         else:
             raise ValueError("ZK_ENSEMBLE_TARGETS: unknown target %r (use ours,reference)" % kind)
     return out
+
+
+def ensemble_params(one_per_kind=False):
+    """`ensemble_targets()` as pytest params. With `one_per_kind`, only the
+    first backend of each kind: the fault tests run on one target per kind
+    (ours-native by default) to keep the suite short, the steady-state tests
+    on every backend."""
+    params = []
+    for target in ensemble_targets():
+        if one_per_kind and any(p.values[0][0] == target[0] for p in params):
+            continue
+        params.append(pytest.param(target, id=("%s-%s" % target) if target[1] else target[0]))
+    return params
 
 
 def _free_ports(n):
@@ -154,6 +169,7 @@ class Node:
             "-Dzookeeper.admin.enableServer=false",
             "-Dzookeeper.extendedTypesEnabled=true",
             "-Dzookeeper.log.dir=%s" % self.dir,
+            *self.ensemble.properties,
             "-cp", harness.ZK_JAR,
             "org.apache.zookeeper.server.quorum.QuorumPeerMain",
             cfg,
@@ -173,6 +189,8 @@ class Node:
             raise RuntimeError("%r is already running" % self)
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
+        if self.kind == OURS and self.ensemble.properties:
+            env["SERVER_JVMFLAGS"] = " ".join(self.ensemble.properties)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             self.command(os.path.join(self.dir, "zoo.cfg")), stdin=subprocess.DEVNULL,
@@ -314,8 +332,12 @@ class Ensemble:
     are `nodes[0..]`, myid = index + 1, observers last."""
 
     def __init__(self, kind=OURS, voters=3, observers=0, backend=None, tick_time=1000,
-                 init_limit=10, sync_limit=5, extra=None):
+                 init_limit=10, sync_limit=5, extra=None, properties=None):
         self.kind = kind
+        # Java system properties ("-Dname=value" words): the reference's
+        # JVM gets them on its command line, ours in SERVER_JVMFLAGS, as
+        # zkServer.sh would pass them.
+        self.properties = list(properties or [])
         self.backend = backend if kind == OURS else None
         self.tick_time = tick_time
         self.init_limit = init_limit

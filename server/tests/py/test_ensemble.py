@@ -30,32 +30,13 @@ from kazoo.handlers.threading import KazooTimeoutError
 
 import harness
 import zkraw
-from ensemble import NOT_SERVING, OURS, Ensemble, ensemble_targets
+from ensemble import NOT_SERVING, OURS, Ensemble, ensemble_params
 
-TARGETS = [pytest.param(t, id=("%s-%s" % t) if t[1] else t[0]) for t in ensemble_targets()]
-# The fault tests run on one target per kind (ours-native by default, the
-# first backend listed) to keep the suite short; the steady-state tests run
-# on every backend.
-FAULT_TARGETS = []
-for _t in ensemble_targets():
-    if not any(p.values[0][0] == _t[0] for p in FAULT_TARGETS):
-        FAULT_TARGETS.append(pytest.param(_t, id=("%s-%s" % _t) if _t[1] else _t[0]))
+TARGETS = ensemble_params()
+FAULT_TARGETS = ensemble_params(one_per_kind=True)
 
 
 # -- fixtures -------------------------------------------------------------------------
-
-@pytest.fixture
-def ensembles(request):
-    """Factory: ensembles(target, **Ensemble kwargs) -> started Ensemble,
-    stopped after the test."""
-    def make(target, **kw):
-        kind, backend = target
-        e = Ensemble(kind, backend=backend, **kw)
-        request.addfinalizer(e.stop)
-        e.start()
-        return e
-    return make
-
 
 @pytest.fixture(scope="module", params=TARGETS)
 def steady(request):
