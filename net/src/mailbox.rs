@@ -46,15 +46,22 @@ pub enum Submission {
     /// A handshake without a session id: create one.
     CreateSession { conn: WatcherId, timeout_ms: i32 },
     /// A learner's client request, on the leader: prepped like a local one,
-    /// answered by the learner when the txn reaches it.
-    Forwarded(Forward),
+    /// answered by the learner when the txn reaches it. `from` is the
+    /// learner's server id.
+    Forwarded { from: u64, forward: Forward },
+    /// A session with an id attached to a connection of this server (a
+    /// client reconnected): in an ensemble its leader then takes the
+    /// session's requests from this server only, and answers SessionMoved
+    /// to any still coming through another (the reference's session owner).
+    Attach { session: SessionId },
 }
 
 /// What a learner sends its leader for one client request. Each becomes
 /// exactly one txn (a refusal an error txn), so the learner answers every
 /// forwarded request when that txn commits, in zxid order, which keeps each
 /// session's replies in order. The learner finds its request again by the
-/// txn's (session, cxid).
+/// txn's (session, cxid). `Attach` alone is no request: it makes the learner
+/// the session's owner on the leader, in order with its requests.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Forward {
     Write {
@@ -74,6 +81,8 @@ pub enum Forward {
     /// there: by then the learner holds every write the leader had
     /// sequenced before it.
     Sync { session: SessionId, xid: i32 },
+    /// The session attached to a connection of the learner.
+    Attach { session: SessionId },
 }
 
 #[derive(Debug)]

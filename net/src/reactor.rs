@@ -1201,6 +1201,10 @@ fn handshake(shared: &Shared, conn: &mut Connection, body: &[u8]) -> Result<(), 
         return Ok(());
     }
     attach(shared, conn, session, timeout_ms, read_only);
+    if !read_only {
+        // In an ensemble the leader learns the session is here now.
+        let _ = shared.submit.send(Submission::Attach { session });
+    }
     tracing::debug!(%session, read_only, "session reattached");
     Ok(())
 }

@@ -246,7 +246,8 @@ fn fake_pipeline(
                 zxid: tree.last_zxid(),
                 reply: Reply::error(err),
             }),
-            Submission::Forwarded(_) => unreachable!("only a quorum driver forwards"),
+            Submission::Forwarded { .. } => unreachable!("only a quorum driver forwards"),
+            Submission::Attach { .. } => {}
         }
         drop(tree);
         drop(postman);

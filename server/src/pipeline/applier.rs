@@ -244,6 +244,15 @@ impl Applier {
     fn settle(&self, postman: &mut Postman<'_>, txn: &Txn, origin: Origin, reply: Reply) {
         let (zxid, session) = (txn.zxid, txn.session);
         match origin {
+            // A connection-level error, as in the reference (ZOOKEEPER-710):
+            // the connection the session moved away from is closed, not
+            // answered, so its client reconnects instead of going on there.
+            Origin::Client { conn, .. }
+                if txn.op == engine::txn::TxnOp::Error(engine::types::ErrorCode::SessionMoved) =>
+            {
+                tracing::info!(%session, "session moved to another server; closing its old connection");
+                postman.post(Mail::Close { conn });
+            }
             Origin::Client { conn, xid } => postman.post(Mail::Reply {
                 conn,
                 xid,

@@ -454,7 +454,10 @@ impl Driver {
                     if self
                         .shared
                         .submit
-                        .send(Submission::Forwarded(forward))
+                        .send(Submission::Forwarded {
+                            from: from.0,
+                            forward,
+                        })
                         .is_err()
                     {
                         return;

@@ -21,6 +21,7 @@ use engine::tree::DataTree;
 use engine::types::{ErrorCode, SessionId, Zxid};
 use net::mailbox::{Forward, Submission};
 use net::shared::Shared;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,35 @@ pub(super) struct Sequencer {
     /// The last zxid the applier has applied: prep drops the pending changes
     /// the tree now holds.
     applied: Arc<AtomicI64>,
+    /// On an ensemble's leader: the server each session's requests come
+    /// through (`None` standalone, where a session has one server).
+    owners: Option<HashMap<SessionId, Owner>>,
+}
+
+/// Where a session is attached, as its leader sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    /// A connection of the leader itself.
+    Here,
+    /// A connection of this learner.
+    Learner(u64),
+}
+
+/// The reference's session owner check: a session's requests must come
+/// through the server it last attached to. A session with no owner yet (a
+/// new leader knows none) takes the first one to ask. closeSession is never
+/// checked (expiry closes sessions nobody owns), as in the reference.
+fn moved(owners: &mut Option<HashMap<SessionId, Owner>>, session: SessionId, from: Owner) -> bool {
+    let Some(owners) = owners.as_mut() else {
+        return false;
+    };
+    *owners.entry(session).or_insert(from) != from
+}
+
+fn set_owner(owners: &mut Option<HashMap<SessionId, Owner>>, session: SessionId, owner: Owner) {
+    if let Some(owners) = owners.as_mut() {
+        owners.insert(session, owner);
+    }
 }
 
 impl Sequencer {
@@ -63,6 +93,7 @@ impl Sequencer {
             next_tick_ms: now.saturating_add(tick_ms),
             next_reap_ms: now.saturating_add(reap_every_ms),
             applied,
+            owners: None,
         }
     }
 
@@ -103,6 +134,13 @@ impl Sequencer {
         }
     }
 
+    /// Tracks session owners as a leader does (tests drive a leader's
+    /// sequencer through `sequence` without its thread).
+    #[cfg(test)]
+    pub(super) fn track_owners(&mut self) {
+        self.owners = Some(HashMap::new());
+    }
+
     /// The sequencer of an ensemble member. Leading, it preps as standalone
     /// does and hands each proposal to the quorum driver, which proposes it
     /// through Zab; following or observing, it forwards every submission to
@@ -127,10 +165,12 @@ impl Sequencer {
             if let Some((next_generation, next_mode)) = control.changed(generation) {
                 generation = next_generation;
                 mode = next_mode;
+                self.owners = None;
                 if let SequencerMode::Lead { first } = mode {
                     // Everything before `first` is applied (the driver waited
                     // for it): prep starts over against the tree.
                     self.prep.reset(first);
+                    self.owners = Some(HashMap::new());
                     let now = shared.clock.monotonic_ms();
                     self.next_tick_ms = now.saturating_add(self.tick_ms);
                     self.next_reap_ms = now.saturating_add(self.reap_every_ms);
@@ -229,9 +269,12 @@ impl Sequencer {
                 .is_none_or(|info| info.closing)
         };
         let prep = &mut self.prep;
+        let owners = &mut self.owners;
         match submission {
+            Submission::Attach { session } => set_owner(owners, session, Owner::Here),
             Submission::CreateSession { conn, timeout_ms } => {
                 let session = shared.sessions.lock().next_session_id();
+                set_owner(owners, session, Owner::Here);
                 let txn = prep.prep_create_session(session, timeout_ms, now);
                 proposal.push_txn(txn, Origin::CreateSession { conn, timeout_ms });
             }
@@ -244,12 +287,21 @@ impl Sequencer {
                 xid,
                 err,
             } => {
+                let err = if moved(owners, session, Owner::Here) {
+                    ErrorCode::SessionMoved
+                } else {
+                    err
+                };
                 let txn = prep.prep_error(session, xid, err, now);
                 proposal.push_txn(txn, Origin::Client { conn, xid });
             }
-            Submission::Forwarded(forward) => {
-                let txn = prep_forwarded(prep, tree, shared, forward, now, refused);
-                proposal.push_txn(txn, Origin::Replicated);
+            Submission::Forwarded { from, forward } => {
+                let from = Owner::Learner(from);
+                if let Some(txn) =
+                    prep_forwarded(prep, tree, shared, owners, from, forward, now, refused)
+                {
+                    proposal.push_txn(txn, Origin::Replicated);
+                }
             }
             Submission::Write {
                 conn, session, xid, ..
@@ -265,8 +317,17 @@ impl Sequencer {
                 ..
             } => {
                 shared.sessions.lock().set_closing(session);
+                if let Some(owners) = owners.as_mut() {
+                    owners.remove(&session);
+                }
                 let txn = prep.prep_close_session(tree, session, xid, now);
                 proposal.push_txn(txn, Origin::CloseSession { conn, xid });
+            }
+            Submission::Write {
+                conn, session, xid, ..
+            } if moved(owners, session, Owner::Here) => {
+                let txn = prep.prep_error(session, xid, ErrorCode::SessionMoved, now);
+                proposal.push_txn(txn, Origin::Client { conn, xid });
             }
             Submission::Write {
                 conn,
@@ -291,6 +352,9 @@ impl Sequencer {
         let expired = self.shared.sessions.lock().expired(monotonic_ms);
         for session in expired {
             tracing::info!(%session, "expiring session: timeout exceeded");
+            if let Some(owners) = self.owners.as_mut() {
+                owners.remove(&session);
+            }
             let txn = self.prep.prep_close_session(tree, session, 0, now);
             proposal.push_txn(txn, Origin::Expiry);
         }
@@ -328,20 +392,29 @@ fn hand_on<T>(shared: &Shared, to: &crossbeam_channel::Sender<T>, mut item: T) -
 }
 
 /// A learner's request on the leader: always exactly one txn, a refusal an
-/// error txn, so that the learner answers it when the txn reaches it.
+/// error txn, so that the learner answers it when the txn reaches it (an
+/// `Attach` is none: it only moves the session's owner).
+#[allow(clippy::too_many_arguments)]
 fn prep_forwarded(
     prep: &mut Prep,
     tree: &DataTree,
     shared: &Shared,
+    owners: &mut Option<HashMap<SessionId, Owner>>,
+    from: Owner,
     forward: Forward,
     now: i64,
     refused: impl Fn(SessionId) -> bool,
-) -> engine::txn::Txn {
-    match forward {
+) -> Option<engine::txn::Txn> {
+    Some(match forward {
+        Forward::Attach { session } => {
+            set_owner(owners, session, from);
+            return None;
+        }
         Forward::CreateSession {
             session,
             timeout_ms,
         } => {
+            set_owner(owners, session, from);
             // Tracked from now, not from when the leader applies it: the
             // learner answers its client once it has applied the txn, and
             // that client's next write may reach this sequencer before the
@@ -353,7 +426,14 @@ fn prep_forwarded(
                 .add(session, timeout_ms, shared.clock.monotonic_ms());
             prep.prep_create_session(session, timeout_ms, now)
         }
-        Forward::Rejected { session, xid, err } => prep.prep_error(session, xid, err, now),
+        Forward::Rejected { session, xid, err } => {
+            let err = if moved(owners, session, from) {
+                ErrorCode::SessionMoved
+            } else {
+                err
+            };
+            prep.prep_error(session, xid, err, now)
+        }
         Forward::Sync { session, xid } => prep.prep_error(session, xid, ErrorCode::Ok, now),
         Forward::Write { session, xid, .. } if refused(session) => {
             prep.prep_error(session, xid, ErrorCode::SessionExpired, now)
@@ -365,7 +445,13 @@ fn prep_forwarded(
             ..
         } => {
             shared.sessions.lock().set_closing(session);
+            if let Some(owners) = owners.as_mut() {
+                owners.remove(&session);
+            }
             prep.prep_close_session(tree, session, xid, now)
+        }
+        Forward::Write { session, xid, .. } if moved(owners, session, from) => {
+            prep.prep_error(session, xid, ErrorCode::SessionMoved, now)
         }
         Forward::Write {
             session,
@@ -376,7 +462,7 @@ fn prep_forwarded(
             Ok(txn) => txn,
             Err(err) => prep.prep_error(session, xid, err, now),
         },
-    }
+    })
 }
 
 /// Forwarded requests are sent in messages of about this many bytes at most.
@@ -477,8 +563,12 @@ impl Forwarder {
                         },
                     )
                 }
+                Submission::Attach { session } => {
+                    forwards.push(Forward::Attach { session });
+                    continue;
+                }
                 // Only a leader takes forwarded requests.
-                Submission::Forwarded(_) => continue,
+                Submission::Forwarded { .. } => continue,
             };
             self.forwarding.wait(session, xid, waiting);
             bytes += forward_size(&forward);

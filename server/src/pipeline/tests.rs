@@ -657,16 +657,22 @@ fn a_forwarded_write_right_behind_its_forwarded_session_is_not_refused() {
     let proposal = fixture.sequence(
         &mut sequencer,
         vec![
-            Submission::Forwarded(Forward::CreateSession {
-                session,
-                timeout_ms: 4000,
-            }),
-            Submission::Forwarded(Forward::Write {
-                session,
-                xid: 1,
-                request: create("/from-a-learner"),
-                auth: vec![],
-            }),
+            Submission::Forwarded {
+                from: 2,
+                forward: Forward::CreateSession {
+                    session,
+                    timeout_ms: 4000,
+                },
+            },
+            Submission::Forwarded {
+                from: 2,
+                forward: Forward::Write {
+                    session,
+                    xid: 1,
+                    request: create("/from-a-learner"),
+                    auth: vec![],
+                },
+            },
         ],
     );
     Fixture::commit_whole(&mut applier, proposal);
@@ -676,6 +682,59 @@ fn a_forwarded_write_right_behind_its_forwarded_session_is_not_refused() {
         fixture.mail().is_empty(),
         "the learner answers its client, not the leader"
     );
+}
+
+/// On a leader, once a session attached to another server its requests
+/// still coming through the first one are refused with SessionMoved (an
+/// error txn each, as the reference's owner check makes); closeSession is
+/// not checked.
+#[test]
+fn a_session_moved_to_another_learner_is_refused_through_the_first() {
+    use engine::txn::TxnOp;
+    use net::mailbox::Forward;
+    let fixture = fixture();
+    let (mut sequencer, _applier) = fixture.stages();
+    sequencer.track_owners();
+    let session = SessionId(0x0200_0000_0000_0001);
+    let write = |from: u64, xid: i32, path: &str| Submission::Forwarded {
+        from,
+        forward: Forward::Write {
+            session,
+            xid,
+            request: create(path),
+            auth: vec![],
+        },
+    };
+    let proposal = fixture.sequence(
+        &mut sequencer,
+        vec![
+            Submission::Forwarded {
+                from: 2,
+                forward: Forward::CreateSession {
+                    session,
+                    timeout_ms: 4000,
+                },
+            },
+            write(2, 1, "/a"),
+            // The client reconnected through server 3.
+            Submission::Forwarded {
+                from: 3,
+                forward: Forward::Attach { session },
+            },
+            write(2, 2, "/late"),
+            write(3, 3, "/b"),
+            // Then through the leader itself.
+            Submission::Attach { session },
+            write(3, 4, "/late-too"),
+        ],
+    );
+    let ops: Vec<(i32, bool)> = proposal
+        .txns
+        .iter()
+        .skip(1)
+        .map(|txn| (txn.cxid, txn.op == TxnOp::Error(ErrorCode::SessionMoved)))
+        .collect();
+    assert_eq!(ops, [(1, false), (2, true), (3, false), (4, true)]);
 }
 
 /// On a learner, a committed txn answers the forwarded request it was made
@@ -719,17 +778,26 @@ fn a_learner_answers_its_forwarded_requests_when_their_txns_apply() {
     let proposal = fixture.sequence(
         &mut leader,
         vec![
-            Submission::Forwarded(net::mailbox::Forward::CreateSession {
-                session,
-                timeout_ms: 4000,
-            }),
-            Submission::Forwarded(net::mailbox::Forward::Write {
-                session,
-                xid: 1,
-                request: create("/x"),
-                auth: vec![],
-            }),
-            Submission::Forwarded(net::mailbox::Forward::Sync { session, xid: 2 }),
+            Submission::Forwarded {
+                from: 2,
+                forward: net::mailbox::Forward::CreateSession {
+                    session,
+                    timeout_ms: 4000,
+                },
+            },
+            Submission::Forwarded {
+                from: 2,
+                forward: net::mailbox::Forward::Write {
+                    session,
+                    xid: 1,
+                    request: create("/x"),
+                    auth: vec![],
+                },
+            },
+            Submission::Forwarded {
+                from: 2,
+                forward: net::mailbox::Forward::Sync { session, xid: 2 },
+            },
         ],
     );
     let txns = proposal.txns.clone();

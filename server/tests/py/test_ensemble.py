@@ -335,6 +335,43 @@ def test_session_moves_between_nodes_with_its_ephemerals(steady, kz, prefix):
     assert exists_everywhere(steady, eph) == [False] * len(steady)
 
 
+def test_writes_through_a_moved_sessions_old_member_get_session_moved(steady, kz, prefix):
+    """A session reattached to another member while its first connection
+    is still open: the leader takes its writes from the member it attached
+    to last; one still coming through the first is refused with SessionMoved,
+    which closes that connection (a connection-level error, as Apache's
+    ZOOKEEPER-710 fix made it) instead of being answered."""
+    a, b = steady.followers()[0], steady.followers()[1]
+    leader = steady.leader()
+    kz(steady).ensure_path(prefix)
+    first = zkraw.connect(steady[a].host, steady[a].port, timeout_ms=10000)
+    second = third = None
+    try:
+        zkraw.ok(first.create(prefix + "/x"))
+        second = zkraw.connect(steady[b].host, steady[b].port, timeout_ms=10000,
+                               session_id=first.session_id, passwd=first.passwd)
+        assert second.session_id == first.session_id
+        zkraw.ok(second.create(prefix + "/y"))
+        first.submit(zkraw.Op.CREATE, zkraw.body_create(prefix + "/late"))
+        assert first.wait_closed(timeout=10), first.replies
+        assert not first.replies, first.replies
+        zkraw.ok(second.create(prefix + "/z"))
+        # On to the leader itself.
+        third = zkraw.connect(steady[leader].host, steady[leader].port, timeout_ms=10000,
+                              session_id=first.session_id, passwd=first.passwd)
+        zkraw.ok(third.create(prefix + "/w"))
+        second.submit(zkraw.Op.CREATE, zkraw.body_create(prefix + "/late-too"))
+        assert second.wait_closed(timeout=10), second.replies
+        zkraw.ok(third.create(prefix + "/v"))
+    finally:
+        for c in (first, second, third):
+            if c is not None:
+                c.close()
+    c = kz(steady)
+    c.sync(prefix)
+    assert sorted(c.get_children(prefix)) == ["v", "w", "x", "y", "z"]
+
+
 def test_expired_session_loses_ephemerals_on_every_node(steady, kz, prefix):
     setup = kz(steady)
     setup.ensure_path(prefix)
