@@ -27,6 +27,7 @@
 mod dn;
 mod jks;
 mod store;
+mod v1;
 
 pub use dn::{render_name, subject_dn};
 pub use store::StoreType;
@@ -123,9 +124,6 @@ pub struct TlsOptions {
     /// reference's default list.
     pub cipher_suites: Option<Vec<String>>,
     pub handshake_timeout_ms: u64,
-    /// An `authProvider.N` names X509AuthenticationProvider under the scheme
-    /// `ssl.authProvider` selects (default `x509`).
-    pub x509_provider: bool,
     /// `zookeeper.X509AuthenticationProvider.superUser`: the subject whose
     /// connections are also `super`.
     pub x509_super_user: Option<String>,
@@ -144,7 +142,6 @@ impl Default for TlsOptions {
             enabled_protocols: None,
             cipher_suites: None,
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
-            x509_provider: false,
             x509_super_user: None,
             reload_on_change: false,
         }
@@ -306,7 +303,6 @@ pub struct TlsServer {
     /// started with.
     config: parking_lot::RwLock<Arc<ServerConfig>>,
     client_auth: ClientAuth,
-    x509_provider: bool,
     x509_super_user: Option<String>,
     pub handshake_timeout: Duration,
 }
@@ -315,7 +311,6 @@ impl std::fmt::Debug for TlsServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsServer")
             .field("client_auth", &self.client_auth)
-            .field("x509_provider", &self.x509_provider)
             .finish()
     }
 }
@@ -328,7 +323,6 @@ impl TlsServer {
         let server = TlsServer {
             config: parking_lot::RwLock::new(Arc::new(config)),
             client_auth: options.client_auth,
-            x509_provider: options.x509_provider,
             x509_super_user: options.x509_super_user.clone(),
             handshake_timeout: Duration::from_millis(options.handshake_timeout_ms.max(1)),
         };
@@ -393,11 +387,9 @@ impl TlsServer {
             // `want` and no certificate: served, with no x509 identity.
             return Ok(Vec::new());
         };
-        if !self.x509_provider {
-            return Err("X509 auth provider not found: add authProvider.x509=\
-                 org.apache.zookeeper.server.auth.X509AuthenticationProvider"
-                .to_string());
-        }
+        // As in Apache ZooKeeper 3.8, a verified certificate is an x509
+        // identity whether or not an authProvider.N line names
+        // X509AuthenticationProvider: its Netty server always has one.
         let subject = subject_dn(leaf)?;
         let mut ids = Vec::with_capacity(2);
         if self.x509_super_user.as_deref() == Some(subject.as_str()) {
@@ -440,24 +432,15 @@ fn build_config(options: &TlsOptions) -> Result<(ServerConfig, Vec<String>), Tls
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let config = builder
-        .with_single_cert(certs, key)
-        .map_err(|error| TlsError::Store {
-            key: key_store.key.to_string(),
-            path: key_store.location.clone(),
-            message: format!("the key and certificate are not usable: {error}"),
-        })?;
+    let certified = v1::certified_key(certs, key, &provider).map_err(|error| TlsError::Store {
+        key: key_store.key.to_string(),
+        path: key_store.location.clone(),
+        message: format!("the key and certificate are not usable: {error}"),
+    })?;
+    let config = builder.with_cert_resolver(Arc::new(v1::SingleCert(Arc::new(certified))));
     if options.client_auth == ClientAuth::None && options.trust_store.is_some() {
         warnings.push(
             "ssl.clientAuth=none: the trust store is not used on the client port".to_string(),
-        );
-    }
-    if options.client_auth != ClientAuth::None && !options.x509_provider {
-        warnings.push(
-            "client certificates are asked for but no authProvider.N names \
-                 org.apache.zookeeper.server.auth.X509AuthenticationProvider: as in Apache \
-                 ZooKeeper, every TLS connection that presents a certificate will be closed"
-                .to_string(),
         );
     }
     Ok((config, warnings))
@@ -468,12 +451,16 @@ fn client_verifier(
     provider: &Arc<CryptoProvider>,
     client_auth: ClientAuth,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let store_error = |message: String| TlsError::Store {
+        key: trust.key.to_string(),
+        path: trust.location.clone(),
+        message,
+    };
+    let trusted = store::load_trust_store(trust)?;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in store::load_trust_store(trust)? {
-        roots.add(cert).map_err(|error| TlsError::Store {
-            key: trust.key.to_string(),
-            path: trust.location.clone(),
-            message: format!("a trusted certificate is not usable: {error}"),
+    for cert in &trusted {
+        roots.add(cert.clone()).map_err(|error| {
+            store_error(format!("a trusted certificate is not usable: {error}"))
         })?;
     }
     let builder =
@@ -483,9 +470,12 @@ fn client_verifier(
     } else {
         builder
     };
-    builder
+    let webpki = builder
         .build()
-        .map_err(|error| TlsError::Rustls(format!("client certificate verifier: {error}")))
+        .map_err(|error| TlsError::Rustls(format!("client certificate verifier: {error}")))?;
+    Ok(Arc::new(
+        v1::ClientVerifier::new(webpki, &trusted, provider).map_err(store_error)?,
+    ))
 }
 
 /// A client connection's socket.

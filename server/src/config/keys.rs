@@ -735,8 +735,6 @@ fn read_properties(builder: &mut Builder<'_>) -> Result<(), ConfigError> {
     read_max_response_bytes(builder)
 }
 
-const X509_PROVIDER_CLASS: &str = "org.apache.zookeeper.server.auth.X509AuthenticationProvider";
-
 /// The connection factory classes the reference ships. Netty is the one
 /// that serves `secureClientPort` there; here one reactor serves both.
 const CNXN_FACTORY_CLASSES: &[&str] = &[
@@ -843,13 +841,6 @@ fn read_tls_properties(builder: &mut Builder<'_>) -> Result<(), ConfigError> {
             ));
         }
     }
-    let has_x509 = builder
-        .config
-        .sasl
-        .auth_providers
-        .values()
-        .any(|class| class == X509_PROVIDER_CLASS);
-    tls.x509_provider = has_x509;
     tls.x509_super_user = builder
         .property("zookeeper.X509AuthenticationProvider.superUser")
         .map(|s| s.value.to_string());
@@ -1315,7 +1306,6 @@ clientPort=2181
             tls.enabled_protocols,
             Some(vec!["TLSv1.3".to_string(), "TLSv1.2".to_string()])
         );
-        assert!(tls.x509_provider);
         assert_eq!(
             config.warnings,
             ["zoo.cfg: ssl.ciphersuites: TLS_RSA_WITH_AES_128_CBC_SHA is not available here; skipped"]
@@ -1351,7 +1341,6 @@ clientPort=2181
             unused.warnings,
             ["zoo.cfg: ssl.keyStore.location is set but secureClientPort is not: no TLS client port is opened"]
         );
-        assert!(!config.tls.x509_provider);
 
         for (text, error) in [
             (

@@ -47,6 +47,8 @@ CLIENT_DN = "CN=client one,O=Example Org,C=US"
 # Escapes, a multi-valued RDN, types without an RFC 2253 keyword (hex
 # values), UTF-8: the identity is the text Java writes, character for
 # character (this string is what the reference stores).
+V1_SUBJECT = "/O=Example Org/CN=version one"
+V1_DN = "CN=version one,O=Example Org"
 ODD_SUBJECT = (r'/C=US/O=Foo, Inc./OU=a\+b;c/CN= x=y #1 <z>"q"\\ /emailAddress=a@b.c'
                r'/DC=example/UID=u1+L=here/ST=Zoë/title=boss')
 ODD_DN = (r'2.5.4.12=#0c04626f7373,ST=Zoë,L=here+UID=u1,DC=example,'
@@ -85,13 +87,20 @@ class Pki:
         leaf("client", CLIENT_SUBJECT, "client.ext")
         leaf("odd", ODD_SUBJECT, "client.ext")
         leaf("rogue", "/CN=rogue", "client.ext", ca="rogue-ca")
+        # X.509 version 1 leaves (no extensions at all), as kazoo's own
+        # harness makes them and Java accepts them.
+        leaf("server-v1", "/CN=localhost", None)
+        leaf("client-v1", V1_SUBJECT, None)
+        leaf("rogue-v1", V1_SUBJECT, None, ca="rogue-ca")
         self.ca = d("ca.pem")
         # A PEM key store: the key and its certificate in one file.
         self.server_pem = d("server-store.pem")
-        with open(self.server_pem, "w") as out:
-            for part in ("server.key", "server.pem"):
-                with open(d(part)) as f:
-                    out.write(f.read())
+        self.server_v1_pem = d("server-v1-store.pem")
+        for store, name in ((self.server_pem, "server"), (self.server_v1_pem, "server-v1")):
+            with open(store, "w") as out:
+                for part in (name + ".key", name + ".pem"):
+                    with open(d(part)) as f:
+                        out.write(f.read())
         for name in ("server", "client"):
             run(OPENSSL, "pkcs12", "-export", "-in", d(name + ".pem"), "-inkey", d(name + ".key"),
                 "-certfile", self.ca, "-name", name, "-out", d(name + ".p12"),
@@ -120,9 +129,10 @@ class Pki:
         d = self.path
         run(OPENSSL, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", d(name + ".key"),
             "-out", d(name + ".csr"), "-subj", subject, "-utf8", "-multivalue-rdn")
+        extensions = ("-extfile", d(ext)) if ext else ()
         run(OPENSSL, "x509", "-req", "-in", d(name + ".csr"), "-CA", d(ca + ".pem"),
             "-CAkey", d(ca + ".key"), "-set_serial", str(self.serial), "-out", d(name + ".pem"),
-            "-days", "2", "-extfile", d(ext))
+            "-days", "2", *extensions)
         return self.serial
 
     def cert(self, name):
@@ -290,6 +300,40 @@ def test_client_auth_need_refuses_without_or_with_an_untrusted_certificate(tls_s
         assert tls_session(tls_server, pki, cert=None, maximum=tls_version) is None
     assert tls_session(tls_server, pki, cert="rogue") is None
     tls_server.assert_serving()
+
+
+@pytest.fixture(scope="module", params=harness.targets())
+def v1_server(request, pki):
+    """A version 1 server certificate; clientAuth need; TLS 1.2 and 1.3; no
+    authProvider line (as kazoo's harness configures the server)."""
+    return start_tls_server(request, request.param, tls_config(pki, **{
+        "authProvider.x509": None,
+        "ssl.keyStore.location": pki.server_v1_pem, "ssl.enabledProtocols": "TLSv1.2,TLSv1.3",
+        "ssl.ciphersuites": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_AES_128_GCM_SHA256"}))
+
+
+def test_version_1_certificates_serve_and_identify(v1_server, pki):
+    # kazoo's harness signs its server and client certificates as X.509
+    # version 1: both servers take them, a version 1 client certificate is
+    # an x509 identity like any other, and one from an untrusted CA is
+    # still refused. The identity needs no authProvider line.
+    assert run(OPENSSL, "x509", "-in", pki.path("client-v1.pem"), "-noout", "-text").count(
+        "Version: 1 (0x0)") == 1
+    client = kazoo_tls(v1_server, pki, cert="client-v1")
+    path = "/tls-v1-%s" % v1_server.name
+    try:
+        client.create(path, b"v1", acl=[ACL(31, Id("auth", ""))])
+        assert client.get(path)[0] == b"v1"
+        assert client.get_acls(path)[0] == [ACL(31, Id("x509", V1_DN))]
+        client.delete(path)
+    finally:
+        stop(client)
+    assert tls_session(v1_server, pki, cert="client") is not None
+    assert tls_session(v1_server, pki, cert="rogue-v1") is None
+    for tls_version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        assert tls_session(v1_server, pki, cert="client-v1", minimum=tls_version,
+                           maximum=tls_version) is not None
+    v1_server.assert_serving()
 
 
 def test_client_auth_want_serves_a_client_without_certificate(want_server, pki):
