@@ -318,6 +318,9 @@ impl Applier {
     /// Replaces the tree by a state the leader sent (Zab SNAP), already
     /// made durable by the driver. The session table follows the new tree.
     pub(super) fn install(&mut self, tree: DataTree) {
+        if let Some(schedule) = self.snapshots.as_mut() {
+            schedule.wait_idle();
+        }
         let last = tree.last_zxid();
         let now = self.shared.clock.monotonic_ms();
         {

@@ -124,6 +124,15 @@ impl SnapshotSchedule {
         }
     }
 
+    /// Waits for a running snapshot to end: the applier calls it before it
+    /// swaps the live tree for another (a SNAP's), so that no walk reads
+    /// part of one tree and part of the other.
+    pub(super) fn wait_idle(&mut self) {
+        if let Some(thread) = self.running.take() {
+            let _ = thread.join();
+        }
+    }
+
     pub(super) fn finish(self) {
         if let Some(thread) = self.running {
             let _ = thread.join();
