@@ -1,5 +1,6 @@
 //! Test-only fault injection: named points in server threads that panic on
-//! demand, so tests can check what the process does when a thread dies.
+//! demand, so tests can check what the process does when a thread dies, and
+//! points that damage what a thread sends, once.
 //!
 //! Compiled in only with the `failpoints` feature (off by default; CI builds
 //! every feature). Armed by the environment: `ZK_FAILPOINTS=point=/path,...`
@@ -11,6 +12,9 @@
 pub const SEQUENCER: &str = "sequencer";
 pub const APPLIER: &str = "applier";
 pub const IO: &str = "io";
+/// A leader's SNAP sender; armed as `snap-sender=corrupt`, it damages the
+/// second frame of the first stream it sends (see `hit_once`).
+pub const SNAP_SENDER: &str = "snap-sender";
 
 #[cfg(feature = "failpoints")]
 fn armed() -> &'static [(String, String)] {
@@ -45,6 +49,28 @@ pub fn hit(point: &str, path: &str) -> bool {
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub fn hit(_point: &str, _path: &str) -> bool {
+    false
+}
+
+/// Like `hit`, but true only the first time in the process's life.
+#[cfg(feature = "failpoints")]
+pub fn hit_once(point: &str, path: &str) -> bool {
+    use std::sync::Mutex;
+    static FIRED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+    if !hit(point, path) {
+        return false;
+    }
+    let mut fired = FIRED.lock().unwrap_or_else(|e| e.into_inner());
+    if fired.iter().any(|(p, q)| p == point && q == path) {
+        return false;
+    }
+    fired.push((point.to_string(), path.to_string()));
+    true
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn hit_once(_point: &str, _path: &str) -> bool {
     false
 }
 

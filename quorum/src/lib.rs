@@ -219,6 +219,9 @@ pub struct Durable {
 }
 
 /// The ensemble and the peer's timing, in ticks.
+/// `Config::max_diff_bytes` unless set.
+pub const DEFAULT_MAX_DIFF_BYTES: usize = 64 << 20;
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub id: ServerId,
@@ -232,6 +235,11 @@ pub struct Config {
     pub sync_limit_ticks: u32,
     /// The last zxid counter a leader may assign in one epoch.
     pub max_counter: u32,
+    /// The most txn data a DIFF or TRUNC may carry; a learner that lacks
+    /// more is sent SNAP, which streams (Apache's `snapshotSizeFactor`
+    /// makes the same choice by comparing with the snapshot's size). It
+    /// bounds the one NEWLEADER message that carries them.
+    pub max_diff_bytes: usize,
 }
 
 impl Config {
@@ -245,6 +253,7 @@ impl Config {
             init_limit_ticks: 10,
             sync_limit_ticks: 5,
             max_counter: u32::MAX,
+            max_diff_bytes: DEFAULT_MAX_DIFF_BYTES,
         }
     }
 

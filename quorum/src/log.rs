@@ -22,6 +22,8 @@ pub(crate) struct Log {
     floor: Zxid,
     floor_op: u64,
     entries: Vec<Entry>,
+    /// The summed size of the entries' data.
+    bytes: usize,
 }
 
 impl Log {
@@ -37,10 +39,12 @@ impl Log {
             }
             entries.push(Entry { txn, op: 0 });
         }
+        let bytes = entries.iter().map(|e| e.txn.data.len()).sum();
         Log {
             floor,
             floor_op: 0,
             entries,
+            bytes,
         }
     }
 
@@ -65,6 +69,11 @@ impl Log {
         zxid == self.floor || self.position(zxid).is_ok()
     }
 
+    /// The summed size of the txns' data above the floor.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Entries with a zxid above `zxid`.
     pub fn after(&self, zxid: Zxid) -> &[Entry] {
         let start = match self.position(zxid) {
@@ -76,6 +85,7 @@ impl Log {
 
     pub fn append(&mut self, txn: Txn, op: u64) {
         debug_assert!(txn.zxid > self.last());
+        self.bytes += txn.data.len();
         self.entries.push(Entry { txn, op });
     }
 
@@ -84,12 +94,17 @@ impl Log {
             Ok(i) => i + 1,
             Err(i) => i,
         };
+        self.bytes -= self.entries[keep..]
+            .iter()
+            .map(|e| e.txn.data.len())
+            .sum::<usize>();
         self.entries.truncate(keep);
     }
 
     /// Replace the whole log by a snapshot at `zxid` (Zab SNAP).
     pub fn install(&mut self, zxid: Zxid, op: u64) {
         self.entries.clear();
+        self.bytes = 0;
         self.floor = zxid;
         self.floor_op = op;
     }
@@ -106,7 +121,11 @@ impl Log {
         if cut > 0 {
             self.floor_op = self.entries[cut - 1].op;
         }
-        self.entries.drain(..cut);
+        self.bytes -= self
+            .entries
+            .drain(..cut)
+            .map(|e| e.txn.data.len())
+            .sum::<usize>();
         self.floor = upto;
     }
 
@@ -165,6 +184,25 @@ mod tests {
         assert_eq!(log.last_of_epoch(Epoch(2)), None);
         log.truncate_after(Zxid::new(Epoch(1), 1));
         assert_eq!(log.last(), Zxid::new(Epoch(1), 1));
+    }
+
+    #[test]
+    fn bytes_follow_every_change() {
+        let sized = |counter: u32, len: usize| Txn {
+            zxid: Zxid::new(Epoch(1), counter),
+            data: vec![0; len],
+        };
+        let mut log = Log::recovered(Zxid::ZERO, vec![sized(1, 10), sized(2, 20)]);
+        assert_eq!(log.bytes(), 30);
+        log.append(sized(3, 5), 1);
+        log.append(sized(4, 7), 2);
+        assert_eq!(log.bytes(), 42);
+        log.truncate_after(Zxid::new(Epoch(1), 3));
+        assert_eq!(log.bytes(), 35);
+        log.compact(Zxid::new(Epoch(1), 1));
+        assert_eq!(log.bytes(), 25);
+        log.install(Zxid::new(Epoch(2), 1), 3);
+        assert_eq!(log.bytes(), 0);
     }
 
     #[test]

@@ -350,14 +350,27 @@ impl Peer {
         self.log.floor()
     }
 
+    /// The leader and session of the learning this peer is in, if any.
+    pub fn learning(&self) -> Option<(ServerId, u64)> {
+        match &self.state {
+            State::Learning(l) => Some((l.leader, l.session)),
+            _ => None,
+        }
+    }
+
     /// The txns of the in-memory log (durable or not) above the floor.
-    pub fn log_txns(&self) -> impl Iterator<Item = &Txn> {
+    pub fn log_txns(&self) -> impl DoubleEndedIterator<Item = &Txn> {
         self.log.entries().iter().map(|e| &e.txn)
     }
 
     /// The txns of the in-memory log after `zxid`, in order.
     pub fn log_after(&self, zxid: Zxid) -> impl Iterator<Item = &Txn> {
         self.log.after(zxid).iter().map(|e| &e.txn)
+    }
+
+    /// The summed size of the in-memory log's txns above its floor.
+    pub fn log_bytes(&self) -> usize {
+        self.log.bytes()
     }
 
     /// How many txns the in-memory log holds above its floor.
@@ -1261,7 +1274,18 @@ impl Peer {
                 common = common.max(mine.min(end));
             }
         }
-        if common < self.log.floor() || !self.log.contains(common) {
+        // Too much to carry in one NEWLEADER: SNAP instead, but only from a
+        // state at or after what the learner holds, never taking it back.
+        let too_big = || {
+            let bytes: usize = self
+                .log
+                .after(common)
+                .iter()
+                .map(|e| e.txn.data.len())
+                .sum();
+            bytes > self.config.max_diff_bytes && self.applied >= common
+        };
+        if common < self.log.floor() || !self.log.contains(common) || too_big() {
             (SyncMode::Snap { zxid: self.applied }, self.applied)
         } else if info.last_zxid > common {
             (SyncMode::Trunc { after: common }, common)

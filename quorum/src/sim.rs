@@ -212,6 +212,24 @@ pub struct Sim {
     /// A hook to drop chosen messages (scenarios).
     pub drop_filter: Option<DropFilter>,
     pub max_counter: u32,
+    /// `Config::max_diff_bytes` of every node.
+    pub max_diff_bytes: usize,
+}
+
+/// The peer limits a simulation runs under.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_counter: u32,
+    pub max_diff_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_counter: u32::MAX,
+            max_diff_bytes: crate::DEFAULT_MAX_DIFF_BYTES,
+        }
+    }
 }
 
 impl Sim {
@@ -226,6 +244,21 @@ impl Sim {
         observers: usize,
         faults: Faults,
         max_counter: u32,
+    ) -> Sim {
+        let limits = Limits {
+            max_counter,
+            ..Limits::default()
+        };
+        Sim::with_limits(seed, voters, observers, faults, limits)
+    }
+
+    /// Like `new`, with the peers' limits set.
+    pub fn with_limits(
+        seed: u64,
+        voters: usize,
+        observers: usize,
+        faults: Faults,
+        limits: Limits,
     ) -> Sim {
         let mut rng = Prng::from_seed(seed);
         let voter_ids: BTreeSet<ServerId> = (1..=voters as u64).map(ServerId).collect();
@@ -271,7 +304,8 @@ impl Sim {
             stats: Stats::default(),
             trace: None,
             drop_filter: None,
-            max_counter,
+            max_counter: limits.max_counter,
+            max_diff_bytes: limits.max_diff_bytes,
         };
         let ids: Vec<ServerId> = sim.nodes.keys().copied().collect();
         for id in ids {
@@ -283,6 +317,7 @@ impl Sim {
     pub fn config(&self, id: ServerId) -> Config {
         let mut config = Config::new(id, self.voters.clone(), self.observers.clone());
         config.max_counter = self.max_counter;
+        config.max_diff_bytes = self.max_diff_bytes;
         config
     }
 

@@ -5,7 +5,7 @@
 //! `SIM_SEED=<seed> cargo test -p quorum sim` replays it with a trace
 //! of every event, and `SIM_SEEDS=<n>` runs n seeds per ensemble shape.
 
-use quorum::sim::{Faults, Sim, Stats};
+use quorum::sim::{Faults, Limits, Sim, Stats};
 use quorum::{Prng, Role, ServerId};
 
 /// Random events per seed before the faults stop.
@@ -25,10 +25,10 @@ fn seeds() -> Vec<u64> {
 /// Run one seed: random faults for `STEPS` events, then calm (heal, restart,
 /// unstall) and require a leader and a fresh commit. Returns the stats or the
 /// first violated invariant.
-fn run_seed(seed: u64, voters: usize, observers: usize, max_counter: u32) -> Result<Stats, String> {
+fn run_seed(seed: u64, voters: usize, observers: usize, limits: Limits) -> Result<Stats, String> {
     let mut rng = Prng::from_seed(seed ^ 0x5eed_5eed);
     let faults = Faults::random(&mut rng);
-    let mut sim = Sim::with_max_counter(seed, voters, observers, faults, max_counter);
+    let mut sim = Sim::with_limits(seed, voters, observers, faults, limits);
     let replaying = std::env::var("SIM_SEED").is_ok();
     if replaying {
         sim.trace = Some(Vec::new());
@@ -58,18 +58,18 @@ fn run_seed(seed: u64, voters: usize, observers: usize, max_counter: u32) -> Res
             eprintln!("{}", sim.trace_text());
         }
         eprintln!(
-            "seed {seed} ({voters} voters, {observers} observers, max counter {max_counter}) failed: {e}\n\
+            "seed {seed} ({voters} voters, {observers} observers, {limits:?}) failed: {e}\n\
              replay: SIM_SEED={seed} cargo test -p quorum sim"
         );
     }
     result
 }
 
-fn run_shape(voters: usize, observers: usize, max_counter: u32) {
+fn run_shape(voters: usize, observers: usize, limits: Limits) {
     let mut failed = Vec::new();
     let mut total = Stats::default();
     for seed in seeds() {
-        match run_seed(seed, voters, observers, max_counter) {
+        match run_seed(seed, voters, observers, limits) {
             Ok(stats) => {
                 total.steps += stats.steps;
                 total.committed += stats.committed;
@@ -89,24 +89,39 @@ fn run_shape(voters: usize, observers: usize, max_counter: u32) {
 
 #[test]
 fn sim_three_voters() {
-    run_shape(3, 0, u32::MAX);
+    run_shape(3, 0, Limits::default());
 }
 
 #[test]
 fn sim_five_voters() {
-    run_shape(5, 0, u32::MAX);
+    run_shape(5, 0, Limits::default());
 }
 
 #[test]
 fn sim_three_voters_two_observers() {
-    run_shape(3, 2, u32::MAX);
+    run_shape(3, 2, Limits::default());
 }
 
 /// Leaders run out of zxid counters every few writes, so epochs turn over
 /// constantly, under the same faults.
 #[test]
 fn sim_three_voters_tiny_epochs() {
-    run_shape(3, 0, 4);
+    let limits = Limits {
+        max_counter: 4,
+        ..Limits::default()
+    };
+    run_shape(3, 0, limits);
+}
+
+/// A DIFF may carry only a few txns (the sim's are ~10 bytes each), so most
+/// lagging learners are sent SNAP instead, under the same faults.
+#[test]
+fn sim_three_voters_small_diffs() {
+    let limits = Limits {
+        max_diff_bytes: 40,
+        ..Limits::default()
+    };
+    run_shape(3, 0, limits);
 }
 
 /// Without faults an ensemble elects one leader, commits every write in order
@@ -191,7 +206,7 @@ fn sim_counter_exhaustion_moves_to_a_new_epoch() {
 /// The same seed gives the same run.
 #[test]
 fn sim_is_deterministic() {
-    let a = run_seed(42, 3, 1, u32::MAX).unwrap();
-    let b = run_seed(42, 3, 1, u32::MAX).unwrap();
+    let a = run_seed(42, 3, 1, Limits::default()).unwrap();
+    let b = run_seed(42, 3, 1, Limits::default()).unwrap();
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
 }

@@ -317,6 +317,28 @@ impl Applier {
 
     /// Replaces the tree by a state the leader sent (Zab SNAP), already
     /// made durable by the driver. The session table follows the new tree.
+    /// Frees the live tree while a SNAP streams in (the member serves no
+    /// one meanwhile), so that it never holds two whole trees: an empty
+    /// one stands in until `install` brings the leader's state or the
+    /// driver's own, reloaded from disk. `applied` keeps its value, and
+    /// nothing is applied or snapshotted in between.
+    pub(super) fn release(&mut self) {
+        if let Some(schedule) = self.snapshots.as_mut() {
+            schedule.wait_idle();
+        }
+        let old = std::mem::take(&mut *self.shared.tree.write());
+        self.checks.clear();
+        self.queue.clear();
+        let nodes = old.node_count();
+        let started = std::time::Instant::now();
+        drop(old);
+        tracing::info!(
+            nodes,
+            drop_ms = started.elapsed().as_millis() as u64,
+            "released the live tree for a SNAP"
+        );
+    }
+
     pub(super) fn install(&mut self, tree: DataTree) {
         if let Some(schedule) = self.snapshots.as_mut() {
             schedule.wait_idle();
@@ -448,8 +470,11 @@ pub(super) fn run(
 pub(super) enum ApplierInput {
     /// Committed txns (and answers without one) in order: apply them now.
     Apply(Proposal),
-    /// The leader's whole state (SNAP), durable already.
+    /// The leader's whole state (SNAP), durable already, or the member's
+    /// own reloaded from disk after a SNAP that did not install.
     Install(Box<DataTree>),
+    /// A SNAP stream begins: free the live tree (`Applier::release`).
+    Release,
     /// The leader's `replica_digest` at a zxid, to compare when there.
     Check { zxid: Zxid, digest: u64 },
 }
@@ -468,6 +493,7 @@ pub(super) fn run_replica(mut applier: Applier, inputs: crossbeam_channel::Recei
                 }
             }
             ApplierInput::Install(tree) => applier.install(*tree),
+            ApplierInput::Release => applier.release(),
             ApplierInput::Check { zxid, digest } => applier.expect_digest(zxid, digest),
         }
     }

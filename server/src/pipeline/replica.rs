@@ -225,6 +225,7 @@ pub(super) fn run(
         epochs_path: setup.epochs_path,
         snapshot_in: None,
         incoming: None,
+        released: None,
         installed: Zxid(0),
         snaps_out: HashMap::new(),
         snap_done: crossbeam_channel::unbounded(),
@@ -292,6 +293,11 @@ struct Driver {
     snapshot_in: Option<DataTree>,
     /// On a learner: the SNAP stream arriving.
     incoming: Option<Incoming>,
+    /// On a learner: the live tree was freed for the SNAP stream of this
+    /// leader and session (`Applier::release`). Until that SNAP installs,
+    /// the applier holds an empty stand-in; if it never does, the state is
+    /// reloaded from disk (`reload`).
+    released: Option<(ServerId, u64)>,
     /// The zxid of the last state installed: appends at or below it are in
     /// that state already.
     installed: Zxid,
@@ -377,6 +383,7 @@ impl Driver {
             self.watch_leader_link();
             self.report_durable()?;
             self.execute()?;
+            self.check_released()?;
             // Read-only mode ends before a role that serves begins.
             self.update_read_only();
             self.update_role()?;
@@ -634,21 +641,26 @@ impl Driver {
         }
     }
 
-    /// Keeps the in-memory log to about `DIFF_WINDOW` txns.
+    /// Keeps the in-memory log to about `DIFF_WINDOW` txns and the peer's
+    /// `max_diff_bytes` of them: a learner further behind is sent SNAP
+    /// either way, so more would only hold memory.
     fn compact(&mut self) {
         let len = self.peer.log_len();
+        let max_bytes = self.peer.config().max_diff_bytes;
+        let over = len >= DIFF_WINDOW * 2 || self.peer.log_bytes() >= max_bytes.saturating_mul(2);
         // A SNAP stream's tail comes from this log.
-        if len < DIFF_WINDOW * 2 || !self.snaps_out.is_empty() {
+        if !over || !self.snaps_out.is_empty() {
             return;
         }
-        let floor = self.peer.log_floor();
+        // The newest txns that fit both bounds stay; the cut is the one
+        // before them.
+        let mut kept = (0usize, 0usize);
+        let cut = self.peer.log_txns().rev().find(|txn| {
+            kept = (kept.0 + 1, kept.1 + txn.data.len());
+            kept.0 > DIFF_WINDOW || kept.1 > max_bytes
+        });
         let applied = self.peer.applied();
-        let cut = self
-            .peer
-            .log_after(floor)
-            .nth(len - DIFF_WINDOW)
-            .map(|t| t.zxid);
-        if let Some(cut) = cut.filter(|cut| *cut <= applied) {
+        if let Some(cut) = cut.map(|t| t.zxid).filter(|cut| *cut <= applied) {
             if let Err(error) = self.peer.compact(cut) {
                 tracing::debug!(%error, "log compaction deferred");
             }
@@ -772,6 +784,7 @@ impl Driver {
                     "installed the leader's state (SNAP)"
                 );
                 self.installed = tree.last_zxid();
+                self.released = None;
                 self.local.clear();
                 self.handed = tree.last_zxid();
                 let _ = self.to_applier.send(ApplierInput::Install(Box::new(tree)));
@@ -842,7 +855,12 @@ impl Driver {
             .spawn(move || {
                 let started = Instant::now();
                 let mut bytes = 0usize;
-                let emit = |seq: u64, data: Vec<u8>| {
+                let emit = |seq: u64, mut data: Vec<u8>| {
+                    if seq == 1 && net::failpoint::hit_once(net::failpoint::SNAP_SENDER, "corrupt")
+                    {
+                        tracing::warn!(to = to.0, "failpoint: damaging SNAP frame 1");
+                        data.iter_mut().for_each(|b| *b ^= 0x5a);
+                    }
                     bytes += data.len();
                     let message = snap::records_message(session, seq, zxid, data);
                     send_snap_frame(&transport, &shared, &stop, to, message)
@@ -986,6 +1004,12 @@ impl Driver {
                     return;
                 }
             }
+            // This member serves no one until the SNAP installs: its tree
+            // can go, so that it never holds two.
+            if self.released.is_none() && self.peer.learning() == Some((from, session)) {
+                self.released = Some((from, session));
+                let _ = self.to_applier.send(ApplierInput::Release);
+            }
         }
         let Some(incoming) = self.incoming.as_mut().filter(|i| i.session() == session) else {
             return;
@@ -1037,6 +1061,71 @@ impl Driver {
             "received the leader's state (SNAP)"
         );
         Ok(tree)
+    }
+
+    /// After the peer's actions: a freed tree waits only for the SNAP of its
+    /// own stream, still arriving or just brought to its end. Anything else
+    /// (the stream broke or was refused, the peer left that learning) and
+    /// the member reloads its state from disk.
+    fn check_released(&mut self) -> Result<(), StorageError> {
+        // Taken by InstallSnapshot if the peer accepted it.
+        let finished = self.snapshot_in.take().is_some();
+        let Some(stream) = self.released else {
+            return Ok(());
+        };
+        let arriving = self
+            .incoming
+            .as_ref()
+            .is_some_and(|i| i.session() == stream.1);
+        if arriving && !finished && self.peer.learning() == Some(stream) {
+            return Ok(());
+        }
+        tracing::warn!(
+            leader = stream.0 .0,
+            role = ?self.peer.role(),
+            "the SNAP stream ended without installing; reloading this member's state from disk"
+        );
+        self.reload()
+    }
+
+    /// Rebuilds this member as a restart would, without the process
+    /// stopping: the state recovered from storage (every durable txn, as the
+    /// peer's floor) and a new peer on the persisted epochs. The log's
+    /// uncommitted suffix, if any, is in that floor as after any restart:
+    /// the leader syncs it by SNAP. (Reloading the tree alone under the old
+    /// peer would not do: the tree would hold txns the peer has as
+    /// uncommitted.)
+    fn reload(&mut self) -> Result<(), StorageError> {
+        self.settle_appends()?;
+        self.in_flight.clear();
+        self.incoming = None;
+        self.snapshot_in = None;
+        self.released = None;
+        let started = Instant::now();
+        let (tree, _) = self.storage.recover()?;
+        let floor = tree.last_zxid();
+        let durable = quorum::Durable {
+            epochs: load_epochs(&self.epochs_path)?,
+            floor: qz(floor),
+            log: Vec::new(),
+        };
+        let config = self.peer.config().clone();
+        let seed = self.shared.clock.wall_ms() as u64 ^ (config.id.0 << 48) ^ floor.0 as u64;
+        self.peer = Peer::recover(config, Prng::from_seed(seed), durable).map_err(|error| {
+            StorageError::Io {
+                path: self.epochs_path.clone(),
+                source: std::io::Error::other(error.to_string()),
+            }
+        })?;
+        self.local.clear();
+        self.handed = floor;
+        self.installed = floor;
+        tracing::info!(
+            %floor, nodes = tree.node_count(), ms = started.elapsed().as_millis() as u64,
+            "reloaded this member's state from disk"
+        );
+        let _ = self.to_applier.send(ApplierInput::Install(Box::new(tree)));
+        Ok(())
     }
 
     /// Whether the peer is a learner of `leader`.

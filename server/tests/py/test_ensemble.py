@@ -578,6 +578,63 @@ def test_large_snap_streams_under_write_load(ensembles, kz, writers, prefix, tar
         print(re.findall(r"received the leader's state.*", received)[-1])
 
 
+@pytest.mark.parametrize("backend", harness.storage_backends())
+def test_broken_snap_stream_reloads_the_member_from_disk(ensembles, kz, prefix, backend):
+    """A learner frees its tree when a SNAP stream begins, so it never holds
+    two. If the stream then breaks (here the leader damages frame 1 of its
+    first stream, through a test-only failpoint), the learner must rebuild
+    itself from its own disk, as a restart would, sync again and end with
+    the leader's state: never serve the empty stand-in, never lose what it
+    had."""
+    ens = ensembles((OURS, backend), extra={"snapCount": 100, "autopurge.snapRetainCount": 3})
+    lagging = ens.followers()[0]
+    others = [i for i in range(len(ens)) if i != lagging]
+    c = kz(ens.connect_string())
+    c.ensure_path(prefix)
+    c.create(prefix + "/before", b"kept")
+    c.stop()
+    ens.terminate(lagging)
+    big = prefix + "/big"
+    c = kz(ens.connect_string(others))
+    c.ensure_path(big)
+    blob = b"s" * 2000
+    for at in range(0, 4000, 500):
+        for a in [c.create_async("%s/n%05d" % (big, k), blob) for k in range(at, at + 500)]:
+            a.get(timeout=30)
+    c.stop()
+    # Restarted (so they offer no DIFF from before) with the failpoint armed.
+    for i in others:
+        ens.terminate(i)
+    saved = os.environ.get("ZK_FAILPOINTS")
+    os.environ["ZK_FAILPOINTS"] = "snap-sender=corrupt"
+    try:
+        for i in others:
+            ens.restart(i, wait=False)
+    finally:
+        if saved is None:
+            del os.environ["ZK_FAILPOINTS"]
+        else:
+            os.environ["ZK_FAILPOINTS"] = saved
+    ens.wait_serving(others)
+    leader = ens.wait_leader()
+    if "failpoints armed" not in ens[leader].log_text():
+        harness.missing("a zk-server built with --features failpoints")
+    offset = ens[lagging].log_size()
+    ens.restart(lagging)
+    ens.wait_serving()
+    log = ens[lagging].log_since(offset)
+    order = ["released the live tree for a SNAP", "SNAP stream broken",
+             "reloading this member's state from disk", "reloaded this member's state",
+             "installed the leader's state (SNAP)"]
+    at = [log.find(line) for line in order]
+    assert -1 not in at and at == sorted(at), (dict(zip(order, at)), log[-4000:])
+    acked, children = check_consistent(ens, big, [], batch=64)
+    assert children == 4000
+    c = kz(ens.connect_string([lagging]))
+    assert c.get(prefix + "/before")[0] == b"kept"
+    c.stop()
+
+
 # -- 6. TRUNC ---------------------------------------------------------------------------
 
 UNACKED = 40
