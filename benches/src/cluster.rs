@@ -78,6 +78,8 @@ pub enum Kind {
     Native,
     /// `zk-server` with `storage.backend=rocksdb`.
     Rocks,
+    /// `zk-server` native with `readConsistency=linearizable`.
+    Linearizable,
     /// Apache ZooKeeper: `ZooKeeperServerMain` standalone, `QuorumPeerMain`
     /// in an ensemble.
     Reference,
@@ -88,9 +90,10 @@ impl Kind {
         match name {
             "zk-server" | "native" => Ok(Kind::Native),
             "zk-server-rocksdb" | "rocksdb" => Ok(Kind::Rocks),
+            "zk-server-linearizable" | "linearizable" => Ok(Kind::Linearizable),
             "zookeeper" | "reference" => Ok(Kind::Reference),
             other => Err(format!(
-                "unknown target {other:?}: use zk-server, zk-server-rocksdb or zookeeper"
+                "unknown target {other:?}: use zk-server, zk-server-rocksdb, zk-server-linearizable or zookeeper"
             )),
         }
     }
@@ -99,12 +102,13 @@ impl Kind {
         match self {
             Kind::Native => "zk-server",
             Kind::Rocks => "zk-server-rocksdb",
+            Kind::Linearizable => "zk-server-linearizable",
             Kind::Reference => "zookeeper",
         }
     }
 
     pub fn ours(self) -> bool {
-        matches!(self, Kind::Native | Kind::Rocks)
+        matches!(self, Kind::Native | Kind::Rocks | Kind::Linearizable)
     }
 }
 
@@ -397,6 +401,9 @@ impl Cluster {
         match self.kind {
             Kind::Native => cfg.push_str("storage.backend=native\n"),
             Kind::Rocks => cfg.push_str("storage.backend=rocksdb\n"),
+            Kind::Linearizable => {
+                cfg.push_str("storage.backend=native\nreadConsistency=linearizable\n")
+            }
             Kind::Reference => {}
         }
         if self.ensemble() {
@@ -428,7 +435,7 @@ impl Cluster {
         node.starts += 1;
         let log = std::fs::File::create(node.dir.join(format!("server-{}.log", node.starts)))?;
         let mut command = match self.kind {
-            Kind::Native | Kind::Rocks => Command::new(&launch.zk_server),
+            Kind::Native | Kind::Rocks | Kind::Linearizable => Command::new(&launch.zk_server),
             Kind::Reference => {
                 let mut java = Command::new(&launch.java);
                 java.args(&launch.jvm_flags)

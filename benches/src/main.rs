@@ -130,7 +130,7 @@ impl LaunchArgs {
 
 #[derive(clap::Args, Debug)]
 struct FailoverArgs {
-    /// Comma-separated: zk-server, zk-server-rocksdb, zookeeper.
+    /// Comma-separated: zk-server, zk-server-rocksdb, zk-server-linearizable, zookeeper.
     #[arg(long, default_value = "zk-server,zookeeper", value_delimiter = ',')]
     targets: Vec<String>,
     /// Nodes per ensemble.
@@ -215,7 +215,7 @@ fn failover_main(args: FailoverArgs) -> ExitCode {
 
 #[derive(clap::Args, Debug)]
 struct CompareArgs {
-    /// Comma-separated: zk-server, zk-server-rocksdb, zookeeper.
+    /// Comma-separated: zk-server, zk-server-rocksdb, zk-server-linearizable, zookeeper.
     #[arg(long, default_value = "zk-server,zookeeper", value_delimiter = ',')]
     targets: Vec<String>,
     /// Ratios are over this target's medians (default: zookeeper if a

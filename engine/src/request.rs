@@ -148,6 +148,22 @@ impl Request {
     /// True for requests that change the tree or the session table and so go
     /// through prep and the log. Everything else is answered by the I/O thread
     /// (or, for `sync`, after the writes before it).
+    /// Reads of the tree's state, the ones `readConsistency=linearizable`
+    /// fences (not pings, watch registrations or session requests).
+    pub fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Request::Exists { .. }
+                | Request::GetData { .. }
+                | Request::GetAcl { .. }
+                | Request::GetChildren { .. }
+                | Request::GetChildren2 { .. }
+                | Request::MultiRead(_)
+                | Request::GetEphemerals { .. }
+                | Request::GetAllChildrenNumber { .. }
+        )
+    }
+
     pub fn is_write(&self) -> bool {
         matches!(
             self,

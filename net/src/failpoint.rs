@@ -12,6 +12,10 @@
 pub const SEQUENCER: &str = "sequencer";
 pub const APPLIER: &str = "applier";
 pub const IO: &str = "io";
+/// An ensemble member's applier; armed as `applier-delay=<ms>`, it waits
+/// that long before applying each batch of commits: a lagging replica
+/// whose log keeps up (its ACKs are not delayed) but whose tree does not.
+pub const APPLIER_DELAY: &str = "applier-delay";
 /// A leader's SNAP sender; armed as `snap-sender=corrupt`, it damages the
 /// second frame of the first stream it sends (see `hit_once`).
 pub const SNAP_SENDER: &str = "snap-sender";
@@ -50,6 +54,21 @@ pub fn hit(point: &str, path: &str) -> bool {
 #[inline(always)]
 pub fn hit(_point: &str, _path: &str) -> bool {
     false
+}
+
+/// The value a point is armed with (`point=value`), if it is.
+#[cfg(feature = "failpoints")]
+pub fn value(point: &str) -> Option<&'static str> {
+    armed()
+        .iter()
+        .find(|(p, _)| p == point)
+        .map(|(_, value)| value.as_str())
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn value(_point: &str) -> Option<&'static str> {
+    None
 }
 
 /// Like `hit`, but true only the first time in the process's life.

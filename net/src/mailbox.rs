@@ -110,16 +110,34 @@ pub enum Mail {
     /// A four-letter word's answer, rendered off the I/O thread: written as
     /// it is, then the connection is closed.
     Text { conn: WatcherId, text: String },
+    /// The read fence `ticket` of I/O thread `thread` passed (see
+    /// `shared::ReadIndexRequest`); with `ok` false it cannot pass (this
+    /// member stopped serving), and the reads waiting on it are refused.
+    ReadFence {
+        thread: usize,
+        ticket: u64,
+        ok: bool,
+    },
 }
 
 impl Mail {
-    pub fn conn(&self) -> WatcherId {
+    /// The connection the mail is for; none for a thread's read fence.
+    pub fn conn(&self) -> Option<WatcherId> {
         match self {
             Mail::Reply { conn, .. }
             | Mail::Event { conn, .. }
             | Mail::SessionCreated { conn, .. }
             | Mail::Close { conn }
-            | Mail::Text { conn, .. } => *conn,
+            | Mail::Text { conn, .. } => Some(*conn),
+            Mail::ReadFence { .. } => None,
+        }
+    }
+
+    /// The I/O thread the mail goes to.
+    pub fn thread(&self) -> usize {
+        match self {
+            Mail::ReadFence { thread, .. } => *thread,
+            mail => mail.conn().map_or(0, |conn| conn.thread()),
         }
     }
 }
@@ -191,7 +209,7 @@ impl<'a> Postman<'a> {
     }
 
     pub fn post(&mut self, mail: Mail) {
-        let thread = mail.conn().thread();
+        let thread = mail.thread();
         // A connection id always names one of our threads; a stray one is a bug.
         let mailbox = &self.mailboxes[thread];
         mailbox.post(mail);

@@ -23,7 +23,7 @@
 use crate::fourlw::{self, FourLetterSource, FourLetterWord, Whitelist};
 use crate::mailbox::{Mail, Mailbox, Submission};
 use crate::proto::{self, ConnectResponse, Decoded};
-use crate::shared::{ConnectionEntry, Shared};
+use crate::shared::{ConnectionEntry, ReadIndexRequest, Shared};
 use crate::stats::RequestKind;
 use crate::tls::{SecurePort, Stream, TlsServer};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -193,6 +193,11 @@ impl Reactor {
                 read_chunk: vec![0; READ_CHUNK_BYTES],
                 clock: Instant::now(),
                 monotonic_ms: shared.clock.monotonic_ms(),
+                // Ticket 0 counts as passed: the first read waits for 1.
+                fence: Fence {
+                    next: 1,
+                    ..Fence::default()
+                },
             };
             let handle = std::thread::Builder::new()
                 .name(format!("io-{index}"))
@@ -244,6 +249,29 @@ struct Pending {
     xid: i32,
     work: Work,
     received: Instant,
+    /// Under linearizable reads, the thread's fence a read must wait for:
+    /// the first asked after it arrived (`Fence`).
+    fence: u64,
+}
+
+/// Linearizable reads (`Settings::linearizable_reads`): a read is answered
+/// only after a fence asked after it arrived has passed, that is, once the
+/// tree holds every txn committed before the fence was asked (the leader's
+/// read index, confirmed by a quorum). One fence is asked at a time per I/O
+/// thread and serves every read that arrived before it, so the cost of a
+/// round is shared by all the reads of a round.
+#[derive(Default)]
+struct Fence {
+    /// The ticket a read arriving now waits for: the next one asked.
+    next: u64,
+    /// The ticket asked and not answered yet.
+    asked: Option<u64>,
+    /// Every ticket up to this one passed.
+    passed: u64,
+    /// A read waits for `next`: ask it once `asked` is answered.
+    wanted: bool,
+    /// Connections with a read waiting on a fence.
+    waiting: Vec<u64>,
 }
 
 enum Work {
@@ -371,6 +399,7 @@ struct IoThread {
     /// `shared.clock`'s monotonic time at the same moment, for session
     /// liveness.
     monotonic_ms: i64,
+    fence: Fence,
 }
 
 impl IoThread {
@@ -413,6 +442,7 @@ impl IoThread {
             self.expire_handshakes();
             self.resume_paused();
             self.serve();
+            self.ask_fence();
             self.flush_dirty();
         }
         // An I/O thread that stops on its own (its poll failed) stops the
@@ -741,6 +771,7 @@ impl IoThread {
                 xid,
                 work,
                 received,
+                fence: self.fence.next,
             });
         };
         conn.inbuf.drain(..pos);
@@ -768,9 +799,45 @@ impl IoThread {
         }
     }
 
+    /// Asks for the fence that reads wait for, if none is asked already.
+    fn ask_fence(&mut self) {
+        if !self.fence.wanted || self.fence.asked.is_some() {
+            return;
+        }
+        let ticket = self.fence.next;
+        self.fence.next += 1;
+        self.fence.asked = Some(ticket);
+        self.fence.wanted = false;
+        let request = ReadIndexRequest {
+            thread: self.index,
+            ticket,
+        };
+        // The receiver lives as long as `shared`; a send cannot fail.
+        let _ = self.shared.read_index.0.send(request);
+    }
+
+    /// A fence was answered: the reads waiting on it go on (or, if it could
+    /// not pass, ask again; the member closes its connections when it stops
+    /// serving).
+    fn fence_answered(&mut self, ticket: u64, ok: bool) {
+        if self.fence.asked == Some(ticket) {
+            self.fence.asked = None;
+        }
+        if ok {
+            self.fence.passed = self.fence.passed.max(ticket);
+        }
+        for serial in std::mem::take(&mut self.fence.waiting) {
+            self.schedule(serial);
+        }
+    }
+
     fn deliver(&mut self, mail: Mail) {
         let now = self.clock;
-        let serial = mail.conn().0 & ((1 << 56) - 1);
+        let conn_id = match mail {
+            Mail::ReadFence { ticket, ok, .. } => return self.fence_answered(ticket, ok),
+            ref mail => mail.conn().expect("mail for a connection"),
+        };
+        let serial = conn_id.0 & ((1 << 56) - 1);
         let Some(conn) = self.conns.get_mut(&serial) else {
             return;
         };
@@ -838,6 +905,7 @@ impl IoThread {
                 conn.outbuf.extend_from_slice(text.as_bytes());
                 conn.close_after_flush = true;
             }
+            Mail::ReadFence { .. } => unreachable!("taken above"),
         }
         self.schedule(serial);
     }
@@ -898,6 +966,7 @@ impl IoThread {
                     xid,
                     work,
                     received,
+                    ..
                 }) = conn.queue.pop_front()
                 else {
                     break;
@@ -941,6 +1010,15 @@ impl IoThread {
                 continue;
             }
             if !conn.in_flight.is_empty() || conn.unsent() >= OUTBOUND_SOFT_LIMIT_BYTES {
+                break;
+            }
+            if front.fence > self.fence.passed
+                && shared.settings.linearizable_reads
+                && !conn.read_only
+                && matches!(&front.work, Work::Request(request) if request.is_read())
+            {
+                self.fence.wanted = true;
+                self.fence.waiting.push(serial);
                 break;
             }
             let Some(pending) = conn.queue.pop_front() else {

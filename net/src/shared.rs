@@ -41,6 +41,10 @@ pub struct Settings {
     /// The JAAS login the `sasl` request is answered with, and
     /// `enforce.auth.*` / `allowSaslFailedClients`.
     pub sasl: crate::sasl::SaslSettings,
+    /// `readConsistency=linearizable`: in an ensemble every read waits for
+    /// a read index confirmed by a quorum (`ReadIndexRequest`) and for this
+    /// member to have applied it.
+    pub linearizable_reads: bool,
 }
 
 impl Settings {
@@ -199,6 +203,21 @@ pub struct Shared {
     /// Sessions created while serving read-only: local to this server (no
     /// txn made them), so they end with read-only mode.
     pub read_only_sessions: Mutex<std::collections::HashSet<SessionId>>,
+    /// I/O threads' read fences (`ReadIndexRequest`), to the quorum driver.
+    pub read_index: (
+        crossbeam_channel::Sender<ReadIndexRequest>,
+        crossbeam_channel::Receiver<ReadIndexRequest>,
+    ),
+}
+
+/// An I/O thread asks for a read fence: its reads that arrived before this
+/// are answered once `Mail::ReadFence` with the same ticket comes back,
+/// which the applier sends once the tree holds every txn committed before
+/// the request (the leader's read index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadIndexRequest {
+    pub thread: usize,
+    pub ticket: u64,
 }
 
 impl Shared {
@@ -232,6 +251,7 @@ impl Shared {
             session_secret,
             migrated_sessions: Mutex::new(std::collections::HashSet::new()),
             read_only_sessions: Mutex::new(std::collections::HashSet::new()),
+            read_index: crossbeam_channel::unbounded(),
         }
     }
 

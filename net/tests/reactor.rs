@@ -106,6 +106,7 @@ fn start(options: Options) -> Server {
             super_digest: None,
             read_limits: Default::default(),
             sasl: Default::default(),
+            linearizable_reads: false,
         },
         clock,
         SessionSecret::new([7; 32]),

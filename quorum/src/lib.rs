@@ -295,6 +295,10 @@ pub enum Action {
     PersistEpochs(Epochs),
     /// Apply every logged txn up to `upto` to the state machine.
     Commit { upto: Zxid },
+    /// The answer to `Peer::read_index(ctx)`: a read that waits until the
+    /// state machine has applied `zxid` sees every txn committed before the
+    /// call. `None`: this peer is not (or no longer) the established leader.
+    ReadIndex { ctx: u64, zxid: Option<Zxid> },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

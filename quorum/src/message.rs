@@ -109,6 +109,12 @@ pub enum Message {
         committed: Zxid,
     },
 
+    /// Leader → voters: confirm that you still follow me (ReadIndex). Sent
+    /// for reads waiting on `Peer::read_index`; `round` only grows.
+    ReadPing { session: u64, round: u64 },
+    /// Voter → leader: the answer to the `ReadPing` of `round`.
+    ReadAck { session: u64, round: u64 },
+
     /// The driver's own traffic between servers (a learner's forwarded
     /// client requests and session touches): opaque bytes on the quorum
     /// channel. [`Peer::step`](crate::Peer::step) ignores it; the driver
@@ -131,7 +137,9 @@ impl Message {
             | Message::Ack { session, .. }
             | Message::Commit { session, .. }
             | Message::Inform { session, .. }
-            | Message::Ping { session, .. } => Some(*session),
+            | Message::Ping { session, .. }
+            | Message::ReadPing { session, .. }
+            | Message::ReadAck { session, .. } => Some(*session),
         }
     }
 }

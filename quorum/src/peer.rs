@@ -156,6 +156,11 @@ struct Leader {
     ticks: u32,
     /// The last zxid of the initial history.
     history_end: Zxid,
+    /// The last `ReadPing` round sent.
+    read_round: u64,
+    /// Reads waiting for a quorum to answer their round: ctx, the commit
+    /// point when asked, the round. Rounds increase along the queue.
+    reads: VecDeque<(u64, Zxid, u64)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,6 +189,8 @@ struct Link {
     /// Last zxid sent to the learner (NEWLEADER, PROPOSAL, INFORM).
     sent_upto: Zxid,
     silent_ticks: u32,
+    /// The highest `ReadPing` round the learner answered.
+    read_round: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -509,6 +516,73 @@ impl Peer {
     }
 
     /// A client write, on the established leader: returns the zxid assigned.
+    /// A read index for linearizable reads (the approach of etcd's
+    /// ReadIndex): the commit point now, returned in `Action::ReadIndex`
+    /// once a quorum of voters has answered a `ReadPing` sent after this
+    /// call, which proves that no other leader had established by then, so
+    /// nothing committed before the call is missing from it. One call may
+    /// serve any number of reads. A peer that is not the established leader
+    /// answers `None` at once; one that stops leading answers `None` for
+    /// every read still waiting.
+    pub fn read_index(&mut self, ctx: u64) {
+        let committed = self.committed;
+        let l = match &mut self.state {
+            State::Leading(l) if l.phase == LeaderPhase::Broadcast => l,
+            _ => {
+                self.actions.push(Action::ReadIndex { ctx, zxid: None });
+                return;
+            }
+        };
+        l.read_round += 1;
+        let round = l.read_round;
+        l.reads.push_back((ctx, committed, round));
+        let pings: Vec<(ServerId, u64)> = l
+            .learners
+            .iter()
+            .filter(|(id, link)| self.config.voters.contains(id) && link.phase == LinkPhase::Synced)
+            .map(|(&id, link)| (id, link.session))
+            .collect();
+        for (id, session) in pings {
+            self.send(id, Message::ReadPing { session, round });
+        }
+        self.check_reads();
+    }
+
+    /// Answers the waiting reads whose round a quorum has answered.
+    fn check_reads(&mut self) {
+        let State::Leading(l) = &mut self.state else {
+            return;
+        };
+        while let Some(&(ctx, zxid, round)) = l.reads.front() {
+            let answered = 1 + l
+                .learners
+                .iter()
+                .filter(|(id, link)| {
+                    self.config.voters.contains(id)
+                        && link.phase == LinkPhase::Synced
+                        && link.read_round >= round
+                })
+                .count();
+            if !self.config.is_quorum(answered) {
+                return;
+            }
+            l.reads.pop_front();
+            self.actions.push(Action::ReadIndex {
+                ctx,
+                zxid: Some(zxid),
+            });
+        }
+    }
+
+    /// Leadership ends: no waiting read can be answered any more.
+    fn fail_reads(&mut self) {
+        if let State::Leading(l) = &mut self.state {
+            for (ctx, _, _) in l.reads.drain(..) {
+                self.actions.push(Action::ReadIndex { ctx, zxid: None });
+            }
+        }
+    }
+
     pub fn propose(&mut self, data: Vec<u8>) -> Result<Zxid, Error> {
         let last = self.log.last();
         let State::Leading(leader) = &self.state else {
@@ -658,6 +732,7 @@ impl Peer {
     // ---- election -----------------------------------------------------------
 
     fn start_election(&mut self) {
+        self.fail_reads();
         self.round += 1;
         // Commit knowledge belongs to a session; the next leader restates it.
         self.committed = self.applied;
@@ -839,6 +914,7 @@ impl Peer {
     fn become_learner(&mut self, leader: ServerId) {
         self.committed = self.applied;
         let session = self.prng.next_u64();
+        self.fail_reads();
         self.state = State::Learning(Learner {
             leader,
             session,
@@ -908,6 +984,7 @@ impl Peer {
         l.silent_ticks = 0;
         let phase = l.phase;
         let leader = l.leader;
+        let is_observer = l.observer;
         match message {
             Message::LeaderInfo { epoch, .. } if phase == LearnerPhase::SentInfo => {
                 let latest = self.latest_epochs();
@@ -966,6 +1043,9 @@ impl Peer {
             Message::Commit { zxid, .. } if phase.in_sync() => {
                 self.committed = self.committed.max(zxid);
                 self.apply();
+            }
+            Message::ReadPing { session, round } if phase.in_sync() && !is_observer => {
+                self.send(leader, Message::ReadAck { session, round });
             }
             Message::Ping {
                 last_zxid,
@@ -1180,6 +1260,8 @@ impl Peer {
             learners: BTreeMap::new(),
             ticks: 0,
             history_end: Zxid::ZERO,
+            read_round: 0,
+            reads: VecDeque::new(),
         });
         self.check_discovery();
     }
@@ -1461,6 +1543,10 @@ impl Peer {
                     self.check_commit();
                 }
             }
+            Message::ReadAck { round, .. } if link_phase == LinkPhase::Synced && is_voter => {
+                link.read_round = link.read_round.max(round);
+                self.check_reads();
+            }
             _ => {}
         }
     }
@@ -1495,6 +1581,7 @@ impl Peer {
                 acked: None,
                 sent_upto: Zxid::ZERO,
                 silent_ticks: 0,
+                read_round: 0,
             },
         );
         match phase {

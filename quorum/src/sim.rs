@@ -190,6 +190,9 @@ pub struct Stats {
     pub elections: usize,
     pub crashes: usize,
     pub delivered: u64,
+    /// Read indexes a leader answered (`Peer::read_index`), and refused.
+    pub reads: u64,
+    pub reads_refused: u64,
 }
 
 pub struct Sim {
@@ -214,6 +217,10 @@ pub struct Sim {
     pub max_counter: u32,
     /// `Config::max_diff_bytes` of every node.
     pub max_diff_bytes: usize,
+    /// Read indexes asked and not yet answered: ctx → (the peer asked, the
+    /// global commit point when asked).
+    reads: BTreeMap<u64, (ServerId, Zxid)>,
+    next_read: u64,
 }
 
 /// The peer limits a simulation runs under.
@@ -306,6 +313,8 @@ impl Sim {
             drop_filter: None,
             max_counter: limits.max_counter,
             max_diff_bytes: limits.max_diff_bytes,
+            reads: BTreeMap::new(),
+            next_read: 0,
         };
         let ids: Vec<ServerId> = sim.nodes.keys().copied().collect();
         for id in ids {
@@ -603,6 +612,34 @@ impl Sim {
                 node.pending_log.push_back(Write::Install(zxid, state));
             }
             Action::PersistEpochs(epochs) => node.pending_epochs.push_back(epochs),
+            Action::ReadIndex { ctx, zxid } => {
+                let Some((asked, floor)) = self.reads.remove(&ctx) else {
+                    return Err(format!("{id:?} answered read {ctx} nobody asked"));
+                };
+                if asked != id {
+                    return Err(format!("{id:?} answered read {ctx} asked of {asked:?}"));
+                }
+                let Some(zxid) = zxid else {
+                    self.stats.reads_refused += 1;
+                    return Ok(());
+                };
+                // Linearizable: nothing committed before the read was asked
+                // may be missing from its index, and the index is committed.
+                if zxid < floor {
+                    return Err(format!(
+                        "{id:?} answered read {ctx} with {zxid}, before {floor} committed when it was asked (stale read)"
+                    ));
+                }
+                let last = self.committed.last().map_or(Zxid::ZERO, |t| t.zxid);
+                if zxid != Zxid::ZERO
+                    && (zxid > last || !self.committed.iter().any(|t| t.zxid == zxid))
+                {
+                    return Err(format!(
+                        "{id:?} answered read {ctx} with {zxid}, which is not committed"
+                    ));
+                }
+                self.stats.reads += 1;
+            }
             Action::Commit { upto } => {
                 let from = node.applied.last().map_or(Zxid::ZERO, |t| t.zxid);
                 if upto <= from {
@@ -758,6 +795,20 @@ impl Sim {
         self.note(|| format!("{id:?} propose -> {zxid:?}"));
         self.after_call(id)?;
         Ok(zxid)
+    }
+
+    /// A linearizable read asked of `id` (answered, checked, in `perform`).
+    pub fn read_on(&mut self, id: ServerId) -> Result<(), String> {
+        let floor = self.committed.last().map_or(Zxid::ZERO, |t| t.zxid);
+        let Some(peer) = self.nodes.get_mut(&id).and_then(|n| n.peer.as_mut()) else {
+            return Ok(());
+        };
+        self.next_read += 1;
+        let ctx = self.next_read;
+        self.reads.insert(ctx, (id, floor));
+        peer.read_index(ctx);
+        self.note(|| format!("{id:?} read index {ctx} (committed {floor})"));
+        self.after_call(id)
     }
 
     /// Take a snapshot at a random applied and durable zxid and compact.
@@ -996,7 +1047,24 @@ impl Sim {
                 self.complete_epochs(id)?;
             }
             4 => {
-                self.propose()?;
+                // Reads go to any peer that thinks it leads, a deposed one
+                // included: that is the one that must not answer stale.
+                let leading: Vec<ServerId> = up
+                    .iter()
+                    .copied()
+                    .filter(|id| {
+                        self.nodes[id]
+                            .peer
+                            .as_ref()
+                            .is_some_and(|p| matches!(p.role(), Role::Leading { .. }))
+                    })
+                    .collect();
+                if !leading.is_empty() && self.rng.chance(0.5) {
+                    let id = leading[self.rng.below(leading.len() as u64) as usize];
+                    self.read_on(id)?;
+                } else {
+                    self.propose()?;
+                }
             }
             5 => {
                 let id = up[self.rng.below(up.len() as u64) as usize];

@@ -115,6 +115,10 @@ const TAG_COMMIT: u8 = 0x0a;
 const TAG_INFORM: u8 = 0x0b;
 const TAG_PING: u8 = 0x0c;
 const TAG_APP: u8 = 0x0d;
+// Sent only under linearizable reads; a peer of a version before them
+// refuses the tags, so every member must know them before those are on.
+const TAG_READ_PING: u8 = 0x0e;
+const TAG_READ_ACK: u8 = 0x0f;
 
 /// Smallest encoding of a list item, used to bound a count before allocating.
 const ZXID_BYTES: usize = 8;
@@ -574,6 +578,16 @@ fn encode_message(
             put_u64(out, last_zxid.0);
             put_u64(out, committed.0);
         }
+        Message::ReadPing { session, round } => {
+            out.push(TAG_READ_PING);
+            put_u64(out, *session);
+            put_u64(out, *round);
+        }
+        Message::ReadAck { session, round } => {
+            out.push(TAG_READ_ACK);
+            put_u64(out, *session);
+            put_u64(out, *round);
+        }
         Message::App { payload } => {
             out.push(TAG_APP);
             put_bytes(out, payload)?;
@@ -806,6 +820,14 @@ fn decode_payload(payload: &[u8]) -> Result<Packet, WireError> {
             last_zxid: r.zxid("last zxid")?,
             committed: r.zxid("committed zxid")?,
         },
+        TAG_READ_PING => Message::ReadPing {
+            session: r.u64("session")?,
+            round: r.u64("read round")?,
+        },
+        TAG_READ_ACK => Message::ReadAck {
+            session: r.u64("session")?,
+            round: r.u64("read round")?,
+        },
         TAG_APP => Message::App {
             payload: r.blob("app payload")?,
         },
@@ -902,6 +924,14 @@ mod tests {
                 session: 1,
                 last_zxid: z,
                 committed: z,
+            },
+            Message::ReadPing {
+                session: 1,
+                round: u64::MAX,
+            },
+            Message::ReadAck {
+                session: u64::MAX,
+                round: 7,
             },
             Message::App {
                 payload: b"forwarded".to_vec(),

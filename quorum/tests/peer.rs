@@ -30,10 +30,36 @@ fn drive(peer: &mut Peer) -> Vec<(ServerId, Message)> {
                 Action::Truncate { after } => peer.persisted(after),
                 Action::InstallSnapshot { zxid } => peer.persisted(zxid),
                 Action::PersistEpochs(_) => peer.persisted_epochs(),
-                Action::Commit { .. } => {}
+                Action::Commit { .. } | Action::ReadIndex { .. } => {}
             }
         }
     }
+}
+
+/// A read index: a lone voter is its own quorum and answers at once with
+/// its commit point; a peer that does not lead answers None.
+#[test]
+fn read_index_of_a_lone_voter_and_of_a_looking_peer() {
+    let mut peer = Peer::new(config(1, 1), Prng::from_seed(1)).unwrap();
+    drive(&mut peer);
+    let zxid = peer.propose(b"x".to_vec()).unwrap();
+    peer.persisted(zxid);
+    peer.take_actions();
+    peer.read_index(7);
+    assert_eq!(
+        peer.take_actions(),
+        vec![Action::ReadIndex {
+            ctx: 7,
+            zxid: Some(zxid)
+        }]
+    );
+    let mut looking = Peer::new(config(1, 3), Prng::from_seed(1)).unwrap();
+    looking.take_actions();
+    looking.read_index(8);
+    assert_eq!(
+        looking.take_actions(),
+        vec![Action::ReadIndex { ctx: 8, zxid: None }]
+    );
 }
 
 #[test]

@@ -79,6 +79,8 @@ fn run_shape(voters: usize, observers: usize, limits: Limits) {
                 total.truncs += stats.truncs;
                 total.snaps += stats.snaps;
                 total.delivered += stats.delivered;
+                total.reads += stats.reads;
+                total.reads_refused += stats.reads_refused;
             }
             Err(_) => failed.push(seed),
         }

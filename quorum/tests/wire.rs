@@ -110,6 +110,8 @@ fn message() -> impl Strategy<Value = Message> {
             last_zxid,
             committed
         }),
+        (s, any::<u64>()).prop_map(|(session, round)| Message::ReadPing { session, round }),
+        (s, any::<u64>()).prop_map(|(session, round)| Message::ReadAck { session, round }),
     ]
 }
 

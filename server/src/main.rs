@@ -270,6 +270,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
         super_digest: config.super_digest.clone(),
         read_limits: config.read_limits(),
         sasl: config.sasl.settings.clone(),
+        // Standalone, reads are linearizable already: one server applies
+        // every write before answering it.
+        linearizable_reads: config.linearizable_reads && replica.is_some(),
     };
     let shared = Arc::new(Shared::new(
         tree,

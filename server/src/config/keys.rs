@@ -78,6 +78,7 @@ pub(super) fn defaults() -> Config {
         max_acl_entries: DEFAULT_MAX_ACL_ENTRIES,
         wal_io: WalIo::Pwrite,
         storage_backend: StorageBackend::Native,
+        linearizable_reads: false,
         container_check_interval_ms: DEFAULT_CONTAINER_CHECK_INTERVAL_MS,
         container_max_per_minute: DEFAULT_CONTAINER_MAX_PER_MINUTE,
         snap_count: DEFAULT_SNAP_COUNT,
@@ -231,6 +232,7 @@ const HONOURED_PROPERTIES: &[&str] = &[
     "zookeeper.maxAclEntries",
     "zookeeper.walIo",
     "zookeeper.storage.backend",
+    "zookeeper.readConsistency",
     "zookeeper.sasl.serverconfig",
     "zookeeper.allowSaslFailedClients",
     "zookeeper.sessionRequireClientSASLAuth",
@@ -682,6 +684,13 @@ fn read_properties(builder: &mut Builder<'_>) -> Result<(), ConfigError> {
             _ => return Err(setting.invalid("native or rocksdb")),
         };
     }
+    if let Some(setting) = builder.property("zookeeper.readConsistency") {
+        builder.config.linearizable_reads = match setting.value {
+            "sequential" => false,
+            "linearizable" => true,
+            _ => return Err(setting.invalid("sequential or linearizable")),
+        };
+    }
     if let Some(setting) = builder.property("zookeeper.skipACL") {
         builder.config.skip_acl = setting.value == "yes";
     }
@@ -1056,6 +1065,17 @@ mod tests {
         assert_eq!(
             parse_err(&format!("{MINIMAL}storage.backend=lmdb\n"), ""),
             "zoo.cfg: invalid value \"lmdb\" for storage.backend: expected native or rocksdb"
+        );
+    }
+
+    #[test]
+    fn read_consistency_defaults_to_sequential() {
+        assert!(!parse(MINIMAL).linearizable_reads);
+        assert!(parse(&format!("{MINIMAL}readConsistency=linearizable\n")).linearizable_reads);
+        assert!(!parse(&format!("{MINIMAL}readConsistency=sequential\n")).linearizable_reads);
+        assert_eq!(
+            parse_err(&format!("{MINIMAL}readConsistency=strong\n"), ""),
+            "zoo.cfg: invalid value \"strong\" for readConsistency: expected sequential or linearizable"
         );
     }
 

@@ -153,6 +153,10 @@ pub struct Config {
     pub wal_io: WalIo,
     /// `storage.backend` (ours): `native` (default) or `rocksdb`.
     pub storage_backend: StorageBackend,
+    /// `readConsistency` (ours): `sequential` (default, ZooKeeper's reads)
+    /// or `linearizable` (true here): in an ensemble every read reflects
+    /// every write committed before it arrived.
+    pub linearizable_reads: bool,
     /// `-Dznode.container.checkIntervalMs` (default 60000).
     pub container_check_interval_ms: u64,
     /// `-Dznode.container.maxPerMinute` (default 10000).

@@ -22,7 +22,7 @@ use engine::tree::DataTree;
 use engine::txn::Txn;
 use engine::types::{SessionId, WatcherId, Zxid};
 use net::mailbox::{Mail, Postman};
-use net::shared::Shared;
+use net::shared::{ReadIndexRequest, Shared};
 use parking_lot::RwLockWriteGuard;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -53,6 +53,8 @@ pub(super) struct Applier {
     forwarding: Option<Arc<Forwarding>>,
     /// The leader's digests to compare against, oldest first.
     checks: VecDeque<(Zxid, u64)>,
+    /// Linearizable reads' fences waiting for the tree.
+    fences: Fences,
 }
 
 impl Applier {
@@ -69,6 +71,7 @@ impl Applier {
             snapshots,
             forwarding: None,
             checks: VecDeque::new(),
+            fences: Fences::default(),
         }
     }
 
@@ -475,6 +478,13 @@ pub(super) enum ApplierInput {
     Install(Box<DataTree>),
     /// A SNAP stream begins: free the live tree (`Applier::release`).
     Release,
+    /// Read fences to pass once the tree holds `zxid` (linearizable reads).
+    ReadReady {
+        zxid: Zxid,
+        waiters: Vec<ReadIndexRequest>,
+    },
+    /// This member stopped serving: every read fence waiting here fails.
+    FailReads,
     /// The leader's `replica_digest` at a zxid, to compare when there.
     Check { zxid: Zxid, digest: u64 },
 }
@@ -482,9 +492,15 @@ pub(super) enum ApplierInput {
 /// The applier thread of an ensemble member: the driver decides what is
 /// committed, so everything it sends is applied at once.
 pub(super) fn run_replica(mut applier: Applier, inputs: crossbeam_channel::Receiver<ApplierInput>) {
+    let delay = net::failpoint::value(net::failpoint::APPLIER_DELAY)
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .map(Duration::from_millis);
     for input in inputs {
         match input {
             ApplierInput::Apply(proposal) => {
+                if let Some(delay) = delay {
+                    std::thread::sleep(delay);
+                }
                 let last = proposal.last_zxid();
                 applier.propose(proposal);
                 match last {
@@ -494,8 +510,56 @@ pub(super) fn run_replica(mut applier: Applier, inputs: crossbeam_channel::Recei
             }
             ApplierInput::Install(tree) => applier.install(*tree),
             ApplierInput::Release => applier.release(),
+            ApplierInput::ReadReady { zxid, waiters } => applier.fences.push(zxid, waiters),
+            ApplierInput::FailReads => applier.fences.fail(&applier.shared),
             ApplierInput::Check { zxid, digest } => applier.expect_digest(zxid, digest),
         }
+        let applied = Zxid(applier.applied.load(Ordering::Acquire));
+        applier.fences.release(applied, &applier.shared);
     }
     applier.finish();
+}
+
+/// Read fences waiting for the tree to reach a read index, lowest first.
+#[derive(Default)]
+pub(super) struct Fences {
+    waiting: std::collections::BTreeMap<Zxid, Vec<ReadIndexRequest>>,
+}
+
+impl Fences {
+    fn push(&mut self, zxid: Zxid, waiters: Vec<ReadIndexRequest>) {
+        self.waiting.entry(zxid).or_default().extend(waiters);
+    }
+
+    /// Passes every fence whose index the tree has reached. The tree's
+    /// write lock is not held: an I/O thread takes the read lock before it
+    /// reads its mail, so it sees at least `applied`.
+    fn release(&mut self, applied: Zxid, shared: &Shared) {
+        if self
+            .waiting
+            .first_key_value()
+            .is_none_or(|(zxid, _)| *zxid > applied)
+        {
+            return;
+        }
+        let later = self.waiting.split_off(&Zxid(applied.0.saturating_add(1)));
+        let ready = std::mem::replace(&mut self.waiting, later);
+        post_fences(shared, ready.into_values().flatten(), true);
+    }
+
+    fn fail(&mut self, shared: &Shared) {
+        let all = std::mem::take(&mut self.waiting);
+        post_fences(shared, all.into_values().flatten(), false);
+    }
+}
+
+pub(super) fn post_fences(
+    shared: &Shared,
+    waiters: impl IntoIterator<Item = ReadIndexRequest>,
+    ok: bool,
+) {
+    let mut postman = Postman::new(&shared.mailboxes);
+    for ReadIndexRequest { thread, ticket } in waiters {
+        postman.post(Mail::ReadFence { thread, ticket, ok });
+    }
 }

@@ -46,6 +46,11 @@ pub(crate) enum AppMessage {
         seq: u64,
         txns: Vec<TailTxn>,
     },
+    /// Learner → leader, under linearizable reads: a read index for `ctx`.
+    ReadIndex { ctx: u64 },
+    /// Leader → that learner: the read index (the leader's commit point
+    /// confirmed by a quorum), or None if it does not lead.
+    ReadIndexReply { ctx: u64, zxid: Option<i64> },
 }
 
 /// A committed txn in a SNAP's tail, as `engine::persist::encode_txn` wrote it.

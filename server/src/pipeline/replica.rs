@@ -43,7 +43,7 @@ use engine::tree::DataTree;
 use engine::txn::Txn as EngineTxn;
 use engine::types::Zxid;
 use net::mailbox::{Mail, Postman, Submission};
-use net::shared::{Mode, ReplicaView, Shared};
+use net::shared::{Mode, ReadIndexRequest, ReplicaView, Shared};
 use parking_lot::Mutex;
 use quorum::transport::{Transport, TransportConfig};
 use quorum::wire::{Channel, Envelope};
@@ -76,6 +76,9 @@ const SNAP_QUEUED_BYTES: usize = 8 << 20;
 /// Messages held back for a learner while its SNAP streams; beyond this the
 /// stream is dropped and the learner syncs again.
 const SNAP_MAX_HELD: usize = 50_000;
+/// A learner asks the leader again for a read index unanswered this long
+/// (the request or its answer was lost with a connection).
+const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
 /// A forwarded request unanswered this long has its connection closed.
 const OVERDUE_FORWARD: Duration = Duration::from_secs(30);
 /// Ticks between the leader's digests to its learners (one second).
@@ -230,6 +233,9 @@ pub(super) fn run(
         snaps_out: HashMap::new(),
         snap_done: crossbeam_channel::unbounded(),
         local: VecDeque::new(),
+        reads_waiting: Vec::new(),
+        reads_out: HashMap::new(),
+        next_read: 0,
         serving: None,
         tick: setup.tick,
         read_only_after: setup.read_only_after,
@@ -263,6 +269,17 @@ struct SnapOut {
     new_leader: Message,
     held: Vec<Message>,
     cancel: Arc<AtomicBool>,
+}
+
+/// Read fences asked (`Peer::read_index`, or of the leader), by ctx.
+enum ReadBatch {
+    /// This member's I/O threads' fences.
+    Local {
+        waiters: Vec<ReadIndexRequest>,
+        sent: Instant,
+    },
+    /// On the leader: a learner's, answered with its own ctx.
+    Remote { learner: ServerId, ctx: u64 },
 }
 
 /// A walk's result, from its thread.
@@ -309,6 +326,11 @@ struct Driver {
         crossbeam_channel::Receiver<SnapDone>,
     ),
     local: VecDeque<Item>,
+    /// Linearizable reads: I/O threads' fences not asked yet (held while
+    /// not serving), and those asked.
+    reads_waiting: Vec<ReadIndexRequest>,
+    reads_out: HashMap<u64, ReadBatch>,
+    next_read: u64,
     serving: Option<Serving>,
     tick: Duration,
     read_only_after: Option<Duration>,
@@ -331,6 +353,7 @@ impl Driver {
         // Only wakes the loop: watch_leader_link looks at every turn.
         let link_down = self.transport.link_down();
         let snap_done = self.snap_done.1.clone();
+        let read_index = self.shared.read_index.1.clone();
         let mut next_tick = Instant::now() + self.tick;
         loop {
             if self.shared.is_shutting_down() {
@@ -348,6 +371,11 @@ impl Driver {
                     }
                 }
                 recv(link_down) -> _ => {}
+                recv(read_index) -> request => {
+                    if let Ok(request) = request {
+                        self.reads_waiting.push(request);
+                    }
+                }
                 recv(snap_done) -> done => {
                     if let Ok(done) = done {
                         self.snap_walked(done);
@@ -380,8 +408,10 @@ impl Driver {
                 }
                 self.on_tick();
             }
+            self.reads_waiting.extend(read_index.try_iter());
             self.watch_leader_link();
             self.report_durable()?;
+            self.ask_reads();
             self.execute()?;
             self.check_released()?;
             // Read-only mode ends before a role that serves begins.
@@ -442,6 +472,12 @@ impl Driver {
             }
             message => message,
         };
+        if let AppMessage::ReadIndexReply { ctx, zxid } = message {
+            if matches!(self.serving, Some(Serving::Learner { leader, .. }) if leader == from.0) {
+                self.read_answered(ctx, zxid.map(Zxid));
+            }
+            return;
+        }
         if let AppMessage::Digest { zxid, digest } = message {
             if matches!(self.serving, Some(Serving::Learner { leader, .. }) if leader == from.0) {
                 let zxid = Zxid(zxid);
@@ -455,7 +491,15 @@ impl Driver {
         match message {
             AppMessage::Digest { .. }
             | AppMessage::SnapRecords { .. }
-            | AppMessage::SnapTail { .. } => {}
+            | AppMessage::SnapTail { .. }
+            | AppMessage::ReadIndexReply { .. } => {}
+            AppMessage::ReadIndex { ctx } => {
+                self.next_read += 1;
+                let mine = self.next_read;
+                self.reads_out
+                    .insert(mine, ReadBatch::Remote { learner: from, ctx });
+                self.peer.read_index(mine);
+            }
             AppMessage::Forward(forwards) => {
                 for forward in forwards {
                     if self
@@ -544,6 +588,7 @@ impl Driver {
     fn on_tick(&mut self) {
         self.ticks += 1;
         self.peer.tick();
+        self.retry_reads();
         if let Some(Serving::Learner { leader, .. }) = self.serving {
             if self.ticks % TOUCH_EVERY_TICKS == 0 {
                 self.send_touches(leader);
@@ -795,6 +840,22 @@ impl Driver {
                 self.peer.persisted_epochs();
             }
             Action::Commit { upto } => self.commit(ez(upto)),
+            Action::ReadIndex { ctx, zxid } => match self.reads_out.remove(&ctx) {
+                Some(ReadBatch::Remote { learner, ctx }) => {
+                    let reply = AppMessage::ReadIndexReply {
+                        ctx,
+                        zxid: zxid.map(|z| ez(z).0),
+                    };
+                    if let Ok(payload) = reply.encode() {
+                        self.transport.send(learner, Message::App { payload });
+                    }
+                }
+                Some(batch @ ReadBatch::Local { .. }) => {
+                    self.reads_out.insert(ctx, batch);
+                    self.read_answered(ctx, zxid.map(ez));
+                }
+                None => {}
+            },
         }
         Ok(())
     }
@@ -1063,6 +1124,85 @@ impl Driver {
         Ok(tree)
     }
 
+    /// Asks for one read index covering every fence waiting, if serving:
+    /// of the peer on the leader, of the leader on a learner.
+    fn ask_reads(&mut self) {
+        if self.reads_waiting.is_empty() {
+            return;
+        }
+        let Some(serving) = self.serving else {
+            return;
+        };
+        self.next_read += 1;
+        let ctx = self.next_read;
+        let waiters = std::mem::take(&mut self.reads_waiting);
+        let sent = Instant::now();
+        self.reads_out
+            .insert(ctx, ReadBatch::Local { waiters, sent });
+        match serving {
+            Serving::Leader { .. } => self.peer.read_index(ctx),
+            Serving::Learner { leader, .. } => self.send_read_index(ServerId(leader), ctx),
+        }
+    }
+
+    fn send_read_index(&self, leader: ServerId, ctx: u64) {
+        if let Ok(payload) = (AppMessage::ReadIndex { ctx }).encode() {
+            self.transport.send(leader, Message::App { payload });
+        }
+    }
+
+    /// A read index for one of this member's batches: the applier passes
+    /// its fences once the tree holds `zxid`. Without one (the leader asked
+    /// no longer leads) the batch waits: a learner asks again on a tick, and
+    /// a member that stops serving fails every fence.
+    fn read_answered(&mut self, ctx: u64, zxid: Option<Zxid>) {
+        let Some(ReadBatch::Local { waiters, .. }) = self.reads_out.remove(&ctx) else {
+            return;
+        };
+        match zxid {
+            Some(zxid) => {
+                let _ = self
+                    .to_applier
+                    .send(ApplierInput::ReadReady { zxid, waiters });
+            }
+            None => self.reads_waiting.extend(waiters),
+        }
+    }
+
+    /// A learner's read index requests unanswered for `READ_INDEX_RETRY`
+    /// are asked again (same ctx; a second answer finds nothing).
+    fn retry_reads(&mut self) {
+        let Some(Serving::Learner { leader, .. }) = self.serving else {
+            return;
+        };
+        let now = Instant::now();
+        let mut again = Vec::new();
+        for (&ctx, batch) in &mut self.reads_out {
+            if let ReadBatch::Local { sent, .. } = batch {
+                if now.duration_since(*sent) >= READ_INDEX_RETRY {
+                    *sent = now;
+                    again.push(ctx);
+                }
+            }
+        }
+        for ctx in again {
+            self.send_read_index(ServerId(leader), ctx);
+        }
+    }
+
+    /// Serving stopped: no fence can pass until the member serves again,
+    /// and its connections are closed; the I/O threads are told so.
+    fn fail_reads(&mut self) {
+        let mut waiters = std::mem::take(&mut self.reads_waiting);
+        for (_, batch) in self.reads_out.drain() {
+            if let ReadBatch::Local { waiters: w, .. } = batch {
+                waiters.extend(w);
+            }
+        }
+        super::applier::post_fences(&self.shared, waiters, false);
+        let _ = self.to_applier.send(ApplierInput::FailReads);
+    }
+
     /// After the peer's actions: a freed tree waits only for the SNAP of its
     /// own stream, still arriving or just brought to its end. Anything else
     /// (the stream broke or was refused, the peer left that learning) and
@@ -1231,6 +1371,7 @@ impl Driver {
             let abandoned = self.forwarding.abandon_all();
             self.close(abandoned);
             self.shared.close_all_connections();
+            self.fail_reads();
             self.looking_since = Instant::now();
             self.view.mode = Mode::Looking;
             self.view.leader = None;

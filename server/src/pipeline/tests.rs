@@ -57,6 +57,7 @@ fn fixture() -> Fixture {
             super_digest: None,
             read_limits: Default::default(),
             sasl: Default::default(),
+            linearizable_reads: false,
         },
         Arc::clone(&clock) as Arc<dyn Clock>,
         SessionSecret::new([7; 32]),
