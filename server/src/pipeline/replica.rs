@@ -917,7 +917,8 @@ impl Driver {
                 let started = Instant::now();
                 let mut bytes = 0usize;
                 let emit = |seq: u64, mut data: Vec<u8>| {
-                    if seq == 1 && net::failpoint::hit_once(net::failpoint::SNAP_SENDER, "corrupt")
+                    if seq == 1
+                        && net::failpoint::hit_once(net::failpoint::SNAP_SENDER, &to.0.to_string())
                     {
                         tracing::warn!(to = to.0, "failpoint: damaging SNAP frame 1");
                         data.iter_mut().for_each(|b| *b ^= 0x5a);
