@@ -335,6 +335,10 @@ pub fn settled_leader(modes: &[Option<String>]) -> Option<usize> {
 pub struct Cluster {
     pub kind: Kind,
     pub nodes: Vec<Node>,
+    /// zoo.cfg lines every node gets beyond the shared ones.
+    pub extra_config: String,
+    /// Environment variables for one node's process (index, name, value).
+    pub node_env: Vec<(usize, String, String)>,
 }
 
 impl Cluster {
@@ -355,7 +359,12 @@ impl Cluster {
                 paused: false,
             });
         }
-        Ok(Cluster { kind, nodes })
+        Ok(Cluster {
+            kind,
+            nodes,
+            extra_config: String::new(),
+            node_env: Vec::new(),
+        })
     }
 
     pub fn size(&self) -> usize {
@@ -406,6 +415,7 @@ impl Cluster {
             }
             Kind::Reference => {}
         }
+        cfg.push_str(&self.extra_config);
         if self.ensemble() {
             for member in &self.nodes {
                 cfg.push_str(&format!(
@@ -449,6 +459,9 @@ impl Cluster {
                 java
             }
         };
+        for (_, name, value) in self.node_env.iter().filter(|(i, _, _)| *i == index) {
+            command.env(name, value);
+        }
         command
             .arg(&cfg)
             .stdin(Stdio::null())

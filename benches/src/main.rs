@@ -10,11 +10,11 @@
 //! lost connection counted as ConnectionLoss) prints a loud ERROR line and
 //! exits 1, so scripts cannot mistake a broken run for a fast one.
 
-mod cluster;
 mod compare;
-mod conn;
 mod failover;
 mod run;
+
+use benches::{cluster, conn, parse_duration};
 
 use clap::{Parser, Subcommand};
 use engine::types::ErrorCode;
@@ -331,24 +331,6 @@ fn compare_main(args: CompareArgs) -> ExitCode {
 }
 
 /// "10s", "250ms", "2m", "1.5s" or a bare number of seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (s, 1.0)
-    };
-    let value: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("not a duration: {s:?}"))?;
-    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("bad duration {s:?}: {e}"))
-}
-
 fn error_name(code: i32) -> String {
     match ErrorCode::from_code(code) {
         Some(c) => format!("{c:?}({code})"),

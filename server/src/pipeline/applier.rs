@@ -495,29 +495,52 @@ pub(super) fn run_replica(mut applier: Applier, inputs: crossbeam_channel::Recei
     let delay = net::failpoint::value(net::failpoint::APPLIER_DELAY)
         .and_then(|ms| ms.parse::<u64>().ok())
         .map(Duration::from_millis);
-    for input in inputs {
-        match input {
-            ApplierInput::Apply(proposal) => {
-                if let Some(delay) = delay {
-                    std::thread::sleep(delay);
-                }
-                let last = proposal.last_zxid();
-                applier.propose(proposal);
-                match last {
-                    Some(last) => applier.commit(last),
-                    None => applier.apply_ready(),
-                }
+    match delay {
+        None => {
+            for input in inputs {
+                applier.handle(input);
             }
-            ApplierInput::Install(tree) => applier.install(*tree),
-            ApplierInput::Release => applier.release(),
-            ApplierInput::ReadReady { zxid, waiters } => applier.fences.push(zxid, waiters),
-            ApplierInput::FailReads => applier.fences.fail(&applier.shared),
-            ApplierInput::Check { zxid, digest } => applier.expect_digest(zxid, digest),
         }
-        let applied = Zxid(applier.applied.load(Ordering::Acquire));
-        applier.fences.release(applied, &applier.shared);
+        // Test-only lag: each input is handled `delay` after it arrived, a
+        // steady lag rather than one that grows with every commit.
+        Some(delay) => {
+            let (stamped, lagged) = crossbeam_channel::unbounded();
+            std::thread::spawn(move || {
+                for input in inputs {
+                    if stamped.send((Instant::now() + delay, input)).is_err() {
+                        return;
+                    }
+                }
+            });
+            for (due, input) in lagged {
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                applier.handle(input);
+            }
+        }
     }
     applier.finish();
+}
+
+impl Applier {
+    fn handle(&mut self, input: ApplierInput) {
+        match input {
+            ApplierInput::Apply(proposal) => {
+                let last = proposal.last_zxid();
+                self.propose(proposal);
+                match last {
+                    Some(last) => self.commit(last),
+                    None => self.apply_ready(),
+                }
+            }
+            ApplierInput::Install(tree) => self.install(*tree),
+            ApplierInput::Release => self.release(),
+            ApplierInput::ReadReady { zxid, waiters } => self.fences.push(zxid, waiters),
+            ApplierInput::FailReads => self.fences.fail(&self.shared),
+            ApplierInput::Check { zxid, digest } => self.expect_digest(zxid, digest),
+        }
+        let applied = Zxid(self.applied.load(Ordering::Acquire));
+        self.fences.release(applied, &self.shared);
+    }
 }
 
 /// Read fences waiting for the tree to reach a read index, lowest first.
