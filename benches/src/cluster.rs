@@ -174,6 +174,11 @@ impl Node {
         self.dir.join("data")
     }
 
+    /// The quorum and election ports this node listens on.
+    pub fn peer_ports(&self) -> (u16, u16) {
+        (self.quorum_port, self.election_port)
+    }
+
     fn signal(&self, signal: i32) {
         let Some(child) = self.child.as_ref() else {
             return;
@@ -339,6 +344,10 @@ pub struct Cluster {
     pub extra_config: String,
     /// Environment variables for one node's process (index, name, value).
     pub node_env: Vec<(usize, String, String)>,
+    /// Where node `.0` reaches node `.1`'s quorum and election ports, if
+    /// not at them (a proxy in between): the member lists differ only in
+    /// ports, which the peers' handshake does not compare.
+    pub peer_ports: std::collections::HashMap<(usize, usize), (u16, u16)>,
 }
 
 impl Cluster {
@@ -364,6 +373,7 @@ impl Cluster {
             nodes,
             extra_config: String::new(),
             node_env: Vec::new(),
+            peer_ports: std::collections::HashMap::new(),
         })
     }
 
@@ -417,10 +427,15 @@ impl Cluster {
         }
         cfg.push_str(&self.extra_config);
         if self.ensemble() {
-            for member in &self.nodes {
+            for (other, member) in self.nodes.iter().enumerate() {
+                let (quorum, election) = self
+                    .peer_ports
+                    .get(&(index, other))
+                    .copied()
+                    .unwrap_or((member.quorum_port, member.election_port));
                 cfg.push_str(&format!(
-                    "server.{}=127.0.0.1:{}:{}\n",
-                    member.id, member.quorum_port, member.election_port
+                    "server.{}=127.0.0.1:{quorum}:{election}\n",
+                    member.id
                 ));
             }
             std::fs::create_dir_all(node.data_dir())?;

@@ -70,10 +70,11 @@ struct Args {
     /// Length of each run's fault phase.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     duration: Duration,
-    /// Comma-separated: kill, kill-leader, kill-majority, pause, pause-leader.
+    /// Comma-separated: kill, kill-leader, kill-majority, pause,
+    /// pause-leader, partition, partition-leader, bridge, one-way.
     #[arg(
         long,
-        default_value = "kill,kill-leader,kill-majority,pause,pause-leader"
+        default_value = "kill,kill-leader,kill-majority,pause,pause-leader,partition,partition-leader,bridge,one-way"
     )]
     nemesis: String,
     /// Comma-separated: register, set.
@@ -424,12 +425,145 @@ fn describe(op: &Op) -> String {
     )
 }
 
+// ---- the network between members ------------------------------------------------
+
+/// One peer link (the higher id dials the lower, so one TCP connection per
+/// channel carries both directions) through a proxy of ours, which can stop
+/// forwarding either direction: a partition, silent as a real one (no
+/// connection is closed; the peers' failure detection must notice).
+#[derive(Default)]
+struct Link {
+    /// Bytes from the dialer (higher index) to the listener are held.
+    block_down: AtomicBool,
+    /// Bytes from the listener back to the dialer are held.
+    block_up: AtomicBool,
+}
+
+/// The proxies of every peer link, by (higher index, lower index).
+struct Network {
+    links: BTreeMap<(usize, usize), Arc<Link>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Network {
+    /// A proxy per link and channel; `cluster.peer_ports` points each
+    /// dialer at them.
+    fn start(cluster: &mut Cluster) -> std::io::Result<Network> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut links = BTreeMap::new();
+        for high in 0..cluster.size() {
+            for low in 0..high {
+                let link = Arc::new(Link::default());
+                let (quorum, election) = cluster.nodes[low].peer_ports();
+                let mut local = [0u16; 2];
+                for (slot, port) in [quorum, election].into_iter().enumerate() {
+                    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+                    local[slot] = listener.local_addr()?.port();
+                    let (link, stop) = (Arc::clone(&link), Arc::clone(&stop));
+                    std::thread::spawn(move || proxy(listener, port, link, stop));
+                }
+                cluster.peer_ports.insert((high, low), (local[0], local[1]));
+                links.insert((high, low), link);
+            }
+        }
+        Ok(Network { links, stop })
+    }
+
+    fn link(&self, a: usize, b: usize) -> &Link {
+        &self.links[&(a.max(b), a.min(b))]
+    }
+
+    /// Stops the bytes from `from` to `to`.
+    fn cut(&self, from: usize, to: usize) {
+        let link = self.link(from, to);
+        if from > to {
+            link.block_down.store(true, Ordering::Relaxed);
+        } else {
+            link.block_up.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn heal(&self) {
+        for link in self.links.values() {
+            link.block_down.store(false, Ordering::Relaxed);
+            link.block_up.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        self.heal();
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn proxy(listener: std::net::TcpListener, upstream: u16, link: Arc<Link>, stop: Arc<AtomicBool>) {
+    let _ = listener.set_nonblocking(true);
+    while !stop.load(Ordering::Relaxed) {
+        let down = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+        };
+        let _ = down.set_nonblocking(false);
+        let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+            continue;
+        };
+        let _ = (down.set_nodelay(true), up.set_nodelay(true));
+        for (from, to, upward) in [(&down, &up, false), (&up, &down, true)] {
+            let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) else {
+                continue;
+            };
+            let (link, stop) = (Arc::clone(&link), Arc::clone(&stop));
+            std::thread::spawn(move || pump(from, to, &link, upward, &stop));
+        }
+    }
+}
+
+/// Copies one direction, holding the bytes while that direction is cut.
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    link: &Link,
+    upward: bool,
+    stop: &AtomicBool,
+) {
+    use std::io::Read as _;
+    let blocked = if upward {
+        &link.block_up
+    } else {
+        &link.block_down
+    };
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        while blocked.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while blocked.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if stop.load(Ordering::Relaxed) || to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
+}
+
 // ---- the nemesis --------------------------------------------------------------
 
 /// Applies one fault and returns what undoes it.
 enum Heal {
     Restart(Vec<usize>),
     Resume(Vec<usize>),
+    Network,
 }
 
 fn leader_index(cluster: &Cluster) -> Option<usize> {
@@ -438,6 +572,7 @@ fn leader_index(cluster: &Cluster) -> Option<usize> {
 
 fn inject(
     cluster: &mut Cluster,
+    network: &Network,
     rng: &mut StdRng,
     nemesis: &str,
     log: &mut Vec<String>,
@@ -486,6 +621,67 @@ fn inject(
             log.push(format!("{at:7.3}s SIGSTOP node {} (the leader)", i + 1));
             Some(Heal::Resume(vec![i]))
         }
+        "partition" => {
+            // Two sides at random, each side whole.
+            let side: Vec<bool> = (0..n).map(|_| rng.gen_bool(0.5)).collect();
+            for a in 0..n {
+                for b in 0..n {
+                    if side[a] != side[b] {
+                        network.cut(a, b);
+                    }
+                }
+            }
+            let group = |s: bool| plus_one(&(0..n).filter(|&i| side[i] == s).collect::<Vec<_>>());
+            log.push(format!(
+                "{at:7.3}s partition {:?} | {:?}",
+                group(true),
+                group(false)
+            ));
+            Some(Heal::Network)
+        }
+        "partition-leader" => {
+            let leader = leader_index(cluster)?;
+            for other in (0..n).filter(|&i| i != leader) {
+                network.cut(leader, other);
+                network.cut(other, leader);
+            }
+            log.push(format!(
+                "{at:7.3}s partition the leader, node {}, from the rest",
+                leader + 1
+            ));
+            Some(Heal::Network)
+        }
+        "bridge" if n >= 3 => {
+            // One member sees both halves, which do not see each other.
+            let bridge = pick(rng);
+            let others: Vec<usize> = (0..n).filter(|&i| i != bridge).collect();
+            let (left, right) = others.split_at(others.len() / 2);
+            for &a in left {
+                for &b in right {
+                    network.cut(a, b);
+                    network.cut(b, a);
+                }
+            }
+            log.push(format!(
+                "{at:7.3}s bridge: {:?} | node {} | {:?}",
+                plus_one(left),
+                bridge + 1,
+                plus_one(right)
+            ));
+            Some(Heal::Network)
+        }
+        "one-way" => {
+            // The leader still hears everyone, and nobody hears it.
+            let leader = leader_index(cluster)?;
+            for other in (0..n).filter(|&i| i != leader) {
+                network.cut(leader, other);
+            }
+            log.push(format!(
+                "{at:7.3}s one-way: nothing from the leader, node {}, arrives",
+                leader + 1
+            ));
+            Some(Heal::Network)
+        }
         other => {
             log.push(format!("{at:7.3}s unknown nemesis {other:?} skipped"));
             None
@@ -495,6 +691,7 @@ fn inject(
 
 fn heal(
     cluster: &mut Cluster,
+    network: &Network,
     launch: &Launch,
     heal: Heal,
     log: &mut Vec<String>,
@@ -520,6 +717,10 @@ fn heal(
                 "{at:7.3}s SIGCONT {nodes:?}",
                 nodes = plus_one(&nodes)
             ));
+        }
+        Heal::Network => {
+            network.heal();
+            log.push(format!("{at:7.3}s network healed"));
         }
     }
     Ok(())
@@ -593,6 +794,7 @@ fn run_once(args: &Args, seed: u64, dir: &Path, launch: &Launch) -> Result<Repor
             format!("applier-delay={}", args.lag_node_ms),
         ));
     }
+    let network = Network::start(&mut cluster).map_err(|e| e.to_string())?;
     cluster
         .start(launch, SNAP_COUNT)
         .map_err(|e| e.to_string())?;
@@ -643,13 +845,14 @@ fn run_once(args: &Args, seed: u64, dir: &Path, launch: &Launch) -> Result<Repor
         std::thread::sleep(Duration::from_millis(rng.gen_range(500..2000)));
         let at = shared.epoch.elapsed().as_secs_f64();
         let nemesis = &nemeses[rng.gen_range(0..nemeses.len())];
-        let Some(undo) = inject(&mut cluster, &mut rng, nemesis, &mut schedule, at) else {
+        let Some(undo) = inject(&mut cluster, &network, &mut rng, nemesis, &mut schedule, at)
+        else {
             continue;
         };
         report.faults += 1;
         std::thread::sleep(Duration::from_millis(rng.gen_range(500..3000)));
         let at = shared.epoch.elapsed().as_secs_f64();
-        if let Err(e) = heal(&mut cluster, launch, undo, &mut schedule, at) {
+        if let Err(e) = heal(&mut cluster, &network, launch, undo, &mut schedule, at) {
             failed = Some(e);
             break;
         }
@@ -659,6 +862,7 @@ fn run_once(args: &Args, seed: u64, dir: &Path, launch: &Launch) -> Result<Repor
     }
     // Every node up, then the workload stops and the checks begin.
     let at = shared.epoch.elapsed().as_secs_f64();
+    network.heal();
     schedule.push(format!("{at:7.3}s healed; clients stop"));
     let serving = cluster.wait_serving(None, Duration::from_secs(60));
     shared.stop.store(true, Ordering::Relaxed);
