@@ -147,7 +147,29 @@ impl Launch {
     }
 }
 
+/// A free loopback port below the kernel's ephemeral range: a port from
+/// that range can be taken, while its node is stopped, as the local port of
+/// some outgoing connection, and the node could not bind it again (seen
+/// with zk-chaos restarting members). Never the same port twice in one
+/// process.
 pub fn free_port() -> io::Result<u16> {
+    use rand::Rng;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let low = 10_000.min(ephemeral_low / 2);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rng = rand::thread_rng();
+    for _ in 0..1_000 {
+        let port = rng.gen_range(low..ephemeral_low);
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return Ok(port);
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -236,6 +258,19 @@ impl Node {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.kill();
+    }
+
+    /// If the process has exited on its own: how, and the end of its log.
+    pub fn exited(&mut self) -> Option<String> {
+        let child = self.child.as_mut()?;
+        let status = child.try_wait().ok()??;
+        forget_group(child);
+        self.child = None;
+        let log = self.dir.join(format!("server-{}.log", self.starts));
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(4)..].join("\n");
+        Some(format!("{status}; its log ends:\n{tail}"))
     }
 
     /// An error if the process has exited on its own.

@@ -35,6 +35,12 @@ use std::sync::Arc;
 const SNAPSHOT_CHUNK_NODES: usize = 1_000;
 const SNAPSHOT_ZSTD_LEVEL: i32 = 1;
 const DATABASE_ID_FILE: &str = "database_id";
+/// The highest zxid below which the log may have been cut (segments purged
+/// behind a snapshot, or dropped by an install), in hex; 0 in a directory
+/// whose log was never cut. Written, synced, before the cut. Recovery from
+/// the empty state (no usable snapshot) needs a log that was never cut.
+/// Directories from before it have none (`reaches_back` then judges).
+const LOG_CUT_FILE: &str = "log_cut";
 /// Where `install` writes the new snapshot (in the snapshot directory).
 const INSTALL_STAGING: &str = "install";
 /// The staging directory once the install is committed.
@@ -275,6 +281,8 @@ fn stage_install(dir: &Path, database_id: u64, tree: &DataTree) -> Result<(), St
         cursor.next_chunk(tree, SNAPSHOT_CHUNK_NODES, records)
     })?;
     writer.finish(tree.digest(), last).map_err(snapshot_error)?;
+    // The install drops the whole log.
+    write_log_cut(dir, tree.last_zxid())?;
     // The commit point: from here on, opening finishes the install.
     rename(&staging, &dir.join(INSTALL_READY))?;
     sync_dir(dir)
@@ -447,6 +455,7 @@ impl Snapshotter {
         let report = snapshot::purge(&self.dir, retain_count).map_err(snapshot_error)?;
         let mut removed = report.removed;
         if let Some(oldest) = report.oldest_retained_zxid {
+            write_log_cut(&self.dir, Zxid(i64::try_from(oldest).unwrap_or(i64::MAX)))?;
             removed.extend(
                 self.wal
                     .purge_before(oldest.saturating_add(1))
@@ -528,8 +537,28 @@ fn recover_state(
     let (mut tree, mut loaded) = loaded;
     let mut refused: Option<StorageError> = None;
     loop {
-        if !loaded.newest {
-            if let Err(error) = reaches_back(&config.log_dir, loaded.start) {
+        let complete = if loaded.end.is_none() {
+            // The empty state: the log must hold every txn there ever was.
+            match read_log_cut(&config.snapshot_dir)? {
+                Some(Zxid(0)) => Ok(()),
+                Some(cut) => Err(StorageError::Corrupt {
+                    file: config.snapshot_dir.join(LOG_CUT_FILE),
+                    offset: 0,
+                    what: format!(
+                        "no usable snapshot, and the log was cut behind one at {cut}: the \
+                         state before it is gone (move the data directory away to resync \
+                         this member from the ensemble, or restore a snapshot)"
+                    ),
+                }),
+                None => reaches_back(&config.log_dir, loaded.start),
+            }
+        } else if !loaded.newest {
+            reaches_back(&config.log_dir, loaded.start)
+        } else {
+            Ok(())
+        };
+        {
+            if let Err(error) = complete {
                 if let Some(refused) = refused {
                     tracing::warn!(
                         snapshot_zxid = %loaded.start, %error,
@@ -570,8 +599,16 @@ fn recover_state(
 /// back further than that.
 fn reaches_back(log_dir: &Path, start: Zxid) -> Result<(), StorageError> {
     let segments = wal::segments(log_dir).map_err(wal_error)?;
+    // From the empty state, a log that begins with the first zxid an
+    // ensemble assigns (epoch 1, counter 1) begins at the beginning too:
+    // nothing can come before it, and segments are only ever purged behind
+    // a snapshot. (Found by zk-chaos: a member whose only snapshot was
+    // damaged refused to start although its log was whole.)
+    let from_the_start = |first: u64| start == Zxid::ZERO && first == zxid_u64(Zxid::new(1, 1));
     match segments.first() {
-        Some((first, path)) if *first > zxid_u64(start).saturating_add(1) => {
+        Some((first, path))
+            if *first > zxid_u64(start).saturating_add(1) && !from_the_start(*first) =>
+        {
             Err(StorageError::Corrupt {
                 file: path.clone(),
                 offset: 0,
@@ -706,6 +743,8 @@ fn database_id(dir: &Path) -> Result<u64, StorageError> {
                 .map(|elapsed| elapsed.as_nanos() as u64)
                 .unwrap_or(0);
             let id = now ^ (u64::from(std::process::id()) << 48);
+            // A new directory: its log was never cut.
+            write_log_cut(dir, Zxid(0))?;
             let temp = dir.join(format!("{DATABASE_ID_FILE}.tmp"));
             std::fs::write(&temp, format!("{id:016x}\n")).map_err(io)?;
             std::fs::File::open(&temp)
@@ -719,6 +758,48 @@ fn database_id(dir: &Path) -> Result<u64, StorageError> {
         }
         Err(error) => Err(io(error)),
     }
+}
+
+fn read_log_cut(dir: &Path) -> Result<Option<Zxid>, StorageError> {
+    let path = dir.join(LOG_CUT_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => u64::from_str_radix(text.trim(), 16)
+            .ok()
+            .and_then(|zxid| i64::try_from(zxid).ok())
+            .map(|zxid| Some(Zxid(zxid)))
+            .ok_or_else(|| StorageError::Corrupt {
+                file: path.clone(),
+                offset: 0,
+                what: format!("not a zxid: {:?}", text.trim()),
+            }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StorageError::Io { path, source }),
+    }
+}
+
+/// Records, durably, that the log may lack txns up to `zxid` (before the
+/// cut is made). Keeps the highest value.
+fn write_log_cut(dir: &Path, zxid: Zxid) -> Result<(), StorageError> {
+    if read_log_cut(dir)
+        .ok()
+        .flatten()
+        .is_some_and(|cut| cut >= zxid)
+        && zxid != Zxid(0)
+    {
+        return Ok(());
+    }
+    let path = dir.join(LOG_CUT_FILE);
+    let temp = dir.join(format!("{LOG_CUT_FILE}.tmp"));
+    let io = |source| StorageError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::write(&temp, format!("{:016x}\n", zxid_u64(zxid))).map_err(io)?;
+    std::fs::File::open(&temp)
+        .and_then(|file| file.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&temp, &path).map_err(io)?;
+    sync_dir(dir)
 }
 
 fn zxid_u64(zxid: Zxid) -> u64 {
@@ -865,6 +946,75 @@ mod tests {
         let (tree, last) = storage.recover().expect("recover");
         assert_eq!(last, Zxid(3));
         assert_eq!(tree.digest(), digest);
+    }
+
+    /// An ensemble member's log starts at epoch 1 (0x100000001). With its
+    /// only snapshot damaged, recovery falls back to the empty state and
+    /// replays the whole log, instead of refusing because the log does not
+    /// begin at zxid 1 (regression: zk-chaos, a flipped byte in the newest
+    /// and only snapshot).
+    #[test]
+    fn a_damaged_only_snapshot_falls_back_to_the_whole_log_of_an_ensemble() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (digest, only) = {
+            let mut storage = NativeStorage::open(config(dir.path())).expect("open");
+            let (tree, _) = recovered(&mut storage);
+            let mut prep = prep_at(Zxid::new(1, 0));
+            write(
+                &mut storage,
+                &tree,
+                &mut prep,
+                &[create("/a"), create("/b")],
+            );
+            let only = storage
+                .snapshotter()
+                .take(&tree)
+                .expect("snapshot")
+                .location;
+            write(&mut storage, &tree, &mut prep, &[create("/c")]);
+            let digest = tree.read().digest();
+            (digest, only)
+        };
+        let mut bytes = std::fs::read(&only).expect("read");
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+        std::fs::write(&only, bytes).expect("write");
+        let mut storage = NativeStorage::open(config(dir.path())).expect("reopen");
+        let (tree, last) = storage.recover().expect("recover from the whole log");
+        assert_eq!(last, Zxid::new(1, 3));
+        assert_eq!(tree.digest(), digest);
+    }
+
+    /// After an install (which drops the whole log) the installed snapshot
+    /// is the only base: with it gone, recovery must refuse rather than
+    /// replay the later log over an empty tree (regression: zk-chaos, the
+    /// newest and only snapshot deleted; the member then failed applying
+    /// a setData to a node its tree lacked).
+    #[test]
+    fn without_its_snapshot_a_cut_log_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let installed = {
+            let mut storage = NativeStorage::open(config(dir.path())).expect("open");
+            let (tree, _) = recovered(&mut storage);
+            let mut prep = prep_at(Zxid::new(3, 0));
+            write(
+                &mut storage,
+                &tree,
+                &mut prep,
+                &[create("/a"), create("/b")],
+            );
+            storage.install(&tree.read()).expect("install");
+            write(&mut storage, &tree, &mut prep, &[create("/c")]);
+            snapshot::list(dir.path()).expect("list")[0].1.clone()
+        };
+        std::fs::remove_file(&installed).expect("delete the snapshot");
+        match NativeStorage::open(config(dir.path())).err() {
+            Some(StorageError::Corrupt { file, what, .. }) => {
+                assert!(file.ends_with(LOG_CUT_FILE), "{file:?}");
+                assert!(what.contains("cut behind"), "{what}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 
     /// Writes a snapshot of `tree` as it is now, started at its last zxid,

@@ -16,6 +16,9 @@ pub const IO: &str = "io";
 /// that long before applying each batch of commits: a lagging replica
 /// whose log keeps up (its ACKs are not delayed) but whose tree does not.
 pub const APPLIER_DELAY: &str = "applier-delay";
+/// A leader's driver; armed as `snap-resend=<myid>`, it sends its first SNAP
+/// stream to that server twice, the second after the NEWLEADER.
+pub const SNAP_RESEND: &str = "snap-resend";
 /// A leader's SNAP sender; armed as `snap-sender=<myid>`, it damages the
 /// second frame of the first stream it sends to that server (`hit_once`).
 pub const SNAP_SENDER: &str = "snap-sender";

@@ -357,6 +357,12 @@ impl Peer {
         self.log.floor()
     }
 
+    /// True while learning and waiting for the leader's NEWLEADER: ACKEPOCH
+    /// sent, no NEWLEADER taken yet in this session.
+    pub fn awaiting_new_leader(&self) -> bool {
+        matches!(&self.state, State::Learning(l) if matches!(l.phase, LearnerPhase::EpochAcked(_)))
+    }
+
     /// The leader and session of the learning this peer is in, if any.
     pub fn learning(&self) -> Option<(ServerId, u64)> {
         match &self.state {

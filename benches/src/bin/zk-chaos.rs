@@ -71,10 +71,10 @@ struct Args {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     duration: Duration,
     /// Comma-separated: kill, kill-leader, kill-majority, pause,
-    /// pause-leader, partition, partition-leader, bridge, one-way.
+    /// pause-leader, partition, partition-leader, bridge, one-way, disk.
     #[arg(
         long,
-        default_value = "kill,kill-leader,kill-majority,pause,pause-leader,partition,partition-leader,bridge,one-way"
+        default_value = "kill,kill-leader,kill-majority,pause,pause-leader,partition,partition-leader,bridge,one-way,disk"
     )]
     nemesis: String,
     /// Comma-separated: register, set.
@@ -564,6 +564,94 @@ enum Heal {
     Restart(Vec<usize>),
     Resume(Vec<usize>),
     Network,
+    /// A node stopped with its data damaged: restart it; if it refuses to
+    /// start, repair its directory with zk-snaprepair as an operator would.
+    Disk(usize),
+}
+
+/// The data directory's files whose names start with `prefix`, by name
+/// (zxid order).
+fn data_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Damages a stopped node's native data directory one way, at random.
+fn damage(dir: &Path, rng: &mut StdRng) -> std::io::Result<String> {
+    let logs = data_files(dir, "log.");
+    let snapshots = data_files(dir, "snapshot.");
+    // Segments are preallocated: the written part ends at the last non-zero byte.
+    let used = |bytes: &[u8]| bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    match rng.gen_range(0..4) {
+        0 if !logs.is_empty() => {
+            let path = logs.last().expect("a segment");
+            let mut bytes = std::fs::read(path)?;
+            let end = used(&bytes);
+            let torn = rng.gen_range(1..=64usize).min(end);
+            bytes[end - torn..end].fill(0);
+            std::fs::write(path, &bytes)?;
+            Ok(format!("tore the last {torn} bytes of {}", name(path)))
+        }
+        1 if !logs.is_empty() => {
+            let path = &logs[rng.gen_range(0..logs.len())];
+            let mut bytes = std::fs::read(path)?;
+            let end = used(&bytes);
+            if end == 0 {
+                return Ok(format!("left {} alone (empty)", name(path)));
+            }
+            let at = rng.gen_range(0..end);
+            bytes[at] ^= 0x5a;
+            std::fs::write(path, &bytes)?;
+            Ok(format!(
+                "flipped byte {at} of {} ({end} written)",
+                name(path)
+            ))
+        }
+        2 if !snapshots.is_empty() => {
+            let path = snapshots.last().expect("a snapshot");
+            let mut bytes = std::fs::read(path)?;
+            let at = rng.gen_range(0..bytes.len().max(1));
+            if let Some(b) = bytes.get_mut(at) {
+                *b ^= 0x5a;
+            }
+            std::fs::write(path, &bytes)?;
+            Ok(format!("flipped byte {at} of {}", name(path)))
+        }
+        _ if !snapshots.is_empty() => {
+            let path = snapshots.last().expect("a snapshot");
+            std::fs::remove_file(path)?;
+            Ok(format!("deleted {}", name(path)))
+        }
+        _ if !logs.is_empty() => {
+            let path = logs.last().expect("a segment");
+            let mut bytes = std::fs::read(path)?;
+            let end = used(&bytes);
+            let torn = rng.gen_range(1..=64usize).min(end);
+            bytes[end - torn..end].fill(0);
+            std::fs::write(path, &bytes)?;
+            Ok(format!(
+                "tore the last {torn} bytes of {} (no snapshot yet)",
+                name(path)
+            ))
+        }
+        _ => Ok("found nothing to damage".to_string()),
+    }
 }
 
 fn leader_index(cluster: &Cluster) -> Option<usize> {
@@ -682,6 +770,20 @@ fn inject(
             ));
             Some(Heal::Network)
         }
+        "disk" => {
+            if cluster.kind != Kind::Native {
+                log.push(format!(
+                    "{at:7.3}s disk faults need the native backend; skipped"
+                ));
+                return None;
+            }
+            let i = pick(rng);
+            cluster.nodes[i].kill();
+            let done = damage(&cluster.nodes[i].data_dir(), rng)
+                .unwrap_or_else(|e| format!("could not damage its data: {e}"));
+            log.push(format!("{at:7.3}s kill -9 node {}, then {done}", i + 1));
+            Some(Heal::Disk(i))
+        }
         other => {
             log.push(format!("{at:7.3}s unknown nemesis {other:?} skipped"));
             None
@@ -721,6 +823,75 @@ fn heal(
         Heal::Network => {
             network.heal();
             log.push(format!("{at:7.3}s network healed"));
+        }
+        Heal::Disk(i) => {
+            let start = |cluster: &mut Cluster| {
+                cluster
+                    .start_node(i, launch, SNAP_COUNT)
+                    .map_err(|e| format!("restart node {}: {e}", i + 1))
+            };
+            start(cluster)?;
+            log.push(format!("{at:7.3}s restart [{}] on its damaged data", i + 1));
+            // It recovers (and serves) or refuses to start; nothing else.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let refusal = loop {
+                if let Some(refusal) = cluster.nodes[i].exited() {
+                    break refusal;
+                }
+                if matches!(
+                    cluster.nodes[i].mode().as_deref(),
+                    Some("leader" | "follower")
+                ) {
+                    log.push(format!("        node {} recovered and serves", i + 1));
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "node {} neither serves nor exits on its damaged data",
+                        i + 1
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            log.push(format!(
+                "        node {} refused to start: {refusal}",
+                i + 1
+            ));
+            let repair = std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|d| d.join("zk-snaprepair")))
+                .unwrap_or_else(|| PathBuf::from("zk-snaprepair"));
+            let output = std::process::Command::new(&repair)
+                .args(["repair", "--apply"])
+                .arg(cluster.nodes[i].data_dir())
+                .output()
+                .map_err(|e| format!("{}: {e}", repair.display()))?;
+            let said = String::from_utf8_lossy(&output.stdout);
+            let last = said.lines().last().unwrap_or("").to_string();
+            log.push(format!(
+                "        zk-snaprepair repair --apply: {} ({last})",
+                output.status
+            ));
+            if !output.status.success() {
+                // Nothing consistent is left: as an operator would, move the
+                // data away (keeping myid) and let the member resync from
+                // the others.
+                let data = cluster.nodes[i].data_dir();
+                let aside = data.with_extension(format!("damaged-{}", (at * 1000.0) as u64));
+                std::fs::rename(&data, &aside)
+                    .map_err(|e| format!("move {}: {e}", data.display()))?;
+                std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+                let _ = std::fs::copy(aside.join("myid"), data.join("myid"));
+                log.push(format!(
+                    "        moved its data to {}; it resyncs",
+                    aside.display()
+                ));
+            }
+            start(cluster)?;
+            cluster
+                .wait_node_serving(i, None, Duration::from_secs(30))
+                .map_err(|e| format!("node {} does not serve after zk-snaprepair: {e}", i + 1))?;
+            log.push(format!("        node {} serves after the repair", i + 1));
         }
     }
     Ok(())
@@ -826,7 +997,7 @@ fn run_once(args: &Args, seed: u64, dir: &Path, launch: &Launch) -> Result<Repor
     let threads: Vec<_> = (0..args.clients)
         .map(|id| {
             let shared = Arc::clone(&shared);
-            let seed = seed ^ ((id as u64 + 1) * 0x9e37_79b9_7f4a_7c15);
+            let seed = seed ^ (id as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             std::thread::spawn(move || client(shared, id, seed))
         })
         .collect();

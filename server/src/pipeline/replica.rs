@@ -434,6 +434,15 @@ impl Driver {
             ..
         } = &message
         {
+            if !self.peer.awaiting_new_leader() || self.snapshot_in.is_some() {
+                // A NEWLEADER sent again (the leader answering a duplicated
+                // ACKEPOCH): its stream is not needed, but the peer still
+                // sees the message (it may ACK it again).
+                tracing::info!("a SNAP stream no NEWLEADER was waiting for; dropped");
+                self.incoming = None;
+                self.peer.step(from, message);
+                return;
+            }
             // The peer takes a SNAP only with its state ready.
             match self.finish_incoming(*session, ez(*zxid), snapshot.as_deref(), txns) {
                 Ok(tree) => self.snapshot_in = Some(tree),
@@ -1040,6 +1049,8 @@ impl Driver {
                 return;
             }
         };
+        let again = net::failpoint::hit_once(net::failpoint::SNAP_RESEND, &done.to.0.to_string())
+            .then(|| out.new_leader.clone());
         self.transport.send_envelope(
             done.to,
             Envelope {
@@ -1049,6 +1060,12 @@ impl Driver {
         );
         for message in out.held {
             self.transport.send(done.to, message);
+        }
+        if let Some(new_leader) = again {
+            // Test-only: the stream and NEWLEADER once more, as when the
+            // leader answers a duplicated ACKEPOCH.
+            tracing::warn!(to = done.to.0, "failpoint: sending the SNAP stream again");
+            self.start_snap(done.to, out.session, out.start, new_leader);
         }
     }
 
@@ -1067,8 +1084,14 @@ impl Driver {
                 }
             }
             // This member serves no one until the SNAP installs: its tree
-            // can go, so that it never holds two.
-            if self.released.is_none() && self.peer.learning() == Some((from, session)) {
+            // can go, so that it never holds two. Only before this session's
+            // NEWLEADER: a stream sent again after it (the leader answering
+            // a duplicated ACKEPOCH) finds a tree that is live, and is
+            // refused at its end like any stray stream.
+            if self.released.is_none()
+                && self.peer.learning() == Some((from, session))
+                && self.peer.awaiting_new_leader()
+            {
                 self.released = Some((from, session));
                 let _ = self.to_applier.send(ApplierInput::Release);
             }
@@ -1212,6 +1235,9 @@ impl Driver {
         // Taken by InstallSnapshot if the peer accepted it.
         let finished = self.snapshot_in.take().is_some();
         let Some(stream) = self.released else {
+            if finished {
+                tracing::info!("a SNAP stream no NEWLEADER was waiting for; dropped");
+            }
             return Ok(());
         };
         let arriving = self
