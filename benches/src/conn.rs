@@ -9,8 +9,8 @@
 //! nothing the server sends can panic this code; a malformed frame is an
 //! `io::Error` that ends the connection.
 
-use engine::request::Request;
-use engine::types::OpCode;
+use engine::request::{CreateRequest, Request};
+use engine::types::{Acl, OpCode};
 use net::proto::{
     decode_connect_response, decode_reply_header, encode_connect_request, encode_request,
     request_op, ConnectRequest, ReplyHeader, RequestHeader, NOTIFICATION_XID, PING_XID,
@@ -97,6 +97,20 @@ impl Tls {
             config: Arc::new(config),
             server_name,
         })
+    }
+}
+
+/// A persistent create of `path` holding `data`, open to everyone.
+pub fn create_request(path: String, data: Vec<u8>) -> Request {
+    Request::Create {
+        op: OpCode::Create,
+        request: CreateRequest {
+            path,
+            data: Some(data),
+            acl: Acl::open_unsafe(),
+            flags: 0,
+            ttl: -1,
+        },
     }
 }
 

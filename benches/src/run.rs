@@ -8,9 +8,9 @@
 //! (after warmup) are recorded. Replies on one connection come back in send
 //! order (a ZooKeeper guarantee), so the in-flight queue is a FIFO.
 
-use crate::conn::Conn;
-use engine::request::{CreateRequest, MultiOp, MultiResult, Request, Response};
-use engine::types::{Acl, ErrorCode, OpCode};
+use crate::conn::{create_request as create, Conn};
+use engine::request::{MultiOp, MultiResult, Request, Response};
+use engine::types::{ErrorCode, OpCode};
 use hdrhistogram::Histogram;
 use net::proto::{decode_event, decode_reply, NOTIFICATION_XID};
 use rand::rngs::StdRng;
@@ -196,19 +196,6 @@ pub fn node(server: &str, connection: usize) -> &str {
 
 pub fn key_path(i: usize) -> String {
     format!("{ROOT}/k{i}")
-}
-
-fn create(path: String, data: Vec<u8>) -> Request {
-    Request::Create {
-        op: OpCode::Create,
-        request: CreateRequest {
-            path,
-            data: Some(data),
-            acl: Acl::open_unsafe(),
-            flags: 0,
-            ttl: -1,
-        },
-    }
 }
 
 /// Sends `requests` over one connection with `window` in flight; returns

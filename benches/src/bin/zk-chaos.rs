@@ -24,11 +24,11 @@
 //! faults, not every interleaving.
 
 use benches::cluster::{self, Cluster, Kind, Launch};
-use benches::conn::Conn;
+use benches::conn::{create_request, Conn};
 use benches::parse_duration;
 use clap::Parser;
-use engine::request::{CreateRequest, Request, Response};
-use engine::types::{Acl, ErrorCode, OpCode};
+use engine::request::{Request, Response};
+use engine::types::{ErrorCode, OpCode};
 use net::proto::decode_reply;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -154,19 +154,6 @@ fn register_path(key: usize) -> String {
 
 fn set_path(element: u64) -> String {
     format!("{ROOT}/set/e{element:016x}")
-}
-
-fn create_request(path: String, data: Vec<u8>) -> Request {
-    Request::Create {
-        op: OpCode::Create,
-        request: CreateRequest {
-            path,
-            data: Some(data),
-            acl: Acl::open_unsafe(),
-            flags: 0,
-            ttl: -1,
-        },
-    }
 }
 
 /// Calls and decodes; an I/O error is an unknown outcome.
@@ -587,68 +574,66 @@ fn data_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     files
 }
 
-/// Damages a stopped node's native data directory one way, at random.
+/// Segments are preallocated: the written part ends at the last non-zero byte.
+fn used(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Zeroes the last few written bytes of a log segment: a torn last write.
+fn tear_tail(path: &Path, rng: &mut StdRng) -> std::io::Result<String> {
+    let mut bytes = std::fs::read(path)?;
+    let end = used(&bytes);
+    let torn = rng.gen_range(1..=64usize).min(end);
+    bytes[end - torn..end].fill(0);
+    std::fs::write(path, &bytes)?;
+    Ok(format!("tore the last {torn} bytes of {}", file_name(path)))
+}
+
+/// Damages a stopped node's native data directory one way, at random: a
+/// torn log tail, a flipped byte in a segment or in the newest snapshot, or
+/// the newest snapshot deleted (a torn tail where there is no snapshot yet).
 fn damage(dir: &Path, rng: &mut StdRng) -> std::io::Result<String> {
     let logs = data_files(dir, "log.");
     let snapshots = data_files(dir, "snapshot.");
-    // Segments are preallocated: the written part ends at the last non-zero byte.
-    let used = |bytes: &[u8]| bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
-    let name = |p: &Path| {
-        p.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
+    let choice = match rng.gen_range(0..4) {
+        2 | 3 if snapshots.is_empty() => 0,
+        choice => choice,
     };
-    match rng.gen_range(0..4) {
-        0 if !logs.is_empty() => {
-            let path = logs.last().expect("a segment");
-            let mut bytes = std::fs::read(path)?;
-            let end = used(&bytes);
-            let torn = rng.gen_range(1..=64usize).min(end);
-            bytes[end - torn..end].fill(0);
-            std::fs::write(path, &bytes)?;
-            Ok(format!("tore the last {torn} bytes of {}", name(path)))
-        }
-        1 if !logs.is_empty() => {
+    match (choice, logs.last(), snapshots.last()) {
+        (0, Some(last), _) => tear_tail(last, rng),
+        (1, Some(_), _) => {
             let path = &logs[rng.gen_range(0..logs.len())];
             let mut bytes = std::fs::read(path)?;
             let end = used(&bytes);
             if end == 0 {
-                return Ok(format!("left {} alone (empty)", name(path)));
+                return Ok(format!("left {} alone (empty)", file_name(path)));
             }
             let at = rng.gen_range(0..end);
             bytes[at] ^= 0x5a;
             std::fs::write(path, &bytes)?;
             Ok(format!(
                 "flipped byte {at} of {} ({end} written)",
-                name(path)
+                file_name(path)
             ))
         }
-        2 if !snapshots.is_empty() => {
-            let path = snapshots.last().expect("a snapshot");
-            let mut bytes = std::fs::read(path)?;
+        (2, _, Some(newest)) => {
+            let mut bytes = std::fs::read(newest)?;
             let at = rng.gen_range(0..bytes.len().max(1));
             if let Some(b) = bytes.get_mut(at) {
                 *b ^= 0x5a;
             }
-            std::fs::write(path, &bytes)?;
-            Ok(format!("flipped byte {at} of {}", name(path)))
+            std::fs::write(newest, &bytes)?;
+            Ok(format!("flipped byte {at} of {}", file_name(newest)))
         }
-        _ if !snapshots.is_empty() => {
-            let path = snapshots.last().expect("a snapshot");
-            std::fs::remove_file(path)?;
-            Ok(format!("deleted {}", name(path)))
-        }
-        _ if !logs.is_empty() => {
-            let path = logs.last().expect("a segment");
-            let mut bytes = std::fs::read(path)?;
-            let end = used(&bytes);
-            let torn = rng.gen_range(1..=64usize).min(end);
-            bytes[end - torn..end].fill(0);
-            std::fs::write(path, &bytes)?;
-            Ok(format!(
-                "tore the last {torn} bytes of {} (no snapshot yet)",
-                name(path)
-            ))
+        (3, _, Some(newest)) => {
+            std::fs::remove_file(newest)?;
+            Ok(format!("deleted {}", file_name(newest)))
         }
         _ => Ok("found nothing to damage".to_string()),
     }

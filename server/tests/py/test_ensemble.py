@@ -201,6 +201,29 @@ def bulk_create(c, paths, data, batch=500):
                     pass
 
 
+def restart_armed(ens, indices, failpoints):
+    """Terminates and restarts the members `indices` with ZK_FAILPOINTS set
+    to `failpoints` (only for them); returns the leader once they serve.
+    Skips (harness.missing) when the binary has no failpoints."""
+    for i in indices:
+        ens.terminate(i)
+    saved = os.environ.get("ZK_FAILPOINTS")
+    os.environ["ZK_FAILPOINTS"] = failpoints
+    try:
+        for i in indices:
+            ens.restart(i, wait=False)
+    finally:
+        if saved is None:
+            del os.environ["ZK_FAILPOINTS"]
+        else:
+            os.environ["ZK_FAILPOINTS"] = saved
+    ens.wait_serving(indices)
+    leader = ens.wait_leader()
+    if "failpoints armed" not in ens[leader].log_text():
+        harness.missing("a zk-server built with --features failpoints")
+    return leader
+
+
 def check_consistent(ens, path, ws, indices=None, batch=8):
     """Every acked write of `ws` is on every node in `indices` with its data,
     and all those nodes hold the same children, data and parent stat."""
@@ -619,24 +642,9 @@ def test_broken_snap_stream_reloads_the_member_from_disk(ensembles, kz, prefix, 
     blob = b"s" * 2000
     bulk_create(c, ["%s/n%05d" % (big, k) for k in range(4000)], blob)
     c.stop()
-    # Restarted (so they offer no DIFF from before) with the failpoint armed.
-    for i in others:
-        ens.terminate(i)
-    saved = os.environ.get("ZK_FAILPOINTS")
-    # Aimed at the lagging member: the other one may be sent SNAP too.
-    os.environ["ZK_FAILPOINTS"] = "snap-sender=%d" % ens[lagging].myid
-    try:
-        for i in others:
-            ens.restart(i, wait=False)
-    finally:
-        if saved is None:
-            del os.environ["ZK_FAILPOINTS"]
-        else:
-            os.environ["ZK_FAILPOINTS"] = saved
-    ens.wait_serving(others)
-    leader = ens.wait_leader()
-    if "failpoints armed" not in ens[leader].log_text():
-        harness.missing("a zk-server built with --features failpoints")
+    # Restarted (so they offer no DIFF from before) with the failpoint
+    # armed, aimed at the lagging member: the other one may be sent SNAP too.
+    leader = restart_armed(ens, others, "snap-sender=%d" % ens[lagging].myid)
     offset = ens[lagging].log_size()
     ens.restart(lagging)
     ens.wait_serving()
@@ -670,22 +678,7 @@ def test_a_snap_stream_sent_again_after_newleader_leaves_the_live_tree(ensembles
     c.ensure_path(prefix)
     bulk_create(c, ["%s/n%04d" % (prefix, k) for k in range(2000)], b"x" * 500)
     c.stop()
-    for i in others:
-        ens.terminate(i)
-    saved = os.environ.get("ZK_FAILPOINTS")
-    os.environ["ZK_FAILPOINTS"] = "snap-resend=%d" % ens[lagging].myid
-    try:
-        for i in others:
-            ens.restart(i, wait=False)
-    finally:
-        if saved is None:
-            del os.environ["ZK_FAILPOINTS"]
-        else:
-            os.environ["ZK_FAILPOINTS"] = saved
-    ens.wait_serving(others)
-    leader = ens.wait_leader()
-    if "failpoints armed" not in ens[leader].log_text():
-        harness.missing("a zk-server built with --features failpoints")
+    leader = restart_armed(ens, others, "snap-resend=%d" % ens[lagging].myid)
     offset = ens[lagging].log_size()
     ens.restart(lagging)
     c = kz(ens.connect_string(others))
