@@ -20,7 +20,8 @@ pub const APPLIER_DELAY: &str = "applier-delay";
 /// stream to that server twice, the second after the NEWLEADER.
 pub const SNAP_RESEND: &str = "snap-resend";
 /// A leader's SNAP sender; armed as `snap-sender=<myid>`, it damages the
-/// second frame of the first stream it sends to that server (`hit_once`).
+/// second frame of the streams it sends to that server until one of them
+/// has reached its NEWLEADER.
 pub const SNAP_SENDER: &str = "snap-sender";
 
 #[cfg(feature = "failpoints")]

@@ -231,6 +231,7 @@ pub(super) fn run(
         released: None,
         installed: Zxid(0),
         snaps_out: HashMap::new(),
+        damaged_snap_sent: false,
         snap_done: crossbeam_channel::unbounded(),
         local: VecDeque::new(),
         reads_waiting: Vec::new(),
@@ -269,6 +270,8 @@ struct SnapOut {
     new_leader: Message,
     held: Vec<Message>,
     cancel: Arc<AtomicBool>,
+    /// Test-only (failpoint `snap-sender`): this stream's frame 1 is damaged.
+    damaged: bool,
 }
 
 /// Read fences asked (`Peer::read_index`, or of the leader), by ctx.
@@ -320,6 +323,9 @@ struct Driver {
     installed: Zxid,
     /// On a leader: SNAP streams going out, by learner.
     snaps_out: HashMap<ServerId, SnapOut>,
+    /// Test-only: a damaged stream (failpoint `snap-sender`) reached its
+    /// NEWLEADER; later ones are whole.
+    damaged_snap_sent: bool,
     /// Walks that ended, from the threads that ran them.
     snap_done: (
         crossbeam_channel::Sender<SnapDone>,
@@ -920,15 +926,17 @@ impl Driver {
         let done = self.snap_done.0.clone();
         let stop = Arc::clone(&cancel);
         let (locked, locked_rx) = crossbeam_channel::bounded(1);
+        // Every stream to that learner until one damaged stream has been
+        // sent whole to its end (an earlier one may be cancelled).
+        let damaged = !self.damaged_snap_sent
+            && net::failpoint::hit(net::failpoint::SNAP_SENDER, &to.0.to_string());
         let spawned = std::thread::Builder::new()
             .name("snap-sender".into())
             .spawn(move || {
                 let started = Instant::now();
                 let mut bytes = 0usize;
                 let emit = |seq: u64, mut data: Vec<u8>| {
-                    if seq == 1
-                        && net::failpoint::hit_once(net::failpoint::SNAP_SENDER, &to.0.to_string())
-                    {
+                    if seq == 1 && damaged {
                         tracing::warn!(to = to.0, "failpoint: damaging SNAP frame 1");
                         data.iter_mut().for_each(|b| *b ^= 0x5a);
                     }
@@ -971,6 +979,7 @@ impl Driver {
                         new_leader,
                         held: Vec::new(),
                         cancel,
+                        damaged,
                     },
                 );
             }
@@ -1051,6 +1060,7 @@ impl Driver {
         };
         let again = net::failpoint::hit_once(net::failpoint::SNAP_RESEND, &done.to.0.to_string())
             .then(|| out.new_leader.clone());
+        self.damaged_snap_sent |= out.damaged;
         self.transport.send_envelope(
             done.to,
             Envelope {
