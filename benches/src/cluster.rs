@@ -266,11 +266,15 @@ impl Node {
         let status = child.try_wait().ok()??;
         forget_group(child);
         self.child = None;
+        Some(format!("{status}; its log ends:\n{}", self.log_tail(4)))
+    }
+
+    /// The last `lines` lines of the current start's log.
+    fn log_tail(&self, lines: usize) -> String {
         let log = self.dir.join(format!("server-{}.log", self.starts));
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(4)..].join("\n");
-        Some(format!("{status}; its log ends:\n{tail}"))
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// An error if the process has exited on its own.
@@ -279,10 +283,7 @@ impl Node {
             if let Some(status) = child.try_wait()? {
                 forget_group(child);
                 self.child = None;
-                let log = self.dir.join(format!("server-{}.log", self.starts));
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = lines[lines.len().saturating_sub(12)..].join("\n");
+                let tail = self.log_tail(12);
                 return Err(io::Error::other(format!(
                     "{} node {} exited ({status}); see {}; its log ends:\n{tail}",
                     kind.name(),
