@@ -39,7 +39,9 @@
 //!    in both logs the smaller of the two last zxids of that epoch) and sends one
 //!    NEWLEADER message that carries DIFF (append what follows), TRUNC (drop the
 //!    learner's suffix after the shared zxid, then append) or SNAP (install the
-//!    leader's state, when the shared zxid is below the leader's log floor). The
+//!    leader's state, when the shared zxid is below the leader's log floor or
+//!    not in its log: a learner's recovered state past what it knows settled
+//!    may end in an abandoned epoch's proposals, which SNAP replaces). The
 //!    learner applies it to its log, and **only when every write it caused is
 //!    durable does it persist currentEpoch = epoch; only when that is durable
 //!    does it ACK NEWLEADER**. The leader is its own follower: once its history
@@ -216,6 +218,15 @@ pub struct Durable {
     pub floor: Zxid,
     /// The durable log after `floor`, in zxid order.
     pub log: Vec<Txn>,
+    /// The highest zxid at or below `floor` known committed: a snapshot the
+    /// driver took of its applied state, say (a SNAP's installed state is
+    /// not known committed: its leader may never have established). A
+    /// driver that replays its whole log into its state at start-up, as the
+    /// server does, passes that state's last zxid as `floor` and what it
+    /// knows committed here (zero, if it records nothing): the txns between
+    /// may be proposals of an abandoned epoch, which a leader replaces by
+    /// SNAP (a state cannot be truncated). A peer refuses a SNAP below it.
+    pub settled: Zxid,
 }
 
 /// The ensemble and the peer's timing, in ticks.

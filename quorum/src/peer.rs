@@ -69,8 +69,15 @@ pub struct Peer {
     ops_pending: VecDeque<(u64, Zxid)>,
     /// The highest zxid known committed in the current session.
     committed: Zxid,
-    /// The highest zxid handed to the driver in `Action::Commit`.
+    /// The highest zxid of the driver's state: handed to it in
+    /// `Action::Commit`, installed by SNAP, or recovered at start-up.
     applied: Zxid,
+    /// The highest applied zxid known committed: a commit this peer saw, or
+    /// the recovered state's `Durable::settled`. State above it (replayed
+    /// from the log at start-up, or a SNAP of a leader not yet established)
+    /// may belong to an abandoned epoch, and a leader may replace it by
+    /// SNAP; nothing at or below it is ever taken back.
+    settled: Zxid,
     /// The election round (Apache's logical clock).
     round: u64,
     vote: Vote,
@@ -239,6 +246,7 @@ impl Peer {
         }
         let log = Log::recovered(durable.floor, durable.log);
         let floor = log.floor();
+        let settled = durable.settled.min(floor);
         let id = config.id;
         let mut peer = Peer {
             config,
@@ -249,8 +257,9 @@ impl Peer {
             ops_emitted: 0,
             ops_durable: 0,
             ops_pending: VecDeque::new(),
-            committed: floor,
+            committed: settled,
             applied: floor,
+            settled,
             round: 0,
             vote: Vote {
                 epoch: Epoch(0),
@@ -347,6 +356,11 @@ impl Peer {
 
     pub fn applied(&self) -> Zxid {
         self.applied
+    }
+
+    /// The highest applied zxid known committed (see `Durable::settled`).
+    pub fn settled(&self) -> Zxid {
+        self.settled
     }
 
     pub fn last_zxid(&self) -> Zxid {
@@ -654,7 +668,7 @@ impl Peer {
             .log
             .durable_last(self.ops_durable)
             .is_some_and(|d| d >= upto);
-        if upto > self.applied || !self.log.contains(upto) || !durable {
+        if upto > self.settled || !self.log.contains(upto) || !durable {
             return Err(Error::Compact { zxid: upto });
         }
         self.log.compact(upto);
@@ -733,6 +747,9 @@ impl Peer {
             self.applied = target;
             self.actions.push(Action::Commit { upto: target });
         }
+        if allowed {
+            self.settled = self.settled.max(self.committed.min(self.applied));
+        }
     }
 
     // ---- election -----------------------------------------------------------
@@ -741,7 +758,7 @@ impl Peer {
         self.fail_reads();
         self.round += 1;
         // Commit knowledge belongs to a session; the next leader restates it.
-        self.committed = self.applied;
+        self.committed = self.settled;
         self.vote = self.own_vote();
         let mut looking = Looking::default();
         if self.config.is_voter(self.config.id) {
@@ -918,7 +935,7 @@ impl Peer {
     // ---- learner (follower or observer) ---------------------------------------
 
     fn become_learner(&mut self, leader: ServerId) {
-        self.committed = self.applied;
+        self.committed = self.settled;
         let session = self.prng.next_u64();
         self.fail_reads();
         self.state = State::Learning(Learner {
@@ -1119,14 +1136,18 @@ impl Peer {
                 self.emit_op(Action::Truncate { after }, after);
             }
             SyncMode::Snap { zxid } => {
-                if zxid < self.applied {
+                // Never take back settled state: a leader asking this lacks
+                // committed txns. State above it may go: a leader's state
+                // lacks it only if it was never committed.
+                if zxid < self.settled {
                     self.start_election();
                     return;
                 }
                 let op = self.emit_op(Action::InstallSnapshot { zxid }, zxid);
                 self.log.install(zxid, op);
+                // Not known committed until UPTODATE: a leader not yet
+                // established may send state its successor does not keep.
                 self.applied = zxid;
-                self.committed = self.committed.max(zxid);
             }
         }
         let mut batch: Vec<Txn> = Vec::new();
@@ -1259,7 +1280,7 @@ impl Peer {
     // ---- leader -------------------------------------------------------------
 
     fn become_leader(&mut self) {
-        self.committed = self.applied;
+        self.committed = self.settled;
         self.state = State::Leading(Leader {
             phase: LeaderPhase::Discovery,
             epoch: Epoch(0),

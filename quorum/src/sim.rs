@@ -41,6 +41,11 @@ pub struct Faults {
     pub disk_speed_spread: u32,
     /// Nodes' ticks differ in rate (1 = uniform).
     pub tick_spread: u32,
+    /// The chance that a (re)start replays the whole durable log into the
+    /// state machine, as the server does, instead of recovering the
+    /// snapshot with the log above it: the peer's floor is then its last
+    /// durable zxid, and only the snapshot is settled.
+    pub replay_restarts: f64,
 }
 
 impl Faults {
@@ -55,6 +60,7 @@ impl Faults {
             stall_weight: 0.0,
             disk_speed_spread: 1,
             tick_spread: 1,
+            replay_restarts: 0.0,
         }
     }
 
@@ -77,6 +83,7 @@ impl Faults {
             stall_weight,
             disk_speed_spread: 1 + rng.below(8) as u32,
             tick_spread: 1 + rng.below(3) as u32,
+            replay_restarts: 0.5,
         }
     }
 }
@@ -110,6 +117,9 @@ pub struct Disk {
     /// The state machine's snapshot: every txn up to the floor.
     pub snapshot: Vec<Txn>,
     pub log: Vec<Txn>,
+    /// The newest snapshot the driver took of settled state. A SNAP's
+    /// installed state is not settled (its leader may never establish).
+    pub settled: Zxid,
 }
 
 impl Disk {
@@ -134,6 +144,11 @@ impl Disk {
 
     pub fn last(&self) -> Zxid {
         self.log.last().map_or(self.floor(), |t| t.zxid)
+    }
+
+    /// Every durable txn: the snapshot's, then the log's.
+    pub fn history(&self) -> impl Iterator<Item = &Txn> {
+        self.snapshot.iter().chain(self.log.iter())
     }
 }
 
@@ -382,26 +397,51 @@ impl Sim {
 
     // ---- node lifecycle -----------------------------------------------------
 
+    /// Starts a node, replaying its log or not as `Faults::replay_restarts`
+    /// draws.
     fn start(&mut self, id: ServerId) -> Result<(), String> {
+        let replay =
+            self.faults.replay_restarts > 0.0 && self.rng.chance(self.faults.replay_restarts);
+        self.start_as(id, replay)
+    }
+
+    fn start_as(&mut self, id: ServerId, replay: bool) -> Result<(), String> {
         let config = self.config(id);
         let prng = Prng::from_seed(self.rng.next_u64());
         let node = self.nodes.get_mut(&id).expect("node");
-        let durable = Durable {
-            epochs: node.disk.epochs,
-            floor: node.disk.floor(),
-            log: node.disk.log.clone(),
+        let durable = if replay {
+            Durable {
+                epochs: node.disk.epochs,
+                floor: node.disk.last(),
+                log: Vec::new(),
+                // As the server: it records nothing of what was settled.
+                settled: Zxid::ZERO,
+            }
+        } else {
+            Durable {
+                epochs: node.disk.epochs,
+                floor: node.disk.floor(),
+                log: node.disk.log.clone(),
+                settled: node.disk.settled,
+            }
         };
-        node.base = node.disk.snapshot.clone();
+        if replay {
+            node.base = node.disk.history().cloned().collect();
+            node.mem_log = Vec::new();
+        } else {
+            node.base = node.disk.snapshot.clone();
+            node.mem_log = node.disk.log.clone();
+        }
         node.applied = node.base.clone();
         node.applied_checked = 0;
-        node.mem_log = node.disk.log.clone();
         node.staged = None;
         node.pending_log.clear();
         node.pending_epochs.clear();
         node.incarnation += 1;
         let peer = Peer::recover(config, prng, durable).map_err(|e| e.to_string())?;
         node.peer = Some(peer);
-        self.note(|| format!("{id:?} starts"));
+        let how = if replay { ", replaying its log" } else { "" };
+        self.note(|| format!("{id:?} starts{how}"));
         self.after_call(id)
     }
 
@@ -438,6 +478,16 @@ impl Sim {
             return Ok(());
         }
         self.start(id)?;
+        self.check()
+    }
+
+    /// Restarts a node as the server does: its whole durable log replayed
+    /// into its state, nothing of it known committed.
+    pub fn restart_replaying(&mut self, id: ServerId) -> Result<(), String> {
+        if self.nodes[&id].is_up() {
+            return Ok(());
+        }
+        self.start_as(id, true)?;
         self.check()
     }
 
@@ -601,9 +651,9 @@ impl Sim {
                         "{id:?} installs snapshot {zxid} but received another"
                     ));
                 }
-                if node.applied.len() > state.len()
-                    || node.applied.iter().zip(&state).any(|(a, b)| a != b)
-                {
+                // Only the checked (settled) part may never be undone.
+                let settled = &node.applied[..node.applied_checked];
+                if settled.len() > state.len() || settled.iter().zip(&state).any(|(a, b)| a != b) {
                     return Err(format!("{id:?} SNAP at {zxid} would undo applied txns"));
                 }
                 node.base = state.clone();
@@ -821,7 +871,7 @@ impl Sim {
             .applied
             .iter()
             .map(|t| t.zxid)
-            .filter(|&z| node.disk.has(z))
+            .filter(|&z| node.disk.has(z) && node.peer.as_ref().is_some_and(|p| z <= p.settled()))
             .collect();
         if candidates.is_empty() {
             return Ok(());
@@ -847,6 +897,7 @@ impl Sim {
         let state: Vec<Txn> = node.applied[..=i].to_vec();
         node.disk.snapshot = state.clone();
         node.disk.log.retain(|t| t.zxid > upto);
+        node.disk.settled = upto;
         node.base = state;
         node.mem_log.retain(|t| t.zxid > upto);
         self.note(|| format!("{id:?} compacts to {upto}"));
@@ -932,7 +983,16 @@ impl Sim {
                 }
             }
             let node = self.nodes.get_mut(&id).expect("node");
+            // What the peer holds settled must be committed; the state
+            // above it (replayed at start-up, or a SNAP before UPTODATE) is
+            // checked once it settles.
+            let settled = node.peer.as_ref().map_or(Zxid::ZERO, Peer::settled);
+            let mut checked = node.applied_checked;
             for i in node.applied_checked..node.applied.len() {
+                if node.applied[i].zxid > settled {
+                    break;
+                }
+                checked = i + 1;
                 match self.committed.get(i) {
                     Some(txn) if *txn == node.applied[i] => {}
                     Some(txn) => {
@@ -949,7 +1009,7 @@ impl Sim {
                     }
                 }
             }
-            node.applied_checked = node.applied.len();
+            node.applied_checked = checked;
         }
         Ok(())
     }

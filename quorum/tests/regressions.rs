@@ -652,3 +652,80 @@ fn leader_establishes_only_once_its_own_current_epoch_is_durable() {
     commit_write(&mut sim);
     all_apply_everything(&mut sim);
 }
+
+/// Found by zk-chaos (seed 2; the simulation found it too once restarts
+/// could replay the log as the server's do): a leader logged proposals no
+/// follower received, was killed, and came back with them replayed into its
+/// state. The new leader, lacking them, can only SNAP it; the returning
+/// member refused every SNAP below its own state ("never un-apply") and went
+/// back to electing, forever. Replayed state is not known committed: a SNAP
+/// may replace it, and the uncommitted proposals are gone.
+#[test]
+fn a_restarted_member_with_an_abandoned_suffix_accepts_the_new_leaders_snap() {
+    let mut sim = ensemble(3);
+    for _ in 0..3 {
+        commit_write(&mut sim);
+    }
+    let old = leader(&sim);
+    // The old leader logs two proposals that reach no follower.
+    sim.isolate(old);
+    let abandoned = [propose(&mut sim, old), propose(&mut sim, old)];
+    let durable = settle(&mut sim, 50, |s| {
+        abandoned.iter().all(|z| s.node(old).disk.has(*z))
+    });
+    require(
+        &sim,
+        durable,
+        "the abandoned proposals are on the old leader's disk",
+    );
+    sim.crash(old, 0);
+    sim.heal();
+    // The others elect a leader; it has applied nothing in its epoch yet,
+    // so its state is behind the old leader's last zxid.
+    let elected = settle(&mut sim, 100, |s| s.leader().is_some_and(|l| l != old));
+    require(&sim, elected, "the others elect a leader");
+    let new = leader(&sim);
+    require(
+        &sim,
+        sim.peer(new).unwrap().applied() < abandoned[0],
+        "the new leader's state is behind the abandoned proposals",
+    );
+    let snaps = sim.stats.snaps;
+    let result = sim.restart_replaying(old);
+    ok(&sim, result);
+    require(
+        &sim,
+        sim.peer(old).unwrap().applied() == *abandoned.last().unwrap(),
+        "the old leader's state holds its abandoned proposals",
+    );
+    let same = |s: &Sim| {
+        let applied: Vec<Zxid> = s.node(old).applied.iter().map(|t| t.zxid).collect();
+        applied == committed_zxids(s)
+    };
+    let caught_up = settle(&mut sim, 300, same);
+    require(
+        &sim,
+        caught_up,
+        "the old leader applies exactly the committed txns",
+    );
+    require(
+        &sim,
+        sim.stats.snaps > snaps,
+        "the old leader is synced by SNAP",
+    );
+    let newer = commit_write(&mut sim);
+    let caught_up = settle(&mut sim, 300, same);
+    require(&sim, caught_up, "the old leader applies the next write");
+    let applied: Vec<Zxid> = sim.node(old).applied.iter().map(|t| t.zxid).collect();
+    assert!(applied.contains(&newer), "it catches up");
+    assert!(
+        abandoned
+            .iter()
+            .all(|z| !applied.contains(z) && !committed_zxids(&sim).contains(z)),
+        "its abandoned proposals are gone"
+    );
+    let gone = settle(&mut sim, 50, |s| {
+        abandoned.iter().all(|z| !s.node(old).disk.has(*z))
+    });
+    assert!(gone, "and gone from its disk");
+}

@@ -163,10 +163,14 @@ pub(super) fn run(
 ) -> Result<(), StorageError> {
     let epochs = load_epochs(&setup.epochs_path)?;
     let floor = shared.tree.read().last_zxid();
+    // The whole log was replayed into the tree: a floor that may end in
+    // proposals of an abandoned epoch, none of it known committed (nothing
+    // records what was), so a leader may replace it by SNAP.
     let durable = quorum::Durable {
         epochs,
         floor: qz(floor),
         log: Vec::new(),
+        settled: quorum::Zxid::ZERO,
     };
     let seed = shared.clock.wall_ms() as u64 ^ (setup.quorum.id.0 << 48);
     let peer =
@@ -1267,9 +1271,9 @@ impl Driver {
 
     /// Rebuilds this member as a restart would, without the process
     /// stopping: the state recovered from storage (every durable txn, as the
-    /// peer's floor) and a new peer on the persisted epochs. The log's
-    /// uncommitted suffix, if any, is in that floor as after any restart:
-    /// the leader syncs it by SNAP. (Reloading the tree alone under the old
+    /// peer's floor, none of it settled) and a new peer on the persisted
+    /// epochs. The log's uncommitted suffix, if any, is in that floor as
+    /// after any restart: the leader replaces it by SNAP. (Reloading the tree alone under the old
     /// peer would not do: the tree would hold txns the peer has as
     /// uncommitted.)
     fn reload(&mut self) -> Result<(), StorageError> {
@@ -1285,6 +1289,7 @@ impl Driver {
             epochs: load_epochs(&self.epochs_path)?,
             floor: qz(floor),
             log: Vec::new(),
+            settled: quorum::Zxid::ZERO,
         };
         let config = self.peer.config().clone();
         let seed = self.shared.clock.wall_ms() as u64 ^ (config.id.0 << 48) ^ floor.0 as u64;
