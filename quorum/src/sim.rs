@@ -44,7 +44,8 @@ pub struct Faults {
     /// The chance that a (re)start replays the whole durable log into the
     /// state machine, as the server does, instead of recovering the
     /// snapshot with the log above it: the peer's floor is then its last
-    /// durable zxid, and only the snapshot is settled.
+    /// durable zxid, and none of it is settled (the server records nothing
+    /// of what was committed).
     pub replay_restarts: f64,
 }
 
@@ -409,29 +410,29 @@ impl Sim {
         let config = self.config(id);
         let prng = Prng::from_seed(self.rng.next_u64());
         let node = self.nodes.get_mut(&id).expect("node");
-        let durable = if replay {
-            Durable {
-                epochs: node.disk.epochs,
-                floor: node.disk.last(),
-                log: Vec::new(),
-                // As the server: it records nothing of what was settled.
-                settled: Zxid::ZERO,
-            }
+        // Replaying, the state is every durable txn and none of it settled,
+        // as in the server; otherwise the snapshot, with the log above it.
+        let (base, log, settled) = if replay {
+            (
+                node.disk.history().cloned().collect(),
+                Vec::new(),
+                Zxid::ZERO,
+            )
         } else {
-            Durable {
-                epochs: node.disk.epochs,
-                floor: node.disk.floor(),
-                log: node.disk.log.clone(),
-                settled: node.disk.settled,
-            }
+            (
+                node.disk.snapshot.clone(),
+                node.disk.log.clone(),
+                node.disk.settled,
+            )
         };
-        if replay {
-            node.base = node.disk.history().cloned().collect();
-            node.mem_log = Vec::new();
-        } else {
-            node.base = node.disk.snapshot.clone();
-            node.mem_log = node.disk.log.clone();
-        }
+        let durable = Durable {
+            epochs: node.disk.epochs,
+            floor: base.last().map_or(Zxid::ZERO, |t: &Txn| t.zxid),
+            log: log.clone(),
+            settled,
+        };
+        node.base = base;
+        node.mem_log = log;
         node.applied = node.base.clone();
         node.applied_checked = 0;
         node.staged = None;
