@@ -112,6 +112,10 @@ impl Kind {
     }
 }
 
+/// The jar Debian's `zookeeper` package installs; its manifest's
+/// `Class-Path` names the dependencies beside it.
+pub const DEBIAN_ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
+
 /// How to run each kind.
 #[derive(Clone, Debug)]
 pub struct Launch {

@@ -34,9 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The jar Debian's `zookeeper` package installs; its manifest's
-/// `Class-Path` names the dependencies beside it.
-pub const DEBIAN_ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
+pub use crate::cluster::DEBIAN_ZOOKEEPER_JAR;
 
 /// snapCount outside the snapshot phase: the reference's default, on both.
 const DEFAULT_SNAP_COUNT: u64 = 100_000;

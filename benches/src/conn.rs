@@ -1,7 +1,9 @@
 //! One ZooKeeper client connection over a blocking std socket: the connect
 //! handshake, request frames out, reply frames in. Just enough client for a
 //! load generator; it is not a client library (no reconnect, no watch
-//! bookkeeping, no pings: benchmark traffic keeps the session alive).
+//! bookkeeping, no pings: benchmark traffic keeps the session alive). A
+//! caller that reconnects itself can resume a session on a new connection
+//! (`open` with a `Resume`), as zk-chaos's session workload does.
 //! Over TLS (`--tls-ca`, for a server's `secureClientPort`) the same frames
 //! go through a rustls client session on the same blocking socket.
 //!
@@ -114,8 +116,21 @@ pub fn create_request(path: String, data: Vec<u8>) -> Request {
     }
 }
 
+/// A session to resume on another connection: what its ConnectRequest
+/// carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resume {
+    pub session_id: i64,
+    pub passwd: Vec<u8>,
+    /// The highest zxid the client has seen in the session.
+    pub last_zxid: i64,
+}
+
 pub struct Conn {
     reader: BufReader<Box<dyn Duplex>>,
+    /// The session's id and password, as the server granted them.
+    session_id: i64,
+    passwd: Vec<u8>,
     /// Encoded requests not yet written.
     out: Vec<u8>,
     next_xid: i32,
@@ -139,6 +154,20 @@ impl Conn {
     /// `connect`, where connecting, the handshake and every later read and
     /// write give up after `timeout` (a timed-out read is an `io::Error`).
     pub fn connect_timeout(server: &str, timeout: Duration, tls: Option<&Tls>) -> io::Result<Conn> {
+        Conn::open(server, timeout, tls, SESSION_TIMEOUT_MS, None)
+    }
+
+    /// `connect_timeout` asking for `session_timeout_ms`, and resuming
+    /// `resume`'s session instead of creating one when given. A session the
+    /// server no longer has (it answers timeout 0: expired) is an error of
+    /// kind `ConnectionRefused`.
+    pub fn open(
+        server: &str,
+        timeout: Duration,
+        tls: Option<&Tls>,
+        session_timeout_ms: i32,
+        resume: Option<&Resume>,
+    ) -> io::Result<Conn> {
         let address = server.to_socket_addrs()?.next().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, format!("{server}: no address"))
         })?;
@@ -157,6 +186,8 @@ impl Conn {
         };
         let mut conn = Conn {
             reader: BufReader::with_capacity(256 << 10, stream),
+            session_id: 0,
+            passwd: Vec::new(),
             out: Vec::with_capacity(WRITE_CHUNK),
             next_xid: 1,
             body: Vec::new(),
@@ -164,10 +195,10 @@ impl Conn {
         };
         let req = ConnectRequest {
             protocol_version: 0,
-            last_zxid_seen: 0,
-            timeout_ms: SESSION_TIMEOUT_MS,
-            session_id: 0,
-            passwd: vec![0; 16],
+            last_zxid_seen: resume.map_or(0, |r| r.last_zxid),
+            timeout_ms: session_timeout_ms,
+            session_id: resume.map_or(0, |r| r.session_id),
+            passwd: resume.map_or_else(|| vec![0; 16], |r| r.passwd.clone()),
             read_only: Some(false),
         };
         encode_connect_request(&req, &mut conn.scratch);
@@ -182,7 +213,18 @@ impl Conn {
                 "server refused the session",
             ));
         }
+        conn.session_id = resp.session_id;
+        conn.passwd = resp.passwd;
         Ok(conn)
+    }
+
+    /// What resumes this session elsewhere, given the highest zxid seen.
+    pub fn resume(&self, last_zxid: i64) -> Resume {
+        Resume {
+            session_id: self.session_id,
+            passwd: self.passwd.clone(),
+            last_zxid,
+        }
     }
 
     /// Encodes one request into the write buffer (not yet flushed) and

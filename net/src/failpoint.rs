@@ -23,6 +23,10 @@ pub const SNAP_RESEND: &str = "snap-resend";
 /// second frame of the streams it sends to that server until one of them
 /// has reached its NEWLEADER.
 pub const SNAP_SENDER: &str = "snap-sender";
+/// An ensemble member's quorum ticks; armed as `tick-percent=<p>`, its tick
+/// lasts p% of `tickTime`, so its limits (initLimit, syncLimit, election
+/// timeouts) expire sooner or later than its peers'.
+pub const TICK_PERCENT: &str = "tick-percent";
 
 #[cfg(feature = "failpoints")]
 fn armed() -> &'static [(String, String)] {

@@ -151,6 +151,16 @@ fn io_error(path: &Path, source: std::io::Error) -> StorageError {
     }
 }
 
+/// The tick this member counts in: `tickTime`, unless the test-only
+/// failpoint `tick-percent=<p>` makes its clock run at p% of the others'
+/// (zk-chaos's clock nemesis: members whose timeouts disagree).
+fn skewed(tick: Duration) -> Duration {
+    match net::failpoint::value(net::failpoint::TICK_PERCENT).and_then(|p| p.parse::<u32>().ok()) {
+        Some(percent) if percent > 0 => tick * percent / 100,
+        _ => tick,
+    }
+}
+
 /// Runs an ensemble member's pipeline until shutdown or a storage failure:
 /// the sequencer and the applier on threads of their own, the driver here.
 pub(super) fn run(
@@ -242,7 +252,7 @@ pub(super) fn run(
         reads_out: HashMap::new(),
         next_read: 0,
         serving: None,
-        tick: setup.tick,
+        tick: skewed(setup.tick),
         read_only_after: setup.read_only_after,
         ticks: 0,
         looking_since: Instant::now(),
@@ -609,13 +619,13 @@ impl Driver {
         self.peer.tick();
         self.retry_reads();
         if let Some(Serving::Learner { leader, .. }) = self.serving {
-            if self.ticks % TOUCH_EVERY_TICKS == 0 {
+            if self.ticks.is_multiple_of(TOUCH_EVERY_TICKS) {
                 self.send_touches(leader);
             }
         }
         // Forwarded requests whose answer never came (a dropped message):
         // their connections close and the clients retry.
-        if self.ticks % 20 == 0 && self.forwarding.len() > 0 {
+        if self.ticks.is_multiple_of(20) && self.forwarding.len() > 0 {
             // Generous: this only catches a dropped message, and a loaded
             // leader (or one copying a large SNAP) may take seconds.
             let limit = OVERDUE_FORWARD.max(self.tick * self.peer.config().sync_limit_ticks * 4);
@@ -628,7 +638,7 @@ impl Driver {
                 self.close(overdue);
             }
         }
-        if self.ticks % DIGEST_EVERY_TICKS == 0 {
+        if self.ticks.is_multiple_of(DIGEST_EVERY_TICKS) {
             self.send_digest();
         }
         self.compact();

@@ -41,6 +41,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod network;
+mod session;
+mod workloads;
+
+use network::Network;
+use workloads::{Holding, QueueLog};
+
 const ROOT: &str = "/chaos";
 /// How long a client waits for one answer before calling it lost.
 const OP_TIMEOUT: Duration = Duration::from_secs(3);
@@ -61,9 +68,20 @@ struct Args {
     seed: u64,
     #[arg(long, default_value_t = 3)]
     nodes: usize,
-    /// native or rocksdb.
+    /// native, rocksdb, or zookeeper: Apache ZooKeeper (the reference the
+    /// harness itself is checked against; no disk faults or clock skew).
     #[arg(long, default_value = "native")]
     backend: String,
+    /// Apache ZooKeeper's jar, for --backend zookeeper.
+    #[arg(long, default_value = cluster::DEBIAN_ZOOKEEPER_JAR)]
+    zookeeper_jar: PathBuf,
+    #[arg(long, default_value = "java")]
+    java: String,
+    /// Each member's quorum tick runs at 100% ± up to this many percent of
+    /// tickTime, drawn per run (test-only: needs a zk-server built with
+    /// --features failpoints); 0 keeps every clock alike.
+    #[arg(long, default_value_t = 40)]
+    clock_skew: u32,
     /// sequential (ZooKeeper's reads) or linearizable.
     #[arg(long, default_value = "sequential")]
     read_consistency: String,
@@ -71,17 +89,19 @@ struct Args {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     duration: Duration,
     /// Comma-separated: kill, kill-leader, kill-majority, pause,
-    /// pause-leader, partition, partition-leader, bridge, one-way, disk.
+    /// pause-leader, partition, partition-leader, bridge, one-way, slow,
+    /// lossy, client-cut, disk.
     #[arg(
         long,
-        default_value = "kill,kill-leader,kill-majority,pause,pause-leader,partition,partition-leader,bridge,one-way,disk"
+        default_value = "kill,kill-leader,kill-majority,pause,pause-leader,partition,partition-leader,bridge,one-way,slow,lossy,client-cut,disk"
     )]
     nemesis: String,
-    /// Comma-separated: register, set.
-    #[arg(long, default_value = "register,set")]
+    /// Comma-separated: register, set, queue, lock, session; client
+    /// threads take them in turn.
+    #[arg(long, default_value = "register,set,queue,lock,session")]
     workload: String,
     /// Client threads.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 10)]
     clients: usize,
     /// Registers.
     #[arg(long, default_value_t = 3)]
@@ -135,6 +155,9 @@ struct Shared {
     epoch: Instant,
     stop: AtomicBool,
     history: Mutex<Vec<Op>>,
+    session: Mutex<session::SessionReport>,
+    queue: Mutex<QueueLog>,
+    locks: Mutex<Vec<Holding>>,
     args: Args,
 }
 
@@ -171,12 +194,18 @@ fn parse_value(data: Option<Vec<u8>>) -> Option<u64> {
     std::str::from_utf8(&data?).ok()?.parse().ok()
 }
 
+/// The workload client thread `id` runs: the listed ones in turn.
+fn workload_of(args: &Args, id: usize) -> &str {
+    let workloads: Vec<&str> = args.workload.split(',').map(str::trim).collect();
+    workloads[id % workloads.len()]
+}
+
 /// One client thread: operations until stopped, reconnecting to the next
 /// member when a connection fails (a new session each time).
 fn client(shared: Arc<Shared>, id: usize, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let nodes = shared.addresses.len();
-    let workloads: Vec<&str> = shared.args.workload.split(',').map(str::trim).collect();
+    let workload = workload_of(&shared.args, id).to_string();
     let mut node = id % nodes;
     let mut conn: Option<Conn> = None;
     let mut counter = 0u64;
@@ -192,7 +221,6 @@ fn client(shared: Arc<Shared>, id: usize, seed: u64) {
             continue;
         };
         counter += 1;
-        let workload = workloads[rng.gen_range(0..workloads.len())];
         let key = rng.gen_range(0..shared.args.keys.max(1));
         let value = ((id as u64 + 1) << 40) | counter;
         let start_us = shared.now_us();
@@ -205,7 +233,7 @@ fn client(shared: Arc<Shared>, id: usize, seed: u64) {
             start_us,
             end_us: None,
         };
-        let outcome: std::io::Result<bool> = match workload {
+        let outcome: std::io::Result<bool> = match workload.as_str() {
             "set" => {
                 op.kind = Kind2::Create;
                 op.key = value as usize;
@@ -412,138 +440,6 @@ fn describe(op: &Op) -> String {
     )
 }
 
-// ---- the network between members ------------------------------------------------
-
-/// One peer link (the higher id dials the lower, so one TCP connection per
-/// channel carries both directions) through a proxy of ours, which can stop
-/// forwarding either direction: a partition, silent as a real one (no
-/// connection is closed; the peers' failure detection must notice).
-#[derive(Default)]
-struct Link {
-    /// Bytes from the dialer (higher index) to the listener are held.
-    block_down: AtomicBool,
-    /// Bytes from the listener back to the dialer are held.
-    block_up: AtomicBool,
-}
-
-/// The proxies of every peer link, by (higher index, lower index).
-struct Network {
-    links: BTreeMap<(usize, usize), Arc<Link>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Network {
-    /// A proxy per link and channel; `cluster.peer_ports` points each
-    /// dialer at them.
-    fn start(cluster: &mut Cluster) -> std::io::Result<Network> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut links = BTreeMap::new();
-        for high in 0..cluster.size() {
-            for low in 0..high {
-                let link = Arc::new(Link::default());
-                let (quorum, election) = cluster.nodes[low].peer_ports();
-                let mut local = [0u16; 2];
-                for (slot, port) in [quorum, election].into_iter().enumerate() {
-                    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-                    local[slot] = listener.local_addr()?.port();
-                    let (link, stop) = (Arc::clone(&link), Arc::clone(&stop));
-                    std::thread::spawn(move || proxy(listener, port, link, stop));
-                }
-                cluster.peer_ports.insert((high, low), (local[0], local[1]));
-                links.insert((high, low), link);
-            }
-        }
-        Ok(Network { links, stop })
-    }
-
-    fn link(&self, a: usize, b: usize) -> &Link {
-        &self.links[&(a.max(b), a.min(b))]
-    }
-
-    /// Stops the bytes from `from` to `to`.
-    fn cut(&self, from: usize, to: usize) {
-        let link = self.link(from, to);
-        if from > to {
-            link.block_down.store(true, Ordering::Relaxed);
-        } else {
-            link.block_up.store(true, Ordering::Relaxed);
-        }
-    }
-
-    fn heal(&self) {
-        for link in self.links.values() {
-            link.block_down.store(false, Ordering::Relaxed);
-            link.block_up.store(false, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Drop for Network {
-    fn drop(&mut self) {
-        self.heal();
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-fn proxy(listener: std::net::TcpListener, upstream: u16, link: Arc<Link>, stop: Arc<AtomicBool>) {
-    let _ = listener.set_nonblocking(true);
-    while !stop.load(Ordering::Relaxed) {
-        let down = match listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(_) => {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            }
-        };
-        let _ = down.set_nonblocking(false);
-        let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
-            continue;
-        };
-        let _ = (down.set_nodelay(true), up.set_nodelay(true));
-        for (from, to, upward) in [(&down, &up, false), (&up, &down, true)] {
-            let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) else {
-                continue;
-            };
-            let (link, stop) = (Arc::clone(&link), Arc::clone(&stop));
-            std::thread::spawn(move || pump(from, to, &link, upward, &stop));
-        }
-    }
-}
-
-/// Copies one direction, holding the bytes while that direction is cut.
-fn pump(
-    mut from: std::net::TcpStream,
-    mut to: std::net::TcpStream,
-    link: &Link,
-    upward: bool,
-    stop: &AtomicBool,
-) {
-    use std::io::Read as _;
-    let blocked = if upward {
-        &link.block_up
-    } else {
-        &link.block_down
-    };
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        while blocked.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        while blocked.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if stop.load(Ordering::Relaxed) || to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown(std::net::Shutdown::Both);
-    let _ = from.shutdown(std::net::Shutdown::Both);
-}
-
 // ---- the nemesis --------------------------------------------------------------
 
 /// Applies one fault and returns what undoes it.
@@ -743,6 +639,34 @@ fn inject(
             ));
             Some(Heal::Network)
         }
+        "slow" => {
+            let i = pick(rng);
+            let ms = rng.gen_range(50..=400);
+            network.slow(i, ms);
+            log.push(format!(
+                "{at:7.3}s every link of node {} {ms} ms slower",
+                i + 1
+            ));
+            Some(Heal::Network)
+        }
+        "lossy" => {
+            let i = pick(rng);
+            network.lossy(i, 20, 5);
+            log.push(format!(
+                "{at:7.3}s the links of node {} stall (2%) and reset (0.5%) per chunk",
+                i + 1
+            ));
+            Some(Heal::Network)
+        }
+        "client-cut" => {
+            let i = pick(rng);
+            network.cut_clients(i);
+            log.push(format!(
+                "{at:7.3}s clients cut off from node {} (peers still reach it)",
+                i + 1
+            ));
+            Some(Heal::Network)
+        }
         "one-way" => {
             // The leader still hears everyone, and nobody hears it.
             let leader = leader_index(cluster)?;
@@ -903,54 +827,162 @@ struct Report {
     unexpected: usize,
     undecided: usize,
     faults: usize,
+    queue_ops: usize,
+    lock_holds: usize,
+    session_checks: u64,
+    sessions_resumed: u64,
+    sessions_expired: u64,
+    availability: Availability,
+}
+
+/// How the ensemble served writes (register writes and set creates) while
+/// faults came and went.
+#[derive(Default, Debug, Clone)]
+struct Availability {
+    /// Acknowledged writes per second from the first fault to the healing.
+    writes_per_s: f64,
+    /// Per fault: the longest time without an acknowledged write from its
+    /// injection to the next one's (or the healing), seconds.
+    gaps: Vec<f64>,
+}
+
+fn availability(history: &[Op], injected: &[u64], healed_us: u64) -> Availability {
+    let mut ends: Vec<u64> = history
+        .iter()
+        .filter(|o| o.kind != Kind2::Read)
+        .filter_map(|o| o.end_us)
+        .collect();
+    ends.sort_unstable();
+    let Some(&first) = injected.first() else {
+        return Availability::default();
+    };
+    let acked = ends
+        .iter()
+        .filter(|&&e| e >= first && e < healed_us)
+        .count();
+    let gaps = injected
+        .iter()
+        .enumerate()
+        .map(|(i, &from)| {
+            let to = injected.get(i + 1).copied().unwrap_or(healed_us);
+            let mut last = from;
+            let mut longest = 0;
+            for &e in ends.iter().filter(|&&e| e > from && e < to) {
+                longest = longest.max(e - last);
+                last = e;
+            }
+            longest.max(to.saturating_sub(last)) as f64 / 1e6
+        })
+        .collect();
+    Availability {
+        writes_per_s: acked as f64 / ((healed_us - first).max(1) as f64 / 1e6),
+        gaps,
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// What one member holds under /chaos after healing.
+#[derive(PartialEq, Eq, Debug)]
+struct FinalState {
+    registers: Vec<Option<u64>>,
+    set: BTreeSet<String>,
+    /// Queued items: child name → value.
+    queue: BTreeMap<String, Option<u64>>,
+}
+
+fn children(conn: &mut Conn, path: String) -> Result<Vec<String>, String> {
+    let list = Request::GetChildren { path, watch: false };
+    match call(conn, OpCode::GetChildren, &list).map_err(|e| e.to_string())? {
+        (0, Response::GetChildren { children }) => Ok(children),
+        (code, _) => Err(format!("getChildren: error {code}")),
+    }
+}
+
+fn get_value(conn: &mut Conn, path: String) -> Result<Option<u64>, String> {
+    let get = Request::GetData {
+        path: path.clone(),
+        watch: false,
+    };
+    match call(conn, OpCode::GetData, &get).map_err(|e| e.to_string())? {
+        (0, Response::GetData { data, .. }) => Ok(parse_value(data)),
+        (code, _) => Err(format!("getData {path}: error {code}")),
+    }
 }
 
 /// Reads what one member holds under /chaos, after a sync there.
-fn final_state(address: &str, keys: usize) -> Result<(Vec<Option<u64>>, BTreeSet<String>), String> {
+fn final_state(address: &str, keys: usize) -> Result<FinalState, String> {
     let mut conn =
         Conn::connect_timeout(address, Duration::from_secs(10), None).map_err(|e| e.to_string())?;
     let sync = Request::Sync {
         path: ROOT.to_string(),
     };
     call(&mut conn, OpCode::Sync, &sync).map_err(|e| e.to_string())?;
-    let mut registers = Vec::new();
-    for key in 0..keys {
-        let get = Request::GetData {
-            path: register_path(key),
-            watch: false,
-        };
-        match call(&mut conn, OpCode::GetData, &get).map_err(|e| e.to_string())? {
-            (0, Response::GetData { data, .. }) => registers.push(parse_value(data)),
-            (code, _) => return Err(format!("getData reg{key}: error {code}")),
-        }
+    let registers = (0..keys)
+        .map(|key| get_value(&mut conn, register_path(key)))
+        .collect::<Result<_, _>>()?;
+    let set = children(&mut conn, format!("{ROOT}/set"))?
+        .into_iter()
+        .collect();
+    let mut queue = BTreeMap::new();
+    for child in children(&mut conn, workloads::queue_path())? {
+        let value = get_value(&mut conn, format!("{}/{child}", workloads::queue_path()))?;
+        queue.insert(child, value);
     }
-    let list = Request::GetChildren {
-        path: format!("{ROOT}/set"),
-        watch: false,
-    };
-    let children = match call(&mut conn, OpCode::GetChildren, &list).map_err(|e| e.to_string())? {
-        (0, Response::GetChildren { children }) => children.into_iter().collect(),
-        (code, _) => return Err(format!("getChildren: error {code}")),
-    };
-    Ok((registers, children))
+    Ok(FinalState {
+        registers,
+        set,
+        queue,
+    })
 }
 
-fn run_once(args: &Args, seed: u64, dir: &Path, launch: &Launch) -> Result<Report, String> {
-    let kind = match args.backend.as_str() {
-        "native" => Kind::Native,
-        "rocksdb" => Kind::Rocks,
-        other => return Err(format!("unknown backend {other:?}: use native or rocksdb")),
-    };
-    let mut cluster = Cluster::new(kind, dir, 0, args.nodes).map_err(|e| e.to_string())?;
-    cluster.extra_config = format!("readConsistency={}\n", args.read_consistency);
-    if args.lag_node_ms > 0 {
-        cluster.node_env.push((
-            0,
-            "ZK_FAILPOINTS".into(),
-            format!("applier-delay={}", args.lag_node_ms),
-        ));
+fn backend(name: &str) -> Result<Kind, String> {
+    match name {
+        "native" => Ok(Kind::Native),
+        "rocksdb" => Ok(Kind::Rocks),
+        "zookeeper" => Ok(Kind::Reference),
+        other => Err(format!(
+            "unknown backend {other:?}: use native, rocksdb or zookeeper"
+        )),
     }
-    let network = Network::start(&mut cluster).map_err(|e| e.to_string())?;
+}
+
+const WORKLOADS: [&str; 5] = ["register", "set", "queue", "lock", "session"];
+
+fn run_once(args: &Args, seed: u64, dir: &Path, launch: &Launch) -> Result<Report, String> {
+    let kind = backend(&args.backend)?;
+    let mut cluster = Cluster::new(kind, dir, 0, args.nodes).map_err(|e| e.to_string())?;
+    let mut schedule = Vec::new();
+    if kind.ours() {
+        cluster.extra_config = format!("readConsistency={}\n", args.read_consistency);
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x0063_6c6f_636b);
+        let mut ticks = Vec::new();
+        for i in 0..cluster.size() {
+            let mut failpoints = Vec::new();
+            if i == 0 && args.lag_node_ms > 0 {
+                failpoints.push(format!("applier-delay={}", args.lag_node_ms));
+            }
+            if args.clock_skew > 0 {
+                let skew = args.clock_skew.min(90) as i64;
+                let percent = 100 + rng.gen_range(-skew..=skew);
+                failpoints.push(format!("tick-percent={percent}"));
+                ticks.push(format!("node {} {percent}%", i + 1));
+            }
+            if !failpoints.is_empty() {
+                cluster
+                    .node_env
+                    .push((i, "ZK_FAILPOINTS".into(), failpoints.join(",")));
+            }
+        }
+        if !ticks.is_empty() {
+            schedule.push(format!("  0.000s quorum ticks: {}", ticks.join(", ")));
+        }
+    }
+    let network = Network::start(&mut cluster, seed).map_err(|e| e.to_string())?;
     cluster
         .start(launch, SNAP_COUNT)
         .map_err(|e| e.to_string())?;
@@ -961,7 +993,12 @@ fn run_once(args: &Args, seed: u64, dir: &Path, launch: &Launch) -> Result<Repor
         let mut conn =
             Conn::connect_timeout(&cluster.nodes[0].address(), Duration::from_secs(10), None)
                 .map_err(|e| e.to_string())?;
-        let mut paths = vec![ROOT.to_string(), format!("{ROOT}/set")];
+        let mut paths = vec![
+            ROOT.to_string(),
+            format!("{ROOT}/set"),
+            workloads::queue_path(),
+            workloads::lock_path(),
+        ];
         paths.extend((0..args.keys).map(register_path));
         for path in paths {
             let code = conn
@@ -973,17 +1010,27 @@ fn run_once(args: &Args, seed: u64, dir: &Path, launch: &Launch) -> Result<Repor
         }
     }
     let shared = Arc::new(Shared {
-        addresses: cluster.addresses(),
+        addresses: network.client_addresses(),
         epoch: Instant::now(),
         stop: AtomicBool::new(false),
         history: Mutex::new(Vec::new()),
+        session: Mutex::new(session::SessionReport::default()),
+        queue: Mutex::new(QueueLog::default()),
+        locks: Mutex::new(Vec::new()),
         args: args.clone(),
     });
     let threads: Vec<_> = (0..args.clients)
         .map(|id| {
             let shared = Arc::clone(&shared);
             let seed = seed ^ (id as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            std::thread::spawn(move || client(shared, id, seed))
+            std::thread::spawn(move || match workload_of(&shared.args, id) {
+                "session" => {
+                    session::client(&shared.addresses, id, seed, &shared.stop, &shared.session)
+                }
+                "queue" => workloads::queue_client(&shared, id, seed),
+                "lock" => workloads::lock_client(&shared, id, seed),
+                _ => client(shared, id, seed),
+            })
         })
         .collect();
     let mut rng = StdRng::seed_from_u64(seed);
@@ -993,10 +1040,10 @@ fn run_once(args: &Args, seed: u64, dir: &Path, launch: &Launch) -> Result<Repor
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    let mut schedule = Vec::new();
     let mut report = Report::default();
     let end = Instant::now() + args.duration;
     let mut failed = None;
+    let mut injected = Vec::new();
     while Instant::now() < end && !nemeses.is_empty() {
         std::thread::sleep(Duration::from_millis(rng.gen_range(500..2000)));
         let at = shared.epoch.elapsed().as_secs_f64();
@@ -1006,6 +1053,7 @@ fn run_once(args: &Args, seed: u64, dir: &Path, launch: &Launch) -> Result<Repor
             continue;
         };
         report.faults += 1;
+        injected.push(shared.now_us());
         std::thread::sleep(Duration::from_millis(rng.gen_range(500..3000)));
         let at = shared.epoch.elapsed().as_secs_f64();
         if let Err(e) = heal(&mut cluster, &network, launch, undo, &mut schedule, at) {
@@ -1018,6 +1066,7 @@ fn run_once(args: &Args, seed: u64, dir: &Path, launch: &Launch) -> Result<Repor
     }
     // Every node up, then the workload stops and the checks begin.
     let at = shared.epoch.elapsed().as_secs_f64();
+    let healed_us = shared.now_us();
     network.heal();
     schedule.push(format!("{at:7.3}s healed; clients stop"));
     let serving = cluster.wait_serving(None, Duration::from_secs(60));
@@ -1045,6 +1094,7 @@ fn run_once(args: &Args, seed: u64, dir: &Path, launch: &Launch) -> Result<Repor
     report.writes = history.iter().filter(|o| o.kind == Kind2::Write).count();
     report.creates = history.iter().filter(|o| o.kind == Kind2::Create).count();
     report.unknown = history.iter().filter(|o| o.end_us.is_none()).count();
+    report.availability = availability(&history, &injected, healed_us);
 
     // Registers: linearizable per key.
     for key in 0..args.keys {
@@ -1077,9 +1127,9 @@ fn run_once(args: &Args, seed: u64, dir: &Path, launch: &Launch) -> Result<Repor
     let mut states = BTreeMap::new();
     for (i, address) in cluster.addresses().iter().enumerate() {
         match final_state(address, args.keys) {
-            Ok((registers, children)) => {
-                let lost: Vec<&String> = acked.difference(&children).collect();
-                let unexpected: Vec<&String> = children.difference(&attempted).collect();
+            Ok(state) => {
+                let lost: Vec<&String> = acked.difference(&state.set).collect();
+                let unexpected: Vec<&String> = state.set.difference(&attempted).collect();
                 if !lost.is_empty() {
                     report.lost_acked += lost.len();
                     report.anomalies.push(format!(
@@ -1098,7 +1148,7 @@ fn run_once(args: &Args, seed: u64, dir: &Path, launch: &Launch) -> Result<Repor
                         &unexpected[..unexpected.len().min(3)]
                     ));
                 }
-                states.insert(i, (registers, children));
+                states.insert(i, state);
             }
             Err(e) => report
                 .anomalies
@@ -1109,14 +1159,31 @@ fn run_once(args: &Args, seed: u64, dir: &Path, launch: &Launch) -> Result<Repor
         for (i, state) in &states {
             if state != first {
                 report.anomalies.push(format!(
-                    "node {} holds another state than node 1 after healing (registers {:?} vs {:?})",
+                    "node {} holds another state than node 1 after healing (registers {:?} vs {:?}, {} vs {} set elements, {} vs {} queued)",
                     i + 1,
-                    state.0,
-                    first.0
+                    state.registers,
+                    first.registers,
+                    state.set.len(),
+                    first.set.len(),
+                    state.queue.len(),
+                    first.queue.len(),
                 ));
             }
         }
+        let queue = shared.queue.lock().unwrap();
+        report.queue_ops = queue.ops();
+        report
+            .anomalies
+            .extend(workloads::check_queue(&queue, &first.queue));
     }
+    let locks = shared.locks.lock().unwrap();
+    report.lock_holds = locks.len();
+    report.anomalies.extend(workloads::check_locks(&locks));
+    let session = shared.session.lock().unwrap();
+    report.session_checks = session.checks;
+    report.sessions_resumed = session.resumed;
+    report.sessions_expired = session.expired;
+    report.anomalies.extend(session.anomalies.iter().cloned());
     if !report.anomalies.is_empty() {
         print_schedule(&schedule);
     }
@@ -1152,11 +1219,30 @@ fn main() -> ExitCode {
     });
     let launch = Launch {
         zk_server,
-        zookeeper_jar: PathBuf::new(),
-        java: String::new(),
+        zookeeper_jar: args.zookeeper_jar.clone(),
+        java: args.java.clone(),
         jvm_flags: Vec::new(),
     };
-    if let Err(e) = launch.check(&[Kind::Native]) {
+    let kind = match backend(&args.backend) {
+        Ok(kind) => kind,
+        Err(e) => {
+            eprintln!("zk-chaos: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(unknown) = args
+        .workload
+        .split(',')
+        .map(str::trim)
+        .find(|w| !WORKLOADS.contains(w))
+    {
+        eprintln!(
+            "zk-chaos: unknown workload {unknown:?}: use {}",
+            WORKLOADS.join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    if let Err(e) = launch.check(&[kind]) {
         eprintln!("zk-chaos: {e}");
         return ExitCode::from(2);
     }
@@ -1178,6 +1264,7 @@ fn main() -> ExitCode {
         std::env::temp_dir().join(format!("zk-chaos-{}-{first_seed}", std::process::id()))
     });
     let mut total = Report::default();
+    let mut rates = Vec::new();
     let mut ok = 0;
     let mut kept = Vec::new();
     for run in 0..args.runs {
@@ -1202,15 +1289,27 @@ fn main() -> ExitCode {
             },
         };
         eprintln!(
-            "[chaos] run {} seed {seed}: {} ops ({} reads, {} writes, {} creates, {} unknown), {} faults, {} anomalies",
+            "[chaos] run {} seed {seed}: {} ops ({} reads, {} writes, {} creates, {} unknown), {} queue ops, {} lock holds, {} session checks ({} resumed, {} expired), {} faults, {} anomalies",
             run + 1,
             report.ops,
             report.reads,
             report.writes,
             report.creates,
             report.unknown,
+            report.queue_ops,
+            report.lock_holds,
+            report.session_checks,
+            report.sessions_resumed,
+            report.sessions_expired,
             report.faults,
             report.anomalies.len()
+        );
+        eprintln!(
+            "[chaos] run {} seed {seed}: {:.0} acknowledged writes/s under faults; longest write gap per fault: median {:.2}s, max {:.2}s",
+            run + 1,
+            report.availability.writes_per_s,
+            median(&report.availability.gaps),
+            report.availability.gaps.iter().copied().fold(0.0, f64::max)
         );
         for anomaly in &report.anomalies {
             eprintln!("[chaos] ANOMALY (seed {seed}): {anomaly}");
@@ -1233,13 +1332,18 @@ fn main() -> ExitCode {
         total.lost_acked += report.lost_acked;
         total.unexpected += report.unexpected;
         total.undecided += report.undecided;
+        total.queue_ops += report.queue_ops;
+        total.lock_holds += report.lock_holds;
+        total.session_checks += report.session_checks;
+        rates.push(report.availability.writes_per_s);
+        total.availability.gaps.extend(report.availability.gaps);
         total.anomalies.extend(report.anomalies);
     }
     if kept.is_empty() && !args.keep {
         let _ = std::fs::remove_dir_all(&out);
     }
     println!(
-        "CHAOS runs={} ok={ok} anomalies={} lost_acked={} unexpected={} undecided={} ops={} unknown={} faults={} seed={first_seed}",
+        "CHAOS runs={} ok={ok} anomalies={} lost_acked={} unexpected={} undecided={} ops={} unknown={} queue_ops={} lock_holds={} session_checks={} faults={} writes_per_s={:.0} gap_median_s={:.2} gap_max_s={:.2} seed={first_seed}",
         args.runs,
         total.anomalies.len(),
         total.lost_acked,
@@ -1247,7 +1351,13 @@ fn main() -> ExitCode {
         total.undecided,
         total.ops,
         total.unknown,
-        total.faults
+        total.queue_ops,
+        total.lock_holds,
+        total.session_checks,
+        total.faults,
+        median(&rates),
+        median(&total.availability.gaps),
+        total.availability.gaps.iter().copied().fold(0.0, f64::max)
     );
     if total.anomalies.is_empty() {
         ExitCode::SUCCESS
