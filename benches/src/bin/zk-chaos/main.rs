@@ -28,7 +28,7 @@ use benches::conn::{create_request, Conn};
 use benches::parse_duration;
 use clap::Parser;
 use engine::request::{Request, Response};
-use engine::types::{ErrorCode, OpCode};
+use engine::types::{ErrorCode, OpCode, Stat};
 use net::proto::decode_reply;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -886,58 +886,84 @@ fn median(values: &[f64]) -> f64 {
     sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// What one member holds under /chaos after healing.
+/// What one member holds under /chaos after healing: every znode's data
+/// and stat, but for the lock recipe's (ephemeral, and so still going as
+/// abandoned sessions expire).
 #[derive(PartialEq, Eq, Debug)]
 struct FinalState {
-    registers: Vec<Option<u64>>,
-    set: BTreeSet<String>,
-    /// Queued items: child name → value.
-    queue: BTreeMap<String, Option<u64>>,
+    tree: BTreeMap<String, (Option<Vec<u8>>, Stat)>,
 }
 
-fn children(conn: &mut Conn, path: String) -> Result<Vec<String>, String> {
-    let list = Request::GetChildren { path, watch: false };
-    match call(conn, OpCode::GetChildren, &list).map_err(|e| e.to_string())? {
-        (0, Response::GetChildren { children }) => Ok(children),
-        (code, _) => Err(format!("getChildren: error {code}")),
+impl FinalState {
+    fn value(&self, path: &str) -> Option<u64> {
+        self.tree
+            .get(path)
+            .and_then(|(data, _)| parse_value(data.clone()))
     }
-}
 
-fn get_value(conn: &mut Conn, path: String) -> Result<Option<u64>, String> {
-    let get = Request::GetData {
-        path: path.clone(),
-        watch: false,
-    };
-    match call(conn, OpCode::GetData, &get).map_err(|e| e.to_string())? {
-        (0, Response::GetData { data, .. }) => Ok(parse_value(data)),
-        (code, _) => Err(format!("getData {path}: error {code}")),
+    fn registers(&self, keys: usize) -> Vec<Option<u64>> {
+        (0..keys).map(|k| self.value(&register_path(k))).collect()
+    }
+
+    /// The children of `dir`, by name.
+    fn children<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.tree
+            .range(format!("{dir}/")..)
+            .map(|(path, _)| path.as_str())
+            .take_while(move |path| path.strip_prefix(dir).is_some_and(|p| p.starts_with('/')))
+            .filter_map(move |path| path.get(dir.len() + 1..))
+            .filter(|name| !name.contains('/'))
+    }
+
+    fn set(&self) -> BTreeSet<String> {
+        self.children(&format!("{ROOT}/set"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Queued items: child name → value.
+    fn queue(&self) -> BTreeMap<String, Option<u64>> {
+        let dir = workloads::queue_path();
+        self.children(&dir)
+            .map(|child| (child.to_string(), self.value(&format!("{dir}/{child}"))))
+            .collect()
     }
 }
 
 /// Reads what one member holds under /chaos, after a sync there.
-fn final_state(address: &str, keys: usize) -> Result<FinalState, String> {
+fn final_state(address: &str) -> Result<FinalState, String> {
     let mut conn =
         Conn::connect_timeout(address, Duration::from_secs(10), None).map_err(|e| e.to_string())?;
     let sync = Request::Sync {
         path: ROOT.to_string(),
     };
     call(&mut conn, OpCode::Sync, &sync).map_err(|e| e.to_string())?;
-    let registers = (0..keys)
-        .map(|key| get_value(&mut conn, register_path(key)))
-        .collect::<Result<_, _>>()?;
-    let set = children(&mut conn, format!("{ROOT}/set"))?
-        .into_iter()
-        .collect();
-    let mut queue = BTreeMap::new();
-    for child in children(&mut conn, workloads::queue_path())? {
-        let value = get_value(&mut conn, format!("{}/{child}", workloads::queue_path()))?;
-        queue.insert(child, value);
+    let mut tree = BTreeMap::new();
+    let mut todo = vec![ROOT.to_string()];
+    while let Some(path) = todo.pop() {
+        if path == workloads::lock_path() {
+            continue;
+        }
+        let get = Request::GetData {
+            path: path.clone(),
+            watch: false,
+        };
+        match call(&mut conn, OpCode::GetData, &get).map_err(|e| e.to_string())? {
+            (0, Response::GetData { data, stat }) => tree.insert(path.clone(), (data, stat)),
+            (code, _) => return Err(format!("getData {path}: error {code}")),
+        };
+        let list = Request::GetChildren {
+            path: path.clone(),
+            watch: false,
+        };
+        match call(&mut conn, OpCode::GetChildren, &list).map_err(|e| e.to_string())? {
+            (0, Response::GetChildren { children }) => {
+                todo.extend(children.into_iter().map(|c| format!("{path}/{c}")))
+            }
+            (code, _) => return Err(format!("getChildren {path}: error {code}")),
+        }
     }
-    Ok(FinalState {
-        registers,
-        set,
-        queue,
-    })
+    Ok(FinalState { tree })
 }
 
 fn backend(name: &str) -> Result<Kind, String> {
@@ -1126,10 +1152,11 @@ fn run_once(args: &Args, seed: u64, dir: &Path, launch: &Launch) -> Result<Repor
         .collect();
     let mut states = BTreeMap::new();
     for (i, address) in cluster.addresses().iter().enumerate() {
-        match final_state(address, args.keys) {
+        match final_state(address) {
             Ok(state) => {
-                let lost: Vec<&String> = acked.difference(&state.set).collect();
-                let unexpected: Vec<&String> = state.set.difference(&attempted).collect();
+                let set = state.set();
+                let lost: Vec<&String> = acked.difference(&set).collect();
+                let unexpected: Vec<&String> = set.difference(&attempted).collect();
                 if !lost.is_empty() {
                     report.lost_acked += lost.len();
                     report.anomalies.push(format!(
@@ -1158,15 +1185,26 @@ fn run_once(args: &Args, seed: u64, dir: &Path, launch: &Launch) -> Result<Repor
     if let Some((_, first)) = states.iter().next() {
         for (i, state) in &states {
             if state != first {
+                let differ: Vec<&String> = state
+                    .tree
+                    .iter()
+                    .filter(|(path, node)| first.tree.get(*path) != Some(node))
+                    .chain(
+                        first
+                            .tree
+                            .iter()
+                            .filter(|(p, _)| !state.tree.contains_key(*p)),
+                    )
+                    .map(|(path, _)| path)
+                    .take(3)
+                    .collect();
                 report.anomalies.push(format!(
-                    "node {} holds another state than node 1 after healing (registers {:?} vs {:?}, {} vs {} set elements, {} vs {} queued)",
+                    "node {} holds another tree than node 1 after healing ({} vs {} znodes; registers {:?} vs {:?}; differing e.g. {differ:?})",
                     i + 1,
-                    state.registers,
-                    first.registers,
-                    state.set.len(),
-                    first.set.len(),
-                    state.queue.len(),
-                    first.queue.len(),
+                    state.tree.len(),
+                    first.tree.len(),
+                    state.registers(args.keys),
+                    first.registers(args.keys),
                 ));
             }
         }
@@ -1174,7 +1212,7 @@ fn run_once(args: &Args, seed: u64, dir: &Path, launch: &Launch) -> Result<Repor
         report.queue_ops = queue.ops();
         report
             .anomalies
-            .extend(workloads::check_queue(&queue, &first.queue));
+            .extend(workloads::check_queue(&queue, &first.queue()));
     }
     let locks = shared.locks.lock().unwrap();
     report.lock_holds = locks.len();
@@ -1415,6 +1453,28 @@ mod tests {
             linearizable(&[w(1, 0, 1), lost, r(2, 7, 8), r(1, 9, 10)], 0, 1000),
             Ok(false)
         );
+    }
+
+    #[test]
+    fn a_final_state_lists_the_children_of_a_directory_only() {
+        let node = |data: &str| (Some(data.as_bytes().to_vec()), Stat::default());
+        let tree = [
+            "/chaos/set",
+            "/chaos/set/e1",
+            "/chaos/set/e2",
+            "/chaos/set/e2/x",
+            "/chaos/setx",
+        ]
+        .into_iter()
+        .map(|p| (p.to_string(), node("7")))
+        .collect();
+        let state = FinalState { tree };
+        assert_eq!(
+            state.set(),
+            BTreeSet::from(["e1".to_string(), "e2".to_string()])
+        );
+        assert_eq!(state.value("/chaos/set/e1"), Some(7));
+        assert!(state.queue().is_empty());
     }
 
     #[test]
