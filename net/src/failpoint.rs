@@ -27,6 +27,10 @@ pub const SNAP_SENDER: &str = "snap-sender";
 /// lasts p% of `tickTime`, so its limits (initLimit, syncLimit, election
 /// timeouts) expire sooner or later than its peers'.
 pub const TICK_PERCENT: &str = "tick-percent";
+/// Armed as `commit-alone=unsafe`, a leader commits without a quorum
+/// (`quorum::Config::unsafe_commit_alone`): a broken ensemble that
+/// zk-chaos's self-test must catch losing acknowledged writes.
+pub const COMMIT_ALONE: &str = "commit-alone";
 
 #[cfg(feature = "failpoints")]
 fn armed() -> &'static [(String, String)] {

@@ -251,6 +251,12 @@ pub struct Config {
     /// makes the same choice by comparing with the snapshot's size). It
     /// bounds the one NEWLEADER message that carries them.
     pub max_diff_bytes: usize,
+    /// UNSAFE, for testing the testers only: a leader commits what it has
+    /// logged itself, without waiting for a quorum. It breaks Zab on
+    /// purpose (a deposed leader's commits are lost), so that zk-chaos can
+    /// show its checkers catch lost acknowledged writes. Never set outside
+    /// such a test.
+    pub unsafe_commit_alone: bool,
 }
 
 impl Config {
@@ -265,6 +271,7 @@ impl Config {
             sync_limit_ticks: 5,
             max_counter: u32::MAX,
             max_diff_bytes: DEFAULT_MAX_DIFF_BYTES,
+            unsafe_commit_alone: false,
         }
     }
 

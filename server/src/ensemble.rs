@@ -78,6 +78,7 @@ pub fn setup(config: &Config) -> anyhow::Result<ReplicaSetup> {
     quorum.election_timeout_ticks = ticks(ELECTION_RESEND);
     quorum.init_limit_ticks = ticks(tick_time * config.init_limit.max(1));
     quorum.sync_limit_ticks = ticks((tick_time * config.sync_limit.max(1)).min(FAILURE_TIMEOUT));
+    quorum.unsafe_commit_alone = net::failpoint::hit(net::failpoint::COMMIT_ALONE, "unsafe");
     let fingerprint = quorum::wire::fingerprint(&voters, &observers);
     Ok(ReplicaSetup {
         quorum,
