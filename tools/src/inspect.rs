@@ -20,6 +20,10 @@ use wal::SegmentFile;
 
 /// The file `engine::native` keeps the database id in, inside `dataDir`.
 pub const DATABASE_ID_FILE: &str = "database_id";
+/// The server's record of the zxid the log was cut behind (hex), written
+/// durably before any purge or install drops segments; 0 in a directory
+/// whose log was never cut, absent in one from before the marker.
+pub const LOG_CUT_FILE: &str = "log_cut";
 
 /// A short human reason for a frame that is not a record.
 pub fn describe_stop(stop: &ScanStop) -> String {
@@ -49,6 +53,18 @@ pub fn read_database_id(data_dir: &Path) -> Result<Option<u64>, String> {
         Ok(text) => u64::from_str_radix(text.trim(), 16)
             .map(Some)
             .map_err(|_| format!("{}: not a database id: {:?}", path.display(), text.trim())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(format!("{}: {error}", path.display())),
+    }
+}
+
+/// The zxid `log_cut` says the log was cut behind, if the file exists.
+pub fn read_log_cut(data_dir: &Path) -> Result<Option<u64>, String> {
+    let path = data_dir.join(LOG_CUT_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => u64::from_str_radix(text.trim(), 16)
+            .map(Some)
+            .map_err(|_| format!("{}: not a zxid: {:?}", path.display(), text.trim())),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(format!("{}: {error}", path.display())),
     }

@@ -53,6 +53,8 @@ struct Analysis {
     /// Oldest first.
     segments: Vec<SegmentInfo>,
     salvage: Salvage,
+    /// What `log_cut` says (None: no marker).
+    log_cut: Option<u64>,
     /// Human lines, one per finding, in the order printed.
     lines: Vec<String>,
     problems: usize,
@@ -87,11 +89,35 @@ impl Analysis {
     }
 }
 
+/// The first zxid an ensemble assigns: epoch 1, counter 1.
+const FIRST_ENSEMBLE_ZXID: u64 = (1 << 32) | 1;
+
 /// Whether the salvaged log completes a snapshot that starts at `start` and
-/// is fuzzy up to `end` (no snapshot: 0 and 0). `Err` says why not.
-fn covers(salvage: &Salvage, start: u64, end: u64) -> Result<(), String> {
+/// is fuzzy up to `end` (no snapshot: 0 and 0), by the server's rules.
+/// `log_cut` is the directory's marker. `Err` says why not.
+///
+/// From the empty state the log must hold every txn there ever was: a
+/// marker above 0 says it does not, and without a marker it must begin at
+/// the very first zxid (a first txn of a later epoch also "follows" the
+/// empty state, but what came before it in earlier epochs is gone).
+fn covers(salvage: &Salvage, start: u64, end: u64, log_cut: Option<u64>) -> Result<(), String> {
+    if start == 0 {
+        if let Some(cut) = log_cut.filter(|&cut| cut > 0) {
+            return Err(format!(
+                "the log was cut behind a snapshot at {}: without a snapshot the state before \
+                 it is gone (move the data directory away to resync this member from the \
+                 ensemble, or restore a snapshot)",
+                hex(cut)
+            ));
+        }
+    }
     if let Some(first) = salvage.first_zxid {
-        if first > start.saturating_add(1) && !zxid_follows(start, first) {
+        let continues = if start == 0 {
+            log_cut == Some(0) || first == FIRST_ENSEMBLE_ZXID
+        } else {
+            zxid_follows(start, first)
+        };
+        if first > start.saturating_add(1) && !continues {
             return Err(format!(
                 "the log starts at {} but must reach back to {}",
                 hex(first),
@@ -143,12 +169,17 @@ fn analyse(layout: &Layout) -> Result<Analysis, String> {
         snapshots,
         segments: Vec::new(),
         salvage: Salvage::default(),
+        log_cut: None,
         lines: Vec::new(),
         problems: 0,
     };
     match inspect::read_database_id(&layout.data_dir) {
         Ok(Some(id)) => analysis.database_id = Some(id),
         Ok(None) => {}
+        Err(error) => analysis.problem(error),
+    }
+    match inspect::read_log_cut(&layout.data_dir) {
+        Ok(cut) => analysis.log_cut = cut,
         Err(error) => analysis.problem(error),
     }
     let segments = inspect::segments_with(&layout.log_dir, analysis.database_id, &mut |bytes| {
@@ -294,7 +325,7 @@ fn analyse(layout: &Layout) -> Result<Analysis, String> {
         || "no snapshot".to_string(),
         |(_, _, path)| format!("snapshot {}", path.display()),
     );
-    match covers(&analysis.salvage, start, end) {
+    match covers(&analysis.salvage, start, end, analysis.log_cut) {
         Ok(()) => {
             let reach = analysis
                 .salvage
@@ -371,7 +402,7 @@ fn plan(analysis: &Analysis) -> Result<Plan, String> {
             .as_ref()
             .map_or((0, 0), |(start, end, _)| (*start, *end));
         let salvage = inspect::salvage(&analysis.segments, after)?;
-        match covers(&salvage, after, end) {
+        match covers(&salvage, after, end, analysis.log_cut) {
             Ok(()) => {
                 return Ok(Plan {
                     lost: salvage.lost(end.max(after)),
@@ -498,10 +529,25 @@ fn move_file(from: &Path, to: &Path) -> Result<(), String> {
 }
 
 fn write_database_id(dir: &Path, database_id: u64) -> Result<(), String> {
-    let path = dir.join(inspect::DATABASE_ID_FILE);
-    let temp = dir.join(format!("{}.tmp", inspect::DATABASE_ID_FILE));
+    write_hex_file(dir, inspect::DATABASE_ID_FILE, database_id)
+}
+
+/// Records in `log_cut` that the repaired log lacks every txn up to the
+/// kept snapshot's start (or what the marker said, if higher), so that a
+/// server that later loses that snapshot refuses to rebuild from an empty
+/// tree rather than replaying a partial log over it.
+fn write_log_cut(dir: &Path, analysis: &Analysis, plan: &Plan) -> Result<(), String> {
+    let cut = analysis.log_cut.unwrap_or(0).max(plan.after);
+    write_hex_file(dir, inspect::LOG_CUT_FILE, cut)
+}
+
+/// Writes `value` as 16 hex digits to `dir/name`, durably: a temp file,
+/// fsynced, renamed over it (the caller syncs the directory).
+fn write_hex_file(dir: &Path, name: &str, value: u64) -> Result<(), String> {
+    let path = dir.join(name);
+    let temp = dir.join(format!("{name}.tmp"));
     let io = |path: &Path, error: std::io::Error| format!("{}: {error}", path.display());
-    fs::write(&temp, format!("{database_id:016x}\n")).map_err(|error| io(&temp, error))?;
+    fs::write(&temp, format!("{value:016x}\n")).map_err(|error| io(&temp, error))?;
     fs::File::open(&temp)
         .and_then(|file| file.sync_all())
         .map_err(|error| io(&temp, error))?;
@@ -552,6 +598,7 @@ fn apply_out(
     }
     fs::create_dir_all(out_dir).map_err(io)?;
     write_database_id(out_dir, database_id)?;
+    write_log_cut(out_dir, analysis, plan)?;
     if let Some((_, _, path)) = &plan.base {
         let name = path
             .file_name()
@@ -601,6 +648,13 @@ fn apply_in_place(
             move_file(&path, &quarantine.join(name))?;
         }
     }
+    // The marker goes first, as the server writes it before any cut.
+    let marker = layout.data_dir.join(inspect::LOG_CUT_FILE);
+    if marker.exists() {
+        copy_file(&marker, &quarantine.join(inspect::LOG_CUT_FILE))?;
+    }
+    write_log_cut(&layout.data_dir, analysis, plan)?;
+    sync_dir(&layout.data_dir)?;
     // From here until the staged log is moved in, the log directory holds
     // no segments; a crash in between leaves the new log in `staging`.
     for path in files_with_prefix(&layout.log_dir, "log.")? {
@@ -757,20 +811,36 @@ mod tests {
 
     #[test]
     fn coverage_needs_the_log_from_start_plus_one_to_the_fuzzy_end() {
-        assert!(covers(&salvage(Some(1), Some(10)), 0, 0).is_ok());
-        assert!(covers(&salvage(Some(2), Some(10)), 0, 0).is_err());
-        assert!(covers(&salvage(Some(5), Some(10)), 4, 8).is_ok());
-        assert!(covers(&salvage(Some(6), Some(10)), 4, 8).is_err());
-        assert!(covers(&salvage(Some(5), Some(7)), 4, 8).is_err());
-        assert!(covers(&salvage(None, None), 4, 4).is_ok());
-        assert!(covers(&salvage(None, None), 4, 5).is_err());
+        assert!(covers(&salvage(Some(1), Some(10)), 0, 0, None).is_ok());
+        assert!(covers(&salvage(Some(2), Some(10)), 0, 0, None).is_err());
+        assert!(covers(&salvage(Some(5), Some(10)), 4, 8, None).is_ok());
+        assert!(covers(&salvage(Some(6), Some(10)), 4, 8, None).is_err());
+        assert!(covers(&salvage(Some(5), Some(7)), 4, 8, None).is_err());
+        assert!(covers(&salvage(None, None), 4, 4, None).is_ok());
+        assert!(covers(&salvage(None, None), 4, 5, None).is_err());
         // A new epoch starts at counter 1: no gap.
         assert!(covers(
             &salvage(Some(0x2_0000_0001), Some(0x2_0000_0004)),
             0x1_0000_0009,
-            0x1_0000_0009
+            0x1_0000_0009,
+            None
         )
         .is_ok());
+    }
+
+    #[test]
+    fn from_the_empty_state_the_log_must_hold_every_txn_there_ever_was() {
+        let ensemble = salvage(Some(0x1_0000_0001), Some(0x1_0000_0009));
+        assert!(covers(&ensemble, 0, 0, None).is_ok());
+        assert!(covers(&ensemble, 0, 0, Some(0)).is_ok());
+        assert!(covers(&ensemble, 0, 0, Some(0x1_0000_0004)).is_err());
+        // A later epoch's first txn follows the empty state by its zxid
+        // alone, but the epochs before it are gone.
+        let later = salvage(Some(0x3_0000_0001), Some(0x3_0000_0009));
+        assert!(covers(&later, 0, 0, None).is_err());
+        assert!(covers(&later, 0, 0, Some(0x3_0000_01d0)).is_err());
+        // A marker of 0 says the log was never cut.
+        assert!(covers(&later, 0, 0, Some(0)).is_ok());
     }
 
     #[test]

@@ -399,3 +399,77 @@ fn pending_install_is_named_not_misread() {
         );
     }
 }
+
+/// The zxid a directory's `log_cut` marker holds.
+fn log_cut(dir: &std::path::Path) -> Option<u64> {
+    let text = std::fs::read_to_string(dir.join("log_cut")).ok()?;
+    u64::from_str_radix(text.trim(), 16).ok()
+}
+
+/// Found by zk-chaos (seed 2046): a member whose only snapshot was damaged
+/// and whose log had been cut behind it refused to start, as it should; but
+/// zk-snaprepair, reading no marker, replayed that log from the empty state
+/// ("repaired: nothing lost") and the member refused again. It must refuse
+/// as the server does, saying the state before the cut is gone.
+#[test]
+fn a_log_cut_behind_a_damaged_snapshot_is_not_replayed_from_the_empty_state() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    build(dir.path(), true);
+    // What purge records before it drops the segments behind the snapshot.
+    std::fs::write(
+        dir.path().join("log_cut"),
+        format!("{SNAPSHOT_AFTER:016x}\n"),
+    )
+    .expect("marker");
+    let snapshot = snapshot::list(dir.path()).expect("list")[0].1.clone();
+    let mut bytes = std::fs::read(&snapshot).expect("read");
+    bytes[60] ^= 0x01;
+    std::fs::write(&snapshot, bytes).expect("write");
+    let before = contents(dir.path());
+    // The server refuses it.
+    assert!(engine::native::NativeStorage::open(config(dir.path())).is_err());
+
+    let check = snaprepair(&["check", text(dir.path())]);
+    assert_eq!(check.status, 1, "{}", check.stdout);
+    assert!(
+        check
+            .stdout
+            .contains("the log was cut behind a snapshot at 0xb"),
+        "{}",
+        check.stdout
+    );
+    let run = snaprepair(&["repair", text(dir.path()), "--apply"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("cannot repair"), "{}", run.stdout);
+    assert_eq!(
+        contents(dir.path()),
+        before,
+        "a refused repair writes nothing"
+    );
+}
+
+#[test]
+fn a_repair_that_drops_the_log_behind_its_snapshot_records_the_cut() {
+    for out in [false, true] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        build(dir.path(), true);
+        flip_record(dir.path(), DAMAGED);
+        assert_eq!(
+            log_cut(dir.path()),
+            Some(0),
+            "a new directory was never cut"
+        );
+        let target = dir.path().join("repaired");
+        let mut args = vec!["repair", text(dir.path()), "--apply"];
+        if out {
+            args.extend(["--out", text(&target)]);
+        }
+        let run = snaprepair(&args);
+        assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+        let repaired = if out { target.as_path() } else { dir.path() };
+        // The rewritten log holds only txns after the kept snapshot.
+        assert_eq!(log_cut(repaired), Some(SNAPSHOT_AFTER), "{}", run.stdout);
+        let (_, last) = recover(repaired);
+        assert_eq!(last, Zxid(DAMAGED as i64 - 1));
+    }
+}
