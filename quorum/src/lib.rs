@@ -75,9 +75,30 @@
 //! Not here: session touches and forwarding of learners' client requests
 //! (the driver carries them in [`Message::App`], which the peer ignores),
 //! moving a SNAP's state (the server's driver streams it in chunks ahead of
-//! the NEWLEADER), and dynamic reconfiguration. The peer
+//! the NEWLEADER), and what a membership change says (the driver's
+//! [`Config::reconfig_of`] reads it out of a txn). The peer
 //! keeps its log above its snapshot floor in memory (payloads included, to
 //! send DIFFs); the driver bounds it with [`Peer::compact`].
+//!
+//! # Reconfiguration
+//!
+//! A txn that [`Config::reconfig_of`] maps to a [`Membership`] changes the
+//! ensemble. From the moment a peer logs it (proposed, received, or found
+//! in its recovered state) until it applies it, that membership is
+//! *pending*, and every quorum the peer counts — votes, discovery, the
+//! NEWLEADER acks, commits at or after its zxid, liveness, read indexes —
+//! must be a majority of the active voters **and** of the pending ones
+//! (joint consensus). Once the peer applies it, it is active alone
+//! ([`Action::Activate`]; the driver records it durably before anything
+//! else), and a peer that no longer votes steps down or rejoins in its new
+//! role. A leader proposes one change at a time. Because a pending change
+//! needs both majorities, the old and the new voters can never commit
+//! apart: any quorum a peer counts meets every quorum that may have
+//! committed (the simulation reconfigures at random and checks it).
+//! Peers outside the membership (servers joining) may learn from the
+//! leader as non-voters, and their votes count for no one; so that a
+//! voter-to-be can acknowledge the change, the leader sends PROPOSALs to
+//! every voter of the active or pending membership and INFORMs to the rest.
 //!
 //! # Durability
 //!
@@ -229,15 +250,50 @@ pub struct Durable {
     pub settled: Zxid,
 }
 
-/// The ensemble and the peer's timing, in ticks.
+/// Who votes and who observes. Ids in neither may still learn from a leader
+/// (a server about to join), as non-voters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Membership {
+    pub voters: BTreeSet<ServerId>,
+    pub observers: BTreeSet<ServerId>,
+}
+
+impl Membership {
+    /// True if `ids` hold a majority of the voters.
+    pub fn is_quorum(&self, ids: &BTreeSet<ServerId>) -> bool {
+        ids.intersection(&self.voters).count() > self.voters.len() / 2
+    }
+
+    pub fn is_member(&self, id: ServerId) -> bool {
+        self.voters.contains(&id) || self.observers.contains(&id)
+    }
+}
+
+/// `Config::reconfig_of` unless set: no txn changes the membership.
+fn no_reconfig(_: &[u8]) -> Option<Membership> {
+    None
+}
+
 /// `Config::max_diff_bytes` unless set.
 pub const DEFAULT_MAX_DIFF_BYTES: usize = 64 << 20;
 
+/// The ensemble and the peer's timing, in ticks.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub id: ServerId,
+    /// The active membership: the last one this peer knows committed.
     pub voters: BTreeSet<ServerId>,
     pub observers: BTreeSet<ServerId>,
+    /// The zxid of the txn that made `voters` and `observers` active (zero
+    /// for the static config).
+    pub version: Zxid,
+    /// A membership logged after `version` and not known committed: the
+    /// driver's recovered state ends with it. Quorums are joint until it
+    /// applies (see the crate docs).
+    pub pending: Option<(Zxid, Membership)>,
+    /// Which txns change the membership, and to what. A pure function of the
+    /// txn's bytes, so every peer reads the same change out of the same txn.
+    pub reconfig_of: fn(&[u8]) -> Option<Membership>,
     /// Ticks between re-sent election notifications.
     pub election_timeout_ticks: u32,
     /// Ticks a leader or learner may spend in discovery and synchronization.
@@ -266,6 +322,9 @@ impl Config {
             id,
             voters,
             observers,
+            version: Zxid::ZERO,
+            pending: None,
+            reconfig_of: no_reconfig,
             election_timeout_ticks: 2,
             init_limit_ticks: 10,
             sync_limit_ticks: 5,
@@ -275,17 +334,22 @@ impl Config {
         }
     }
 
+    /// A voter of the active membership.
     pub fn is_voter(&self, id: ServerId) -> bool {
         self.voters.contains(&id)
     }
 
+    /// A member of the active membership.
     pub fn is_member(&self, id: ServerId) -> bool {
         self.voters.contains(&id) || self.observers.contains(&id)
     }
 
-    /// True if `count` voters are a majority.
-    pub fn is_quorum(&self, count: usize) -> bool {
-        count > self.voters.len() / 2
+    /// The active membership.
+    pub fn membership(&self) -> Membership {
+        Membership {
+            voters: self.voters.clone(),
+            observers: self.observers.clone(),
+        }
     }
 }
 
@@ -313,6 +377,11 @@ pub enum Action {
     PersistEpochs(Epochs),
     /// Apply every logged txn up to `upto` to the state machine.
     Commit { upto: Zxid },
+    /// The membership changed by the txn at `zxid` is active: it was
+    /// applied (a `Commit` covering it came first). Record it durably before
+    /// carrying out the next action: after a restart the peer must be
+    /// configured with it (`Config::version`, voters, observers).
+    Activate { zxid: Zxid, membership: Membership },
     /// The answer to `Peer::read_index(ctx)`: a read that waits until the
     /// state machine has applied `zxid` sees every txn committed before the
     /// call. `None`: this peer is not (or no longer) the established leader.
@@ -325,6 +394,8 @@ pub enum Error {
     NotLeader { leader: Option<ServerId> },
     #[error("epoch {epoch:?} has used its last zxid counter; the leader stepped down so the next epoch can start")]
     EpochExhausted { epoch: Epoch },
+    #[error("a membership change is already in progress")]
+    ReconfigInProgress,
     #[error("invalid quorum config: {reason}")]
     Config { reason: String },
     #[error("cannot compact to {zxid}: it must be applied and durable")]

@@ -89,6 +89,16 @@ impl Log {
         self.entries.push(Entry { txn, op });
     }
 
+    /// The last zxid below `zxid`: an entry's, or the floor.
+    pub fn before(&self, zxid: Zxid) -> Zxid {
+        let i = self.entries.partition_point(|e| e.txn.zxid < zxid);
+        if i == 0 {
+            self.floor
+        } else {
+            self.entries[i - 1].txn.zxid
+        }
+    }
+
     pub fn truncate_after(&mut self, zxid: Zxid) {
         let keep = match self.position(zxid) {
             Ok(i) => i + 1,

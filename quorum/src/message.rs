@@ -5,7 +5,7 @@
 //! so that a late or duplicated message from an earlier connection is ignored
 //! instead of being mistaken for part of the current one.
 
-use crate::{Epoch, ServerId, Txn, Zxid};
+use crate::{Epoch, Membership, ServerId, Txn, Zxid};
 
 /// A vote in fast leader election. Field order is the comparison order: a vote
 /// wins over another by peer epoch, then last zxid, then server id.
@@ -51,6 +51,15 @@ pub enum Message {
         state: PeerState,
     },
 
+    /// Election channel, beside a notification from a peer whose active
+    /// membership came from a change (`version` is that change's zxid): a
+    /// peer that missed the change (down when it committed) adopts it, so it
+    /// neither waits for a quorum of voters that are gone nor counts them.
+    Membership {
+        version: Zxid,
+        membership: Membership,
+    },
+
     /// Discovery, learner → leader: FOLLOWERINFO (or OBSERVERINFO) with the
     /// learner's acceptedEpoch.
     FollowerInfo { session: u64, accepted_epoch: Epoch },
@@ -77,10 +86,16 @@ pub enum Message {
         sync: SyncMode,
         txns: Vec<Txn>,
     },
-    /// Synchronization, learner → leader: ACK of NEWLEADER, sent only once the
-    /// learner's log holds everything up to `zxid` durably and its currentEpoch
-    /// is durably the new epoch.
-    AckNewLeader { session: u64, zxid: Zxid },
+    /// Synchronization, learner → leader: ACK of the NEWLEADER of `epoch`,
+    /// sent only once the learner's log holds everything up to `zxid` durably
+    /// and its currentEpoch is durably `epoch`. (The epoch tells a late ack
+    /// of an earlier NEWLEADER on the same session from this one: a leader
+    /// that steps down and is elected again keeps its learners' sessions.)
+    AckNewLeader {
+        session: u64,
+        epoch: Epoch,
+        zxid: Zxid,
+    },
     /// Synchronization, leader → learner: UPTODATE; `committed` is the
     /// leader's commit point.
     UpToDate { session: u64, committed: Zxid },
@@ -126,7 +141,7 @@ impl Message {
     /// The learner session a post-election message belongs to.
     pub fn session(&self) -> Option<u64> {
         match self {
-            Message::Notification { .. } | Message::App { .. } => None,
+            Message::Notification { .. } | Message::Membership { .. } | Message::App { .. } => None,
             Message::FollowerInfo { session, .. }
             | Message::LeaderInfo { session, .. }
             | Message::AckEpoch { session, .. }

@@ -13,7 +13,7 @@ use std::mem;
 
 use crate::log::Log;
 use crate::message::{Message, PeerState, SyncMode, Vote};
-use crate::{Action, Config, Durable, Epoch, Epochs, Error, Prng, ServerId, Txn, Zxid};
+use crate::{Action, Config, Durable, Epoch, Epochs, Error, Membership, Prng, ServerId, Txn, Zxid};
 
 /// The learner state, borrowing only `self.state` (callers know the role).
 macro_rules! learning {
@@ -83,6 +83,9 @@ pub struct Peer {
     vote: Vote,
     state: State,
     actions: Vec<Action>,
+    /// A pending membership (`config.pending`) logged at or below the log's
+    /// floor: what a truncation of the log falls back to.
+    floor_pending: Option<(Zxid, Membership)>,
 }
 
 enum State {
@@ -103,6 +106,9 @@ struct Looking {
     /// Voters the driver reported unreachable (the leader whose loss started
     /// this election) and not heard from since: no vote is awaited from them.
     unreachable: BTreeSet<ServerId>,
+    /// Peers that sent us a notification while we looked: notified too,
+    /// voters or not here (they may vote in a change we have not logged).
+    heard: BTreeSet<ServerId>,
     /// Ticks during which we do not join an existing leader: it just refused
     /// us (its epoch is below one we accepted), and asking again at message
     /// speed would only spin.
@@ -229,11 +235,6 @@ impl Peer {
                 reason: "no voters".into(),
             });
         }
-        if !config.is_member(config.id) {
-            return Err(Error::Config {
-                reason: format!("{:?} is not in the ensemble", config.id),
-            });
-        }
         if config
             .voters
             .intersection(&config.observers)
@@ -248,6 +249,10 @@ impl Peer {
         let floor = log.floor();
         let settled = durable.settled.min(floor);
         let id = config.id;
+        let floor_pending = config
+            .pending
+            .clone()
+            .filter(|(zxid, _)| *zxid > config.version && *zxid <= floor);
         let mut peer = Peer {
             config,
             prng,
@@ -268,7 +273,15 @@ impl Peer {
             },
             state: State::Looking(Looking::default()),
             actions: Vec::new(),
+            floor_pending,
         };
+        peer.config.pending = peer
+            .config
+            .pending
+            .take()
+            .filter(|(z, _)| *z > peer.config.version);
+        let logged: Vec<Txn> = peer.log.entries().iter().map(|e| e.txn.clone()).collect();
+        peer.note_logged(&logged);
         peer.start_election();
         Ok(peer)
     }
@@ -327,12 +340,49 @@ impl Peer {
                 .map(|(&id, link)| {
                     (
                         id,
-                        self.config.is_voter(id),
+                        voting(&self.config, id),
                         link.phase == LinkPhase::Synced,
                     )
                 })
                 .collect(),
             _ => Vec::new(),
+        }
+    }
+
+    /// The membership change logged and not yet applied, if any.
+    pub fn pending_membership(&self) -> Option<&(Zxid, Membership)> {
+        self.config.pending.as_ref()
+    }
+
+    /// On an established leader, the servers whose logs follow its own: the
+    /// leader and its synchronized learners (a membership change is only
+    /// worth proposing when a quorum of its voters is among them).
+    pub fn synced(&self) -> BTreeSet<ServerId> {
+        match &self.state {
+            State::Leading(l) if l.phase == LeaderPhase::Broadcast => l
+                .learners
+                .iter()
+                .filter(|(_, link)| link.phase == LinkPhase::Synced)
+                .map(|(&id, _)| id)
+                .chain([self.config.id])
+                .collect(),
+            _ => BTreeSet::new(),
+        }
+    }
+
+    /// The driver installed a SNAP's state (`Action::InstallSnapshot`), whose
+    /// last membership change is `latest`: it is pending until this peer
+    /// knows the state committed. Call it while carrying out that action.
+    pub fn installed_membership(&mut self, latest: Option<(Zxid, Membership)>) {
+        let Some((zxid, membership)) = latest else {
+            return;
+        };
+        if zxid <= self.config.version {
+            return;
+        }
+        self.floor_pending = Some((zxid, membership.clone()));
+        if self.config.pending.is_none() {
+            self.config.pending = Some((zxid, membership));
         }
     }
 
@@ -419,12 +469,26 @@ impl Peer {
 
     /// A message from another peer.
     pub fn step(&mut self, from: ServerId, message: Message) {
-        if from == self.config.id || !self.config.is_member(from) {
+        // Anyone may ask (a server about to join learns from the leader as a
+        // non-voter); only voters' votes and acks are ever counted.
+        if from == self.config.id {
             return;
         }
         let message = match message {
             Message::Notification { vote, round, state } => {
                 self.on_notification(from, vote, round, state);
+                return;
+            }
+            Message::Membership {
+                version,
+                membership,
+            } => {
+                // Only a peer that activated a change sends this: it is
+                // committed. Nothing logged at or before it can still be
+                // pending (it is either that change's past or abandoned).
+                if version > self.config.version && !membership.voters.is_empty() {
+                    self.set_active(version, membership);
+                }
                 return;
             }
             Message::App { .. } => return,
@@ -453,7 +517,7 @@ impl Peer {
             self.start_election();
         }
         if let State::Looking(looking) = &mut self.state {
-            if id != self.config.id && self.config.voters.contains(&id) {
+            if id != self.config.id && voting(&self.config, id) {
                 looking.unreachable.insert(id);
                 self.check_election();
             }
@@ -495,8 +559,20 @@ impl Peer {
         };
         self.epochs = epochs;
         let me = self.config.id;
+        let own = self.own_vote();
         match &mut self.state {
-            State::Looking(_) => {}
+            State::Looking(looking) => {
+                // currentEpoch landed while we look (written as leader or
+                // learner before we gave up): our own vote is better now,
+                // and the vote we started with would lose to peers whose
+                // history is older than ours.
+                if own > self.vote {
+                    self.vote = own;
+                    looking.votes.insert(me, own);
+                    self.broadcast_notification();
+                    self.check_election();
+                }
+            }
             State::Learning(l) => match l.phase {
                 LearnerPhase::AcceptingEpoch(e)
                     if epochs.accepted == e && epochs.accepted_leader == Some(l.leader) =>
@@ -510,6 +586,7 @@ impl Peer {
                         l.leader,
                         Message::AckNewLeader {
                             session: l.session,
+                            epoch: e,
                             zxid: l.sync_upto,
                         },
                     );
@@ -559,7 +636,7 @@ impl Peer {
         let pings: Vec<(ServerId, u64)> = l
             .learners
             .iter()
-            .filter(|(id, link)| self.config.voters.contains(id) && link.phase == LinkPhase::Synced)
+            .filter(|(id, link)| voting(&self.config, **id) && link.phase == LinkPhase::Synced)
             .map(|(&id, link)| (id, link.session))
             .collect();
         for (id, session) in pings {
@@ -574,16 +651,14 @@ impl Peer {
             return;
         };
         while let Some(&(ctx, zxid, round)) = l.reads.front() {
-            let answered = 1 + l
+            let answered: BTreeSet<ServerId> = l
                 .learners
                 .iter()
-                .filter(|(id, link)| {
-                    self.config.voters.contains(id)
-                        && link.phase == LinkPhase::Synced
-                        && link.read_round >= round
-                })
-                .count();
-            if !self.config.is_quorum(answered) {
+                .filter(|(_, link)| link.phase == LinkPhase::Synced && link.read_round >= round)
+                .map(|(&id, _)| id)
+                .chain([self.config.id])
+                .collect();
+            if !has_quorum(&self.config, &answered) {
                 return;
             }
             l.reads.pop_front();
@@ -614,6 +689,9 @@ impl Peer {
             return Err(Error::NotLeader { leader: None });
         }
         let epoch = leader.epoch;
+        if self.config.pending.is_some() && (self.config.reconfig_of)(&data).is_some() {
+            return Err(Error::ReconfigInProgress);
+        }
         let counter = if last.epoch() == epoch {
             u64::from(last.counter()) + 1
         } else {
@@ -637,21 +715,26 @@ impl Peer {
             zxid,
         );
         self.log.append(txn.clone(), op);
+        self.note_logged(std::slice::from_ref(&txn));
         let mut sends = Vec::new();
         if let State::Leading(leader) = &mut self.state {
             for (&id, link) in leader.learners.iter_mut() {
-                if self.config.is_voter(id)
+                if voting(&self.config, id)
                     && matches!(link.phase, LinkPhase::Syncing | LinkPhase::Synced)
                 {
-                    sends.push((
-                        id,
-                        Message::Proposal {
-                            session: link.session,
-                            prev: link.sent_upto,
-                            txn: txn.clone(),
-                        },
-                    ));
-                    link.sent_upto = zxid;
+                    // A learner that was sent INFORMs until now (a voter-to-be
+                    // of the pending membership) first gets what it lacks.
+                    for entry in self.log.after(link.sent_upto) {
+                        sends.push((
+                            id,
+                            Message::Proposal {
+                                session: link.session,
+                                prev: link.sent_upto,
+                                txn: entry.txn.clone(),
+                            },
+                        ));
+                        link.sent_upto = entry.txn.zxid;
+                    }
                 }
             }
         }
@@ -672,6 +755,9 @@ impl Peer {
             return Err(Error::Compact { zxid: upto });
         }
         self.log.compact(upto);
+        if let Some(pending) = self.config.pending.clone().filter(|(z, _)| *z <= upto) {
+            self.floor_pending = Some(pending);
+        }
         Ok(())
     }
 
@@ -706,7 +792,16 @@ impl Peer {
         self.durable_last().is_some_and(|d| d >= zxid)
     }
 
+    /// A voter's vote for itself; a non-voter's loses to every vote (it may
+    /// never lead), so it only carries the best one it hears.
     fn own_vote(&self) -> Vote {
+        if !voting(&self.config, self.config.id) {
+            return Vote {
+                epoch: Epoch(0),
+                zxid: Zxid::ZERO,
+                leader: ServerId(0),
+            };
+        }
         Vote {
             epoch: self.epochs.current,
             zxid: self.log.last(),
@@ -749,6 +844,73 @@ impl Peer {
         }
         if allowed {
             self.settled = self.settled.max(self.committed.min(self.applied));
+            let known = self.committed.min(self.applied);
+            if self
+                .config
+                .pending
+                .as_ref()
+                .is_some_and(|(z, _)| *z <= known)
+            {
+                self.activate();
+            }
+        }
+    }
+
+    // ---- membership ---------------------------------------------------------
+
+    /// Txns just logged: the newest membership change among them is pending.
+    fn note_logged(&mut self, txns: &[Txn]) {
+        for txn in txns {
+            if txn.zxid <= self.config.version {
+                continue;
+            }
+            if let Some(membership) = (self.config.reconfig_of)(&txn.data) {
+                self.config.pending = Some((txn.zxid, membership));
+            }
+        }
+    }
+
+    /// The log lost its suffix or was replaced: the pending change is the
+    /// newest one still logged, or the one at or below the floor.
+    fn rescan_pending(&mut self) {
+        self.config.pending = self
+            .floor_pending
+            .clone()
+            .filter(|(z, _)| *z > self.config.version && *z <= self.log.floor());
+        let logged: Vec<Txn> = self.log.entries().iter().map(|e| e.txn.clone()).collect();
+        self.note_logged(&logged);
+    }
+
+    /// The pending change is applied and committed: it is the membership.
+    fn activate(&mut self) {
+        if let Some((zxid, membership)) = self.config.pending.take() {
+            self.set_active(zxid, membership);
+        }
+    }
+
+    /// `membership`, changed by the committed txn at `zxid`, is active.
+    fn set_active(&mut self, zxid: Zxid, membership: Membership) {
+        let me = self.config.id;
+        let was_member = self.config.is_member(me);
+        self.config.voters = membership.voters.clone();
+        self.config.observers = membership.observers.clone();
+        self.config.version = zxid;
+        self.floor_pending = None;
+        self.actions.push(Action::Activate { zxid, membership });
+        // A later change already logged is the pending one now.
+        self.rescan_pending();
+        // A member the change removed leaves its leader, and may learn
+        // again only as any non-member does (so a later change can add it
+        // back while it runs).
+        let removed = was_member && !self.config.is_member(me);
+        let voter = voting(&self.config, me);
+        match &mut self.state {
+            // Count again, under the new membership.
+            State::Looking(_) => self.start_election(),
+            State::Leading(_) if !voter => self.start_election(),
+            State::Learning(_) if removed => self.start_election(),
+            State::Learning(l) => l.observer = !voter,
+            _ => {}
         }
     }
 
@@ -761,7 +923,7 @@ impl Peer {
         self.committed = self.settled;
         self.vote = self.own_vote();
         let mut looking = Looking::default();
-        if self.config.is_voter(self.config.id) {
+        if voting(&self.config, self.config.id) {
             looking.votes.insert(self.config.id, self.vote);
         }
         self.state = State::Looking(looking);
@@ -771,20 +933,33 @@ impl Peer {
 
     fn broadcast_notification(&mut self) {
         let message = self.notification();
-        let voters: Vec<ServerId> = self
-            .config
-            .voters
-            .iter()
-            .copied()
-            .filter(|&v| v != self.config.id)
-            .collect();
+        let mut to = all_voters(&self.config);
+        if let State::Looking(looking) = &self.state {
+            to.extend(looking.heard.iter().copied());
+        }
+        let voters: Vec<ServerId> = to.into_iter().filter(|&v| v != self.config.id).collect();
         for voter in voters {
             self.send(voter, message.clone());
         }
     }
 
     fn on_notification(&mut self, from: ServerId, vote: Vote, round: u64, state: PeerState) {
-        let is_voter = self.config.is_voter(self.config.id);
+        if self.config.version > Zxid::ZERO {
+            // The sender may have missed a change (see Message::Membership).
+            let message = Message::Membership {
+                version: self.config.version,
+                membership: self.config.membership(),
+            };
+            self.send(from, message);
+        }
+        let own = self.own_vote();
+        if let State::Learning(l) = &self.state {
+            if l.leader == from && state == PeerState::Looking && round > self.round {
+                // Our leader gave up and is electing again (its connection
+                // to us would have closed): so do we, with its notification.
+                self.start_election();
+            }
+        }
         let State::Looking(looking) = &mut self.state else {
             // Tell a peer that is still looking whom we follow or lead.
             if state == PeerState::Looking {
@@ -794,51 +969,72 @@ impl Peer {
             return;
         };
         looking.unreachable.remove(&from);
-        if !self.config.voters.contains(&from) {
-            // An observer asking: answer, never count it.
-            if state == PeerState::Looking {
-                let message = self.notification();
-                self.send(from, message);
-            }
-            return;
-        }
         match state {
+            // Every peer's vote is heard, and only voters' are counted (every
+            // quorum check takes the voters out of the set). A peer that is
+            // not a voter here may be one in a change this peer has not
+            // logged yet; it votes for itself, and if it is the best
+            // candidate the voters that lack the change must take up its
+            // vote too, or they elect another that cannot win the change's
+            // quorum, again and again. A peer that votes nowhere votes for no
+            // one (`own_vote`) and only carries the best vote it heard.
+            //
+            // So a non-voter follows the rounds and the best vote too, and
+            // answers like a voter: the voters of a change it lacks count on
+            // its vote, and it may be the only one that can tell them it
+            // exists. Every peer that has written to us hears our
+            // notifications (`Looking::heard`), once at least; we answer a
+            // worse vote or an older round with ours, and never a better
+            // one, so answers go one way and never ping-pong.
             PeerState::Looking => {
-                if !is_voter {
-                    return;
-                }
+                let first = looking.heard.insert(from);
+                // A candidate we may take up: a voter here, or one that says
+                // itself it votes (in a change we lack). A vote for a peer
+                // that votes nowhere any more must not go round for ever.
+                let eligible = vote.leader == from || voting(&self.config, vote.leader);
                 if round > self.round {
                     self.round = round;
                     looking.votes.clear();
-                    let own = Vote {
-                        epoch: self.epochs.current,
-                        zxid: self.log.last(),
-                        leader: self.config.id,
-                    };
-                    self.vote = own.max(vote);
+                    self.vote = if eligible { own.max(vote) } else { own };
                     looking.votes.insert(self.config.id, self.vote);
                     looking.votes.insert(from, vote);
                     self.broadcast_notification();
                 } else if round < self.round {
-                    let message = self.notification();
-                    self.send(from, message);
-                    return;
-                } else {
-                    looking.votes.insert(from, vote);
-                    if vote > self.vote {
+                    if eligible && vote > self.vote {
+                        // Not a vote of this round, but a better candidate
+                        // than ours, still looking: take it up. Otherwise
+                        // voters whose rounds keep moving ahead together can
+                        // agree on a worse leader again and again before the
+                        // best one's notifications catch up (and with joint
+                        // quorums that leader may need the best one's vote).
                         self.vote = vote;
                         looking.votes.insert(self.config.id, vote);
                         self.broadcast_notification();
-                    } else if vote < self.vote {
+                        self.check_election();
+                    } else {
+                        let message = self.notification();
+                        self.send(from, message);
+                    }
+                    return;
+                } else {
+                    looking.votes.insert(from, vote);
+                    if eligible && vote > self.vote {
+                        self.vote = vote;
+                        looking.votes.insert(self.config.id, vote);
+                        self.broadcast_notification();
+                    } else if vote < self.vote || first {
                         // `from` may never have had our vote: it was still
                         // following when our notification came, and answered
-                        // it instead of counting it. Tell it again rather than
-                        // leave both waiting for the resend.
+                        // it instead of counting it, or it is not among those
+                        // we notify. Tell it rather than leave both waiting
+                        // for the resend.
                         let message = self.notification();
                         self.send(from, message);
                     }
                 }
                 self.check_election();
+                let leader = self.vote.leader;
+                self.check_out_of_election(leader);
             }
             PeerState::Following | PeerState::Leading => {
                 looking.out_of_election.insert(from, (vote, round, state));
@@ -853,17 +1049,15 @@ impl Peer {
         let State::Looking(looking) = &mut self.state else {
             return;
         };
-        if !self.config.voters.contains(&self.config.id) {
+        if !voting(&self.config, self.config.id) {
             return;
         }
-        let agreeing = looking.votes.values().filter(|v| **v == vote).count();
-        if !self.config.is_quorum(agreeing) {
+        let agreeing = agreeing(&looking.votes, vote);
+        if !has_quorum(&self.config, &agreeing) {
             looking.decide_on_tick = false;
             return;
         }
-        let awaited = self
-            .config
-            .voters
+        let awaited = all_voters(&self.config)
             .iter()
             .filter(|v| !looking.votes.contains_key(v) && !looking.unreachable.contains(v))
             .count();
@@ -878,21 +1072,35 @@ impl Peer {
     /// Peers already following or leading: join `leader` if a quorum of voters
     /// names it and it says itself that it leads.
     fn check_out_of_election(&mut self, leader: ServerId) {
+        let me = self.config.id;
         let State::Looking(looking) = &self.state else {
             return;
         };
-        if leader == self.config.id || looking.hold_off_ticks > 0 {
+        if looking.hold_off_ticks > 0 {
             return;
         }
-        let naming = looking
+        if leader == me {
+            return;
+        }
+        // Those that follow or lead it, and those still electing that vote
+        // for it: under joint quorums neither kind may be a quorum alone.
+        let naming: BTreeSet<ServerId> = looking
             .out_of_election
             .iter()
-            .filter(|(id, (v, _, _))| self.config.voters.contains(id) && v.leader == leader)
-            .count();
+            .filter(|(_, (v, _, _))| v.leader == leader)
+            .map(|(&id, _)| id)
+            .chain(
+                looking
+                    .votes
+                    .iter()
+                    .filter(|(_, v)| v.leader == leader)
+                    .map(|(&id, _)| id),
+            )
+            .collect();
         let Some(&(vote, round, PeerState::Leading)) = looking.out_of_election.get(&leader) else {
             return;
         };
-        if self.config.is_quorum(naming) {
+        if has_quorum(&self.config, &naming) {
             self.vote = vote;
             self.round = self.round.max(round);
             self.become_learner(leader);
@@ -921,8 +1129,7 @@ impl Peer {
         if looking.decide_on_tick {
             looking.decide_on_tick = false;
             let vote = self.vote;
-            let agreeing = looking.votes.values().filter(|v| **v == vote).count();
-            if self.config.is_quorum(agreeing) {
+            if has_quorum(&self.config, &agreeing(&looking.votes, vote)) {
                 self.decide();
                 return;
             }
@@ -941,7 +1148,7 @@ impl Peer {
         self.state = State::Learning(Learner {
             leader,
             session,
-            observer: !self.config.is_voter(self.config.id),
+            observer: !voting(&self.config, self.config.id),
             phase: LearnerPhase::SentInfo,
             session_ticks: 0,
             silent_ticks: 0,
@@ -1048,7 +1255,10 @@ impl Peer {
                     self.apply();
                 }
             }
-            Message::Proposal { prev, txn, .. } if phase.in_sync() && !learning!(self).observer => {
+            // The leader sends a voter of its active or pending membership
+            // PROPOSALs and anyone else INFORMs; which one this learner is
+            // can change with the membership, so it takes either.
+            Message::Proposal { prev, txn, .. } if phase.in_sync() => {
                 self.accept_txns(prev, vec![txn]);
             }
             Message::Inform {
@@ -1056,7 +1266,7 @@ impl Peer {
                 txns,
                 committed,
                 ..
-            } if phase.in_sync() && learning!(self).observer => {
+            } if phase.in_sync() => {
                 let continued = self.accept_txns(prev, txns);
                 if continued {
                     self.committed = self.committed.max(committed);
@@ -1116,6 +1326,7 @@ impl Peer {
                 },
                 end,
             );
+            self.note_logged(&batch);
             for txn in batch {
                 self.log.append(txn, op);
             }
@@ -1134,6 +1345,7 @@ impl Peer {
                 }
                 self.log.truncate_after(after);
                 self.emit_op(Action::Truncate { after }, after);
+                self.rescan_pending();
             }
             SyncMode::Snap { zxid } => {
                 // Never take back settled state: a leader asking this lacks
@@ -1145,6 +1357,9 @@ impl Peer {
                 }
                 let op = self.emit_op(Action::InstallSnapshot { zxid }, zxid);
                 self.log.install(zxid, op);
+                // What the state holds, the driver says (installed_membership).
+                self.floor_pending = None;
+                self.config.pending = None;
                 // Not known committed until UPTODATE: a leader not yet
                 // established may send state its successor does not keep.
                 self.applied = zxid;
@@ -1167,6 +1382,7 @@ impl Peer {
                 },
                 end,
             );
+            self.note_logged(&batch);
             for txn in batch {
                 self.log.append(txn, op);
             }
@@ -1192,6 +1408,7 @@ impl Peer {
                         l.leader,
                         Message::AckNewLeader {
                             session: l.session,
+                            epoch,
                             zxid: l.sync_upto,
                         },
                     );
@@ -1253,11 +1470,12 @@ impl Peer {
                 );
             }
             LearnerPhase::EpochAcked(_) => self.send_ack_epoch(),
-            LearnerPhase::AckedNewLeader(_) => {
+            LearnerPhase::AckedNewLeader(epoch) => {
                 self.send(
                     leader,
                     Message::AckNewLeader {
                         session,
+                        epoch,
                         zxid: sync_upto,
                     },
                 );
@@ -1300,12 +1518,8 @@ impl Peer {
             State::Leading(l) if l.phase == LeaderPhase::Discovery => l,
             _ => return,
         };
-        let voters = 1 + l
-            .learners
-            .keys()
-            .filter(|id| self.config.voters.contains(id))
-            .count();
-        if !self.config.is_quorum(voters) {
+        let joined: BTreeSet<ServerId> = l.learners.keys().copied().chain([me]).collect();
+        if !has_quorum(&self.config, &joined) {
             return;
         }
         let highest = l
@@ -1348,12 +1562,14 @@ impl Peer {
         if l.phase != LeaderPhase::Proposing {
             return;
         }
-        let acked = 1 + l
+        let acked: BTreeSet<ServerId> = l
             .learners
             .iter()
-            .filter(|(id, link)| self.config.voters.contains(id) && link.ack_epoch.is_some())
-            .count();
-        if !self.config.is_quorum(acked) {
+            .filter(|(_, link)| link.ack_epoch.is_some())
+            .map(|(&id, _)| id)
+            .chain([self.config.id])
+            .collect();
+        if !has_quorum(&self.config, &acked) {
             return;
         }
         let history_end = self.log.last();
@@ -1450,20 +1666,21 @@ impl Peer {
                 ..latest
             });
         }
-        let own = usize::from(history_durable && self.epochs.current == epoch);
+        let own = history_durable && self.epochs.current == epoch;
+        let me = self.config.id;
         let l = leading!(self);
-        let acked = own
-            + l.learners
-                .iter()
-                .filter(|(id, link)| {
-                    self.config.voters.contains(id) && link.phase == LinkPhase::Synced
-                })
-                .count();
+        let acked: BTreeSet<ServerId> = l
+            .learners
+            .iter()
+            .filter(|(_, link)| link.phase == LinkPhase::Synced)
+            .map(|(&id, _)| id)
+            .chain([me])
+            .collect();
         // Our own ack is required, not just counted: a leader whose durable
         // currentEpoch is older than the txns it commits could, after a
         // crash, lose an election to a peer that lacks them, and be
         // truncated.
-        if own == 1 && self.config.is_quorum(acked) {
+        if own && has_quorum(&self.config, &acked) {
             self.establish();
         }
     }
@@ -1497,7 +1714,7 @@ impl Peer {
             return;
         }
         let l = leading!(self);
-        let phase = l.phase;
+        let (phase, term) = (l.phase, l.epoch);
         let Some(link) = l.learners.get_mut(&from) else {
             return;
         };
@@ -1506,7 +1723,7 @@ impl Peer {
         }
         link.silent_ticks = 0;
         let link_phase = link.phase;
-        let is_voter = self.config.is_voter(from);
+        let is_voter = voting(&self.config, from);
         match message {
             Message::AckEpoch {
                 current_epoch,
@@ -1540,6 +1757,8 @@ impl Peer {
                     self.send_new_leader(from);
                 }
             }
+            // A late ack of an earlier term's NEWLEADER is not this one's.
+            Message::AckNewLeader { epoch, .. } if epoch != term => {}
             Message::AckNewLeader { zxid, .. } => match link_phase {
                 LinkPhase::Syncing => {
                     let link = leading!(self).learners.get_mut(&from).expect("link");
@@ -1564,7 +1783,8 @@ impl Peer {
             },
             // An ACK before the NEWLEADER ack falls through to `_` and is
             // ignored, not an error (ZOOKEEPER-4685): the NEWLEADER ack covers it.
-            Message::Ack { zxid, .. } if link_phase == LinkPhase::Synced && is_voter => {
+            // Every synced learner's acks are kept; quorums count voters only.
+            Message::Ack { zxid, .. } if link_phase == LinkPhase::Synced => {
                 link.acked = Some(link.acked.map_or(zxid, |a| a.max(zxid)));
                 if phase == LeaderPhase::Broadcast {
                     self.check_commit();
@@ -1594,7 +1814,7 @@ impl Peer {
         // join this attempt; before we are established, make way for an
         // election that picks a later epoch.
         let chosen = !matches!(phase, LeaderPhase::Discovery | LeaderPhase::Broadcast);
-        if chosen && self.config.voters.contains(&from) && accepted_epoch > l.epoch {
+        if chosen && voting(&self.config, from) && accepted_epoch > l.epoch {
             self.start_election();
             return;
         }
@@ -1624,21 +1844,49 @@ impl Peer {
         if l.phase != LeaderPhase::Broadcast {
             return;
         }
-        let mut acked: Vec<Zxid> = l
+        let mut acked: Vec<(ServerId, Zxid)> = l
             .learners
             .iter()
-            .filter(|(id, link)| self.config.voters.contains(id) && link.phase == LinkPhase::Synced)
-            .filter_map(|(_, link)| link.acked)
+            .filter(|(_, link)| link.phase == LinkPhase::Synced)
+            .filter_map(|(&id, link)| link.acked.map(|a| (id, a)))
             .collect();
-        acked.extend(own);
-        acked.sort_unstable_by(|a, b| b.cmp(a));
-        let quorum = if self.config.unsafe_commit_alone {
-            1
+        acked.extend(own.map(|own| (self.config.id, own)));
+        let candidate = if self.config.unsafe_commit_alone {
+            own
         } else {
-            self.config.voters.len() / 2 + 1
+            // The highest zxid held by a majority of the active voters; at
+            // or after a pending change, of its voters too.
+            let highest = |joint: bool| {
+                let mut values: Vec<Zxid> = acked.iter().map(|&(_, z)| z).collect();
+                values.sort_unstable_by(|a, b| b.cmp(a));
+                values.dedup();
+                values.into_iter().find(|&z| {
+                    let holders: BTreeSet<ServerId> = acked
+                        .iter()
+                        .filter(|&&(_, a)| a >= z)
+                        .map(|&(id, _)| id)
+                        .collect();
+                    quorum_of(&self.config.voters, &holders)
+                        && (!joint
+                            || self
+                                .config
+                                .pending
+                                .as_ref()
+                                .is_none_or(|(_, m)| m.is_quorum(&holders)))
+                })
+            };
+            match &self.config.pending {
+                None => highest(false),
+                Some((change, _)) => match highest(false) {
+                    Some(old) if old >= *change => {
+                        let before = self.log.before(*change);
+                        highest(true).max(Some(before))
+                    }
+                    old => old,
+                },
+            }
         };
-        if acked.len() >= quorum {
-            let candidate = acked[quorum - 1];
+        if let Some(candidate) = candidate {
             if candidate > self.committed && self.log.contains(candidate) {
                 self.committed = candidate;
                 self.broadcast_commit();
@@ -1658,7 +1906,7 @@ impl Peer {
             if !matches!(link.phase, LinkPhase::Syncing | LinkPhase::Synced) {
                 continue;
             }
-            if self.config.is_voter(id) {
+            if voting(&self.config, id) {
                 sends.push((
                     id,
                     Message::Commit {
@@ -1710,17 +1958,30 @@ impl Peer {
         }
         let forget = init_limit.max(sync_limit) * 2;
         l.learners.retain(|_, link| link.silent_ticks <= forget);
+        let resend = self.config.election_timeout_ticks.max(1);
+        if l.phase != LeaderPhase::Broadcast && l.ticks % resend == 0 {
+            // A voter that does not know it votes (it missed the pending
+            // change) never asks who leads: tell the voters not yet here.
+            let joined: BTreeSet<ServerId> = l.learners.keys().copied().collect();
+            let message = self.notification();
+            for voter in all_voters(&self.config) {
+                if voter != self.config.id && !joined.contains(&voter) {
+                    self.send(voter, message.clone());
+                }
+            }
+        }
+        let l = leading!(self);
         if l.phase == LeaderPhase::Broadcast {
-            let live = 1 + l
+            let live: BTreeSet<ServerId> = l
                 .learners
                 .iter()
-                .filter(|(id, link)| {
-                    self.config.voters.contains(id)
-                        && link.phase == LinkPhase::Synced
-                        && link.silent_ticks <= sync_limit
+                .filter(|(_, link)| {
+                    link.phase == LinkPhase::Synced && link.silent_ticks <= sync_limit
                 })
-                .count();
-            if !self.config.is_quorum(live) {
+                .map(|(&id, _)| id)
+                .chain([self.config.id])
+                .collect();
+            if !has_quorum(&self.config, &live) {
                 self.start_election();
                 return;
             }
@@ -1743,4 +2004,49 @@ impl Peer {
             self.send(id, message);
         }
     }
+}
+
+// ---- quorums ----------------------------------------------------------------
+
+/// True if `ids` hold a majority of `voters`.
+fn quorum_of(voters: &BTreeSet<ServerId>, ids: &BTreeSet<ServerId>) -> bool {
+    ids.intersection(voters).count() > voters.len() / 2
+}
+
+/// True if `ids` are a quorum: a majority of the active voters and, while a
+/// change is pending, of its voters too.
+fn has_quorum(config: &Config, ids: &BTreeSet<ServerId>) -> bool {
+    quorum_of(&config.voters, ids)
+        && config
+            .pending
+            .as_ref()
+            .is_none_or(|(_, membership)| membership.is_quorum(ids))
+}
+
+/// A voter of the active or of the pending membership: someone whose votes
+/// and acks count.
+fn voting(config: &Config, id: ServerId) -> bool {
+    config.voters.contains(&id)
+        || config
+            .pending
+            .as_ref()
+            .is_some_and(|(_, membership)| membership.voters.contains(&id))
+}
+
+/// The voters of the active and the pending memberships.
+fn all_voters(config: &Config) -> BTreeSet<ServerId> {
+    let mut voters = config.voters.clone();
+    if let Some((_, membership)) = &config.pending {
+        voters.extend(membership.voters.iter().copied());
+    }
+    voters
+}
+
+/// The peers whose vote is `vote`.
+fn agreeing(votes: &BTreeMap<ServerId, Vote>, vote: Vote) -> BTreeSet<ServerId> {
+    votes
+        .iter()
+        .filter(|(_, v)| **v == vote)
+        .map(|(&id, _)| id)
+        .collect()
 }

@@ -13,14 +13,17 @@
 //! - a zxid is announced committed only when a quorum of voters' disks hold it;
 //! - every node's applied sequence is a prefix of one global committed
 //!   sequence (nothing committed is lost, reordered or applied twice);
-//! - an established leader's initial history starts with every committed txn.
+//! - an established leader's initial history starts with every committed txn;
+//! - with reconfiguration on, a commit holds a majority of the voters in
+//!   force at its place in the committed sequence (and of the new voters, for
+//!   a change), and a peer activates only a committed change.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
 use crate::{
-    Action, Config, Durable, Epoch, Epochs, Message, Peer, Prng, Role, ServerId, SyncMode, Txn,
-    Zxid,
+    Action, Config, Durable, Epoch, Epochs, Membership, Message, Peer, Prng, Role, ServerId,
+    SyncMode, Txn, Zxid,
 };
 
 /// How hostile the environment is. Probabilities are per message; weights are
@@ -47,6 +50,9 @@ pub struct Faults {
     /// durable zxid, and none of it is settled (the server records nothing
     /// of what was committed).
     pub replay_restarts: f64,
+    /// Weight of the established leader proposing a random membership (of
+    /// the members and the spare nodes, see `Limits::spares`).
+    pub reconfig_weight: f64,
 }
 
 impl Faults {
@@ -62,6 +68,7 @@ impl Faults {
             disk_speed_spread: 1,
             tick_spread: 1,
             replay_restarts: 0.0,
+            reconfig_weight: 0.0,
         }
     }
 
@@ -85,6 +92,7 @@ impl Faults {
             disk_speed_spread: 1 + rng.below(8) as u32,
             tick_spread: 1 + rng.below(3) as u32,
             replay_restarts: 0.5,
+            reconfig_weight: 0.0,
         }
     }
 }
@@ -121,6 +129,9 @@ pub struct Disk {
     /// The newest snapshot the driver took of settled state. A SNAP's
     /// installed state is not settled (its leader may never establish).
     pub settled: Zxid,
+    /// The last `Action::Activate`: the membership in force and the zxid of
+    /// the change that made it (the server's dynamic config file).
+    pub active: Option<(Zxid, Membership)>,
 }
 
 impl Disk {
@@ -244,6 +255,9 @@ pub struct Sim {
 pub struct Limits {
     pub max_counter: u32,
     pub max_diff_bytes: usize,
+    /// Nodes outside the initial membership, running from the start (servers
+    /// that a reconfiguration may add).
+    pub spares: usize,
 }
 
 impl Default for Limits {
@@ -251,8 +265,48 @@ impl Default for Limits {
         Limits {
             max_counter: u32::MAX,
             max_diff_bytes: crate::DEFAULT_MAX_DIFF_BYTES,
+            spares: 0,
         }
     }
+}
+
+/// The txn a simulated reconfiguration proposes: `reconfig:<voters>|<observers>`,
+/// ids comma-separated.
+pub fn encode_reconfig(membership: &Membership) -> Vec<u8> {
+    let list = |ids: &BTreeSet<ServerId>| {
+        ids.iter()
+            .map(|id| id.0.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    format!(
+        "reconfig:{}|{}",
+        list(&membership.voters),
+        list(&membership.observers)
+    )
+    .into_bytes()
+}
+
+/// `Config::reconfig_of` in the simulation: reads `encode_reconfig`'s txns.
+pub fn reconfig_of(data: &[u8]) -> Option<Membership> {
+    let text = std::str::from_utf8(data).ok()?.strip_prefix("reconfig:")?;
+    let (voters, observers) = text.split_once('|')?;
+    let parse = |list: &str| -> Option<BTreeSet<ServerId>> {
+        list.split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().ok().map(ServerId))
+            .collect()
+    };
+    Some(Membership {
+        voters: parse(voters)?,
+        observers: parse(observers)?,
+    })
+}
+
+/// The newest membership change among `txns`.
+fn last_change<'a>(txns: impl DoubleEndedIterator<Item = &'a Txn>) -> Option<(Zxid, Membership)> {
+    txns.rev()
+        .find_map(|t| reconfig_of(&t.data).map(|m| (t.zxid, m)))
 }
 
 impl Sim {
@@ -288,8 +342,16 @@ impl Sim {
         let observer_ids: BTreeSet<ServerId> = (voters as u64 + 1..=(voters + observers) as u64)
             .map(ServerId)
             .collect();
+        let first_spare = (voters + observers) as u64 + 1;
+        let spare_ids: Vec<ServerId> = (first_spare..first_spare + limits.spares as u64)
+            .map(ServerId)
+            .collect();
         let mut nodes = BTreeMap::new();
-        for &id in voter_ids.iter().chain(observer_ids.iter()) {
+        for &id in voter_ids
+            .iter()
+            .chain(observer_ids.iter())
+            .chain(&spare_ids)
+        {
             nodes.insert(
                 id,
                 Node {
@@ -339,15 +401,35 @@ impl Sim {
         sim
     }
 
+    /// The config `id` (re)starts with: the membership its disk says is
+    /// active (the initial one if none), and the change its durable state
+    /// holds above that, pending.
     pub fn config(&self, id: ServerId) -> Config {
-        let mut config = Config::new(id, self.voters.clone(), self.observers.clone());
+        let disk = &self.nodes[&id].disk;
+        let mut config = match &disk.active {
+            Some((zxid, m)) => {
+                let mut config = Config::new(id, m.voters.clone(), m.observers.clone());
+                config.version = *zxid;
+                config
+            }
+            None => Config::new(id, self.voters.clone(), self.observers.clone()),
+        };
+        config.pending = last_change(disk.history().collect::<Vec<_>>().into_iter())
+            .filter(|(zxid, _)| *zxid > config.version);
+        config.reconfig_of = reconfig_of;
         config.max_counter = self.max_counter;
         config.max_diff_bytes = self.max_diff_bytes;
         config
     }
 
+    /// The initial voters.
     pub fn voters(&self) -> &BTreeSet<ServerId> {
         &self.voters
+    }
+
+    /// The voters in force at the end of the committed sequence.
+    pub fn voters_in_force(&self) -> BTreeSet<ServerId> {
+        last_change(self.committed.iter()).map_or_else(|| self.voters.clone(), |(_, m)| m.voters)
     }
 
     /// The global committed sequence so far.
@@ -385,6 +467,31 @@ impl Sim {
         if let Some(trace) = &mut self.trace {
             trace.push(format!("[{}] {}", self.now, event()));
         }
+    }
+
+    /// Every node's state, one a line (for failure reports).
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for (id, node) in &self.nodes {
+            let _ = match &node.peer {
+                None => writeln!(out, "{id:?}: down"),
+                Some(p) => writeln!(
+                    out,
+                    "{id:?}: {:?} round {} vote {:?} last {} committed {} epochs {:?} \
+                     membership {:?} of {} pending {:?}",
+                    p.role(),
+                    p.round(),
+                    p.vote(),
+                    p.last_zxid(),
+                    p.committed(),
+                    p.epochs(),
+                    p.config().membership(),
+                    p.config().version,
+                    p.pending_membership(),
+                ),
+            };
+        }
+        out
     }
 
     /// The recorded events, one a line.
@@ -540,6 +647,12 @@ impl Sim {
             return Ok(());
         };
         let actions = peer.take_actions();
+        // What an established leader knows committed is committed before any
+        // of its actions (an `Activate` of it among them) is carried out.
+        if peer.established_epoch().is_some() {
+            let committed = peer.committed();
+            self.observe_commit(id, committed)?;
+        }
         for action in actions {
             self.perform(id, action)?;
         }
@@ -555,8 +668,12 @@ impl Sim {
     }
 
     fn perform(&mut self, id: ServerId, action: Action) -> Result<(), String> {
-        let is_voter = self.voters.contains(&id);
         let node = self.nodes.get_mut(&id).expect("node");
+        let is_voter = node.peer.as_ref().is_some_and(|p| {
+            p.config().is_voter(id)
+                || p.pending_membership()
+                    .is_some_and(|(_, m)| m.voters.contains(&id))
+        });
         match action {
             Action::Send { to, message } => {
                 let peer = node.peer.as_ref().expect("live");
@@ -564,14 +681,14 @@ impl Sim {
                     Message::Ack { zxid, .. } if is_voter && !node.disk.has(*zxid) => {
                         return Err(format!("{id:?} acked {zxid} which its disk does not hold"));
                     }
-                    Message::AckNewLeader { zxid, .. } => {
+                    Message::AckNewLeader { zxid, epoch, .. } => {
                         if !node.disk.has(*zxid) {
                             return Err(format!(
                                 "{id:?} acked NEWLEADER up to {zxid} not on its disk"
                             ));
                         }
                         let accepted = peer.epochs().accepted;
-                        if node.disk.epochs.current != accepted {
+                        if node.disk.epochs.current != accepted || *epoch != accepted {
                             return Err(format!(
                                 "{id:?} acked NEWLEADER of epoch {accepted:?} with currentEpoch {:?} on disk",
                                 node.disk.epochs.current
@@ -660,7 +777,33 @@ impl Sim {
                 node.base = state.clone();
                 node.mem_log.clear();
                 node.applied = state.clone();
+                // The state's last membership change is pending until the
+                // peer learns it committed (the server reads it out of the
+                // snapshot's /zookeeper/config).
+                let latest = last_change(state.iter());
+                if let Some(peer) = node.peer.as_mut() {
+                    peer.installed_membership(latest);
+                }
                 node.pending_log.push_back(Write::Install(zxid, state));
+            }
+            Action::Activate { zxid, membership } => {
+                // Applied here, or heard of from a peer that activated it
+                // (`Message::Membership`): either way committed.
+                let Some(txn) = self.committed.iter().find(|t| t.zxid == zxid) else {
+                    return Err(format!("{id:?} activates {zxid}, which is not committed"));
+                };
+                if reconfig_of(&txn.data).as_ref() != Some(&membership) {
+                    return Err(format!(
+                        "{id:?} activates {membership:?} of {zxid}, which committed something else"
+                    ));
+                }
+                if node.disk.active.as_ref().is_some_and(|(z, _)| *z >= zxid) {
+                    return Err(format!(
+                        "{id:?} activates {zxid}, not after its active change"
+                    ));
+                }
+                node.disk.active = Some((zxid, membership.clone()));
+                self.note(|| format!("{id:?} activates {membership:?} of {zxid}"));
             }
             Action::PersistEpochs(epochs) => node.pending_epochs.push_back(epochs),
             Action::ReadIndex { ctx, zxid } => {
@@ -848,6 +991,38 @@ impl Sim {
         Ok(zxid)
     }
 
+    /// The established leader proposes a random membership of the nodes
+    /// (1 to 5 voters, some observers), when a quorum of its voters is
+    /// synced with it, as the server requires.
+    pub fn propose_reconfig(&mut self) -> Result<Option<Zxid>, String> {
+        let Some(id) = self.leader() else {
+            return Ok(None);
+        };
+        let ids: Vec<ServerId> = self.nodes.keys().copied().collect();
+        let want = 1 + self.rng.below(ids.len().min(5) as u64) as usize;
+        let mut pool = ids.clone();
+        let mut membership = Membership::default();
+        while membership.voters.len() < want {
+            let i = self.rng.below(pool.len() as u64) as usize;
+            membership.voters.insert(pool.swap_remove(i));
+        }
+        for other in pool {
+            if self.rng.chance(0.3) {
+                membership.observers.insert(other);
+            }
+        }
+        let Some(peer) = self.nodes.get_mut(&id).and_then(|n| n.peer.as_mut()) else {
+            return Ok(None);
+        };
+        if !membership.is_quorum(&peer.synced()) {
+            return Ok(None);
+        }
+        let zxid = peer.propose(encode_reconfig(&membership)).ok();
+        self.note(|| format!("{id:?} proposes membership {membership:?} -> {zxid:?}"));
+        self.after_call(id)?;
+        Ok(zxid)
+    }
+
     /// A linearizable read asked of `id` (answered, checked, in `perform`).
     pub fn read_on(&mut self, id: ServerId) -> Result<(), String> {
         let floor = self.committed.last().map_or(Zxid::ZERO, |t| t.zxid);
@@ -922,18 +1097,28 @@ impl Sim {
                 "{id:?} announces commit {zxid} but its history does not contain committed {known}"
             ));
         }
+        let mut in_force = self.voters_in_force();
         for txn in history[start..].iter().take_while(|t| t.zxid <= zxid) {
-            let copies = self
-                .voters
-                .iter()
-                .filter(|v| self.nodes[v].disk.get(txn.zxid).is_some_and(|t| t == *txn))
-                .count();
-            if copies * 2 <= self.voters.len() {
-                return Err(format!(
-                    "{id:?} announces {} committed with {copies} durable copies of {} voters",
-                    txn.zxid,
-                    self.voters.len()
-                ));
+            let change = reconfig_of(&txn.data);
+            let new = change.as_ref().map(|m| &m.voters);
+            for voters in std::iter::once(&in_force).chain(new) {
+                let copies = voters
+                    .iter()
+                    .filter(|v| {
+                        self.nodes
+                            .get(v)
+                            .is_some_and(|n| n.disk.get(txn.zxid).is_some_and(|t| t == *txn))
+                    })
+                    .count();
+                if copies * 2 <= voters.len() {
+                    return Err(format!(
+                        "{id:?} announces {} committed with {copies} durable copies of voters {voters:?}",
+                        txn.zxid,
+                    ));
+                }
+            }
+            if let Some(m) = change {
+                in_force = m.voters;
             }
             self.committed.push((*txn).clone());
         }
@@ -1049,7 +1234,7 @@ impl Sim {
             .map(|n| n.id)
             .collect();
         let f = self.faults.clone();
-        let events: [(f64, u8); 11] = [
+        let events: [(f64, u8); 12] = [
             (if ready.is_empty() { 0.0 } else { 40.0 }, 0),
             (if up.is_empty() { 0.0 } else { 10.0 }, 1),
             (if disk_ready.is_empty() { 0.0 } else { 15.0 }, 2),
@@ -1061,6 +1246,7 @@ impl Sim {
             (if self.blocked.is_empty() { 0.0 } else { 1.5 }, 8),
             (if up.is_empty() { 0.0 } else { f.compact_weight }, 9),
             (f.stall_weight, 10),
+            (f.reconfig_weight, 11),
         ];
         let total: f64 = events.iter().map(|e| e.0).sum();
         let mut roll = (self.rng.below(1_000_000) as f64 / 1_000_000.0) * total;
@@ -1181,11 +1367,14 @@ impl Sim {
                 let id = up[self.rng.below(up.len() as u64) as usize];
                 self.compact(id)?;
             }
-            _ => {
+            10 => {
                 let ids: Vec<ServerId> = self.nodes.keys().copied().collect();
                 let id = ids[self.rng.below(ids.len() as u64) as usize];
                 let stalled = !self.nodes[&id].disk_stalled;
                 self.stall_disk(id, stalled);
+            }
+            _ => {
+                self.propose_reconfig()?;
             }
         }
         self.check()

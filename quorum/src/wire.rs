@@ -86,7 +86,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::{Epoch, Message, PeerState, ServerId, SyncMode, Txn, Vote, Zxid};
+use crate::{Epoch, Membership, Message, PeerState, ServerId, SyncMode, Txn, Vote, Zxid};
 
 /// The handshake's first bytes.
 pub const MAGIC: [u8; 4] = *b"zkqp";
@@ -119,6 +119,7 @@ const TAG_APP: u8 = 0x0d;
 // refuses the tags, so every member must know them before those are on.
 const TAG_READ_PING: u8 = 0x0e;
 const TAG_READ_ACK: u8 = 0x0f;
+const TAG_MEMBERSHIP: u8 = 0x10;
 
 /// Smallest encoding of a list item, used to bound a count before allocating.
 const ZXID_BYTES: usize = 8;
@@ -167,7 +168,7 @@ impl Channel {
     /// The channel a message travels on.
     pub fn of(message: &Message) -> Channel {
         match message {
-            Message::Notification { .. } => Channel::Election,
+            Message::Notification { .. } | Message::Membership { .. } => Channel::Election,
             _ => Channel::Quorum,
         }
     }
@@ -470,6 +471,19 @@ fn encode_message(
             put_u64(out, *round);
             out.push(state_byte(*state));
         }
+        Message::Membership {
+            version,
+            membership,
+        } => {
+            out.push(TAG_MEMBERSHIP);
+            put_u64(out, version.0);
+            for ids in [&membership.voters, &membership.observers] {
+                put_len(out, ids.len())?;
+                for id in ids {
+                    put_u64(out, id.0);
+                }
+            }
+        }
         Message::FollowerInfo {
             session,
             accepted_epoch,
@@ -529,9 +543,14 @@ fn encode_message(
                 }
             }
         }
-        Message::AckNewLeader { session, zxid } => {
+        Message::AckNewLeader {
+            session,
+            epoch,
+            zxid,
+        } => {
             out.push(TAG_ACK_NEW_LEADER);
             put_u64(out, *session);
+            put_u32(out, epoch.0);
             put_u64(out, zxid.0);
         }
         Message::UpToDate { session, committed } => {
@@ -726,6 +745,21 @@ fn decode_payload(payload: &[u8]) -> Result<Packet, WireError> {
                 }
             },
         },
+        TAG_MEMBERSHIP => {
+            let version = r.zxid("membership version")?;
+            let mut sets = [BTreeSet::new(), BTreeSet::new()];
+            for set in &mut sets {
+                let count = r.count("member count", 8)?;
+                for _ in 0..count {
+                    set.insert(ServerId(r.u64("member id")?));
+                }
+            }
+            let [voters, observers] = sets;
+            Message::Membership {
+                version,
+                membership: Membership { voters, observers },
+            }
+        }
         TAG_FOLLOWER_INFO => Message::FollowerInfo {
             session: r.u64("session")?,
             accepted_epoch: r.epoch("accepted epoch")?,
@@ -790,6 +824,7 @@ fn decode_payload(payload: &[u8]) -> Result<Packet, WireError> {
         }
         TAG_ACK_NEW_LEADER => Message::AckNewLeader {
             session: r.u64("session")?,
+            epoch: r.epoch("epoch")?,
             zxid: r.zxid("zxid")?,
         },
         TAG_UP_TO_DATE => Message::UpToDate {
@@ -872,6 +907,13 @@ mod tests {
                 round: 9,
                 state: PeerState::Observing,
             },
+            Message::Membership {
+                version: z,
+                membership: crate::Membership {
+                    voters: [ServerId(1), ServerId(4)].into(),
+                    observers: [ServerId(9)].into(),
+                },
+            },
             Message::FollowerInfo {
                 session: 1,
                 accepted_epoch: Epoch(2),
@@ -895,6 +937,7 @@ mod tests {
             },
             Message::AckNewLeader {
                 session: 1,
+                epoch: Epoch(3),
                 zxid: z,
             },
             Message::UpToDate {

@@ -25,9 +25,16 @@ fn seeds() -> Vec<u64> {
 /// Run one seed: random faults for `STEPS` events, then calm (heal, restart,
 /// unstall) and require a leader and a fresh commit. Returns the stats or the
 /// first violated invariant.
-fn run_seed(seed: u64, voters: usize, observers: usize, limits: Limits) -> Result<Stats, String> {
+fn run_seed(
+    seed: u64,
+    voters: usize,
+    observers: usize,
+    limits: Limits,
+    reconfig_weight: f64,
+) -> Result<Stats, String> {
     let mut rng = Prng::from_seed(seed ^ 0x5eed_5eed);
-    let faults = Faults::random(&mut rng);
+    let mut faults = Faults::random(&mut rng);
+    faults.reconfig_weight = reconfig_weight;
     let mut sim = Sim::with_limits(seed, voters, observers, faults, limits);
     let replaying = std::env::var("SIM_SEED").is_ok();
     if replaying {
@@ -57,6 +64,7 @@ fn run_seed(seed: u64, voters: usize, observers: usize, limits: Limits) -> Resul
         if replaying {
             eprintln!("{}", sim.trace_text());
         }
+        eprintln!("{}", sim.describe());
         eprintln!(
             "seed {seed} ({voters} voters, {observers} observers, {limits:?}) failed: {e}\n\
              replay: SIM_SEED={seed} cargo test -p quorum sim"
@@ -66,10 +74,14 @@ fn run_seed(seed: u64, voters: usize, observers: usize, limits: Limits) -> Resul
 }
 
 fn run_shape(voters: usize, observers: usize, limits: Limits) {
+    run_shape_with(voters, observers, limits, 0.0);
+}
+
+fn run_shape_with(voters: usize, observers: usize, limits: Limits, reconfig_weight: f64) {
     let mut failed = Vec::new();
     let mut total = Stats::default();
     for seed in seeds() {
-        match run_seed(seed, voters, observers, limits) {
+        match run_seed(seed, voters, observers, limits, reconfig_weight) {
             Ok(stats) => {
                 total.steps += stats.steps;
                 total.committed += stats.committed;
@@ -124,6 +136,21 @@ fn sim_three_voters_small_diffs() {
         ..Limits::default()
     };
     run_shape(3, 0, limits);
+}
+
+/// The leader proposes random memberships (1 to 5 voters, observers, drawn
+/// from the members and two spare nodes) under the same faults: every
+/// commit must hold a majority of the voters in force (and of the new ones,
+/// for a change), and the committed sequence stays one.
+#[test]
+fn sim_reconfiguration() {
+    for (voters, observers) in [(3, 0), (5, 1)] {
+        let limits = Limits {
+            spares: 2,
+            ..Limits::default()
+        };
+        run_shape_with(voters, observers, limits, 1.0);
+    }
 }
 
 /// Without faults an ensemble elects one leader, commits every write in order
@@ -208,7 +235,7 @@ fn sim_counter_exhaustion_moves_to_a_new_epoch() {
 /// The same seed gives the same run.
 #[test]
 fn sim_is_deterministic() {
-    let a = run_seed(42, 3, 1, Limits::default()).unwrap();
-    let b = run_seed(42, 3, 1, Limits::default()).unwrap();
+    let a = run_seed(42, 3, 1, Limits::default(), 0.0).unwrap();
+    let b = run_seed(42, 3, 1, Limits::default(), 0.0).unwrap();
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
 }

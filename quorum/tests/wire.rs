@@ -88,7 +88,11 @@ fn message() -> impl Strategy<Value = Message> {
                 txns,
             }
         }),
-        (s, zxid()).prop_map(|(session, zxid)| Message::AckNewLeader { session, zxid }),
+        (s, any::<u32>(), zxid()).prop_map(|(session, epoch, zxid)| Message::AckNewLeader {
+            session,
+            epoch: Epoch(epoch),
+            zxid
+        }),
         (s, zxid()).prop_map(|(session, committed)| Message::UpToDate { session, committed }),
         (s, zxid(), txn()).prop_map(|(session, prev, txn)| Message::Proposal {
             session,

@@ -869,6 +869,17 @@ impl Driver {
                 self.peer.persisted_epochs();
             }
             Action::Commit { upto } => self.commit(ez(upto)),
+            // This server's `reconfig_of` reads no txn as a membership change,
+            // so only a peer's `Membership` message can get here: a member
+            // that does not know the change stops rather than count quorums
+            // of a membership it was never configured with.
+            Action::Activate { zxid, membership } => {
+                return Err(StorageError::Snapshot(format!(
+                    "a peer reports membership {membership:?} active since {}: this server \
+                     does not carry out dynamic reconfiguration",
+                    ez(zxid)
+                )));
+            }
             Action::ReadIndex { ctx, zxid } => match self.reads_out.remove(&ctx) {
                 Some(ReadBatch::Remote { learner, ctx }) => {
                     let reply = AppMessage::ReadIndexReply {
