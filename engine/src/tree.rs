@@ -867,6 +867,23 @@ impl DataTree {
         Ok(())
     }
 
+    /// Sets `/zookeeper/config` to a member's static ensemble config, as the
+    /// reference does at start-up: the `server.N` lines and `version=0`,
+    /// version -1, mtime the start time, zxids untouched. Each member sets
+    /// its own, so none of this is in the digest (see `node_hash`).
+    pub fn set_static_config(&mut self, data: &[u8], time_ms: i64) {
+        let Some(node) = self.nodes.get(CONFIG) else {
+            return;
+        };
+        let old_len = node.data.as_ref().map_or(0, |d| d.len());
+        self.with_node(CONFIG, |node| {
+            node.data = Some(Box::from(data));
+            node.stat.version = -1;
+            node.stat.mtime = time_ms;
+        });
+        self.data_size = self.data_size.saturating_sub(old_len as u64) + data.len() as u64;
+    }
+
     // ---- what quota accounting needs (`quota`) ----
 
     pub(crate) fn quota_index(&self) -> &QuotaIndex {
@@ -1095,23 +1112,31 @@ fn node_size(path: &str, data: Option<&[u8]>) -> u64 {
 /// compute the same sum. xxh3 hashes megabyte values at memory speed, where
 /// a byte-at-a-time hash made every large setData pay for its digest.
 fn node_hash(path: &str, node: &Node) -> u64 {
-    let s = &node.stat;
-    let mut fixed = [0u8; 8 * 7 + 4 * 3];
-    let words = [
-        s.czxid,
-        s.mzxid,
-        s.pzxid,
-        s.ctime,
-        s.mtime,
+    if path == CONFIG {
+        // Each member writes its own static config here at start-up
+        // (`set_static_config`): members agree on the rest of its stat.
+        let stat = NodeStat {
+            version: 0,
+            mtime: 0,
+            ..node.stat
+        };
+        return stat_data_hash(path, &stat, node.kind.ephemeral_owner(), Some(&[]));
+    }
+    stat_data_hash(
+        path,
+        &node.stat,
         node.kind.ephemeral_owner(),
-    ];
+        node.data.as_deref(),
+    )
+}
+
+fn stat_data_hash(path: &str, s: &NodeStat, owner: i64, data: Option<&[u8]>) -> u64 {
+    let mut fixed = [0u8; 8 * 7 + 4 * 3];
+    let words = [s.czxid, s.mzxid, s.pzxid, s.ctime, s.mtime, owner];
     for (slot, value) in fixed.chunks_exact_mut(8).zip(words) {
         slot.copy_from_slice(&value.to_le_bytes());
     }
-    let data_len = node
-        .data
-        .as_ref()
-        .map_or(u64::MAX, |data| data.len() as u64);
+    let data_len = data.map_or(u64::MAX, |data| data.len() as u64);
     fixed[48..56].copy_from_slice(&data_len.to_le_bytes());
     for (slot, value) in fixed[56..]
         .chunks_exact_mut(4)
@@ -1123,7 +1148,7 @@ fn node_hash(path: &str, node: &Node) -> u64 {
         path.as_bytes(),
         &(path.len() as u64).to_le_bytes(),
         &fixed,
-        node.data.as_deref().unwrap_or(&[]),
+        data.unwrap_or(&[]),
     ];
     // xxh3 over one buffer equals the streaming hasher over the same bytes
     // in pieces; the one-shot form is several times cheaper for the small
@@ -1339,6 +1364,23 @@ mod tests {
             tree.get("/t").map(|n| n.stored_stat().ephemeral_owner),
             Some((0xFFi64 << 56) | 100)
         );
+    }
+
+    /// Each member writes its own static config to /zookeeper/config: the
+    /// digests (and so replicas' comparisons) do not see it.
+    #[test]
+    fn the_static_config_is_not_in_the_digests() {
+        let mut tree = DataTree::new();
+        let (digest, replica) = (tree.digest(), tree.replica_digest());
+        tree.set_static_config(b"server.1=a:1:2:participant\nversion=0", 1234);
+        let node = tree.get(CONFIG).unwrap();
+        assert_eq!(
+            node.data(),
+            Some(&b"server.1=a:1:2:participant\nversion=0"[..])
+        );
+        assert_eq!((node.stat().version, node.stat().mtime), (-1, 1234));
+        assert_eq!((tree.digest(), tree.replica_digest()), (digest, replica));
+        tree.check_invariants().unwrap();
     }
 
     /// The digest is compared across restarts and versions: these values

@@ -107,6 +107,35 @@ pub fn setup(config: &Config) -> anyhow::Result<ReplicaSetup> {
     })
 }
 
+/// What `/zookeeper/config` holds on a member started from a static config,
+/// in the reference's form: one `server.N=host:quorumPort:electionPort:role`
+/// line a member (addresses joined by `|`, then `;host:clientPort` when the
+/// line gives one), then `version=0`, no final newline.
+pub fn static_config_data(config: &Config) -> Vec<u8> {
+    let mut lines: Vec<String> = config
+        .servers
+        .iter()
+        .map(|(id, spec)| {
+            let addresses: Vec<String> = spec
+                .addresses
+                .iter()
+                .map(|a| format!("{}:{}:{}", a.host, a.quorum_port, a.election_port))
+                .collect();
+            let role = match spec.role {
+                LearnerRole::Participant => "participant",
+                LearnerRole::Observer => "observer",
+            };
+            let mut line = format!("server.{id}={}:{role}", addresses.join("|"));
+            if let Some((host, port)) = &spec.client {
+                line.push_str(&format!(";{host}:{port}"));
+            }
+            line
+        })
+        .collect();
+    lines.push("version=0".to_string());
+    lines.join("\n").into_bytes()
+}
+
 /// The session secret of an ensemble: the same on every member, since a
 /// session created through one must reconnect through any. It derives from
 /// the membership, which makes passwords as predictable to someone who
@@ -125,4 +154,27 @@ pub fn session_secret(setup: &ReplicaSetup) -> SessionSecret {
         chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
     }
     SessionSecret::new(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::static_config_data;
+    use crate::config::Config;
+    use std::path::Path;
+
+    #[test]
+    fn static_config_renders_as_the_reference_does() {
+        let text = "dataDir=/var/lib/zk\nclientPort=2181\ninitLimit=5\nsyncLimit=2\n\
+                    server.1=10.0.0.1:2888:3888\n\
+                    server.2=10.0.0.2:2888:3888:participant;2181\n\
+                    server.3=10.0.0.3:2888:3888:observer;127.0.0.1:2182\n";
+        let config = Config::parse(text, Path::new("zoo.cfg"), "").unwrap();
+        assert_eq!(
+            String::from_utf8(static_config_data(&config)).unwrap(),
+            "server.1=10.0.0.1:2888:3888:participant\n\
+             server.2=10.0.0.2:2888:3888:participant;0.0.0.0:2181\n\
+             server.3=10.0.0.3:2888:3888:observer;127.0.0.1:2182\n\
+             version=0"
+        );
+    }
 }

@@ -199,11 +199,14 @@ fn serve(config: Config) -> anyhow::Result<()> {
             std::time::Duration::from_secs(u64::from(config.autopurge_purge_interval_hours) * 3600)
         }),
     };
-    let (tree, last_zxid) = storage.recover().context("recovery failed")?;
+    let (mut tree, last_zxid) = storage.recover().context("recovery failed")?;
     let sync_stats = storage.sync_stats();
     tracing::info!(storage = storage.name(), %last_zxid, nodes = tree.node_count(), "state recovered");
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    if config.is_distributed() {
+        tree.set_static_config(&ensemble::static_config_data(&config), clock.wall_ms());
+    }
     let replica = if config.is_distributed() {
         Some(ensemble::setup(&config)?)
     } else {

@@ -315,6 +315,24 @@ def test_session_order_on_a_follower(steady, kz, prefix):
 
 # -- 11. mntr ---------------------------------------------------------------------------
 
+def test_zookeeper_config_holds_the_static_ensemble(steady, kz):
+    """/zookeeper/config (getConfig) on every member: the server.N lines
+    with their roles and version=0, as the reference writes it, with its
+    stat (version -1, zxids 0, read-only for world:anyone), and a data
+    watch can be left on it."""
+    expected = "\n".join(
+        n.server_line() + ("" if n.observer else ":participant") for n in steady.nodes
+    ) + "\nversion=0"
+    for node in steady.nodes:
+        c = kz(node)
+        data, stat = c.get("/zookeeper/config", watch=lambda event: None)
+        assert data.decode() == expected, node
+        assert (stat.version, stat.aversion, stat.czxid, stat.mzxid) == (-1, -1, 0, 0), node
+        assert stat.data_length == len(expected)
+        acls, _ = c.get_acls("/zookeeper/config")
+        assert [(a.perms, a.id.scheme, a.id.id) for a in acls] == [(1, "world", "anyone")]
+
+
 def test_mntr_on_leader_and_followers(steady):
     leader = steady.wait_leader()
 
