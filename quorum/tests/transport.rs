@@ -479,7 +479,7 @@ fn run_node(
                         peer.persisted(zxid);
                     }
                     Action::PersistEpochs(_) => peer.persisted_epochs(),
-                    Action::ReadIndex { .. } => {}
+                    Action::ReadIndex { .. } | Action::Activate { .. } => {}
                     Action::Commit { upto } => {
                         let mut status = status.lock().unwrap();
                         for (&zxid, txn) in log.range(..=upto) {

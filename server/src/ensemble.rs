@@ -107,33 +107,13 @@ pub fn setup(config: &Config) -> anyhow::Result<ReplicaSetup> {
     })
 }
 
-/// What `/zookeeper/config` holds on a member started from a static config,
-/// in the reference's form: one `server.N=host:quorumPort:electionPort:role`
-/// line a member (addresses joined by `|`, then `;host:clientPort` when the
-/// line gives one), then `version=0`, no final newline.
+/// What `/zookeeper/config` holds on a member started from its config
+/// file: the reference's text of the member list
+/// (`config::reconfig::render`), at the dynamic file's version (0 for a
+/// static config).
 pub fn static_config_data(config: &Config) -> Vec<u8> {
-    let mut lines: Vec<String> = config
-        .servers
-        .iter()
-        .map(|(id, spec)| {
-            let addresses: Vec<String> = spec
-                .addresses
-                .iter()
-                .map(|a| format!("{}:{}:{}", a.host, a.quorum_port, a.election_port))
-                .collect();
-            let role = match spec.role {
-                LearnerRole::Participant => "participant",
-                LearnerRole::Observer => "observer",
-            };
-            let mut line = format!("server.{id}={}:{role}", addresses.join("|"));
-            if let Some((host, port)) = &spec.client {
-                line.push_str(&format!(";{host}:{port}"));
-            }
-            line
-        })
-        .collect();
-    lines.push("version=0".to_string());
-    lines.join("\n").into_bytes()
+    crate::config::reconfig::render(&config.servers, config.config_version.unwrap_or(0))
+        .into_bytes()
 }
 
 /// The session secret of an ensemble: the same on every member, since a

@@ -179,7 +179,11 @@ pub(super) fn parse_role(text: &str) -> Option<LearnerRole> {
 const SERVER_FORMAT: &str =
     "host:quorumPort:electionPort[:participant|:observer][;[clientHost:]clientPort]";
 
-fn parse_server(setting: &Setting<'_>, id: u64, multi: bool) -> Result<ServerSpec, ConfigError> {
+pub(super) fn parse_server(
+    setting: &Setting<'_>,
+    id: u64,
+    multi: bool,
+) -> Result<ServerSpec, ConfigError> {
     let wrong = || setting.invalid(SERVER_FORMAT);
     let parts = java_split(setting.value, ';');
     if parts.is_empty() || parts.len() > 2 {
