@@ -161,6 +161,14 @@ impl Applier<'_> {
                 self.tree.remove_session(txn.session);
                 Reply::ok(Response::Empty)
             }
+            TxnOp::Reconfig { data } => match self.op(&txn.op) {
+                Done::Stat(stat) => Reply::ok(Response::GetData {
+                    data: Some(data.clone()),
+                    stat,
+                }),
+                Done::Failed(code) => Reply::error(code),
+                _ => unreachable!("a reconfig applies as a setData"),
+            },
             TxnOp::Multi(ops) => {
                 // Every sub-op of a failed multi is an error record; nothing
                 // of it is applied.
@@ -223,6 +231,23 @@ impl Applier<'_> {
                     }
                     Err(err) => {
                         self.mismatch("setData", path, err);
+                        Done::Failed(ErrorCode::NoNode)
+                    }
+                }
+            }
+            TxnOp::Reconfig { data } => {
+                let zxid = self.zxid();
+                let path = crate::tree::CONFIG;
+                match self
+                    .tree
+                    .set_data(path, Some(data), -1, zxid, self.txn.time_ms)
+                {
+                    Ok(()) => {
+                        self.fire(path, EventType::NodeDataChanged, self.acl_of(path));
+                        Done::Stat(self.client_stat(path))
+                    }
+                    Err(err) => {
+                        self.mismatch("reconfig", path, err);
                         Done::Failed(ErrorCode::NoNode)
                     }
                 }
@@ -923,6 +948,42 @@ mod tests {
             assert_eq!(have, want);
         }
         assert_eq!(got.lines().count(), recorded.lines().count());
+    }
+
+    /// A reconfig txn writes the new member list to /zookeeper/config as the
+    /// reference does (version -1, mzxid and mtime the txn's), fires its
+    /// data watches, and answers with the node's data and stat.
+    #[test]
+    fn a_reconfig_writes_the_config_node() {
+        use crate::request::Response;
+        use crate::tree::{DataTree, CONFIG};
+        use crate::txn::{Txn, TxnOp};
+        use crate::types::{EventType, SessionId, Zxid};
+        let mut tree = DataTree::new();
+        let data = b"server.1=a:1:2:participant\nversion=100000001".to_vec();
+        let txn = Txn {
+            zxid: Zxid(0x1_0000_0001),
+            time_ms: 1_700_000_000_000,
+            session: SessionId(1),
+            cxid: 1,
+            op: TxnOp::Reconfig { data: data.clone() },
+        };
+        let outcome = super::apply(&mut tree, &txn);
+        let Response::GetData {
+            data: Some(answered),
+            stat,
+        } = outcome.reply.body
+        else {
+            panic!("{:?}", outcome.reply);
+        };
+        assert_eq!(answered, data);
+        assert_eq!(
+            (stat.version, stat.mzxid, stat.mtime),
+            (-1, 0x1_0000_0001, 1_700_000_000_000)
+        );
+        assert_eq!(tree.get(CONFIG).unwrap().data(), Some(&data[..]));
+        assert_eq!(outcome.events.len(), 1);
+        assert_eq!(outcome.events[0].event_type, EventType::NodeDataChanged);
     }
 
     // ZK-BEHAVIOURS 1-6: fresh tree, zxid consumption, multi results, paths.

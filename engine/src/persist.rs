@@ -51,6 +51,49 @@ pub fn decode_txn(bytes: &[u8]) -> Result<Txn, CodecError> {
     decode_exact(bytes)
 }
 
+/// A txn's fields up to its op's variant index, in `Txn`'s order: enough to
+/// tell a reconfig from other txns without decoding their data.
+#[derive(Deserialize)]
+struct TxnHead {
+    _zxid: Zxid,
+    _time_ms: i64,
+    _session: SessionId,
+    _cxid: i32,
+    op: u32,
+}
+
+/// The variant index `TxnOp::Reconfig` encodes to, read off an encoding.
+fn reconfig_tag() -> u32 {
+    static TAG: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *TAG.get_or_init(|| {
+        let txn = Txn {
+            zxid: Zxid(0),
+            time_ms: 0,
+            session: SessionId(0),
+            cxid: 0,
+            op: crate::txn::TxnOp::Reconfig { data: Vec::new() },
+        };
+        let bytes = encode_txn(&txn).expect("a small txn encodes");
+        let (head, _): (TxnHead, usize) =
+            bincode::serde::decode_from_slice(&bytes, config()).expect("and decodes");
+        head.op
+    })
+}
+
+/// The new member list of an encoded reconfig txn; `None` for any other
+/// txn or undecodable bytes. Other txns cost a few varints, not a decode:
+/// the quorum layer asks this of every txn it logs.
+pub fn reconfig_data(bytes: &[u8]) -> Option<Vec<u8>> {
+    let (head, _): (TxnHead, usize) = bincode::serde::decode_from_slice(bytes, config()).ok()?;
+    if head.op != reconfig_tag() {
+        return None;
+    }
+    match decode_txn(bytes).ok()?.op {
+        crate::txn::TxnOp::Reconfig { data } => Some(data),
+        _ => None,
+    }
+}
+
 /// Encodes one of the server's own replication records (a learner's
 /// forwarded requests, say) the way txns are encoded.
 pub fn encode_value<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
@@ -376,6 +419,30 @@ pub fn restore(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn reconfig_data_is_read_from_reconfigs_only() {
+        use crate::txn::TxnOp;
+        let txn = |op| Txn {
+            zxid: Zxid(0x1_0000_0003),
+            time_ms: 1_700_000_000_000,
+            session: SessionId(0x0100_0000_0000_0001),
+            cxid: 9,
+            op,
+        };
+        let text = b"server.1=a:1:2:participant\nversion=100000003".to_vec();
+        let reconfig = encode_txn(&txn(TxnOp::Reconfig { data: text.clone() })).unwrap();
+        assert_eq!(reconfig_data(&reconfig), Some(text.clone()));
+        let set = txn(TxnOp::SetData {
+            path: crate::tree::CONFIG.into(),
+            data: Some(text),
+            version: -1,
+        });
+        assert_eq!(reconfig_data(&encode_txn(&set).unwrap()), None);
+        assert_eq!(reconfig_data(&reconfig[..reconfig.len() - 1]), None);
+        assert_eq!(reconfig_data(b""), None);
+    }
+
     use super::*;
 
     use crate::apply::{apply, apply_replay};

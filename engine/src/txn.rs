@@ -137,6 +137,15 @@ pub enum TxnOp {
     Multi(Vec<TxnOp>),
     /// A failed write: consumes a zxid, changes nothing, answers `code`.
     Error(ErrorCode),
+    /// A membership change (the reconfig request): `/zookeeper/config` takes
+    /// `data`, the new member list in the reference's text, with version -1
+    /// as there; the reply is the node's data and stat. The quorum layer
+    /// reads the change out of the txn (`reconfig_data`). Last, so the
+    /// encodings of the other ops keep their tags.
+    Reconfig {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
 }
 
 impl TxnOp {

@@ -31,6 +31,7 @@ pub fn op_name(op: &TxnOp) -> &'static str {
         TxnOp::Check { .. } => "check",
         TxnOp::Multi(_) => "multi",
         TxnOp::Error(_) => "error",
+        TxnOp::Reconfig { .. } => "reconfig",
     }
 }
 
@@ -61,6 +62,7 @@ pub fn op_path(op: &TxnOp) -> Option<&str> {
         | TxnOp::SetData { path, .. }
         | TxnOp::SetAcl { path, .. }
         | TxnOp::Check { path } => Some(path),
+        TxnOp::Reconfig { .. } => Some(engine::tree::CONFIG),
         TxnOp::CreateSession { .. }
         | TxnOp::CloseSession { .. }
         | TxnOp::Multi(_)
@@ -151,6 +153,13 @@ pub fn summary(op: &TxnOp) -> String {
             format!("[{}]", parts.join("; "))
         }
         TxnOp::Error(code) => format!("code={} ({code:?})", *code as i32),
+        TxnOp::Reconfig { data } => {
+            let members = String::from_utf8_lossy(data)
+                .lines()
+                .filter(|l| l.starts_with("server."))
+                .count();
+            format!("members={members}")
+        }
     }
 }
 
@@ -223,6 +232,9 @@ pub fn details(op: &TxnOp) -> Value {
         } => json!({"path": path, "acl": acl_json(acl), "aversion": aversion}),
         TxnOp::Multi(ops) => json!({"ops": ops.iter().map(details).collect::<Vec<_>>()}),
         TxnOp::Error(code) => json!({"code": *code as i32, "name": format!("{code:?}")}),
+        TxnOp::Reconfig { data } => {
+            json!({"path": engine::tree::CONFIG, "config": String::from_utf8_lossy(data)})
+        }
     };
     if let Value::Object(map) = &mut value {
         map.insert("op".into(), json!(op_name(op)));
