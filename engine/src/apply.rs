@@ -130,6 +130,24 @@ impl Applier<'_> {
         );
     }
 
+    /// setData, and the reconfig that writes /zookeeper/config.
+    fn set_data(&mut self, what: &str, path: &str, data: Option<&[u8]>, version: i32) -> Done {
+        let zxid = self.zxid();
+        match self
+            .tree
+            .set_data(path, data, version, zxid, self.txn.time_ms)
+        {
+            Ok(()) => {
+                self.fire(path, EventType::NodeDataChanged, self.acl_of(path));
+                Done::Stat(self.client_stat(path))
+            }
+            Err(err) => {
+                self.mismatch(what, path, err);
+                Done::Failed(ErrorCode::NoNode)
+            }
+        }
+    }
+
     fn top_level(&mut self) -> Reply {
         let txn = self.txn;
         match &txn.op {
@@ -219,38 +237,9 @@ impl Applier<'_> {
                 path,
                 data,
                 version,
-            } => {
-                let zxid = self.zxid();
-                match self
-                    .tree
-                    .set_data(path, data.as_deref(), *version, zxid, self.txn.time_ms)
-                {
-                    Ok(()) => {
-                        self.fire(path, EventType::NodeDataChanged, self.acl_of(path));
-                        Done::Stat(self.client_stat(path))
-                    }
-                    Err(err) => {
-                        self.mismatch("setData", path, err);
-                        Done::Failed(ErrorCode::NoNode)
-                    }
-                }
-            }
+            } => self.set_data("setData", path, data.as_deref(), *version),
             TxnOp::Reconfig { data } => {
-                let zxid = self.zxid();
-                let path = crate::tree::CONFIG;
-                match self
-                    .tree
-                    .set_data(path, Some(data), -1, zxid, self.txn.time_ms)
-                {
-                    Ok(()) => {
-                        self.fire(path, EventType::NodeDataChanged, self.acl_of(path));
-                        Done::Stat(self.client_stat(path))
-                    }
-                    Err(err) => {
-                        self.mismatch("reconfig", path, err);
-                        Done::Failed(ErrorCode::NoNode)
-                    }
-                }
+                self.set_data("reconfig", crate::tree::CONFIG, Some(data), -1)
             }
             TxnOp::SetAcl {
                 path,
