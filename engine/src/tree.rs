@@ -867,14 +867,19 @@ impl DataTree {
         Ok(())
     }
 
-    /// Sets `/zookeeper/config` to a member's static ensemble config, as the
-    /// reference does at start-up: the `server.N` lines and `version=0`,
+    /// Sets `/zookeeper/config` to a member's config file's member list, as
+    /// the reference does at start-up: the `server.N` lines and `version=`,
     /// version -1, mtime the start time, zxids untouched. Each member sets
-    /// its own, so none of this is in the digest (see `node_hash`).
+    /// its own, so while no txn has written the node (mzxid 0) its data,
+    /// version and mtime are not in the digest (see `node_hash`). Once a
+    /// reconfig txn has, the node is the ensemble's, and this leaves it be.
     pub fn set_static_config(&mut self, data: &[u8], time_ms: i64) {
         let Some(node) = self.nodes.get(CONFIG) else {
             return;
         };
+        if node.stat.mzxid != 0 {
+            return;
+        }
         let old_len = node.data.as_ref().map_or(0, |d| d.len());
         self.with_node(CONFIG, |node| {
             node.data = Some(Box::from(data));
@@ -1112,7 +1117,7 @@ fn node_size(path: &str, data: Option<&[u8]>) -> u64 {
 /// compute the same sum. xxh3 hashes megabyte values at memory speed, where
 /// a byte-at-a-time hash made every large setData pay for its digest.
 fn node_hash(path: &str, node: &Node) -> u64 {
-    if path == CONFIG {
+    if path == CONFIG && node.stat.mzxid == 0 {
         // Each member writes its own static config here at start-up
         // (`set_static_config`): members agree on the rest of its stat.
         let stat = NodeStat {
@@ -1380,6 +1385,14 @@ mod tests {
         );
         assert_eq!((node.stat().version, node.stat().mtime), (-1, 1234));
         assert_eq!((tree.digest(), tree.replica_digest()), (digest, replica));
+        tree.check_invariants().unwrap();
+        // Written by a txn, it is the ensemble's: in the digest, and kept.
+        tree.set_data(CONFIG, Some(b"x"), -1, Zxid(5), 99).unwrap();
+        let written = tree.digest();
+        assert_ne!(written, digest);
+        tree.set_static_config(b"other", 100);
+        assert_eq!(tree.get(CONFIG).unwrap().data(), Some(&b"x"[..]));
+        assert_eq!(tree.digest(), written);
         tree.check_invariants().unwrap();
     }
 
