@@ -18,7 +18,7 @@
 //! ```text
 //! offset size
 //!      0    4  magic "zkqp"
-//!      4    1  protocol version (1)
+//!      4    1  protocol version (2)
 //!      5    1  channel: 1 = election, 2 = quorum
 //!      6    8  sender's ServerId (myid), u64 LE
 //!     14    8  ensemble fingerprint, u64 LE (see `fingerprint`)
@@ -91,7 +91,8 @@ use crate::{Epoch, Membership, Message, PeerState, ServerId, SyncMode, Txn, Vote
 /// The handshake's first bytes.
 pub const MAGIC: [u8; 4] = *b"zkqp";
 /// The protocol version this build speaks, and the only one it accepts.
-pub const VERSION: u8 = 1;
+/// 2: NEWLEADER acks carry their epoch, and MEMBERSHIP exists.
+pub const VERSION: u8 = 2;
 /// Bytes in a handshake record.
 pub const HANDSHAKE_BYTES: usize = 26;
 /// Bytes of a handshake a reader takes before the rest: magic and version.
@@ -1121,11 +1122,11 @@ mod tests {
         let hs = Handshake::new(Channel::Quorum, ServerId(42), 0xdead_beef);
         let bytes = hs.encode();
         assert_eq!(Handshake::decode(&bytes), Ok(hs));
-        let mut v2 = bytes;
-        v2[4] = 2;
+        let mut v1 = bytes;
+        v1[4] = 1;
         assert_eq!(
-            Handshake::check_prefix(&v2[..HANDSHAKE_PREFIX_BYTES]),
-            Err(WireError::Version { theirs: 2, ours: 1 })
+            Handshake::check_prefix(&v1[..HANDSHAKE_PREFIX_BYTES]),
+            Err(WireError::Version { theirs: 1, ours: 2 })
         );
         let mut http = bytes;
         http[0..4].copy_from_slice(b"GET ");

@@ -248,9 +248,9 @@ fn strangers_and_bad_frames_are_refused_and_the_others_keep_working() {
         ("garbage", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
         ("silence", Vec::new()),
     ];
-    let mut version_two = Handshake::new(Channel::Quorum, ServerId(4), good).encode();
-    version_two[4] = 2;
-    refusals.push(("protocol version 2", version_two.to_vec()));
+    let mut other_version = Handshake::new(Channel::Quorum, ServerId(4), good).encode();
+    other_version[4] = quorum::wire::VERSION + 1;
+    refusals.push(("another protocol version", other_version.to_vec()));
     let mut wrong_magic = Handshake::new(Channel::Quorum, ServerId(4), good).encode();
     assert_eq!(wrong_magic[..4], MAGIC);
     wrong_magic[0] ^= 0x20;
