@@ -495,6 +495,7 @@ def test_zkcli_against_the_ensemble(steady, kz, prefix):
         "get %s" % path,
         "set %s v2" % path,
         "get %s" % path,
+        "config",
         "quit",
     ]) + "\n"
     p = subprocess.run([harness.ZK_CLI, "-server", steady.connect_string()], input=script.encode(),
@@ -505,6 +506,10 @@ def test_zkcli_against_the_ensemble(steady, kz, prefix):
     assert "Created %s" % path in lines, out
     assert "v1" in lines and "v2" in lines, out
     assert lines.index("v1") < lines.index("v2"), out
+    # `config` (getConfig) prints /zookeeper/config: the member list.
+    for n in steady.nodes:
+        assert n.server_line() + ("" if n.observer else ":participant") in lines, out
+    assert "version=0" in lines, out
     for n in steady.nodes:
         c = kz(n)
         c.sync(path)
