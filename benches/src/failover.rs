@@ -161,6 +161,7 @@ fn set_data(path: &str, value: &[u8]) -> Request {
 
 /// One writer: setData of its own key, one at a time; on any failure a new
 /// session on the next node.
+#[allow(clippy::too_many_arguments)]
 fn writer(
     nodes: Vec<String>,
     first: usize,

@@ -513,6 +513,63 @@ fn file_descriptors() -> (Option<u64>, Option<u64>) {
     (open, max)
 }
 
+/// The quorum lines of `mntr` (and their metrics) as Apache 3.8 prints them:
+/// `zk_peer_state` and `zk_quorum_size` on every member, the learner counts
+/// and proposal sizes on the leader.
+#[allow(clippy::type_complexity)]
+fn quorum_metrics(
+    view: &net::shared::ReplicaView,
+) -> (Option<(i64, i64, i64)>, Vec<(String, String)>) {
+    use net::shared::Mode;
+    let peer_state = match view.mode {
+        Mode::Standalone => return (None, Vec::new()),
+        // A read-only server is still electing.
+        Mode::Looking | Mode::ReadOnly => "looking",
+        Mode::Leader => "leading - broadcast",
+        Mode::Follower => "following - broadcast",
+        Mode::Observer => "observing - broadcast",
+    };
+    let mut metrics = vec![
+        ("peer_state".to_string(), peer_state.to_string()),
+        ("quorum_size".to_string(), view.voters.to_string()),
+    ];
+    if view.mode != Mode::Leader {
+        return (None, metrics);
+    }
+    metrics.extend([
+        ("learners".to_string(), view.learners.to_string()),
+        (
+            "synced_followers".to_string(),
+            view.synced_followers.to_string(),
+        ),
+        ("synced_non_voting_followers".to_string(), "0".to_string()),
+        (
+            "synced_observers".to_string(),
+            view.synced_observers.to_string(),
+        ),
+        ("pending_syncs".to_string(), "0".to_string()),
+        (
+            "last_proposal_size".to_string(),
+            view.last_proposal_size.to_string(),
+        ),
+        (
+            "max_proposal_size".to_string(),
+            view.max_proposal_size.to_string(),
+        ),
+        (
+            "min_proposal_size".to_string(),
+            view.min_proposal_size.to_string(),
+        ),
+    ]);
+    let size = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let sizes = (
+        size(view.last_proposal_size),
+        size(view.min_proposal_size),
+        size(view.max_proposal_size),
+    );
+    (Some(sizes), metrics)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -581,61 +638,4 @@ mod tests {
             }
         }
     }
-}
-
-/// The quorum lines of `mntr` (and their metrics) as Apache 3.8 prints them:
-/// `zk_peer_state` and `zk_quorum_size` on every member, the learner counts
-/// and proposal sizes on the leader.
-#[allow(clippy::type_complexity)]
-fn quorum_metrics(
-    view: &net::shared::ReplicaView,
-) -> (Option<(i64, i64, i64)>, Vec<(String, String)>) {
-    use net::shared::Mode;
-    let peer_state = match view.mode {
-        Mode::Standalone => return (None, Vec::new()),
-        // A read-only server is still electing.
-        Mode::Looking | Mode::ReadOnly => "looking",
-        Mode::Leader => "leading - broadcast",
-        Mode::Follower => "following - broadcast",
-        Mode::Observer => "observing - broadcast",
-    };
-    let mut metrics = vec![
-        ("peer_state".to_string(), peer_state.to_string()),
-        ("quorum_size".to_string(), view.voters.to_string()),
-    ];
-    if view.mode != Mode::Leader {
-        return (None, metrics);
-    }
-    metrics.extend([
-        ("learners".to_string(), view.learners.to_string()),
-        (
-            "synced_followers".to_string(),
-            view.synced_followers.to_string(),
-        ),
-        ("synced_non_voting_followers".to_string(), "0".to_string()),
-        (
-            "synced_observers".to_string(),
-            view.synced_observers.to_string(),
-        ),
-        ("pending_syncs".to_string(), "0".to_string()),
-        (
-            "last_proposal_size".to_string(),
-            view.last_proposal_size.to_string(),
-        ),
-        (
-            "max_proposal_size".to_string(),
-            view.max_proposal_size.to_string(),
-        ),
-        (
-            "min_proposal_size".to_string(),
-            view.min_proposal_size.to_string(),
-        ),
-    ]);
-    let size = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-    let sizes = (
-        size(view.last_proposal_size),
-        size(view.min_proposal_size),
-        size(view.max_proposal_size),
-    );
-    (Some(sizes), metrics)
 }

@@ -593,7 +593,7 @@ mod tests {
         let bad_escape = exchange(&server, b"GET /a%zz HTTP/1.1\r\n\r\n");
         assert_eq!(status_and_body(&bad_escape).0, "HTTP/1.1 400 Bad Request");
         let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
-        huge.extend(std::iter::repeat(b'a').take(MAX_HEAD_BYTES + 10));
+        huge.extend(std::iter::repeat_n(b'a', MAX_HEAD_BYTES + 10));
         huge.extend_from_slice(b"\r\n\r\n");
         let huge = exchange(&server, &huge);
         assert_eq!(
