@@ -280,8 +280,10 @@ impl Peer {
             .pending
             .take()
             .filter(|(z, _)| *z > peer.config.version);
-        let logged: Vec<Txn> = peer.log.entries().iter().map(|e| e.txn.clone()).collect();
-        peer.note_logged(&logged);
+        let logged = newest_change(&peer.config, peer.log.entries().iter().map(|e| &e.txn));
+        if logged.is_some() {
+            peer.config.pending = logged;
+        }
         peer.start_election();
         Ok(peer)
     }
@@ -860,13 +862,8 @@ impl Peer {
 
     /// Txns just logged: the newest membership change among them is pending.
     fn note_logged(&mut self, txns: &[Txn]) {
-        for txn in txns {
-            if txn.zxid <= self.config.version {
-                continue;
-            }
-            if let Some(membership) = (self.config.reconfig_of)(&txn.data) {
-                self.config.pending = Some((txn.zxid, membership));
-            }
+        if let Some(change) = newest_change(&self.config, txns.iter()) {
+            self.config.pending = Some(change);
         }
     }
 
@@ -877,8 +874,10 @@ impl Peer {
             .floor_pending
             .clone()
             .filter(|(z, _)| *z > self.config.version && *z <= self.log.floor());
-        let logged: Vec<Txn> = self.log.entries().iter().map(|e| e.txn.clone()).collect();
-        self.note_logged(&logged);
+        let logged = newest_change(&self.config, self.log.entries().iter().map(|e| &e.txn));
+        if logged.is_some() {
+            self.config.pending = logged;
+        }
     }
 
     /// The pending change is applied and committed: it is the membership.
@@ -2009,6 +2008,16 @@ impl Peer {
 // ---- quorums ----------------------------------------------------------------
 
 /// True if `ids` hold a majority of `voters`.
+/// The newest membership change among `txns` after the active one.
+fn newest_change<'a>(
+    config: &Config,
+    txns: impl Iterator<Item = &'a Txn>,
+) -> Option<(Zxid, Membership)> {
+    txns.filter(|txn| txn.zxid > config.version)
+        .filter_map(|txn| (config.reconfig_of)(&txn.data).map(|m| (txn.zxid, m)))
+        .last()
+}
+
 fn quorum_of(voters: &BTreeSet<ServerId>, ids: &BTreeSet<ServerId>) -> bool {
     ids.intersection(voters).count() > voters.len() / 2
 }

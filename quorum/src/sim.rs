@@ -159,7 +159,7 @@ impl Disk {
     }
 
     /// Every durable txn: the snapshot's, then the log's.
-    pub fn history(&self) -> impl Iterator<Item = &Txn> {
+    pub fn history(&self) -> impl DoubleEndedIterator<Item = &Txn> {
         self.snapshot.iter().chain(self.log.iter())
     }
 }
@@ -414,8 +414,7 @@ impl Sim {
             }
             None => Config::new(id, self.voters.clone(), self.observers.clone()),
         };
-        config.pending = last_change(disk.history().collect::<Vec<_>>().into_iter())
-            .filter(|(zxid, _)| *zxid > config.version);
+        config.pending = last_change(disk.history()).filter(|(zxid, _)| *zxid > config.version);
         config.reconfig_of = reconfig_of;
         config.max_counter = self.max_counter;
         config.max_diff_bytes = self.max_diff_bytes;
