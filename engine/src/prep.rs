@@ -637,6 +637,24 @@ impl Prep {
         self.txn(session, cxid, now_ms, TxnOp::Error(code))
     }
 
+    /// A reconfig request: `decide` gets the zxid the txn will have (the
+    /// version the new member list carries) and returns the list's text for
+    /// `/zookeeper/config`, or why the request is refused (an error txn,
+    /// consuming the zxid as the reference does).
+    pub fn prep_reconfig(
+        &mut self,
+        session: SessionId,
+        cxid: i32,
+        now_ms: i64,
+        decide: impl FnOnce(Zxid) -> Result<Vec<u8>, ErrorCode>,
+    ) -> Txn {
+        let op = match decide(self.last_zxid.next()) {
+            Ok(data) => TxnOp::Reconfig { data },
+            Err(code) => TxnOp::Error(code),
+        };
+        self.txn(session, cxid, now_ms, op)
+    }
+
     pub fn prep_create_session(&mut self, session: SessionId, timeout_ms: i32, now_ms: i64) -> Txn {
         let txn = self.txn(session, 0, now_ms, TxnOp::CreateSession { timeout_ms });
         self.sessions.insert(session, (txn.zxid, true));

@@ -312,7 +312,8 @@ fn read_inner(
         | Request::SetAcl { .. }
         | Request::Check { .. }
         | Request::Multi(_)
-        | Request::CloseSession => Err(ErrorCode::Unimplemented),
+        | Request::CloseSession
+        | Request::Reconfig { .. } => Err(ErrorCode::Unimplemented),
     }
 }
 

@@ -142,6 +142,15 @@ pub enum Request {
         token: Option<Vec<u8>>,
     },
     CloseSession,
+    /// `reconfig` (16): an incremental change (`joining` specs, `leaving`
+    /// ids, comma-separated) or a whole new member list (`new_members`),
+    /// from the config version the client read (`from_config`, -1 for any).
+    Reconfig {
+        joining: Option<String>,
+        leaving: Option<String>,
+        new_members: Option<String>,
+        from_config: i64,
+    },
 }
 
 impl Request {
@@ -174,6 +183,7 @@ impl Request {
                 | Request::Check { .. }
                 | Request::Multi(_)
                 | Request::CloseSession
+                | Request::Reconfig { .. }
         )
     }
 }

@@ -748,7 +748,7 @@ impl IoThread {
                     tracing::info!(peer = %conn.entry.remote, "malformed sasl request; closing the connection");
                     break ParseOutcome::Close("malformed sasl request");
                 }
-                Ok(Decoded::Rejected(header, code)) if header.rejection_consumes_zxid(code) => {
+                Ok(Decoded::Rejected(header, code)) if header.rejection_consumes_zxid() => {
                     (header.xid, Work::RejectWrite(code))
                 }
                 Ok(Decoded::Rejected(header, code)) => (header.xid, Work::Reject(code)),

@@ -11,7 +11,8 @@
 //! connection has one reader thread that decodes frames and forwards them to
 //! the one inbound channel [`Transport::start`] returns. An acceptor thread per
 //! listening port hands connections it accepted, once their handshake checks
-//! out, to the right link.
+//! out, to the right link. The peers are those listed in the config, then by
+//! [`Transport::set_peers`], plus any stranger let in (below).
 //!
 //! # Rules
 //!
@@ -22,15 +23,33 @@
 //!   be stale by the time it comes back.
 //! - One connection per pair and channel, chosen without negotiation: only the
 //!   higher `ServerId` dials (as in Apache's election), so the two sides never
-//!   race. An accepted connection from a lower id is refused; a new one from
-//!   a higher id replaces the old (the dialer only redials once its previous
-//!   connection died, so the newest is the live one).
+//!   race. An accepted connection from a listed lower id is refused; a new one
+//!   from a higher id replaces the old (the dialer only redials once its
+//!   previous connection died, so the newest is the live one).
 //! - A connection opens with a [`Handshake`] each way. The acceptor refuses
-//!   (and logs) a wrong magic or version, an id outside the configured peers,
-//!   a different ensemble fingerprint or the wrong channel; the dialer checks
-//!   the reply the same way. A handshake is read under a short timeout and a
-//!   small fixed size, and at most `max_handshakes` run at once, so a stranger
-//!   can hold no more than that.
+//!   (and logs) a wrong magic or version, an id that is not a listed peer
+//!   (unless strangers are accepted), a different ensemble fingerprint or the
+//!   wrong channel; the dialer checks the reply the same way. A handshake is
+//!   read under a short timeout and a small fixed size, and at most
+//!   `max_handshakes` run at once, so a stranger can hold no more than that.
+//! - [`Transport::set_peers`] changes the listed peers while running. A newly
+//!   listed peer gets its links; one no longer listed loses them (their
+//!   connections close, and messages to it count as unroutable); if a listed
+//!   peer's address changed and we dial it, we close the connection and dial
+//!   the new address.
+//! - With `accept_strangers`, the acceptor also takes a handshake from an id
+//!   not listed: a server joining the ensemble before the members list it.
+//!   We cannot dial it (we have no address), so the lower-id rule does not
+//!   apply to it. Its links are made on demand, never dial, and last while
+//!   they have a connection, whatever `set_peers` says meanwhile, so a joiner
+//!   stays reachable while the change that adds it is proposed; at most
+//!   `max_strangers` servers at once. Once listed, it has an address and the
+//!   rules above apply from its next connection on. A joiner with a lower id
+//!   than a member must reach it too: under `accept_strangers` a server also
+//!   dials ("knocks on") each higher listed id until that peer has dialed it
+//!   once. A peer that does not list it takes the knock as a stranger; one
+//!   that lists it refuses it quietly (the lower-id rule) and dials back, and
+//!   from then on only the higher id dials, as usual.
 //! - A frame over the channel's limit, a bad checksum, an undecodable payload
 //!   or a message on the wrong channel closes that connection only.
 //! - An idle writer sends a keepalive every `keepalive_interval`; a reader
@@ -45,11 +64,11 @@
 //! knows the config can claim to be a member, so the ports belong on a
 //! network only the ensemble reaches.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -109,6 +128,9 @@ pub struct Limits {
     pub backoff_max: Duration,
     /// Accepted connections whose handshake may be in progress at once.
     pub max_handshakes: usize,
+    /// Servers not listed that may have links at once (with
+    /// `accept_strangers`): each holds two links and their threads.
+    pub max_strangers: usize,
 }
 
 impl Default for Limits {
@@ -126,6 +148,7 @@ impl Default for Limits {
             backoff_min: Duration::from_millis(20),
             backoff_max: Duration::from_secs(1),
             max_handshakes: 16,
+            max_strangers: 8,
         }
     }
 }
@@ -137,11 +160,15 @@ pub struct TransportConfig {
     /// Where this server listens.
     pub listen: PeerAddr,
     /// Every other member of the ensemble; `me` is ignored if present.
+    /// [`Transport::set_peers`] replaces it.
     pub peers: BTreeMap<ServerId, PeerAddr>,
     /// The ensemble's [`fingerprint`](crate::wire::fingerprint); peers must
     /// agree on it.
     pub fingerprint: u64,
     pub limits: Limits,
+    /// Accept connections from servers not in `peers`: a server joining the
+    /// ensemble connects before the members list it (see the module docs).
+    pub accept_strangers: bool,
 }
 
 /// Counters since start.
@@ -155,7 +182,8 @@ pub struct Stats {
     pub dropped_full: u64,
     /// Messages dropped because the link had no connection.
     pub dropped_disconnected: u64,
-    /// Messages to an id that is not a configured peer (or to this server).
+    /// Messages to an id with no link: neither listed nor a connected
+    /// stranger (or this server).
     pub dropped_unroutable: u64,
     /// Messages that cannot be framed: over the channel's limit, or a SNAP
     /// without the leader's state (a driver bug; logged).
@@ -202,12 +230,51 @@ struct Link {
     /// A connection the acceptor handed over, for the writer to adopt.
     accepted: Mutex<Option<Conn>>,
     connected: AtomicBool,
+    /// Set once the link has left [`Members::links`]: its writer closes
+    /// everything and exits. A link in the map is never retired, so whoever
+    /// hands it a connection under the map's lock knows the writer will see
+    /// it.
+    retired: AtomicBool,
+    /// The peer's address changed: a dialer drops its connection and dials
+    /// the new one.
+    redial: AtomicBool,
+    /// With `accept_strangers`: a higher-id peer has dialed us on this link,
+    /// so it lists us and we need not knock (see the module docs).
+    dialed_by_them: AtomicBool,
 }
 
 impl Link {
+    /// A link and its writer's end of the queue; `accepted` is a stranger's
+    /// first connection, in place before its writer looks.
+    fn new(
+        peer: ServerId,
+        channel: Channel,
+        limits: &Limits,
+        accepted: Option<Conn>,
+    ) -> (Arc<Link>, Receiver<Out>) {
+        let (queue, rx) = crossbeam_channel::bounded(limits.queue_frames.max(1));
+        let link = Link {
+            peer,
+            channel,
+            queue,
+            queued_bytes: AtomicUsize::new(0),
+            accepted: Mutex::new(accepted),
+            connected: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
+            redial: AtomicBool::new(false),
+            dialed_by_them: AtomicBool::new(false),
+        };
+        (Arc::new(link), rx)
+    }
+
     fn wake(&self) {
         // A full queue wakes the writer anyway.
         let _ = self.queue.try_send(Out::Wake);
+    }
+
+    fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+        self.wake();
     }
 }
 
@@ -219,12 +286,34 @@ struct Conn {
     closed: Arc<AtomicBool>,
 }
 
+/// The listed peers and every link, under one lock so that whether a peer
+/// is listed and whether it has links change together.
+#[derive(Default)]
+struct Members {
+    peers: BTreeMap<ServerId, PeerAddr>,
+    /// The listed peers' links and the strangers'.
+    links: BTreeMap<(ServerId, Channel), Arc<Link>>,
+}
+
+impl Members {
+    /// Servers not listed that have a link.
+    fn strangers(&self) -> BTreeSet<ServerId> {
+        self.links
+            .keys()
+            .map(|&(peer, _)| peer)
+            .filter(|peer| !self.peers.contains_key(peer))
+            .collect()
+    }
+}
+
 struct Shared {
     me: ServerId,
     fingerprint: u64,
     limits: Limits,
-    peers: BTreeMap<ServerId, PeerAddr>,
-    links: BTreeMap<(ServerId, Channel), Link>,
+    accept_strangers: bool,
+    /// Read on every send, written by `set_peers` and for strangers; never
+    /// held across socket I/O or a blocking send.
+    members: RwLock<Members>,
     inbound: Sender<(ServerId, Envelope)>,
     /// A link's connection went down: a wake-up for the driver, which may
     /// act on it sooner than its next tick (see [`Transport::link_down`]).
@@ -235,21 +324,58 @@ struct Shared {
     sockets: Mutex<BTreeMap<u64, TcpStream>>,
     next_conn: AtomicU64,
     handshakes: AtomicUsize,
-    /// Reader threads, joined at shutdown.
+    /// Writer and reader threads, joined at shutdown.
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
+// A panicking thread cannot leave these maps half-updated: critical sections
+// only insert, remove, take or clone, nothing that panics halfway.
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panicking thread cannot leave these maps half-updated: every critical
-    // section is a single insert, remove or take.
     mutex
         .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read<T>(rwlock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    rwlock
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(rwlock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    rwlock
+        .write()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
+    }
+
+    fn link(&self, peer: ServerId, channel: Channel) -> Option<Arc<Link>> {
+        read(&self.members).links.get(&(peer, channel)).cloned()
+    }
+
+    fn listed(&self, peer: ServerId) -> bool {
+        read(&self.members).peers.contains_key(&peer)
+    }
+
+    /// Whether an accepted handshake from `peer` may go to a link: `true` for
+    /// a listed peer, `false` for a stranger let in.
+    fn admit(&self, members: &Members, peer: ServerId) -> Result<bool, Refusal> {
+        if members.peers.contains_key(&peer) {
+            return Ok(true);
+        }
+        if peer == self.me || !self.accept_strangers {
+            return Err(Refusal::Stranger(peer.0));
+        }
+        let strangers = members.strangers();
+        if !strangers.contains(&peer) && strangers.len() >= self.limits.max_strangers {
+            return Err(Refusal::TooManyStrangers(self.limits.max_strangers));
+        }
+        Ok(false)
     }
 
     fn max_frame(&self, channel: Channel) -> u32 {
@@ -302,7 +428,7 @@ impl Shared {
 /// A running transport. Dropping it shuts it down.
 pub struct Transport {
     shared: Arc<Shared>,
-    /// Writers and acceptors.
+    /// The acceptors; writers and readers are in `Shared::threads`.
     threads: Vec<JoinHandle<()>>,
     local: PeerAddr,
 }
@@ -316,11 +442,11 @@ impl Transport {
         let TransportConfig {
             me,
             listen,
-            mut peers,
+            peers,
             fingerprint,
             limits,
+            accept_strangers,
         } = config;
-        peers.remove(&me);
         let election = TcpListener::bind(listen.election)?;
         let quorum = TcpListener::bind(listen.quorum)?;
         let local = PeerAddr {
@@ -332,31 +458,12 @@ impl Transport {
         quorum.set_nonblocking(true)?;
 
         let (inbound, received) = crossbeam_channel::bounded(limits.inbound_messages.max(1));
-        let mut links = BTreeMap::new();
-        let mut queues = Vec::new();
-        for &peer in peers.keys() {
-            for channel in Channel::ALL {
-                let (queue, rx) = crossbeam_channel::bounded(limits.queue_frames.max(1));
-                links.insert(
-                    (peer, channel),
-                    Link {
-                        peer,
-                        channel,
-                        queue,
-                        queued_bytes: AtomicUsize::new(0),
-                        accepted: Mutex::new(None),
-                        connected: AtomicBool::new(false),
-                    },
-                );
-                queues.push(((peer, channel), rx));
-            }
-        }
         let shared = Arc::new(Shared {
             me,
             fingerprint,
             limits,
-            peers,
-            links,
+            accept_strangers,
+            members: RwLock::new(Members::default()),
             inbound,
             link_down: crossbeam_channel::bounded(64),
             stop: AtomicBool::new(false),
@@ -367,11 +474,16 @@ impl Transport {
             threads: Mutex::new(Vec::new()),
         });
 
+        // From here on, an early return drops the transport, which stops
+        // whatever did start.
         let mut transport = Transport {
             shared: Arc::clone(&shared),
             threads: Vec::new(),
             local,
         };
+        // The links exist before the acceptors, which would otherwise take
+        // an early peer for a stranger.
+        update_peers(&shared, peers)?;
         for (channel, listener) in [(Channel::Election, election), (Channel::Quorum, quorum)] {
             let shared = Arc::clone(&shared);
             transport.threads.push(
@@ -380,26 +492,30 @@ impl Transport {
                     .spawn(move || accept_loop(&shared, channel, listener))?,
             );
         }
-        for (key, rx) in queues {
-            let shared = Arc::clone(&shared);
-            transport.threads.push(
-                thread::Builder::new()
-                    .name(format!("peer-write-{}-{:?}", key.0 .0, key.1))
-                    .spawn(move || {
-                        if let Some(link) = shared.links.get(&key) {
-                            write_loop(&shared, link, &rx);
-                        }
-                    })?,
-            );
-        }
         info!(me = me.0, election = %local.election, quorum = %local.quorum,
-              peers = shared.peers.len(), "peer transport listening");
+              peers = read(&shared.members).peers.len(), accept_strangers,
+              "peer transport listening");
         Ok((transport, received))
     }
 
     /// The addresses actually bound (useful when `listen` had port 0).
     pub fn local_addr(&self) -> PeerAddr {
         self.local
+    }
+
+    /// Replace the listed peers (`me` is ignored if present), for a
+    /// reconfiguration: newly listed peers get their links, peers no longer
+    /// listed lose theirs (their connections close), and a moved peer we
+    /// dial is redialed at its new address. A stranger's links are left
+    /// alone (see the module docs). Never blocks on the network.
+    pub fn set_peers(&self, peers: BTreeMap<ServerId, PeerAddr>) {
+        // A writer that cannot start was logged, and its peer is unroutable.
+        let _ = update_peers(&self.shared, peers);
+    }
+
+    /// The listed peers (strangers excluded).
+    pub fn peers(&self) -> BTreeMap<ServerId, PeerAddr> {
+        read(&self.shared.members).peers.clone()
     }
 
     /// Queue a message for a peer; never blocks. See [`Stats`] for drops.
@@ -411,7 +527,7 @@ impl Transport {
     pub fn send_envelope(&self, to: ServerId, envelope: Envelope) {
         let shared = &self.shared;
         let channel = Channel::of(&envelope.message);
-        let Some(link) = shared.links.get(&(to, channel)) else {
+        let Some(link) = shared.link(to, channel) else {
             bump(&shared.counters.dropped_unroutable);
             debug!(to = to.0, "no such peer; message dropped");
             return;
@@ -442,22 +558,17 @@ impl Transport {
     /// the queue's bound instead of having frames dropped.
     pub fn queued_bytes(&self, peer: ServerId, channel: Channel) -> Option<usize> {
         self.shared
-            .links
-            .get(&(peer, channel))
+            .link(peer, channel)
             .map(|link| link.queued_bytes.load(Ordering::SeqCst))
     }
 
     /// True while both channels to `peer` have a live connection.
     pub fn is_connected(&self, peer: ServerId) -> bool {
-        Channel::ALL.iter().all(|&channel| {
-            self.shared
-                .links
-                .get(&(peer, channel))
-                .is_some_and(|link| link.connected.load(Ordering::SeqCst))
-        })
+        Channel::ALL
+            .iter()
+            .all(|&channel| self.is_connected_on(peer, channel))
     }
 
-    /// True while `channel` to `peer` has a live connection.
     /// Receives a peer's id each time one of its links loses its connection
     /// (as [`is_connected_on`](Self::is_connected_on) turns false). Only a
     /// wake-up: when the driver is slow to look, further ones are dropped.
@@ -465,10 +576,10 @@ impl Transport {
         self.shared.link_down.1.clone()
     }
 
+    /// True while `channel` to `peer` has a live connection.
     pub fn is_connected_on(&self, peer: ServerId, channel: Channel) -> bool {
         self.shared
-            .links
-            .get(&(peer, channel))
+            .link(peer, channel)
             .is_some_and(|link| link.connected.load(Ordering::SeqCst))
     }
 
@@ -499,13 +610,15 @@ impl Transport {
         for stream in std::mem::take(&mut *lock(&shared.sockets)).into_values() {
             let _ = stream.shutdown(Shutdown::Both);
         }
-        for link in shared.links.values() {
+        let links: Vec<Arc<Link>> = read(&shared.members).links.values().cloned().collect();
+        for link in links {
             link.wake();
         }
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
-        // Readers spawned before the stop flag; none can be spawned after it.
+        // Writers and readers spawned before the stop flag; none can be
+        // spawned after it.
         loop {
             let handles = std::mem::take(&mut *lock(&shared.threads));
             if handles.is_empty() {
@@ -521,24 +634,115 @@ impl Transport {
 
 impl Drop for Transport {
     fn drop(&mut self) {
-        if !self.threads.is_empty() {
+        if !self.shared.stopping() {
             self.stop();
         }
     }
 }
 
+/// Make the links match a new peer list (see [`Transport::set_peers`]);
+/// an error if a new link's writer could not start.
+fn update_peers(shared: &Arc<Shared>, mut peers: BTreeMap<ServerId, PeerAddr>) -> io::Result<()> {
+    peers.remove(&shared.me);
+    let mut removed = Vec::new();
+    let mut moved = Vec::new();
+    let mut added = Vec::new();
+    {
+        let mut members = write(&shared.members);
+        let old = std::mem::replace(&mut members.peers, peers);
+        let Members { peers, links } = &mut *members;
+        // Only a peer listed before loses its links: a stranger's last
+        // while it is connected.
+        links.retain(|&(peer, _), link| {
+            let keep = peers.contains_key(&peer) || !old.contains_key(&peer);
+            if !keep {
+                removed.push(Arc::clone(link));
+            }
+            keep
+        });
+        for (&peer, addr) in peers.iter() {
+            for channel in Channel::ALL {
+                let key = (peer, channel);
+                if let Some(link) = links.get(&key) {
+                    if old
+                        .get(&peer)
+                        .is_some_and(|was| was.of(channel) != addr.of(channel))
+                    {
+                        moved.push(Arc::clone(link));
+                    }
+                } else {
+                    let (link, rx) = Link::new(peer, channel, &shared.limits, None);
+                    links.insert(key, Arc::clone(&link));
+                    added.push((link, rx));
+                }
+            }
+        }
+    }
+    if !(removed.is_empty() && moved.is_empty() && added.is_empty()) {
+        let ids = |links: Vec<&Arc<Link>>| -> BTreeSet<u64> {
+            links.into_iter().map(|link| link.peer.0).collect()
+        };
+        info!(me = shared.me.0, added = ?ids(added.iter().map(|(link, _)| link).collect()),
+              removed = ?ids(removed.iter().collect()), moved = ?ids(moved.iter().collect()),
+              "peer list changed");
+    }
+    for link in removed {
+        link.retire();
+    }
+    for link in moved {
+        link.redial.store(true, Ordering::SeqCst);
+        link.wake();
+    }
+    let mut started = Ok(());
+    for (link, rx) in added {
+        if !start_writer(shared, &link, rx) {
+            started = Err(io::Error::other("cannot start a peer writer thread"));
+        }
+    }
+    started
+}
+
+/// Start a link's writer. If it cannot start, the link leaves the map (its
+/// peer's messages count as unroutable rather than queue for nobody) and
+/// whatever connection it was handed is closed.
+fn start_writer(shared: &Arc<Shared>, link: &Arc<Link>, rx: Receiver<Out>) -> bool {
+    let name = format!("peer-write-{}-{:?}", link.peer.0, link.channel);
+    let (thread_shared, thread_link) = (Arc::clone(shared), Arc::clone(link));
+    let spawned = shared.spawn(name, move || write_loop(&thread_shared, &thread_link, &rx));
+    if spawned.is_some() {
+        return true;
+    }
+    unlink(shared, link);
+    link.retired.store(true, Ordering::SeqCst);
+    if let Some(pending) = lock(&link.accepted).take() {
+        shared.close(pending.id, &pending.closed);
+    }
+    false
+}
+
+/// Remove `link` from the map, unless another link has taken its place.
+fn unlink(shared: &Shared, link: &Arc<Link>) {
+    let key = (link.peer, link.channel);
+    let mut members = write(&shared.members);
+    if members
+        .links
+        .get(&key)
+        .is_some_and(|l| Arc::ptr_eq(l, link))
+    {
+        members.links.remove(&key);
+    }
+}
+
 // ---- writer -------------------------------------------------------------------
 
-fn write_loop(shared: &Arc<Shared>, link: &Link, rx: &Receiver<Out>) {
+fn write_loop(shared: &Arc<Shared>, link: &Arc<Link>, rx: &Receiver<Out>) {
     let limits = &shared.limits;
-    // Only the higher id dials (see the module docs).
-    let dialer = shared.me > link.peer;
     let mut conn: Option<Conn> = None;
     let mut backoff = limits.backoff_min;
     let mut next_dial = Instant::now();
     let mut last_write = Instant::now();
     loop {
-        if shared.stopping() {
+        if shared.stopping() || link.retired.load(Ordering::SeqCst) {
             break;
         }
         if conn
@@ -548,6 +752,9 @@ fn write_loop(shared: &Arc<Shared>, link: &Link, rx: &Receiver<Out>) {
             drop_conn(shared, link, &mut conn);
         }
         if let Some(new) = lock(&link.accepted).take() {
+            if link.peer > shared.me {
+                link.dialed_by_them.store(true, Ordering::SeqCst);
+            }
             if let Some(old) = conn.replace(new) {
                 debug!(peer = link.peer.0, channel = ?link.channel, "replaced by a newer connection");
                 shared.close(old.id, &old.closed);
@@ -555,7 +762,30 @@ fn write_loop(shared: &Arc<Shared>, link: &Link, rx: &Receiver<Out>) {
             link.connected.store(true, Ordering::SeqCst);
             last_write = Instant::now();
         }
-        if conn.is_none() && dialer && Instant::now() >= next_dial {
+        if link.redial.swap(false, Ordering::SeqCst) && shared.me > link.peer {
+            // The peer moved: what we are connected to is its old address.
+            if conn.is_some() {
+                info!(peer = link.peer.0, channel = ?link.channel,
+                      "peer address changed; redialing");
+                drop_conn(shared, link, &mut conn);
+            }
+            next_dial = Instant::now();
+            backoff = limits.backoff_min;
+            link.dialed_by_them.store(false, Ordering::SeqCst);
+        }
+        // Only the higher id dials (see the module docs), and only a listed
+        // peer: a stranger has no address, and its link ends with its
+        // connection. Looked up while unconnected only, which is when it
+        // matters.
+        let mut dialer = false;
+        if conn.is_none() {
+            if shared.listed(link.peer) {
+                dialer = shared.me > link.peer || knocks(shared, link);
+            } else if retire_unlisted(shared, link) {
+                break;
+            }
+        }
+        if dialer && Instant::now() >= next_dial {
             match dial(shared, link) {
                 Ok(new) => {
                     conn = Some(new);
@@ -642,6 +872,32 @@ fn write_loop(shared: &Arc<Shared>, link: &Link, rx: &Receiver<Out>) {
     }
 }
 
+/// Retire the link of a peer not listed (a stranger, or one `set_peers` just
+/// removed) now that it has no connection; false if the peer was listed
+/// meanwhile or a new connection is waiting.
+fn retire_unlisted(shared: &Shared, link: &Arc<Link>) -> bool {
+    let key = (link.peer, link.channel);
+    let mut members = write(&shared.members);
+    if members.peers.contains_key(&link.peer) {
+        return false;
+    }
+    // Under the map's lock, so no acceptor hands over a connection between
+    // this look and the retirement.
+    if lock(&link.accepted).is_some() {
+        return false;
+    }
+    link.retired.store(true, Ordering::SeqCst);
+    if members
+        .links
+        .get(&key)
+        .is_some_and(|l| Arc::ptr_eq(l, link))
+    {
+        members.links.remove(&key);
+        debug!(peer = link.peer.0, channel = ?link.channel, "stranger gone; link removed");
+    }
+    true
+}
+
 fn drop_conn(shared: &Shared, link: &Link, conn: &mut Option<Conn>) {
     if link.connected.swap(false, Ordering::SeqCst) {
         let _ = shared.link_down.0.try_send(link.peer);
@@ -658,8 +914,10 @@ enum Refusal {
     Wire(#[from] WireError),
     #[error("{0}")]
     Io(#[from] io::Error),
-    #[error("server id {0} is not a configured peer")]
+    #[error("server id {0} is not a listed peer")]
     Stranger(u64),
+    #[error("{0} servers not listed are connected already")]
+    TooManyStrangers(usize),
     #[error("server {server} has ensemble fingerprint {theirs:#018x}, ours is {ours:#018x}: the server lists differ")]
     Fingerprint { server: u64, theirs: u64, ours: u64 },
     #[error("handshake for the {theirs:?} channel on the {ours:?} port")]
@@ -678,16 +936,15 @@ fn read_handshake(stream: &mut TcpStream) -> Result<Handshake, Refusal> {
     Ok(Handshake::decode(&bytes)?)
 }
 
-/// Check a peer's handshake against the config, for either side.
+/// Check a peer's handshake against the config, for either side; who may
+/// connect is checked apart (the dialer knows whom it dialed, the acceptor
+/// asks [`Shared::admit`]).
 fn check_handshake(shared: &Shared, channel: Channel, theirs: &Handshake) -> Result<(), Refusal> {
     if theirs.channel != channel {
         return Err(Refusal::Channel {
             theirs: theirs.channel,
             ours: channel,
         });
-    }
-    if !shared.peers.contains_key(&theirs.server) {
-        return Err(Refusal::Stranger(theirs.server.0));
     }
     if theirs.fingerprint != shared.fingerprint {
         return Err(Refusal::Fingerprint {
@@ -699,9 +956,9 @@ fn check_handshake(shared: &Shared, channel: Channel, theirs: &Handshake) -> Res
     Ok(())
 }
 
-fn dial(shared: &Arc<Shared>, link: &Link) -> Result<Conn, Refusal> {
+fn dial(shared: &Arc<Shared>, link: &Arc<Link>) -> Result<Conn, Refusal> {
     let limits = &shared.limits;
-    let addr = shared
+    let addr = read(&shared.members)
         .peers
         .get(&link.peer)
         .map(|a| a.of(link.channel))
@@ -743,13 +1000,13 @@ fn dial(shared: &Arc<Shared>, link: &Link) -> Result<Conn, Refusal> {
     };
     bump(&shared.counters.connections);
     info!(peer = link.peer.0, channel = ?link.channel, %addr, "connected to peer");
-    let (peer, channel) = (link.peer, link.channel);
-    let reader_shared = Arc::clone(shared);
+    let (reader_shared, reader_link) = (Arc::clone(shared), Arc::clone(link));
     let reader_closed = Arc::clone(&closed);
     shared
-        .spawn(format!("peer-read-{}-{channel:?}", peer.0), move || {
-            read_loop(&reader_shared, peer, channel, reader, id, &reader_closed)
-        })
+        .spawn(
+            format!("peer-read-{}-{:?}", link.peer.0, link.channel),
+            move || read_loop(&reader_shared, &reader_link, reader, id, &reader_closed),
+        )
         .ok_or_else(|| {
             shared.close(id, &closed);
             Refusal::Io(io::Error::other("transport shut down"))
@@ -793,24 +1050,36 @@ fn accept_loop(shared: &Arc<Shared>, channel: Channel, listener: TcpListener) {
 }
 
 /// Handshake an accepted connection, hand it to its link, then read it.
+/// With `accept_strangers`, a server also dials a higher id until that peer
+/// has dialed it: a member that does not list it yet (it is joining) takes
+/// it as a stranger; one that lists it refuses and dials it instead.
+fn knocks(shared: &Shared, link: &Link) -> bool {
+    shared.accept_strangers && !link.dialed_by_them.load(Ordering::SeqCst)
+}
+
 fn accepted(shared: &Arc<Shared>, channel: Channel, stream: TcpStream, remote: SocketAddr) {
     let handshake = accept_handshake(shared, channel, stream);
     shared.handshakes.fetch_sub(1, Ordering::SeqCst);
-    let (peer, reader, id, closed) = match handshake {
+    let (link, reader, id, closed) = match handshake {
         Ok(accepted) => accepted,
+        Err((e @ Refusal::LowerId(_), peer)) if shared.accept_strangers => {
+            // A knock from a server we list: expected, we dial it.
+            debug!(channel = ?channel, %remote, peer = ?peer, error = %e, "knock refused");
+            return;
+        }
         Err((e, peer)) => {
             bump(&shared.counters.refused);
             warn!(channel = ?channel, %remote, peer = ?peer, error = %e, "peer connection refused");
             return;
         }
     };
-    read_loop(shared, peer, channel, reader, id, &closed);
+    read_loop(shared, &link, reader, id, &closed);
 }
 
-type Accepted = (ServerId, TcpStream, u64, Arc<AtomicBool>);
+type Accepted = (Arc<Link>, TcpStream, u64, Arc<AtomicBool>);
 
 fn accept_handshake(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     channel: Channel,
     mut stream: TcpStream,
 ) -> Result<Accepted, (Refusal, Option<u64>)> {
@@ -826,7 +1095,9 @@ fn accept_handshake(
         let theirs = read_handshake(&mut stream)?;
         claimed = Some(theirs.server.0);
         check_handshake(shared, channel, &theirs)?;
-        if theirs.server < shared.me {
+        let listed = shared.admit(&read(&shared.members), theirs.server)?;
+        // We dial a listed lower id; a stranger we cannot dial.
+        if listed && theirs.server < shared.me {
             return Err(Refusal::LowerId(theirs.server.0));
         }
         stream.write_all(&Handshake::new(channel, shared.me, shared.fingerprint).encode())?;
@@ -841,34 +1112,62 @@ fn accept_handshake(
             return Err((e, claimed));
         }
     };
-    let Some(link) = shared.links.get(&(peer, channel)) else {
-        shared.close(id, &closed);
-        return Err((Refusal::Stranger(peer.0), claimed));
-    };
-    bump(&shared.counters.connections);
-    info!(peer = peer.0, channel = ?channel, "accepted peer connection");
-    let replaced = lock(&link.accepted).replace(Conn {
+    let conn = Conn {
         id,
         stream: writer,
         closed: Arc::clone(&closed),
-    });
-    if let Some(old) = replaced {
-        // Never adopted: a newer one arrived first.
-        shared.close(old.id, &old.closed);
+    };
+    let link = adopt(shared, peer, channel, conn).map_err(|e| (e, claimed))?;
+    bump(&shared.counters.connections);
+    info!(peer = peer.0, channel = ?channel, "accepted peer connection");
+    Ok((link, stream, id, closed))
+}
+
+/// Hand an accepted connection to its link, made on the spot for a stranger
+/// let in. Admission is looked at again: `set_peers` may have run since the
+/// handshake.
+fn adopt(
+    shared: &Arc<Shared>,
+    peer: ServerId,
+    channel: Channel,
+    conn: Conn,
+) -> Result<Arc<Link>, Refusal> {
+    let key = (peer, channel);
+    let mut members = write(&shared.members);
+    if let Err(e) = shared.admit(&members, peer) {
+        drop(members);
+        shared.close(conn.id, &conn.closed);
+        return Err(e);
     }
-    link.wake();
-    Ok((peer, stream, id, closed))
+    if let Some(link) = members.links.get(&key).cloned() {
+        // In the map, so not retired: its writer adopts or closes this.
+        let replaced = lock(&link.accepted).replace(conn);
+        drop(members);
+        if let Some(old) = replaced {
+            // Never adopted: a newer one arrived first.
+            shared.close(old.id, &old.closed);
+        }
+        link.wake();
+        return Ok(link);
+    }
+    // Only a stranger has no link yet. Its connection is in place before the
+    // writer starts, which would otherwise find the link idle and retire it.
+    let (link, rx) = Link::new(peer, channel, &shared.limits, Some(conn));
+    members.links.insert(key, Arc::clone(&link));
+    drop(members);
+    info!(peer = peer.0, channel = ?channel, "server not listed connected; accepted as a stranger");
+    if start_writer(shared, &link, rx) {
+        Ok(link)
+    } else {
+        Err(Refusal::Io(io::Error::other(
+            "cannot start a peer writer thread",
+        )))
+    }
 }
 
 /// Read frames until the connection fails, then close it and tell its writer.
-fn read_loop(
-    shared: &Shared,
-    peer: ServerId,
-    channel: Channel,
-    mut stream: TcpStream,
-    id: u64,
-    closed: &AtomicBool,
-) {
+fn read_loop(shared: &Shared, link: &Link, mut stream: TcpStream, id: u64, closed: &AtomicBool) {
+    let (peer, channel) = (link.peer, link.channel);
     let max = shared.max_frame(channel);
     // Buffered: a burst of small frames (PROPOSALs, ACKs) costs one read.
     let mut stream = io::BufReader::with_capacity(64 << 10, &mut stream);
@@ -907,9 +1206,7 @@ fn read_loop(
     };
     info!(peer = peer.0, channel = ?channel, reason = %why, "peer connection closed");
     shared.close(id, closed);
-    if let Some(link) = shared.links.get(&(peer, channel)) {
-        link.wake();
-    }
+    link.wake();
 }
 
 enum ReadError {

@@ -1,8 +1,9 @@
 //! The TCP peer transport on loopback: messages both ways between three
 //! servers, strangers and bad frames refused without disturbing the others,
-//! reconnection after a restart, drops instead of blocking, and three real
-//! `Peer`s electing a leader and committing a txn over it. Every wait is
-//! bounded.
+//! reconnection after a restart, drops instead of blocking, the peer list
+//! changed while running (a server added, one removed, one moved, strangers
+//! let in), and three real `Peer`s electing a leader and committing a txn
+//! over it. Every wait is bounded.
 #![cfg(feature = "transport")]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,7 +17,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use quorum::transport::{Limits, PeerAddr, Transport, TransportConfig};
 use quorum::wire::{
-    encode_frame, fingerprint, Channel, Envelope, Handshake, Packet, HANDSHAKE_BYTES, MAGIC,
+    encode_frame, fingerprint, Channel, Envelope, FrameHeader, Handshake, Packet,
+    FRAME_HEADER_BYTES, HANDSHAKE_BYTES, MAGIC,
 };
 use quorum::{
     Action, Config, Epoch, Message, Peer, PeerState, Prng, Role, ServerId, SyncMode, Txn, Vote,
@@ -81,14 +83,58 @@ fn start(id: u64, peers: &BTreeMap<ServerId, PeerAddr>) -> (Transport, Inbox) {
 }
 
 fn start_with(id: u64, peers: &BTreeMap<ServerId, PeerAddr>, limits: Limits) -> (Transport, Inbox) {
-    Transport::start(TransportConfig {
-        me: ServerId(id),
+    start_as(Node {
+        id,
         listen: peers[&ServerId(id)],
         peers: peers.clone(),
         fingerprint: print(peers),
         limits,
+        accept_strangers: false,
+    })
+}
+
+/// A server whose list need not be the ensemble's (nor hold itself).
+struct Node {
+    id: u64,
+    listen: PeerAddr,
+    peers: BTreeMap<ServerId, PeerAddr>,
+    fingerprint: u64,
+    limits: Limits,
+    accept_strangers: bool,
+}
+
+impl Node {
+    /// Server `id` of `all`, listing only `listed`.
+    fn of(id: u64, all: &BTreeMap<ServerId, PeerAddr>, listed: &[u64]) -> Node {
+        Node {
+            id,
+            listen: all[&ServerId(id)],
+            peers: only(all, listed),
+            fingerprint: print(all),
+            limits: limits(),
+            accept_strangers: false,
+        }
+    }
+}
+
+fn start_as(node: Node) -> (Transport, Inbox) {
+    let id = node.id;
+    Transport::start(TransportConfig {
+        me: ServerId(id),
+        listen: node.listen,
+        peers: node.peers,
+        fingerprint: node.fingerprint,
+        limits: node.limits,
+        accept_strangers: node.accept_strangers,
     })
     .unwrap_or_else(|e| panic!("server {id} cannot start: {e}"))
+}
+
+/// The servers of `all` named in `ids`.
+fn only(all: &BTreeMap<ServerId, PeerAddr>, ids: &[u64]) -> BTreeMap<ServerId, PeerAddr> {
+    ids.iter()
+        .map(|&id| (ServerId(id), all[&ServerId(id)]))
+        .collect()
 }
 
 #[track_caller]
@@ -411,6 +457,313 @@ fn send_never_blocks_it_drops_and_counts() {
     let stats = one.stats();
     assert!(stats.dropped_full > 0, "{stats:?}");
     one.shutdown();
+}
+
+// ---- the peer list changed while running --------------------------------------
+
+/// Neither channel to `peer` is connected.
+fn cut_off(transport: &Transport, peer: u64) -> bool {
+    Channel::ALL
+        .iter()
+        .all(|&channel| !transport.is_connected_on(ServerId(peer), channel))
+}
+
+/// The next message a transport writes to a raw socket, keepalives skipped.
+#[track_caller]
+fn read_message(stream: &mut TcpStream) -> Message {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "no message in time");
+        let mut header = [0u8; FRAME_HEADER_BYTES];
+        stream.read_exact(&mut header).unwrap();
+        let header = FrameHeader::parse(&header, 1 << 20).unwrap();
+        let mut payload = vec![0; header.len as usize];
+        stream.read_exact(&mut payload).unwrap();
+        match header.decode(&payload).unwrap() {
+            Packet::Keepalive => continue,
+            Packet::Envelope(envelope) => return envelope.message,
+        }
+    }
+}
+
+#[test]
+fn set_peers_adds_a_server_and_messages_flow_both_ways() {
+    // 1 and 3 run without 2; then they list it. 2 has a higher id than 1
+    // (it dials 1) and a lower one than 3 (3 dials it).
+    let all = ensemble(3);
+    let (one, inbox_one) = start_as(Node::of(1, &all, &[1, 3]));
+    let (three, inbox_three) = start_as(Node::of(3, &all, &[1, 3]));
+    let (two, inbox_two) = start_as(Node::of(2, &all, &[1, 2, 3]));
+    wait_until("1 and 3 connected", || three.is_connected(ServerId(1)));
+    wait_until("2 refused by 1", || one.stats().refused > 0);
+    one.send(ServerId(2), ping(12));
+    assert_eq!(one.stats().dropped_unroutable, 1);
+    assert_eq!(one.peers(), only(&all, &[3]));
+
+    for transport in [&one, &three] {
+        transport.set_peers(all.clone());
+    }
+    assert_eq!(one.peers(), only(&all, &[2, 3]));
+    assert_eq!(three.peers(), only(&all, &[1, 2]));
+    let nodes = [
+        (&one, &inbox_one),
+        (&two, &inbox_two),
+        (&three, &inbox_three),
+    ];
+    for (i, (transport, _)) in nodes.iter().enumerate() {
+        for other in (1..=3).filter(|&o| o != i as u64 + 1) {
+            wait_until("connections", || transport.is_connected(ServerId(other)));
+        }
+    }
+    for (i, (transport, _)) in nodes.iter().enumerate() {
+        let me = i as u64 + 1;
+        for to in (1..=3).filter(|&o| o != me) {
+            transport.send(ServerId(to), ping(me * 10 + to));
+            transport.send(ServerId(to), notification(me * 10 + to));
+        }
+    }
+    for (i, (_, inbox)) in nodes.iter().enumerate() {
+        let me = i as u64 + 1;
+        let expected = (1..=3)
+            .filter(|&o| o != me)
+            .flat_map(|from| {
+                [
+                    (ServerId(from), ping(from * 10 + me)),
+                    (ServerId(from), notification(from * 10 + me)),
+                ]
+            })
+            .collect();
+        expect_all(inbox, expected);
+    }
+    for transport in [one, two, three] {
+        transport.shutdown();
+    }
+}
+
+#[test]
+fn set_peers_removing_a_peer_closes_its_links() {
+    let peers = ensemble(3);
+    let nodes: Vec<(Transport, Inbox)> = (1..=3).map(|id| start(id, &peers)).collect();
+    let [(one, inbox_one), (two, inbox_two), (three, _)] = <[_; 3]>::try_from(nodes).ok().unwrap();
+    for (a, b) in [(&one, 2), (&one, 3), (&two, 3)] {
+        wait_until("connections", || a.is_connected(ServerId(b)));
+    }
+
+    // 1 is dialed by 3: it closes 3's connections and refuses its redials.
+    one.set_peers(only(&peers, &[1, 2]));
+    assert_eq!(one.peers(), only(&peers, &[2]));
+    wait_until("3 cut off from 1", || cut_off(&three, 1));
+    wait_until("3's redials refused", || one.stats().refused >= 2);
+    assert!(cut_off(&one, 3));
+    assert_eq!(one.queued_bytes(ServerId(3), Channel::Quorum), None);
+    one.send(ServerId(3), ping(13));
+    one.send(ServerId(3), notification(13));
+    assert_eq!(one.stats().dropped_unroutable, 2);
+
+    // 3 dials 2: it closes its connections, and 2, the lower id, waits.
+    three.set_peers(only(&peers, &[1]));
+    wait_until("2 cut off from 3", || cut_off(&two, 3));
+    three.send(ServerId(2), ping(32));
+    assert_eq!(three.stats().dropped_unroutable, 1);
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        cut_off(&two, 3) && cut_off(&three, 2),
+        "3 no longer dials 2"
+    );
+    assert_eq!(two.stats().refused, 0);
+
+    // 1 and 2 never noticed.
+    one.send(ServerId(2), ping(12));
+    two.send(ServerId(1), ping(21));
+    assert_eq!(next(&inbox_two), (ServerId(1), ping(12)));
+    assert_eq!(next(&inbox_one), (ServerId(2), ping(21)));
+    for transport in [one, two, three] {
+        transport.shutdown();
+    }
+}
+
+#[test]
+fn strangers_connect_only_where_accepted() {
+    let all = ensemble(4);
+    let good = print(&all);
+    // 2 lists nobody and lets strangers in; 4 lists nobody and does not.
+    // The raw strangers stay silent, so 2 waits for them patiently.
+    let (two, inbox_two) = start_as(Node {
+        accept_strangers: true,
+        limits: Limits {
+            idle_timeout: WAIT,
+            ..limits()
+        },
+        ..Node::of(2, &all, &[2])
+    });
+    let (four, _) = start_as(Node::of(4, &all, &[4]));
+
+    // A higher stranger: 3 lists 2 and dials it as usual.
+    let (three, inbox_three) = start_as(Node::of(3, &all, &[2, 3]));
+    wait_until("3 and 2 connected", || {
+        three.is_connected(ServerId(2)) && two.is_connected(ServerId(3))
+    });
+    assert!(two.peers().is_empty(), "a stranger is not listed");
+    three.send(ServerId(2), ping(32));
+    two.send(ServerId(3), ping(23));
+    two.send(ServerId(3), notification(23));
+    assert_eq!(next(&inbox_two), (ServerId(3), ping(32)));
+    expect_all(
+        &inbox_three,
+        vec![(ServerId(2), ping(23)), (ServerId(2), notification(23))],
+    );
+
+    // A lower stranger: 1 dials 2, which cannot dial it.
+    let quorum_two = all[&ServerId(2)].quorum;
+    let mut one = handshake_as(quorum_two, Channel::Quorum, 1, good, 2);
+    one.write_all(&frame(ping(12))).unwrap();
+    assert_eq!(next(&inbox_two), (ServerId(1), ping(12)));
+    two.send(ServerId(1), ping(21));
+    assert_eq!(read_message(&mut one), ping(21));
+
+    // A stranger's link ends with its connection.
+    let seven = handshake_as(quorum_two, Channel::Quorum, 7, good, 2);
+    wait_until("7 adopted", || {
+        two.is_connected_on(ServerId(7), Channel::Quorum)
+    });
+    drop(seven);
+    wait_until("7's link gone", || {
+        two.queued_bytes(ServerId(7), Channel::Quorum).is_none()
+    });
+    two.send(ServerId(7), ping(27));
+    assert_eq!(two.stats().dropped_unroutable, 1);
+
+    // Without accept_strangers, 4 refuses them, lower and higher alike.
+    let quorum_four = all[&ServerId(4)].quorum;
+    for id in [1, 9] {
+        let mut stream = raw(quorum_four);
+        stream
+            .write_all(&Handshake::new(Channel::Quorum, ServerId(id), good).encode())
+            .unwrap();
+        expect_closed(stream);
+    }
+    wait_until("4 refused both", || four.stats().refused == 2);
+    assert_eq!(four.stats().connections, 0);
+
+    // A set_peers that does not list a stranger leaves it connected, and
+    // one that lists it keeps its connection: 3 still dials, and 1, now a
+    // lower listed peer, is dialed once its connection closes.
+    let connections = two.stats().connections;
+    two.set_peers(only(&all, &[3]));
+    two.send(ServerId(1), ping(121));
+    assert_eq!(read_message(&mut one), ping(121));
+    let listener = TcpListener::bind(all[&ServerId(1)].quorum).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    two.set_peers(only(&all, &[1, 3]));
+    two.send(ServerId(1), ping(122));
+    assert_eq!(read_message(&mut one), ping(122));
+    three.send(ServerId(2), ping(321));
+    assert_eq!(next(&inbox_two), (ServerId(3), ping(321)));
+    assert_eq!(two.stats().connections, connections);
+    assert_eq!(
+        listener.accept().map(|_| ()).map_err(|e| e.kind()),
+        Err(ErrorKind::WouldBlock),
+        "2 does not dial 1 while 1's connection lives"
+    );
+    drop(one);
+    let mut dialed = None;
+    wait_until("2 dials 1", || {
+        dialed = listener.accept().ok().map(|(stream, _)| stream);
+        dialed.is_some()
+    });
+    let mut dialed = dialed.unwrap();
+    dialed.set_nonblocking(false).unwrap();
+    dialed.set_read_timeout(Some(WAIT)).unwrap();
+    let mut hello = [0u8; HANDSHAKE_BYTES];
+    dialed.read_exact(&mut hello).unwrap();
+    let hello = Handshake::decode(&hello).unwrap();
+    assert_eq!(
+        (hello.server, hello.channel),
+        (ServerId(2), Channel::Quorum)
+    );
+    for transport in [two, three, four] {
+        transport.shutdown();
+    }
+}
+
+#[test]
+fn a_joiner_with_a_lower_id_knocks_and_is_dialed_once_listed() {
+    let all = ensemble(3);
+    // 3 runs listing only 2; 1 joins listing 2 and 3, which do not list it.
+    let reconfigurable = |id, listed: &[u64]| Node {
+        accept_strangers: true,
+        ..Node::of(id, &all, listed)
+    };
+    let (two, _inbox_two) = start_as(reconfigurable(2, &[3]));
+    let (three, inbox_three) = start_as(reconfigurable(3, &[2]));
+    let (one, inbox_one) = start_as(reconfigurable(1, &[2, 3]));
+    wait_until("1 reached 3 as a stranger", || {
+        one.is_connected(ServerId(3)) && three.is_connected(ServerId(1))
+    });
+    assert!(!three.peers().contains_key(&ServerId(1)));
+    one.send(ServerId(3), ping(13));
+    assert_eq!(next(&inbox_three), (ServerId(1), ping(13)));
+    three.send(ServerId(1), ping(31));
+    assert_eq!(next(&inbox_one), (ServerId(3), ping(31)));
+
+    // Listed by 3, 1 is dialed by it once the knocked connection closes:
+    // 1 drops 3 from its list (closing it), and the connection that comes
+    // back can only be 3's, since 1 no longer knows 3's address.
+    three.set_peers(only(&all, &[1, 2]));
+    let dialed = one.stats().connections;
+    one.set_peers(only(&all, &[2]));
+    wait_until("3 dialed 1", || {
+        one.stats().connections > dialed && one.is_connected(ServerId(3))
+    });
+    one.set_peers(only(&all, &[2, 3]));
+    three.send(ServerId(1), ping(311));
+    assert_eq!(next(&inbox_one), (ServerId(3), ping(311)));
+    for transport in [one, two, three] {
+        transport.shutdown();
+    }
+}
+
+#[test]
+fn an_address_change_makes_the_dialer_reconnect() {
+    let before = ensemble(2);
+    let (one_before, inbox_before) = start(1, &before);
+    let (two, inbox_two) = start(2, &before);
+    wait_until("2 connected to 1", || {
+        two.is_connected(ServerId(1)) && one_before.is_connected(ServerId(2))
+    });
+
+    // Server 1 moves; the old instance still runs, so only the new address
+    // (not a dead connection) makes 2 leave it.
+    let mut after = before.clone();
+    after.insert(
+        ServerId(1),
+        PeerAddr {
+            quorum: free_addr(),
+            election: free_addr(),
+        },
+    );
+    let (one_after, inbox_after) = start(1, &after);
+    two.set_peers(after.clone());
+    wait_until("2 left the old address", || cut_off(&one_before, 2));
+    wait_until("2 at the new address", || {
+        one_after.is_connected(ServerId(2)) && two.is_connected(ServerId(1))
+    });
+    two.send(ServerId(1), ping(21));
+    two.send(ServerId(1), notification(21));
+    expect_all(
+        &inbox_after,
+        vec![(ServerId(2), ping(21)), (ServerId(2), notification(21))],
+    );
+    one_after.send(ServerId(2), ping(12));
+    assert_eq!(next(&inbox_two), (ServerId(1), ping(12)));
+    assert!(
+        inbox_before.try_recv().is_err(),
+        "nothing at the old address"
+    );
+    assert_eq!(two.stats().refused, 0);
+    for transport in [one_before, one_after, two] {
+        transport.shutdown();
+    }
 }
 
 // ---- three real peers over TCP ---------------------------------------------

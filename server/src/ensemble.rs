@@ -11,7 +11,8 @@
 //! - discovery and synchronization may take `initLimit × tickTime` (20 s by
 //!   default), as in Apache, since a SNAP of a large tree takes time.
 
-use crate::config::{Config, LearnerRole};
+use crate::config::ensemble::ServerSpec;
+use crate::config::{reconfig, Config, LearnerRole};
 use crate::pipeline::replica::ReplicaSetup;
 use anyhow::Context;
 use engine::session::SessionSecret;
@@ -38,14 +39,78 @@ pub fn setup(config: &Config) -> anyhow::Result<ReplicaSetup> {
     let me = config
         .my_id
         .context("a replicated server needs a myid file in dataDir")?;
-    let mut voters = BTreeSet::new();
-    let mut observers = BTreeSet::new();
-    let mut peers = BTreeMap::new();
-    for (&id, spec) in &config.servers {
+    let quorum::Membership { voters, observers } = membership_of(&config.servers);
+    let peers = peer_addrs(&origin, &config.servers)?;
+    let listen = *peers
+        .get(&ServerId(me))
+        .with_context(|| format!("{origin}: myid {me} is not in the server.N list"))?;
+    let tick_time = Duration::from_millis(u64::from(config.tick_time_ms.max(1)));
+    let mut quorum = quorum::Config::new(ServerId(me), voters.clone(), observers.clone());
+    quorum.version = quorum::Zxid(config.config_version.unwrap_or(0));
+    quorum.election_timeout_ticks = ticks(ELECTION_RESEND);
+    quorum.init_limit_ticks = ticks(tick_time * config.init_limit.max(1));
+    quorum.sync_limit_ticks = ticks((tick_time * config.sync_limit.max(1)).min(FAILURE_TIMEOUT));
+    quorum.unsafe_commit_alone = net::failpoint::hit(net::failpoint::COMMIT_ALONE, "unsafe");
+    // With dynamic reconfiguration members disagree on the list while a
+    // change activates, so the fingerprint names no members (a static and
+    // a reconfigurable member still refuse each other).
+    let fingerprint = if config.reconfig_enabled {
+        quorum.reconfig_of = reconfig_of;
+        quorum::wire::fingerprint(&BTreeSet::new(), &BTreeSet::new())
+    } else {
+        quorum::wire::fingerprint(&voters, &observers)
+    };
+    Ok(ReplicaSetup {
+        quorum,
+        transport: TransportConfig {
+            me: ServerId(me),
+            listen,
+            peers,
+            fingerprint,
+            // A server joining by reconfig connects before the members
+            // list it.
+            accept_strangers: config.reconfig_enabled,
+            limits: Limits {
+                max_frame_bytes: MAX_PEER_FRAME_BYTES,
+                // A leader queues a PROPOSAL per txn per follower: a
+                // follower a few thousand txns behind must not lose one
+                // (it would resynchronize and drop its clients). Bytes
+                // stay bounded by `queue_bytes`.
+                queue_frames: 1 << 16,
+                ..Limits::default()
+            },
+        },
+        epochs_path: config.data_dir.join("quorum_epochs"),
+        config_file: config.source.clone(),
+        servers: config.servers.clone(),
+        tick: QUORUM_TICK,
+        // The reference waits max(2 s, tickTime) of LOOKING before it
+        // starts its read-only server.
+        read_only_after: config
+            .read_only_mode
+            .then(|| tick_time.max(Duration::from_secs(2))),
+    })
+}
+
+/// Who votes and who observes in a member list.
+pub fn membership_of(servers: &BTreeMap<u64, ServerSpec>) -> quorum::Membership {
+    let mut membership = quorum::Membership::default();
+    for (&id, spec) in servers {
         match spec.role {
-            LearnerRole::Participant => voters.insert(ServerId(id)),
-            LearnerRole::Observer => observers.insert(ServerId(id)),
+            LearnerRole::Participant => membership.voters.insert(ServerId(id)),
+            LearnerRole::Observer => membership.observers.insert(ServerId(id)),
         };
+    }
+    membership
+}
+
+/// The peer addresses of a member list (each server's first address).
+pub fn peer_addrs(
+    origin: &str,
+    servers: &BTreeMap<u64, ServerSpec>,
+) -> anyhow::Result<BTreeMap<ServerId, PeerAddr>> {
+    let mut peers = BTreeMap::new();
+    for (&id, spec) in servers {
         let address = spec
             .addresses
             .first()
@@ -70,41 +135,43 @@ pub fn setup(config: &Config) -> anyhow::Result<ReplicaSetup> {
             },
         );
     }
-    let listen = *peers
-        .get(&ServerId(me))
-        .with_context(|| format!("{origin}: myid {me} is not in the server.N list"))?;
-    let tick_time = Duration::from_millis(u64::from(config.tick_time_ms.max(1)));
-    let mut quorum = quorum::Config::new(ServerId(me), voters.clone(), observers.clone());
-    quorum.election_timeout_ticks = ticks(ELECTION_RESEND);
-    quorum.init_limit_ticks = ticks(tick_time * config.init_limit.max(1));
-    quorum.sync_limit_ticks = ticks((tick_time * config.sync_limit.max(1)).min(FAILURE_TIMEOUT));
-    quorum.unsafe_commit_alone = net::failpoint::hit(net::failpoint::COMMIT_ALONE, "unsafe");
-    let fingerprint = quorum::wire::fingerprint(&voters, &observers);
-    Ok(ReplicaSetup {
-        quorum,
-        transport: TransportConfig {
-            me: ServerId(me),
-            listen,
-            peers,
-            fingerprint,
-            limits: Limits {
-                max_frame_bytes: MAX_PEER_FRAME_BYTES,
-                // A leader queues a PROPOSAL per txn per follower: a
-                // follower a few thousand txns behind must not lose one
-                // (it would resynchronize and drop its clients). Bytes
-                // stay bounded by `queue_bytes`.
-                queue_frames: 1 << 16,
-                ..Limits::default()
-            },
-        },
-        epochs_path: config.data_dir.join("quorum_epochs"),
-        tick: QUORUM_TICK,
-        // The reference waits max(2 s, tickTime) of LOOKING before it
-        // starts its read-only server.
-        read_only_after: config
-            .read_only_mode
-            .then(|| tick_time.max(Duration::from_secs(2))),
-    })
+    Ok(peers)
+}
+
+/// The member list a reconfig txn writes, read out of its encoding (the
+/// quorum peer's `Config::reconfig_of`).
+pub fn member_list_of(data: &[u8]) -> Option<reconfig::Membership> {
+    let text = engine::persist::reconfig_data(data)?;
+    reconfig::parse(std::str::from_utf8(&text).ok()?, true).ok()
+}
+
+fn reconfig_of(data: &[u8]) -> Option<quorum::Membership> {
+    member_list_of(data).map(|list| membership_of(&list.servers))
+}
+
+/// The text of `/zookeeper/config` once a reconfig txn has written it
+/// (until then each member holds its own static list there).
+pub fn written_config(tree: &engine::tree::DataTree) -> Option<Vec<u8>> {
+    let node = tree.get(engine::tree::CONFIG)?;
+    (node.stat().mzxid != 0).then(|| node.data().unwrap_or_default().to_vec())
+}
+
+/// The change a member list's text names: its version (the zxid of the
+/// txn that made it) and who votes and observes.
+pub fn change_of_text(text: &[u8]) -> Option<(quorum::Zxid, quorum::Membership)> {
+    let list = reconfig::parse(std::str::from_utf8(text).ok()?, true).ok()?;
+    Some((quorum::Zxid(list.version), membership_of(&list.servers)))
+}
+
+/// The change a recovered tree holds and the config file does not: the
+/// last reconfig txn the log had, not known committed, so pending until
+/// the ensemble says (`quorum::Config::pending`).
+pub fn recovered_pending(
+    config: &Config,
+    tree: &engine::tree::DataTree,
+) -> Option<(quorum::Zxid, quorum::Membership)> {
+    change_of_text(&written_config(tree)?)
+        .filter(|(version, _)| version.0 > config.config_version.unwrap_or(0))
 }
 
 /// What `/zookeeper/config` holds on a member started from its config
@@ -120,7 +187,9 @@ pub fn static_config_data(config: &Config) -> Vec<u8> {
 /// session created through one must reconnect through any. It derives from
 /// the membership, which makes passwords as predictable to someone who
 /// knows the config as Apache's (which derive from a constant): they bind a
-/// reconnect to its session, they are not an access control.
+/// reconnect to its session, they are not an access control. Under
+/// `reconfigEnabled` the fingerprint names no members, so the secret is a
+/// constant too, and a session outlives membership changes.
 pub fn session_secret(setup: &ReplicaSetup) -> SessionSecret {
     let mut bytes = [0u8; SessionSecret::LEN];
     let mut state = setup.transport.fingerprint ^ 0x9e37_79b9_7f4a_7c15;

@@ -8,6 +8,7 @@
 
 mod admin;
 mod config;
+mod dynamic_config;
 mod ensemble;
 mod http;
 mod jaas;
@@ -208,7 +209,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
         tree.set_static_config(&ensemble::static_config_data(&config), clock.wall_ms());
     }
     let replica = if config.is_distributed() {
-        Some(ensemble::setup(&config)?)
+        let mut setup = ensemble::setup(&config)?;
+        setup.quorum.pending = ensemble::recovered_pending(&config, &tree);
+        Some(setup)
     } else {
         None
     };
@@ -317,6 +320,12 @@ fn serve(config: Config) -> anyhow::Result<()> {
         container_check_interval_ms: config.container_check_interval_ms,
         snapshots: Some(snapshots),
         replica,
+        reconfig: pipeline::reconfig::Rules {
+            enabled: config.reconfig_enabled,
+            skip_acl: config.skip_acl,
+            standalone_enabled: config.standalone_enabled,
+            multi_address: config.multi_address_enabled,
+        },
     };
     let pipeline = std::thread::Builder::new()
         .name("pipeline".into())

@@ -96,6 +96,17 @@ pub fn encode_request(header: &RequestHeader, request: &Request, out: &mut Vec<u
         }
         Request::Ping | Request::WhoAmI | Request::CloseSession => {}
         Request::Sasl { token } => put_buffer(out, token.as_deref()),
+        Request::Reconfig {
+            joining,
+            leaving,
+            new_members,
+            from_config,
+        } => {
+            for text in [joining, leaving, new_members] {
+                put_buffer(out, text.as_ref().map(String::as_bytes));
+            }
+            put_long(out, *from_config);
+        }
         Request::Multi(ops) | Request::MultiRead(ops) => put_multi_ops(out, ops),
         Request::CheckWatches { path, watcher_type }
         | Request::RemoveWatches { path, watcher_type } => {

@@ -104,21 +104,29 @@ pub struct RequestHeader {
 
 impl RequestHeader {
     /// Whether the reference consumes a zxid when it answers this request
-    /// with `code` from `Decoded::Rejected` (ZK-BEHAVIOURS 2): requests its
+    /// from `Decoded::Rejected` (ZK-BEHAVIOURS 2): requests its
     /// prep stage turns into txns get an error txn even when their body does
     /// not parse. The exception is reconfig, whose body is parsed before a txn
-    /// exists: only the ReconfigDisabled answer to a well-formed one uses a
-    /// zxid.
-    pub fn rejection_consumes_zxid(&self, code: ErrorCode) -> bool {
+    /// exists (its refusals once parsed are the sequencer's, as error txns).
+    pub fn rejection_consumes_zxid(&self) -> bool {
         use OpCode::*;
-        match OpCode::from_code(self.op) {
-            Some(Reconfig) => code == ErrorCode::ReconfigDisabled,
+        matches!(
+            OpCode::from_code(self.op),
             Some(
-                Create | Create2 | CreateContainer | CreateTtl | Delete | DeleteContainer | SetData
-                | SetAcl | Check | Multi | CreateSession | CloseSession,
-            ) => true,
-            _ => false,
-        }
+                Create
+                    | Create2
+                    | CreateContainer
+                    | CreateTtl
+                    | Delete
+                    | DeleteContainer
+                    | SetData
+                    | SetAcl
+                    | Check
+                    | Multi
+                    | CreateSession
+                    | CloseSession,
+            )
+        )
     }
 }
 
@@ -182,6 +190,7 @@ pub fn request_op(request: &Request) -> OpCode {
         Request::WhoAmI => OpCode::WhoAmI,
         Request::Sasl { .. } => OpCode::Sasl,
         Request::CloseSession => OpCode::CloseSession,
+        Request::Reconfig { .. } => OpCode::Reconfig,
     }
 }
 

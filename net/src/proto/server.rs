@@ -206,15 +206,12 @@ fn decode_body(op: OpCode, reader: &mut Reader<'_>) -> Result<Request, Refusal> 
         }
         WhoAmI => Request::WhoAmI,
         CloseSession => Request::CloseSession,
-        Reconfig => {
-            // Parsed only so a malformed one is answered as the reference
-            // does; dynamic reconfiguration is disabled, as by default there.
-            for what in ["joining servers", "leaving servers", "new members"] {
-                reader.skip_buffer(what)?;
-            }
-            reader.read_long("current config id")?;
-            return Err(Refusal::Code(ErrorCode::ReconfigDisabled));
-        }
+        Reconfig => Request::Reconfig {
+            joining: reader.read_ustring("joining servers")?,
+            leaving: reader.read_ustring("leaving servers")?,
+            new_members: reader.read_ustring("new members")?,
+            from_config: reader.read_long("current config id")?,
+        },
         DeleteContainer => return Err(Refusal::Code(ErrorCode::BadArguments)),
         CreateSession => return Err(Refusal::Code(ErrorCode::MarshallingError)),
         Sasl => Request::Sasl {

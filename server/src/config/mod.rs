@@ -27,9 +27,6 @@ mod error;
 mod jvm_flags;
 mod keys;
 mod properties;
-// Only `render` has a caller yet; the reconfig request (issue 15, dynamic
-// reconfiguration) is wired to the rest next.
-#[allow(dead_code)]
 pub mod reconfig;
 
 pub use ensemble::{read_my_id, LearnerRole, ServerSpec};

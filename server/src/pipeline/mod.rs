@@ -27,6 +27,7 @@
 mod applier;
 mod forward;
 mod log;
+pub mod reconfig;
 pub mod replica;
 mod sequencer;
 mod snap;
@@ -61,6 +62,8 @@ pub struct Pipeline {
     pub snapshots: Option<SnapshotPolicy>,
     /// Set for an ensemble member: the quorum driver takes the log's place.
     pub replica: Option<replica::ReplicaSetup>,
+    /// How reconfig requests are answered.
+    pub reconfig: reconfig::Rules,
 }
 
 /// Who is waiting for a txn's outcome.
@@ -156,6 +159,7 @@ impl Pipeline {
             container_check_interval_ms,
             snapshots,
             replica,
+            reconfig,
         } = self;
         if let Some(setup) = replica {
             let applier = Applier::new(
@@ -169,6 +173,7 @@ impl Pipeline {
                 tick_ms,
                 container_check_interval_ms,
                 applier.applied_handle(),
+                reconfig::Reconfigs::new(reconfig, true),
             );
             return replica::run(setup, shared, storage, sequencer, applier, submissions);
         }
@@ -198,6 +203,7 @@ impl Pipeline {
             tick_ms,
             container_check_interval_ms,
             applied,
+            reconfig::Reconfigs::new(reconfig, false),
         )
         .run(submissions, log, logged);
         // The sequencer dropped its end of `logged`: the applier finishes

@@ -34,13 +34,15 @@
 
 use super::applier::{run_replica as run_applier, Applier, ApplierInput};
 use super::forward::{AppMessage, Forwarding, TailTxn};
+use super::reconfig::{Members, MembershipView};
 use super::sequencer::{Forwarder, Sequencer};
 use super::snap::{self, Incoming, Trailer, WalkEnd};
 use super::{Entry, Origin, Proposal, MAX_PROPOSALS_IN_FLIGHT};
+use crate::config::ServerSpec;
 use engine::persist::{decode_txn, encode_txn};
 use engine::storage::{DurableWait, Storage, StorageError, Ticket};
 use engine::tree::DataTree;
-use engine::txn::Txn as EngineTxn;
+use engine::txn::{Txn as EngineTxn, TxnOp};
 use engine::types::Zxid;
 use net::mailbox::{Mail, Postman, Submission};
 use net::shared::{Mode, ReadIndexRequest, ReplicaView, Shared};
@@ -48,8 +50,7 @@ use parking_lot::Mutex;
 use quorum::transport::{Transport, TransportConfig};
 use quorum::wire::{Channel, Envelope};
 use quorum::{Action, Epochs, Message, Peer, Prng, Role, ServerId, SyncMode};
-use std::collections::{HashMap, VecDeque};
-use std::io::Write;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -61,6 +62,11 @@ pub struct ReplicaSetup {
     pub transport: TransportConfig,
     /// Where acceptedEpoch and currentEpoch are kept.
     pub epochs_path: PathBuf,
+    /// The config file this server started from: an activated membership
+    /// is written next to it, as the reference does.
+    pub config_file: Option<PathBuf>,
+    /// The member list in force, with addresses (`quorum`'s version).
+    pub servers: BTreeMap<u64, ServerSpec>,
     /// One quorum tick; the peer's limits are counted in these.
     pub tick: Duration,
     /// With `readonlymode.enabled`: how long to be looking before serving
@@ -190,10 +196,16 @@ pub(super) fn run(
                 source: std::io::Error::other(error.to_string()),
             }
         })?;
+    let mut members = Members::new(setup.config_file, setup.servers, setup.quorum.version.0);
+    if let Some(text) = crate::ensemble::written_config(&shared.tree.read()) {
+        members.logged(&text);
+    }
     let listen = setup.transport.listen;
     let (transport, inbound) = Transport::start(setup.transport)
         .map_err(|source| io_error(Path::new(&listen.quorum.to_string()), source))?;
+    transport.set_peers(members.peers());
     let transport = Arc::new(transport);
+    let membership_view = sequencer.membership_view();
     let forwarding = Arc::new(Forwarding::default());
     let control = Arc::new(Control::default());
     let (proposals, proposals_rx) = crossbeam_channel::bounded(MAX_PROPOSALS_IN_FLIGHT);
@@ -239,6 +251,8 @@ pub(super) fn run(
         handed: floor,
         control,
         forwarding,
+        members,
+        membership_view,
         epochs_path: setup.epochs_path,
         snapshot_in: None,
         incoming: None,
@@ -321,6 +335,10 @@ struct Driver {
     handed: Zxid,
     control: Arc<Control>,
     forwarding: Arc<Forwarding>,
+    /// The member lists in force and logged, with their addresses.
+    members: Members,
+    /// What the sequencer reads to answer reconfig requests.
+    membership_view: Arc<parking_lot::Mutex<MembershipView>>,
     epochs_path: PathBuf,
     /// On a learner: the state the last SNAP stream brought, restored and
     /// brought to the stream's end, for the peer's InstallSnapshot.
@@ -580,6 +598,24 @@ impl Driver {
                     self.record_proposal_size(size);
                     self.local.push_back(Item::Txn(txn, origin));
                 }
+                Err(quorum::Error::ReconfigInProgress) => {
+                    // The sequencer's view was a tick stale: the change
+                    // fails, under the zxid prep gave it.
+                    let refused = EngineTxn {
+                        op: TxnOp::Error(engine::types::ErrorCode::ReconfigInProgress),
+                        ..txn
+                    };
+                    let bytes =
+                        encode_txn(&refused).map_err(|e| StorageError::Encode(e.to_string()))?;
+                    match self.peer.propose(bytes) {
+                        Ok(zxid) => assert_eq!(ez(zxid), refused.zxid),
+                        Err(error) => {
+                            tracing::warn!(%error, "proposal refused; dropping the rest of the batch");
+                            return Ok(());
+                        }
+                    }
+                    self.local.push_back(Item::Txn(refused, origin));
+                }
                 Err(error) => {
                     tracing::warn!(%error, "proposal refused; dropping the rest of the batch");
                     return Ok(());
@@ -789,9 +825,15 @@ impl Driver {
             for action in actions {
                 if let Action::Append { txns } = action {
                     for txn in txns {
-                        appends.push(decode_txn(&txn.data).map_err(|error| {
+                        let txn_ = decode_txn(&txn.data).map_err(|error| {
                             StorageError::Encode(format!("txn {} from the log: {error}", txn.zxid))
-                        })?);
+                        })?;
+                        if let TxnOp::Reconfig { data } = &txn_.op {
+                            if self.members.logged(data) {
+                                self.transport.set_peers(self.members.peers());
+                            }
+                        }
+                        appends.push(txn_);
                         last_append = Some(txn.zxid);
                     }
                     continue;
@@ -836,6 +878,8 @@ impl Driver {
                     "TRUNC after {after} below the applied {applied}: the tree held an uncommitted txn"
                 );
                 self.storage.truncate_after(after)?;
+                self.members.truncate(after.0 as u64);
+                self.transport.set_peers(self.members.peers());
                 tracing::info!(%after, "log truncated (TRUNC)");
                 self.peer.persisted(qz(after));
             }
@@ -861,6 +905,15 @@ impl Driver {
                 self.released = None;
                 self.local.clear();
                 self.handed = tree.last_zxid();
+                // The state's last change is pending until this peer knows
+                // it committed.
+                let latest = crate::ensemble::written_config(&tree).and_then(|text| {
+                    if self.members.logged(&text) {
+                        self.transport.set_peers(self.members.peers());
+                    }
+                    crate::ensemble::change_of_text(&text)
+                });
+                self.peer.installed_membership(latest);
                 let _ = self.to_applier.send(ApplierInput::Install(Box::new(tree)));
                 self.peer.persisted(zxid);
             }
@@ -869,16 +922,23 @@ impl Driver {
                 self.peer.persisted_epochs();
             }
             Action::Commit { upto } => self.commit(ez(upto)),
-            // This server's `reconfig_of` reads no txn as a membership change,
-            // so only a peer's `Membership` message can get here: a member
-            // that does not know the change stops rather than count quorums
-            // of a membership it was never configured with.
             Action::Activate { zxid, membership } => {
-                return Err(StorageError::Snapshot(format!(
-                    "a peer reports membership {membership:?} active since {}: this server \
-                     does not carry out dynamic reconfiguration",
-                    ez(zxid)
-                )));
+                let version = zxid.0;
+                let written = self
+                    .members
+                    .activate(version)
+                    .map_err(|error| io_error(Path::new("dynamic config file"), error))?;
+                if !written {
+                    tracing::warn!(
+                        version = format!("{version:x}"),
+                        "activated a change whose txn this server has not seen"
+                    );
+                }
+                self.transport.set_peers(self.members.peers());
+                self.view.voters = membership.voters.len();
+                tracing::info!(version = format!("{version:x}"), voters = ?membership.voters,
+                               observers = ?membership.observers, "membership change active");
+                self.publish();
             }
             Action::ReadIndex { ctx, zxid } => match self.reads_out.remove(&ctx) {
                 Some(ReadBatch::Remote { learner, ctx }) => {
@@ -1514,6 +1574,11 @@ impl Driver {
 
     /// Publishes where this server stands, for 4lw, AdminServer, metrics.
     fn publish(&mut self) {
+        {
+            let mut view = self.membership_view.lock();
+            view.pending = self.peer.pending_membership().is_some();
+            view.synced = self.peer.synced().into_iter().map(|id| id.0).collect();
+        }
         let learners = self.peer.learners();
         self.view.learners = learners.len();
         self.view.synced_followers = learners.iter().filter(|l| l.1 && l.2).count();
@@ -1616,18 +1681,8 @@ fn store_epochs(path: &Path, epochs: Epochs) -> Result<(), StorageError> {
             .map_or_else(|| "none".to_string(), |id| id.0.to_string()),
         epochs.current.0
     );
-    let temp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    };
-    write().map_err(|error| io_error(path, error))
+    crate::dynamic_config::replace_file(path, text.as_bytes())
+        .map_err(|error| io_error(path, error))
 }
 
 #[cfg(test)]

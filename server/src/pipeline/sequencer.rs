@@ -12,6 +12,7 @@
 
 use super::forward::{AppMessage, Forwarding, Waiting};
 use super::log::Log;
+use super::reconfig::Reconfigs;
 use super::replica::{Control, SequencerMode};
 use super::{Entry, Logged, Origin, Proposal};
 use engine::prep::Prep;
@@ -46,6 +47,7 @@ pub(super) struct Sequencer {
     /// On an ensemble's leader: the server each session's requests come
     /// through (`None` standalone, where a session has one server).
     owners: Option<HashMap<SessionId, Owner>>,
+    reconfigs: Reconfigs,
 }
 
 /// Where a session is attached, as its leader sees it.
@@ -81,6 +83,7 @@ impl Sequencer {
         tick_ms: u64,
         container_check_interval_ms: u64,
         applied: Arc<AtomicI64>,
+        reconfigs: Reconfigs,
     ) -> Sequencer {
         let now = shared.clock.monotonic_ms();
         let tick_ms = i64::try_from(tick_ms.max(1)).unwrap_or(i64::MAX);
@@ -94,7 +97,15 @@ impl Sequencer {
             next_reap_ms: now.saturating_add(reap_every_ms),
             applied,
             owners: None,
+            reconfigs,
         }
+    }
+
+    /// What the quorum driver publishes for reconfig requests.
+    pub(super) fn membership_view(
+        &self,
+    ) -> Arc<parking_lot::Mutex<super::reconfig::MembershipView>> {
+        self.reconfigs.view()
     }
 
     pub(super) fn run(
@@ -170,6 +181,7 @@ impl Sequencer {
                     // Everything before `first` is applied (the driver waited
                     // for it): prep starts over against the tree.
                     self.prep.reset(first);
+                    self.reconfigs.reset();
                     self.owners = Some(HashMap::new());
                     let now = shared.clock.monotonic_ms();
                     self.next_tick_ms = now.saturating_add(self.tick_ms);
@@ -268,8 +280,10 @@ impl Sequencer {
                 .get(session)
                 .is_none_or(|info| info.closing)
         };
+        let applied = Zxid(self.applied.load(Ordering::Acquire));
         let prep = &mut self.prep;
         let owners = &mut self.owners;
+        let reconfigs = &mut self.reconfigs;
         match submission {
             Submission::Attach { session } => set_owner(owners, session, Owner::Here),
             Submission::CreateSession { conn, timeout_ms } => {
@@ -297,9 +311,14 @@ impl Sequencer {
             }
             Submission::Forwarded { from, forward } => {
                 let from = Owner::Learner(from);
-                if let Some(txn) =
-                    prep_forwarded(prep, tree, shared, owners, from, forward, now, refused)
-                {
+                let writer = Writer {
+                    prep,
+                    reconfigs,
+                    tree,
+                    applied,
+                    now,
+                };
+                if let Some(txn) = prep_forwarded(writer, shared, owners, from, forward, refused) {
                     proposal.push_txn(txn, Origin::Replicated);
                 }
             }
@@ -339,7 +358,14 @@ impl Sequencer {
                 if let Request::Create { request, .. } = &request {
                     net::failpoint::check(net::failpoint::SEQUENCER, &request.path);
                 }
-                match prep.prep(tree, session, xid, &auth, &request, now) {
+                let mut writer = Writer {
+                    prep,
+                    reconfigs,
+                    tree,
+                    applied,
+                    now,
+                };
+                match writer.prep(session, xid, &auth, &request) {
                     Ok(txn) => proposal.push_txn(txn, Origin::Client { conn, xid }),
                     Err(err) => proposal.entries.push(Entry::Refused { conn, xid, err }),
                 }
@@ -394,17 +420,51 @@ fn hand_on<T>(shared: &Shared, to: &crossbeam_channel::Sender<T>, mut item: T) -
 /// A learner's request on the leader: always exactly one txn, a refusal an
 /// error txn, so that the learner answers it when the txn reaches it (an
 /// `Attach` is none: it only moves the session's owner).
-#[allow(clippy::too_many_arguments)]
+/// Prep of one write, a reconfig included.
+struct Writer<'a> {
+    prep: &'a mut Prep,
+    reconfigs: &'a mut Reconfigs,
+    tree: &'a DataTree,
+    applied: Zxid,
+    now: i64,
+}
+
+impl Writer<'_> {
+    fn prep(
+        &mut self,
+        session: SessionId,
+        xid: i32,
+        auth: &[engine::types::Id],
+        request: &Request,
+    ) -> Result<engine::txn::Txn, ErrorCode> {
+        match request {
+            Request::Reconfig { .. } => Ok(self.reconfigs.prep(
+                self.prep,
+                self.tree,
+                self.applied,
+                session,
+                xid,
+                auth,
+                request,
+                self.now,
+            )),
+            _ => self
+                .prep
+                .prep(self.tree, session, xid, auth, request, self.now),
+        }
+    }
+}
+
 fn prep_forwarded(
-    prep: &mut Prep,
-    tree: &DataTree,
+    mut writer: Writer<'_>,
     shared: &Shared,
     owners: &mut Option<HashMap<SessionId, Owner>>,
     from: Owner,
     forward: Forward,
-    now: i64,
     refused: impl Fn(SessionId) -> bool,
 ) -> Option<engine::txn::Txn> {
+    let now = writer.now;
+    let tree = writer.tree;
     Some(match forward {
         Forward::Attach { session } => {
             set_owner(owners, session, from);
@@ -424,7 +484,7 @@ fn prep_forwarded(
                 .sessions
                 .lock()
                 .add(session, timeout_ms, shared.clock.monotonic_ms());
-            prep.prep_create_session(session, timeout_ms, now)
+            writer.prep.prep_create_session(session, timeout_ms, now)
         }
         Forward::Rejected { session, xid, err } => {
             let err = if moved(owners, session, from) {
@@ -432,11 +492,13 @@ fn prep_forwarded(
             } else {
                 err
             };
-            prep.prep_error(session, xid, err, now)
+            writer.prep.prep_error(session, xid, err, now)
         }
-        Forward::Sync { session, xid } => prep.prep_error(session, xid, ErrorCode::Ok, now),
+        Forward::Sync { session, xid } => writer.prep.prep_error(session, xid, ErrorCode::Ok, now),
         Forward::Write { session, xid, .. } if refused(session) => {
-            prep.prep_error(session, xid, ErrorCode::SessionExpired, now)
+            writer
+                .prep
+                .prep_error(session, xid, ErrorCode::SessionExpired, now)
         }
         Forward::Write {
             session,
@@ -448,19 +510,19 @@ fn prep_forwarded(
             if let Some(owners) = owners.as_mut() {
                 owners.remove(&session);
             }
-            prep.prep_close_session(tree, session, xid, now)
+            writer.prep.prep_close_session(tree, session, xid, now)
         }
-        Forward::Write { session, xid, .. } if moved(owners, session, from) => {
-            prep.prep_error(session, xid, ErrorCode::SessionMoved, now)
-        }
+        Forward::Write { session, xid, .. } if moved(owners, session, from) => writer
+            .prep
+            .prep_error(session, xid, ErrorCode::SessionMoved, now),
         Forward::Write {
             session,
             xid,
             request,
             auth,
-        } => match prep.prep(tree, session, xid, &auth, &request, now) {
+        } => match writer.prep(session, xid, &auth, &request) {
             Ok(txn) => txn,
-            Err(err) => prep.prep_error(session, xid, err, now),
+            Err(err) => writer.prep.prep_error(session, xid, err, now),
         },
     })
 }

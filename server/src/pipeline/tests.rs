@@ -7,6 +7,7 @@
 //! monotonic time only.
 
 use super::applier::Applier;
+use super::reconfig::{Reconfigs, Rules};
 use super::sequencer::Sequencer;
 use super::{Pipeline, Proposal};
 use engine::prep::{Prep, PrepConfig};
@@ -14,7 +15,7 @@ use engine::request::{CreateRequest, Request, Response};
 use engine::session::{SessionSecret, SessionTracker};
 use engine::storage::{Checkpoint, Checkpointer, DurableWait, Storage, StorageError, Ticket};
 use engine::tree::DataTree;
-use engine::txn::Txn;
+use engine::txn::{Txn, TxnOp};
 use engine::types::{
     perms, Acl, ErrorCode, EventType, Id, OpCode, SessionId, WatcherId, WatcherType, Zxid,
 };
@@ -146,6 +147,7 @@ impl Fixture {
             TICK_MS,
             60_000,
             applier.applied_handle(),
+            Reconfigs::new(Rules::default(), false),
         );
         (sequencer, applier)
     }
@@ -604,6 +606,7 @@ fn the_threads_answer_only_once_the_log_is_durable() {
         container_check_interval_ms: 60_000,
         snapshots: None,
         replica: None,
+        reconfig: Rules::default(),
     };
     let running = std::thread::spawn(move || pipeline.run());
     let release = |upto: u64| gate.release(upto);
@@ -691,8 +694,8 @@ fn a_forwarded_write_right_behind_its_forwarded_session_is_not_refused() {
 /// not checked.
 #[test]
 fn a_session_moved_to_another_learner_is_refused_through_the_first() {
-    use engine::txn::TxnOp;
     use net::mailbox::Forward;
+    use TxnOp;
     let fixture = fixture();
     let (mut sequencer, _applier) = fixture.stages();
     sequencer.track_owners();
@@ -822,4 +825,150 @@ fn a_learner_answers_its_forwarded_requests_when_their_txns_apply() {
         Mail::Reply { xid: 2, reply, .. } if matches!(reply.body, Response::Sync { .. })
     )));
     assert_eq!(forwarding.len(), 0);
+}
+
+fn reconfig(joining: Option<&str>, leaving: Option<&str>, from_config: i64) -> Request {
+    Request::Reconfig {
+        joining: joining.map(str::to_string),
+        leaving: leaving.map(str::to_string),
+        new_members: None,
+        from_config,
+    }
+}
+
+/// The one txn a proposal holds: its op.
+fn only_op(proposal: &Proposal) -> &TxnOp {
+    match proposal.txns.as_slice() {
+        [txn] => &txn.op,
+        other => panic!("expected one txn, got {other:?}"),
+    }
+}
+
+#[test]
+fn reconfig_standalone_is_disabled_or_unimplemented_as_in_the_reference() {
+    let fixture = fixture();
+    let (mut sequencer, _applier, session) = fixture.stages_with_session(conn(1));
+    let request = reconfig(None, Some("2"), -1);
+    let proposal = fixture.sequence(&mut sequencer, vec![write(conn(1), session, 1, request)]);
+    assert_eq!(
+        only_op(&proposal),
+        &TxnOp::Error(ErrorCode::ReconfigDisabled)
+    );
+
+    let applier = Applier::new(Arc::clone(&fixture.shared), Zxid::ZERO, None);
+    let rules = Rules {
+        enabled: true,
+        ..Rules::default()
+    };
+    let mut sequencer = Sequencer::new(
+        Arc::clone(&fixture.shared),
+        Prep::new(Zxid(10), PrepConfig::default()),
+        TICK_MS,
+        60_000,
+        applier.applied_handle(),
+        Reconfigs::new(rules, false),
+    );
+    let request = reconfig(None, Some("2"), -1);
+    let proposal = fixture.sequence(&mut sequencer, vec![write(conn(1), session, 2, request)]);
+    assert_eq!(only_op(&proposal), &TxnOp::Error(ErrorCode::Unimplemented));
+}
+
+#[test]
+fn a_leader_decides_reconfig_in_the_reference_order() {
+    let fixture = fixture();
+    let (_, mut applier, session) = fixture.stages_with_session(conn(1));
+    let list = "server.1=127.0.0.1:2888:3888:participant;0.0.0.0:2181\n\
+                server.2=127.0.0.1:2889:3889:participant;0.0.0.0:2182\n\
+                server.3=127.0.0.1:2890:3890:participant;0.0.0.0:2183\n\
+                version=0";
+    fixture
+        .shared
+        .tree
+        .write()
+        .set_static_config(list.as_bytes(), 0);
+    let rules = Rules {
+        enabled: true,
+        standalone_enabled: true,
+        ..Rules::default()
+    };
+    let mut sequencer = Sequencer::new(
+        Arc::clone(&fixture.shared),
+        Prep::new(Zxid(1), PrepConfig::default()),
+        TICK_MS,
+        60_000,
+        applier.applied_handle(),
+        Reconfigs::new(rules, true),
+    );
+    let view = sequencer.membership_view();
+    let superuser = vec![Id::new("super", "")];
+    let observer = "server.4=127.0.0.1:2891:3891:observer;0.0.0.0:2184";
+    let mut propose = |request: Request, auth: &[Id]| {
+        let submission = write_as(conn(1), session, 1, request, auth.to_vec());
+        fixture.sequence(&mut sequencer, vec![submission])
+    };
+    let decide = |propose: &mut dyn FnMut(Request, &[Id]) -> Proposal, request, auth: &[Id]| {
+        only_op(&propose(request, auth)).clone()
+    };
+    let refused = TxnOp::Error;
+
+    // The leader alone is no quorum of {1, 2, 3}, even for an observer.
+    view.lock().synced = [1].into();
+    assert_eq!(
+        decide(&mut propose, reconfig(Some(observer), None, -1), &superuser),
+        refused(ErrorCode::NewConfigNoQuorum)
+    );
+    view.lock().synced = [1, 3].into();
+    // Version and arguments come before the quorum and the caller's rights.
+    assert_eq!(
+        decide(&mut propose, reconfig(Some(observer), None, 7), &[]),
+        refused(ErrorCode::BadVersion)
+    );
+    assert_eq!(
+        decide(&mut propose, reconfig(Some("some thing"), None, -1), &[]),
+        refused(ErrorCode::BadArguments)
+    );
+    assert_eq!(
+        decide(&mut propose, reconfig(None, Some("1,2"), -1), &superuser),
+        refused(ErrorCode::BadArguments)
+    );
+    // Removing 3 leaves {1, 2}, of which only 1 is synced.
+    assert_eq!(
+        decide(&mut propose, reconfig(None, Some("3"), -1), &superuser),
+        refused(ErrorCode::NewConfigNoQuorum)
+    );
+    assert_eq!(
+        decide(&mut propose, reconfig(Some(observer), None, -1), &[]),
+        refused(ErrorCode::NoAuth)
+    );
+
+    let proposal = propose(reconfig(Some(observer), None, 0), &superuser);
+    let zxid = proposal.txns[0].zxid.0;
+    let TxnOp::Reconfig { data } = only_op(&proposal).clone() else {
+        panic!("the change is decided: {proposal:?}");
+    };
+    let text = String::from_utf8(data).unwrap();
+    assert!(text.contains(observer), "{text}");
+    assert!(
+        text.ends_with(&format!("version={zxid:x}")),
+        "{text} at {zxid:x}"
+    );
+    // A second change waits until the first is applied...
+    assert_eq!(
+        decide(&mut propose, reconfig(None, Some("4"), -1), &superuser),
+        refused(ErrorCode::ReconfigInProgress)
+    );
+    Fixture::commit_whole(&mut applier, proposal);
+    // ... and while the driver says one is pending.
+    view.lock().pending = true;
+    assert_eq!(
+        decide(&mut propose, reconfig(None, Some("4"), -1), &superuser),
+        refused(ErrorCode::ReconfigInProgress)
+    );
+    view.lock().pending = false;
+    let TxnOp::Reconfig { data } =
+        decide(&mut propose, reconfig(None, Some("4"), zxid), &superuser)
+    else {
+        panic!("the second change is decided from the first's version");
+    };
+    assert!(!String::from_utf8(data).unwrap().contains("server.4"));
 }

@@ -169,6 +169,10 @@ fn to_op(record: &Record, session: SessionId, tree: &DataTree) -> TxnOp {
                 TxnOp::Delete { path: path.clone() }
             }
         }
+        // A reconfig: the member list it wrote, as our reconfig txns carry it.
+        Record::SetData { path, data, .. } if path == engine::tree::CONFIG => TxnOp::Reconfig {
+            data: data.clone().unwrap_or_default(),
+        },
         Record::SetData {
             path,
             data,
@@ -236,6 +240,36 @@ mod tests {
                 TxnOp::Error(ErrorCode::RuntimeInconsistency),
             ])
         );
+    }
+
+    #[test]
+    fn a_reconfig_becomes_ours_and_other_set_data_stays() {
+        let tree = DataTree::new();
+        let entry = |path: &str, kind: OpCode| Entry {
+            offset: 0,
+            header: TxnHeader {
+                client_id: 7,
+                cxid: 1,
+                zxid: 0x1_0000_0005,
+                time: 1_000,
+                kind: kind.code(),
+            },
+            record: Record::SetData {
+                path: path.into(),
+                data: Some(b"server.1=a:1:2:participant\nversion=100000005".to_vec()),
+                version: -1,
+            },
+            digest: None,
+        };
+        let txn = to_txn(&entry(engine::tree::CONFIG, OpCode::Reconfig), &tree);
+        assert_eq!(
+            txn.op,
+            TxnOp::Reconfig {
+                data: b"server.1=a:1:2:participant\nversion=100000005".to_vec()
+            }
+        );
+        let txn = to_txn(&entry("/app", OpCode::SetData), &tree);
+        assert!(matches!(txn.op, TxnOp::SetData { .. }), "{:?}", txn.op);
     }
 
     #[test]

@@ -1,0 +1,285 @@
+//! The reconfig request (opcode 16) on the sequencer: the leader decides it
+//! into a txn that writes the next member list to `/zookeeper/config`, or
+//! into an error txn, checking in the reference's order: reconfig enabled
+//! (ReconfigDisabled; Unimplemented standalone), no change in progress
+//! (ReconfigInProgress), the client's version and the specs
+//! (`config::reconfig::next`: BadVersion, BadArguments), a synced quorum of
+//! the new voters (NewConfigNoQuorum), then the right to write the config
+//! node (NoAuth, unless super or `skipACL`). The txn's text carries its own
+//! zxid as the new version; Zab commits it under joint quorums and each
+//! member activates it on apply (see the quorum crate).
+//!
+//! What the leader knows of the ensemble (a change logged and not yet
+//! active, the learners synced with it) is the driver's, published into a
+//! [`MembershipView`] it updates every tick. That view can be a tick stale,
+//! so the driver checks again when it proposes (`Peer::propose` refuses a
+//! second change) and answers such a request with ReconfigInProgress.
+
+use crate::config::ensemble::{LearnerRole, ServerSpec};
+use crate::config::reconfig::{self, Change, Refusal};
+use engine::prep::Prep;
+use engine::request::Request;
+use engine::tree::{self, DataTree};
+use engine::txn::Txn;
+use engine::types::{perms, ErrorCode, Id, SessionId, Zxid};
+use parking_lot::Mutex;
+use quorum::transport::PeerAddr;
+use quorum::ServerId;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The config keys that shape the answer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rules {
+    /// `reconfigEnabled`.
+    pub enabled: bool,
+    /// `skipACL`: no right is needed.
+    pub skip_acl: bool,
+    /// `standaloneEnabled`: a list needs at least 2 voters.
+    pub standalone_enabled: bool,
+    /// `multiAddress.enabled`: specs may list `|`-separated addresses.
+    pub multi_address: bool,
+}
+
+/// The leader's driver's view of the ensemble, for the sequencer.
+#[derive(Clone, Debug, Default)]
+pub struct MembershipView {
+    /// A membership change is logged and not yet active.
+    pub pending: bool,
+    /// This server and the learners synced with it, as it leads.
+    pub synced: BTreeSet<u64>,
+}
+
+/// The sequencer's reconfig state.
+pub(super) struct Reconfigs {
+    rules: Rules,
+    /// Standalone: reconfig is unimplemented, as in the reference.
+    distributed: bool,
+    view: Arc<Mutex<MembershipView>>,
+    /// The last reconfig this sequencer prepped: until the tree holds it, a
+    /// second one is in progress whatever the driver's view says.
+    last: Zxid,
+}
+
+impl Reconfigs {
+    pub(super) fn new(rules: Rules, distributed: bool) -> Reconfigs {
+        Reconfigs {
+            rules,
+            distributed,
+            view: Arc::default(),
+            last: Zxid(0),
+        }
+    }
+
+    /// The view the driver publishes into.
+    pub(super) fn view(&self) -> Arc<Mutex<MembershipView>> {
+        Arc::clone(&self.view)
+    }
+
+    /// A new term: nothing this sequencer prepped before is in flight.
+    pub(super) fn reset(&mut self) {
+        self.last = Zxid(0);
+    }
+
+    /// The txn answering `request` (a `Request::Reconfig`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn prep(
+        &mut self,
+        prep: &mut Prep,
+        tree: &DataTree,
+        applied: Zxid,
+        session: SessionId,
+        cxid: i32,
+        auth: &[Id],
+        request: &Request,
+        now_ms: i64,
+    ) -> Txn {
+        let txn = prep.prep_reconfig(session, cxid, now_ms, |zxid| {
+            self.decide(tree, applied, zxid, auth, request)
+        });
+        if matches!(txn.op, engine::txn::TxnOp::Reconfig { .. }) {
+            self.last = txn.zxid;
+        }
+        txn
+    }
+
+    fn decide(
+        &self,
+        tree: &DataTree,
+        applied: Zxid,
+        zxid: Zxid,
+        auth: &[Id],
+        request: &Request,
+    ) -> Result<Vec<u8>, ErrorCode> {
+        let Request::Reconfig {
+            joining,
+            leaving,
+            new_members,
+            from_config,
+        } = request
+        else {
+            return Err(ErrorCode::Unimplemented);
+        };
+        let rules = &self.rules;
+        if !rules.enabled {
+            return Err(ErrorCode::ReconfigDisabled);
+        }
+        if !self.distributed {
+            return Err(ErrorCode::Unimplemented);
+        }
+        let view = self.view.lock().clone();
+        if view.pending || applied < self.last {
+            return Err(ErrorCode::ReconfigInProgress);
+        }
+        let node = tree.get(tree::CONFIG).ok_or(ErrorCode::SystemError)?;
+        let text = std::str::from_utf8(node.data().unwrap_or_default()).map_err(|_| {
+            tracing::error!("/zookeeper/config is not UTF-8; reconfig refused");
+            ErrorCode::SystemError
+        })?;
+        let current = reconfig::parse(text, true).map_err(|error| {
+            tracing::error!(%error, "/zookeeper/config does not parse; reconfig refused");
+            ErrorCode::SystemError
+        })?;
+        let change = Change {
+            joining: joining.as_deref(),
+            leaving: leaving.as_deref(),
+            new_members: new_members.as_deref(),
+            from_config: *from_config,
+        };
+        let next = reconfig::next(
+            &current,
+            &change,
+            rules.multi_address,
+            rules.standalone_enabled,
+        )
+        .map_err(|refusal| {
+            tracing::info!(?refusal, "reconfig refused");
+            match refusal {
+                Refusal::BadVersion(_) => ErrorCode::BadVersion,
+                Refusal::BadArguments(_) => ErrorCode::BadArguments,
+            }
+        })?;
+        let voters: BTreeSet<u64> = next
+            .values()
+            .filter(|s| s.role == LearnerRole::Participant)
+            .map(|s| s.id)
+            .collect();
+        let synced = voters.intersection(&view.synced).count();
+        if synced <= voters.len() / 2 {
+            tracing::info!(?voters, synced = ?view.synced, "reconfig refused: no synced quorum of the new voters");
+            return Err(ErrorCode::NewConfigNoQuorum);
+        }
+        if !rules.skip_acl && !engine::acl::check(node.acl(), perms::WRITE, auth) {
+            return Err(ErrorCode::NoAuth);
+        }
+        Ok(reconfig::render(&next, zxid.0 as u64).into_bytes())
+    }
+}
+
+/// The member lists a quorum driver knows, with their addresses: the one in
+/// force and those logged after it (pending, or proposed and not yet known
+/// committed). The peer transport reaches every server of all of them, so
+/// the voters of a change can ack it before it is active.
+pub(super) struct Members {
+    /// Where the activated list is written (`crate::dynamic_config`);
+    /// `None` when the server started without a config file.
+    config_file: Option<PathBuf>,
+    active: BTreeMap<u64, ServerSpec>,
+    version: u64,
+    logged: BTreeMap<u64, BTreeMap<u64, ServerSpec>>,
+}
+
+impl Members {
+    pub(super) fn new(
+        config_file: Option<PathBuf>,
+        active: BTreeMap<u64, ServerSpec>,
+        version: u64,
+    ) -> Members {
+        Members {
+            config_file,
+            active,
+            version,
+            logged: BTreeMap::new(),
+        }
+    }
+
+    /// A reconfig txn's text, logged here (appended, or in an installed
+    /// state): true if it names servers the transport must now reach.
+    pub(super) fn logged(&mut self, text: &[u8]) -> bool {
+        let Some(list) = std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| reconfig::parse(t, true).ok())
+        else {
+            tracing::error!("a reconfig txn's member list does not parse; ignored");
+            return false;
+        };
+        if list.version <= self.version {
+            return false;
+        }
+        let known = self.peer_ids();
+        let new = list.servers.keys().any(|id| !known.contains(id));
+        self.logged.insert(list.version, list.servers);
+        new
+    }
+
+    /// The log was cut after `after`: the lists logged later are gone.
+    pub(super) fn truncate(&mut self, after: u64) {
+        self.logged.retain(|&version, _| version <= after);
+    }
+
+    fn peer_ids(&self) -> BTreeSet<u64> {
+        self.lists().flat_map(|list| list.keys().copied()).collect()
+    }
+
+    fn lists(&self) -> impl Iterator<Item = &BTreeMap<u64, ServerSpec>> {
+        std::iter::once(&self.active).chain(self.logged.values())
+    }
+
+    /// Every server of every list, at its newest address.
+    pub(super) fn peers(&self) -> BTreeMap<ServerId, PeerAddr> {
+        let mut servers = BTreeMap::new();
+        for list in self.lists() {
+            servers.extend(list.iter().map(|(&id, spec)| (id, spec.clone())));
+        }
+        match crate::ensemble::peer_addrs("/zookeeper/config", &servers) {
+            Ok(peers) => peers,
+            Err(error) => {
+                // One unresolvable host must not cut the others off.
+                tracing::warn!(%error, "a member's address does not resolve");
+                servers
+                    .iter()
+                    .filter_map(|(&id, spec)| {
+                        let one = BTreeMap::from([(id, spec.clone())]);
+                        crate::ensemble::peer_addrs("/zookeeper/config", &one).ok()
+                    })
+                    .flatten()
+                    .collect()
+            }
+        }
+    }
+
+    /// The change made by the txn at `version` is active: it becomes the
+    /// list in force, and is written next to the config file before the
+    /// driver carries out anything else. `Ok(false)` if this driver never
+    /// saw that txn (a peer told it of the change): the list stays as it
+    /// was until a sync brings the txn.
+    pub(super) fn activate(&mut self, version: u64) -> std::io::Result<bool> {
+        let Some(list) = self.logged.remove(&version) else {
+            return Ok(false);
+        };
+        self.logged.retain(|&v, _| v > version);
+        if let Some(file) = &self.config_file {
+            let path = crate::dynamic_config::write_activated(
+                file,
+                &reconfig::render(&list, version),
+                version,
+            )?;
+            tracing::info!(path = %path.display(), version = format!("{version:x}"),
+                           "wrote the activated member list");
+        }
+        self.active = list;
+        self.version = version;
+        Ok(true)
+    }
+}
