@@ -46,10 +46,10 @@
 //!   `max_strangers` servers at once. Once listed, it has an address and the
 //!   rules above apply from its next connection on. A joiner with a lower id
 //!   than a member must reach it too: under `accept_strangers` a server also
-//!   dials ("knocks on") each higher listed id until that peer has dialed it
-//!   once. A peer that does not list it takes the knock as a stranger; one
-//!   that lists it refuses it quietly (the lower-id rule) and dials back, and
-//!   from then on only the higher id dials, as usual.
+//!   dials ("knocks on") each higher listed id while that peer has not
+//!   dialed it. A peer that does not list it (it is joining, or was removed)
+//!   takes the knock as a stranger; one that lists it refuses it quietly
+//!   (the lower-id rule) and dials back.
 //! - A frame over the channel's limit, a bad checksum, an undecodable payload
 //!   or a message on the wrong channel closes that connection only.
 //! - An idle writer sends a keepalive every `keepalive_interval`; a reader
@@ -238,8 +238,9 @@ struct Link {
     /// The peer's address changed: a dialer drops its connection and dials
     /// the new one.
     redial: AtomicBool,
-    /// With `accept_strangers`: a higher-id peer has dialed us on this link,
-    /// so it lists us and we need not knock (see the module docs).
+    /// With `accept_strangers`: a higher-id peer dialed this link's live
+    /// connection, so it lists us and we need not knock (see the module
+    /// docs). Cleared when the connection goes.
     dialed_by_them: AtomicBool,
 }
 
@@ -899,6 +900,9 @@ fn retire_unlisted(shared: &Shared, link: &Arc<Link>) -> bool {
 }
 
 fn drop_conn(shared: &Shared, link: &Link, conn: &mut Option<Conn>) {
+    // The peer may have stopped listing us meanwhile (we were removed):
+    // knock again until it dials.
+    link.dialed_by_them.store(false, Ordering::SeqCst);
     if link.connected.swap(false, Ordering::SeqCst) {
         let _ = shared.link_down.0.try_send(link.peer);
     }

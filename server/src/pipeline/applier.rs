@@ -297,7 +297,7 @@ impl Applier {
                     postman.post(Mail::Close { conn });
                 }
             }
-            Origin::Reaper => {}
+            Origin::Internal => {}
             // Another server's txn: only the session table follows it here.
             Origin::Replicated => match &txn.op {
                 engine::txn::TxnOp::CreateSession { timeout_ms } => {

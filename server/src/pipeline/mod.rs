@@ -82,7 +82,9 @@ enum Origin {
         xid: i32,
     },
     Expiry,
-    Reaper,
+    /// The server's own txn that no one waits for: the container/TTL
+    /// reaper's deletes, the first leader's versioning of the static list.
+    Internal,
     /// In an ensemble: another server's txn, or a learner's forwarded
     /// request (answered by the learner that holds it, see `forward`).
     Replicated,

@@ -60,6 +60,9 @@ pub(super) struct Reconfigs {
     /// The last reconfig this sequencer prepped: until the tree holds it, a
     /// second one is in progress whatever the driver's view says.
     last: Zxid,
+    /// Leading a new term under reconfigEnabled: the static list may need
+    /// its version (`version_static`).
+    unversioned: bool,
 }
 
 impl Reconfigs {
@@ -69,6 +72,7 @@ impl Reconfigs {
             distributed,
             view: Arc::default(),
             last: Zxid(0),
+            unversioned: false,
         }
     }
 
@@ -80,6 +84,44 @@ impl Reconfigs {
     /// A new term: nothing this sequencer prepped before is in flight.
     pub(super) fn reset(&mut self) {
         self.last = Zxid(0);
+        self.unversioned = self.rules.enabled && self.distributed;
+    }
+
+    /// The first leader of an ensemble with reconfigEnabled versions the
+    /// static member list, as the reference does (ZOOKEEPER-1783): a no-op
+    /// reconfig txn whose list is the one in force, so that every member
+    /// writes it down as a dynamic file and it outranks the unversioned
+    /// list a joining server starts from. The reference gives it the zxid of
+    /// its NEWLEADER; ours is the zxid of this txn, the first of the epoch,
+    /// so that a list's version is always the zxid of the txn that made it.
+    pub(super) fn version_static(
+        &mut self,
+        prep: &mut Prep,
+        tree: &DataTree,
+        now_ms: i64,
+    ) -> Option<Txn> {
+        if !std::mem::take(&mut self.unversioned) || self.view.lock().pending {
+            return None;
+        }
+        let node = tree.get(tree::CONFIG)?;
+        if node.stat().mzxid != 0 {
+            return None;
+        }
+        let current = std::str::from_utf8(node.data().unwrap_or_default())
+            .ok()
+            .and_then(|text| reconfig::parse(text, true).ok())?;
+        if current.version != 0 {
+            return None;
+        }
+        let txn = prep.prep_reconfig(SessionId(0), 0, now_ms, |zxid| {
+            Ok(reconfig::render(&current.servers, zxid.0 as u64).into_bytes())
+        });
+        tracing::info!(
+            version = format!("{:x}", txn.zxid.0),
+            "versioning the static member list"
+        );
+        self.last = txn.zxid;
+        Some(txn)
     }
 
     /// The txn answering `request` (a `Request::Reconfig`).

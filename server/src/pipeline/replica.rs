@@ -1506,6 +1506,8 @@ impl Driver {
                 self.wait_applied(self.handed);
                 let now_ms = self.shared.clock.monotonic_ms();
                 self.shared.sessions.lock().renew_all(now_ms);
+                // Before the sequencer leads: it must see a pending change.
+                self.publish_membership();
                 self.control.set(SequencerMode::Lead {
                     first: Zxid::new(epoch, 0),
                 });
@@ -1572,13 +1574,17 @@ impl Driver {
         }
     }
 
-    /// Publishes where this server stands, for 4lw, AdminServer, metrics.
+    /// What the sequencer needs to answer reconfig requests.
+    fn publish_membership(&self) {
+        let mut view = self.membership_view.lock();
+        view.pending = self.peer.pending_membership().is_some();
+        view.synced = self.peer.synced().into_iter().map(|id| id.0).collect();
+    }
+
+    /// Publishes where this server stands, for 4lw, AdminServer, metrics,
+    /// and the reconfig view.
     fn publish(&mut self) {
-        {
-            let mut view = self.membership_view.lock();
-            view.pending = self.peer.pending_membership().is_some();
-            view.synced = self.peer.synced().into_iter().map(|id| id.0).collect();
-        }
+        self.publish_membership();
         let learners = self.peer.learners();
         self.view.learners = learners.len();
         self.view.synced_followers = learners.iter().filter(|l| l.1 && l.2).count();

@@ -245,6 +245,10 @@ impl Sequencer {
         self.prep
             .applied(Zxid(self.applied.load(Ordering::Acquire)));
         let mut proposal = Proposal::default();
+        let wall_ms = self.shared.clock.wall_ms();
+        if let Some(txn) = self.reconfigs.version_static(&mut self.prep, tree, wall_ms) {
+            proposal.push_txn(txn, Origin::Internal);
+        }
         for submission in submissions {
             self.prep_submission(tree, submission, &mut proposal);
         }
@@ -393,7 +397,7 @@ impl Sequencer {
         for path in tree.reap_candidates(now) {
             if let Ok(txn) = self.prep.prep_delete_container(tree, &path, now) {
                 tracing::debug!(path, "reaping container or expired TTL node");
-                proposal.push_txn(txn, Origin::Reaper);
+                proposal.push_txn(txn, Origin::Internal);
             }
         }
     }

@@ -261,21 +261,24 @@ def wait_quorum_size(ens, leader, size, timeout=20.0):
 @pytest.mark.parametrize("target", TARGETS)
 def test_the_first_leader_versions_the_static_list(request, target):
     """With reconfigEnabled, the list an ensemble first establishes gets a
-    version, as the reference gives it (ZOOKEEPER-1783): the zxid of the
-    first leader's NEWLEADER, 0x100000000 on a fresh ensemble, on every
-    member (also /zookeeper/config's mzxid) instead of the static file's
-    0, so that it outranks the unversioned list a joining server starts
-    on. Each member writes it to zoo.cfg.dynamic.100000000, points zoo.cfg
-    at it and keeps the original as zoo.cfg.bak."""
+    version, as the reference gives it (ZOOKEEPER-1783), on every member
+    (also /zookeeper/config's mzxid) instead of the static file's 0, so
+    that it outranks the unversioned list a joining server starts on. Each
+    member writes it to zoo.cfg.dynamic.<version>, points zoo.cfg at it and
+    keeps the original as zoo.cfg.bak. The reference's version is its first
+    NEWLEADER's zxid (0x100000000); ours is the zxid of the txn that
+    versions it, the first of epoch 1 (0x100000001), since our versions are
+    always the zxid of the txn that made the list."""
     ens = prepared(request, target)
     originals = {n.myid: read(os.path.join(n.dir, "zoo.cfg")) for n in ens.nodes}
     wait_synced(launch(ens))
-    want = "\n".join(n.server_line() + ":participant" for n in ens.nodes) + "\nversion=100000000"
+    version = "100000000" if target[0] == harness.REFERENCE else "100000001"
+    want = "\n".join(n.server_line() + ":participant" for n in ens.nodes) + "\nversion=" + version
     wait_config(ens, want, timeout=10)
     servers = parse_config(want)[0]
     for n in ens.nodes:
-        assert config_on(n)[1].mzxid == 0x100000000, n
-        check_files(n, servers, "100000000", originals[n.myid])
+        assert config_on(n)[1].mzxid == int(version, 16), n
+        check_files(n, servers, version, originals[n.myid])
 
 
 # -- 1. a follower leaves and comes back ------------------------------------------------
@@ -301,6 +304,13 @@ def test_remove_a_follower_then_add_it_back(ensembles, kz, prefix, target):
     wait_quorum_size(ens, leader, 2)
 
     admin.create(prefix + "/while-out", b"written while it was out")
+    # The removed server goes on serving, as a learner that does not vote
+    # (the reference keeps it a non-voting follower): it reads what the
+    # ensemble commits.
+    ens.wait_serving([out], timeout=20)
+    removed = kz(ens[out])
+    removed.sync(prefix + "/while-out")
+    assert removed.get(prefix + "/while-out")[0] == b"written while it was out"
     line = spec(ens[out])
     data, stat = admin.reconfig(joining=line, leaving=None, new_members=None)
     text = check_change(ens, data, stat, [1, 2, 3])
