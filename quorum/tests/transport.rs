@@ -185,25 +185,25 @@ fn expect_all(inbox: &Inbox, mut expected: Vec<(ServerId, Message)>) {
     }
 }
 
-#[test]
-fn three_transports_exchange_messages_both_ways() {
-    let peers = ensemble(3);
-    let nodes: Vec<(Transport, Inbox)> = (1..=3).map(|id| start(id, &peers)).collect();
+/// Servers 1..=n (`nodes[i]` is server i + 1) connect to one another and
+/// each pair exchanges a ping and a notification both ways.
+fn all_pairs_exchange(nodes: &[(&Transport, &Inbox)]) {
+    let n = nodes.len() as u64;
     for (i, (transport, _)) in nodes.iter().enumerate() {
-        for other in (1..=3).filter(|&o| o != i as u64 + 1) {
+        for other in (1..=n).filter(|&o| o != i as u64 + 1) {
             wait_until("connections", || transport.is_connected(ServerId(other)));
         }
     }
     for (i, (transport, _)) in nodes.iter().enumerate() {
         let me = i as u64 + 1;
-        for to in (1..=3).filter(|&o| o != me) {
+        for to in (1..=n).filter(|&o| o != me) {
             transport.send(ServerId(to), ping(me * 10 + to));
             transport.send(ServerId(to), notification(me * 10 + to));
         }
     }
     for (i, (_, inbox)) in nodes.iter().enumerate() {
         let me = i as u64 + 1;
-        let expected = (1..=3)
+        let expected = (1..=n)
             .filter(|&o| o != me)
             .flat_map(|from| {
                 [
@@ -214,6 +214,14 @@ fn three_transports_exchange_messages_both_ways() {
             .collect();
         expect_all(inbox, expected);
     }
+}
+
+#[test]
+fn three_transports_exchange_messages_both_ways() {
+    let peers = ensemble(3);
+    let nodes: Vec<(Transport, Inbox)> = (1..=3).map(|id| start(id, &peers)).collect();
+    let refs: Vec<(&Transport, &Inbox)> = nodes.iter().map(|(t, i)| (t, i)).collect();
+    all_pairs_exchange(&refs);
     for (transport, _) in nodes {
         let stats = transport.stats();
         assert_eq!(stats.received, 4);
@@ -510,31 +518,7 @@ fn set_peers_adds_a_server_and_messages_flow_both_ways() {
         (&two, &inbox_two),
         (&three, &inbox_three),
     ];
-    for (i, (transport, _)) in nodes.iter().enumerate() {
-        for other in (1..=3).filter(|&o| o != i as u64 + 1) {
-            wait_until("connections", || transport.is_connected(ServerId(other)));
-        }
-    }
-    for (i, (transport, _)) in nodes.iter().enumerate() {
-        let me = i as u64 + 1;
-        for to in (1..=3).filter(|&o| o != me) {
-            transport.send(ServerId(to), ping(me * 10 + to));
-            transport.send(ServerId(to), notification(me * 10 + to));
-        }
-    }
-    for (i, (_, inbox)) in nodes.iter().enumerate() {
-        let me = i as u64 + 1;
-        let expected = (1..=3)
-            .filter(|&o| o != me)
-            .flat_map(|from| {
-                [
-                    (ServerId(from), ping(from * 10 + me)),
-                    (ServerId(from), notification(from * 10 + me)),
-                ]
-            })
-            .collect();
-        expect_all(inbox, expected);
-    }
+    all_pairs_exchange(&nodes);
     for transport in [one, two, three] {
         transport.shutdown();
     }

@@ -139,17 +139,25 @@ impl Fixture {
     }
 
     fn stages(&self) -> (Sequencer, Applier) {
-        let prep = Prep::new(Zxid::ZERO, PrepConfig::default());
         let applier = Applier::new(Arc::clone(&self.shared), Zxid::ZERO, None);
-        let sequencer = Sequencer::new(
-            Arc::clone(&self.shared),
-            prep,
-            TICK_MS,
-            60_000,
-            applier.applied_handle(),
+        let sequencer = self.sequencer_after(
+            Zxid::ZERO,
+            &applier,
             Reconfigs::new(Rules::default(), false),
         );
         (sequencer, applier)
+    }
+
+    /// A sequencer whose last zxid is `last`, feeding `applier`.
+    fn sequencer_after(&self, last: Zxid, applier: &Applier, reconfigs: Reconfigs) -> Sequencer {
+        Sequencer::new(
+            Arc::clone(&self.shared),
+            Prep::new(last, PrepConfig::default()),
+            TICK_MS,
+            60_000,
+            applier.applied_handle(),
+            reconfigs,
+        )
     }
 
     fn sequence(&self, sequencer: &mut Sequencer, submissions: Vec<Submission>) -> Proposal {
@@ -860,14 +868,7 @@ fn reconfig_standalone_is_disabled_or_unimplemented_as_in_the_reference() {
         enabled: true,
         ..Rules::default()
     };
-    let mut sequencer = Sequencer::new(
-        Arc::clone(&fixture.shared),
-        Prep::new(Zxid(10), PrepConfig::default()),
-        TICK_MS,
-        60_000,
-        applier.applied_handle(),
-        Reconfigs::new(rules, false),
-    );
+    let mut sequencer = fixture.sequencer_after(Zxid(10), &applier, Reconfigs::new(rules, false));
     let request = reconfig(None, Some("2"), -1);
     let proposal = fixture.sequence(&mut sequencer, vec![write(conn(1), session, 2, request)]);
     assert_eq!(only_op(&proposal), &TxnOp::Error(ErrorCode::Unimplemented));
@@ -891,14 +892,7 @@ fn a_leader_decides_reconfig_in_the_reference_order() {
         standalone_enabled: true,
         ..Rules::default()
     };
-    let mut sequencer = Sequencer::new(
-        Arc::clone(&fixture.shared),
-        Prep::new(Zxid(1), PrepConfig::default()),
-        TICK_MS,
-        60_000,
-        applier.applied_handle(),
-        Reconfigs::new(rules, true),
-    );
+    let mut sequencer = fixture.sequencer_after(Zxid(1), &applier, Reconfigs::new(rules, true));
     let view = sequencer.membership_view();
     let superuser = vec![Id::new("super", "")];
     let observer = "server.4=127.0.0.1:2891:3891:observer;0.0.0.0:2184";

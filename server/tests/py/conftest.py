@@ -129,6 +129,36 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture
+def kz(request):
+    """Factory for ensemble tests: kz(hosts, timeout=10, **KazooClient
+    kwargs) -> started client; `hosts` a Node, an Ensemble (every member)
+    or a string. Retries connecting, never a command."""
+    from kazoo.client import KazooClient
+
+    opened = []
+
+    def make(hosts, timeout=10.0, **kw):
+        if hasattr(hosts, "connect_string"):
+            hosts = hosts.connect_string()
+        elif hasattr(hosts, "addr"):
+            hosts = hosts.addr
+        kw.setdefault("connection_retry", {"max_tries": -1, "delay": 0.05, "max_delay": 0.5})
+        kw.setdefault("command_retry", None)
+        c = KazooClient(hosts=hosts, timeout=timeout, **kw)
+        opened.append(c)
+        c.start(timeout=20)
+        return c
+
+    yield make
+    for c in opened:
+        try:
+            c.stop()
+            c.close()
+        except Exception:
+            pass
+
+
+@pytest.fixture
 def ensembles(request):
     """Factory: ensembles(target, **Ensemble kwargs) -> started Ensemble,
     stopped after the test."""

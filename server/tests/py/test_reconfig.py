@@ -46,32 +46,6 @@ CONFIG = "/zookeeper/config"
 
 # -- fixtures and helpers -------------------------------------------------------------
 
-@pytest.fixture
-def kz(request):
-    """Factory: kz(hosts, timeout=10, **KazooClient kwargs) -> started
-    client; `hosts` a Node, an Ensemble (every member) or a string."""
-    opened = []
-
-    def make(hosts, timeout=10.0, **kw):
-        if hasattr(hosts, "connect_string"):
-            hosts = hosts.connect_string()
-        elif hasattr(hosts, "addr"):
-            hosts = hosts.addr
-        kw.setdefault("connection_retry", {"max_tries": -1, "delay": 0.05, "max_delay": 0.5})
-        kw.setdefault("command_retry", None)
-        c = KazooClient(hosts=hosts, timeout=timeout, **kw)
-        opened.append(c)
-        c.start(timeout=20)
-        return c
-
-    yield make
-    for c in opened:
-        try:
-            c.stop()
-            c.close()
-        except Exception:
-            pass
-
 
 def start_reconfigurable(ensembles, target, **kw):
     """An ensemble with reconfig enabled and the super user set."""
@@ -322,6 +296,35 @@ def test_remove_a_follower_then_add_it_back(ensembles, kz, prefix, target):
     assert back.get(prefix + "/while-out")[0] == b"written while it was out"
     wait_quorum_size(ens, ens.wait_leader(), 3)
     check_writes(ens, kz, prefix + "/after-add", [0, 1, 2])
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_follower_becomes_an_observer_and_back(ensembles, kz, prefix, target):
+    """Joining again with another role changes a member's role: a follower
+    turned observer serves as an observer and no longer counts toward the
+    quorum (size 2); turned participant again it is a follower of 3."""
+    ens = start_reconfigurable(ensembles, target)
+    leader = ens.wait_leader()
+    out, rest = a_follower(ens)
+    admin = kz(ens.connect_string(rest), auth_data=SUPER_AUTH)
+    data, stat = admin.reconfig(joining=spec(ens[out], "observer"), leaving=None,
+                                new_members=None)
+    text = check_change(ens, data, stat, [1, 2, 3])
+    assert spec(ens[out], "observer") in text.splitlines(), text
+    wait_config(ens, text)
+    harness.wait_until(lambda: ens[out].mode() == "observer", timeout=20,
+                       what="node %d serving as an observer" % ens[out].myid)
+    wait_quorum_size(ens, leader, 2)
+    check_writes(ens, kz, prefix + "/as-observer", [0, 1, 2])
+
+    data, stat = admin.reconfig(joining=spec(ens[out], "participant"), leaving=None,
+                                new_members=None)
+    text = check_change(ens, data, stat, [1, 2, 3])
+    wait_config(ens, text)
+    harness.wait_until(lambda: ens[out].mode() == "follower", timeout=20,
+                       what="node %d serving as a follower" % ens[out].myid)
+    wait_quorum_size(ens, ens.wait_leader(), 3)
+    check_writes(ens, kz, prefix + "/as-follower", [0, 1, 2])
 
 
 # -- 2. an observer leaves and comes back -----------------------------------------------
