@@ -506,8 +506,39 @@ impl IoThread {
     }
 
     fn take_incoming(&mut self) {
+        if self.index == 0 {
+            self.move_client_port();
+        }
         for (stream, peer) in self.shared.mailboxes[self.index].take_incoming() {
             self.register(stream, peer);
+        }
+    }
+
+    /// `Shared::move_client_port`: accept on the new listener from now on.
+    fn move_client_port(&mut self) {
+        let Some(listener) = self.shared.client_port_move.lock().take() else {
+            return;
+        };
+        let moved = (|| -> io::Result<SocketAddr> {
+            listener.set_nonblocking(true)?;
+            let mut listener = TcpListener::from_std(listener);
+            let address = listener.local_addr()?;
+            self.poll
+                .registry()
+                .register(&mut listener, LISTENER, Interest::READABLE)?;
+            if let Some(mut old) = self.listener.replace(listener) {
+                let _ = self.poll.registry().deregister(&mut old);
+            }
+            Ok(address)
+        })();
+        match moved {
+            Ok(address) => {
+                *self.shared.client_addr.lock() = Some(address);
+                tracing::info!(%address, "client port moved");
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot move the client port; keeping the old one")
+            }
         }
     }
 

@@ -208,6 +208,11 @@ pub struct Shared {
         crossbeam_channel::Sender<ReadIndexRequest>,
         crossbeam_channel::Receiver<ReadIndexRequest>,
     ),
+    /// Where the plain client port listens (set once the reactor runs).
+    pub client_addr: Mutex<Option<std::net::SocketAddr>>,
+    /// A listener for the plain client port to move to (a reconfiguration
+    /// changed this server's client address); I/O thread 0 takes it.
+    pub client_port_move: Mutex<Option<std::net::TcpListener>>,
 }
 
 /// An I/O thread asks for a read fence: its reads that arrived before this
@@ -252,6 +257,18 @@ impl Shared {
             migrated_sessions: Mutex::new(std::collections::HashSet::new()),
             read_only_sessions: Mutex::new(std::collections::HashSet::new()),
             read_index: crossbeam_channel::unbounded(),
+            client_addr: Mutex::new(None),
+            client_port_move: Mutex::new(None),
+        }
+    }
+
+    /// Moves the plain client port to `listener`: I/O thread 0 accepts on
+    /// it from its next wake-up and closes the old one (connections made
+    /// through the old one stay).
+    pub fn move_client_port(&self, listener: std::net::TcpListener) {
+        *self.client_port_move.lock() = Some(listener);
+        if let Some(first) = self.mailboxes.first() {
+            first.wake();
         }
     }
 

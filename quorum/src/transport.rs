@@ -327,6 +327,16 @@ struct Shared {
     handshakes: AtomicUsize,
     /// Writer and reader threads, joined at shutdown.
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The acceptor of each channel (election, quorum) that is current: an
+    /// acceptor whose number is no longer here stops (`Transport::rebind`).
+    acceptors: [AtomicU64; 2],
+}
+
+fn channel_index(channel: Channel) -> usize {
+    match channel {
+        Channel::Election => 0,
+        Channel::Quorum => 1,
+    }
 }
 
 // A panicking thread cannot leave these maps half-updated: critical sections
@@ -431,7 +441,7 @@ pub struct Transport {
     shared: Arc<Shared>,
     /// The acceptors; writers and readers are in `Shared::threads`.
     threads: Vec<JoinHandle<()>>,
-    local: PeerAddr,
+    local: Mutex<PeerAddr>,
 }
 
 impl Transport {
@@ -473,6 +483,7 @@ impl Transport {
             next_conn: AtomicU64::new(0),
             handshakes: AtomicUsize::new(0),
             threads: Mutex::new(Vec::new()),
+            acceptors: [AtomicU64::new(0), AtomicU64::new(0)],
         });
 
         // From here on, an early return drops the transport, which stops
@@ -480,7 +491,7 @@ impl Transport {
         let mut transport = Transport {
             shared: Arc::clone(&shared),
             threads: Vec::new(),
-            local,
+            local: Mutex::new(local),
         };
         // The links exist before the acceptors, which would otherwise take
         // an early peer for a stranger.
@@ -490,7 +501,7 @@ impl Transport {
             transport.threads.push(
                 thread::Builder::new()
                     .name(format!("peer-accept-{channel:?}"))
-                    .spawn(move || accept_loop(&shared, channel, listener))?,
+                    .spawn(move || accept_loop(&shared, channel, listener, 0))?,
             );
         }
         info!(me = me.0, election = %local.election, quorum = %local.quorum,
@@ -501,7 +512,40 @@ impl Transport {
 
     /// The addresses actually bound (useful when `listen` had port 0).
     pub fn local_addr(&self) -> PeerAddr {
-        self.local
+        *lock(&self.local)
+    }
+
+    /// Listen on `listen` instead, for a reconfiguration that moved this
+    /// server: each port that changed is bound anew (an error leaves that
+    /// one as it was) and its old listener closes; connections already made
+    /// stay. Returns the addresses now bound.
+    pub fn rebind(&self, listen: PeerAddr) -> io::Result<PeerAddr> {
+        let shared = &self.shared;
+        let mut local = lock(&self.local);
+        for channel in Channel::ALL {
+            let want = listen.of(channel);
+            if want == local.of(channel) {
+                continue;
+            }
+            let listener = TcpListener::bind(want)?;
+            listener.set_nonblocking(true)?;
+            let bound = listener.local_addr()?;
+            let index = channel_index(channel);
+            let number = shared.acceptors[index].fetch_add(1, Ordering::SeqCst) + 1;
+            let thread_shared = Arc::clone(shared);
+            shared
+                .spawn(format!("peer-accept-{channel:?}"), move || {
+                    accept_loop(&thread_shared, channel, listener, number)
+                })
+                .ok_or_else(|| io::Error::other("transport shut down"))?;
+            info!(channel = ?channel, was = %local.of(channel), now = %bound,
+                  "peer port moved");
+            match channel {
+                Channel::Election => local.election = bound,
+                Channel::Quorum => local.quorum = bound,
+            }
+        }
+        Ok(*local)
     }
 
     /// Replace the listed peers (`me` is ignored if present), for a
@@ -1022,8 +1066,9 @@ fn dial(shared: &Arc<Shared>, link: &Arc<Link>) -> Result<Conn, Refusal> {
 
 const ACCEPT_POLL: Duration = Duration::from_millis(10);
 
-fn accept_loop(shared: &Arc<Shared>, channel: Channel, listener: TcpListener) {
-    while !shared.stopping() {
+fn accept_loop(shared: &Arc<Shared>, channel: Channel, listener: TcpListener, number: u64) {
+    let current = &shared.acceptors[channel_index(channel)];
+    while !shared.stopping() && current.load(Ordering::SeqCst) == number {
         let (stream, remote) = match listener.accept() {
             Ok(accepted) => accepted,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -926,3 +926,40 @@ fn three_peers_elect_a_leader_and_commit_over_tcp() {
         assert_eq!(history[..shortest], histories[0][..shortest]);
     }
 }
+
+#[test]
+fn a_rebound_server_is_reached_at_its_new_ports() {
+    let before = ensemble(2);
+    let (one, inbox_one) = start(1, &before);
+    let (two, _inbox_two) = start(2, &before);
+    wait_until("1 and 2 connected", || {
+        two.is_connected(ServerId(1)) && one.is_connected(ServerId(2))
+    });
+    let moved = PeerAddr {
+        quorum: free_addr(),
+        election: free_addr(),
+    };
+    assert_eq!(one.rebind(moved).unwrap(), moved);
+    assert_eq!(one.local_addr(), moved);
+    // The old ports close.
+    wait_until("the old quorum port closed", || {
+        TcpStream::connect(before[&ServerId(1)].quorum).is_err()
+    });
+    let mut after = before.clone();
+    after.insert(ServerId(1), moved);
+    two.set_peers(after);
+    wait_until("2 at 1's new ports", || two.is_connected(ServerId(1)));
+    let dialed = two.stats().connections;
+    assert!(dialed >= 4, "2 dialed both channels twice: {dialed}");
+    two.send(ServerId(1), ping(21));
+    two.send(ServerId(1), notification(21));
+    expect_all(
+        &inbox_one,
+        vec![(ServerId(2), ping(21)), (ServerId(2), notification(21))],
+    );
+    // Unchanged ports are left alone.
+    assert_eq!(one.rebind(moved).unwrap(), moved);
+    for transport in [one, two] {
+        transport.shutdown();
+    }
+}

@@ -4,9 +4,10 @@
 //! that file in `dynamicConfigFile` (the first rewrite keeps the original
 //! as `<config file>.bak`). A restart then reads the list in force.
 //!
-//! `clientPort` and `clientPortAddress` stay in the static file (the
-//! reference drops them when every server line carries its client
-//! address); both forms load the same.
+//! When this server's own line carries its client address, `clientPort`
+//! and `clientPortAddress` leave the static file too, as the reference
+//! does (the line is then the one place it is written, and a change to it
+//! takes effect on the next start); otherwise they stay.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,12 +37,19 @@ pub fn dynamic_path(config_file: &Path, version: u64) -> PathBuf {
 
 /// Writes `list` (`config::reconfig::render`'s text, which ends with its
 /// `version` line) as the dynamic file of `version`, then points the static
-/// file at it. Returns the dynamic file's path.
-pub fn write_activated(config_file: &Path, list: &str, version: u64) -> std::io::Result<PathBuf> {
+/// file at it (without `clientPort` and `clientPortAddress` if
+/// `own_client` says this server's line carries its client address).
+/// Returns the dynamic file's path.
+pub fn write_activated(
+    config_file: &Path,
+    list: &str,
+    version: u64,
+    own_client: bool,
+) -> std::io::Result<PathBuf> {
     let dynamic = dynamic_path(config_file, version);
     replace_file(&dynamic, format!("{list}\n").as_bytes())?;
     let original = std::fs::read_to_string(config_file)?;
-    let (text, had_servers) = static_text(&original, &dynamic);
+    let (text, had_servers) = static_text(&original, &dynamic, own_client);
     if had_servers {
         let mut backup = config_file.as_os_str().to_owned();
         backup.push(".bak");
@@ -53,7 +61,7 @@ pub fn write_activated(config_file: &Path, list: &str, version: u64) -> std::io:
 
 /// The static file's text without its member list, naming `dynamic`; and
 /// whether it had `server.N` lines of its own.
-fn static_text(original: &str, dynamic: &Path) -> (String, bool) {
+fn static_text(original: &str, dynamic: &Path, own_client: bool) -> (String, bool) {
     let mut had_servers = false;
     let mut out = String::with_capacity(original.len() + 64);
     for line in original.lines() {
@@ -62,7 +70,8 @@ fn static_text(original: &str, dynamic: &Path) -> (String, bool) {
             .iter()
             .any(|prefix| key.starts_with(prefix));
         had_servers |= key.starts_with("server.");
-        if member || key == "dynamicConfigFile" {
+        let client = own_client && (key == "clientPort" || key == "clientPortAddress");
+        if member || client || key == "dynamicConfigFile" {
             continue;
         }
         out.push_str(line);
@@ -95,7 +104,7 @@ mod tests {
                     server.2=127.0.0.1:2889:3889:participant;0.0.0.0:2182\n\
                     server.3=127.0.0.1:2890:3890:observer;0.0.0.0:2183\n\
                     version=100000004";
-        let dynamic = write_activated(&cfg, list, 0x1_0000_0004).unwrap();
+        let dynamic = write_activated(&cfg, list, 0x1_0000_0004, false).unwrap();
         assert_eq!(dynamic, dir.path().join("zoo.cfg.dynamic.100000004"));
         assert_eq!(
             std::fs::read_to_string(&dynamic).unwrap(),
@@ -108,6 +117,7 @@ mod tests {
         let rewritten = std::fs::read_to_string(&cfg).unwrap();
         assert!(!rewritten.contains("server."), "{rewritten}");
         assert!(rewritten.contains("reconfigEnabled=true\n"), "{rewritten}");
+        assert!(rewritten.contains("clientPort=2181\n"), "{rewritten}");
 
         let config = Config::load(&cfg).unwrap();
         assert_eq!(config.config_version, Some(0x1_0000_0004));
@@ -118,7 +128,7 @@ mod tests {
         let next = "server.1=127.0.0.1:2888:3888:participant;0.0.0.0:2181\n\
                     server.2=127.0.0.1:2889:3889:participant;0.0.0.0:2182\n\
                     version=100000009";
-        write_activated(&cfg, next, 0x1_0000_0009).unwrap();
+        write_activated(&cfg, next, 0x1_0000_0009, true).unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.path().join("zoo.cfg.bak")).unwrap(),
             original
@@ -128,5 +138,8 @@ mod tests {
         assert_eq!(config.servers.len(), 2);
         let text = std::fs::read_to_string(&cfg).unwrap();
         assert_eq!(text.matches("dynamicConfigFile=").count(), 1, "{text}");
+        // This server's line carries its client address: the only place.
+        assert!(!text.contains("clientPort"), "{text}");
+        assert_eq!(config.client_port, 2181);
     }
 }

@@ -342,6 +342,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let endpoints = endpoints.start(admin)?;
     let reactor = Reactor::start_ports(Arc::clone(&shared), polls, listener, secure, words)
         .context("cannot start the I/O threads")?;
+    if config.client_port != 0 {
+        *shared.client_addr.lock() = Some(reactor.local_addr);
+    }
     match reactor.secure_addr {
         Some(secure) => {
             tracing::info!(io_threads, address = %reactor.local_addr, %secure, "serving")

@@ -224,6 +224,7 @@ impl Reconfigs {
 /// committed). The peer transport reaches every server of all of them, so
 /// the voters of a change can ack it before it is active.
 pub(super) struct Members {
+    me: u64,
     /// Where the activated list is written (`crate::dynamic_config`);
     /// `None` when the server started without a config file.
     config_file: Option<PathBuf>,
@@ -234,11 +235,13 @@ pub(super) struct Members {
 
 impl Members {
     pub(super) fn new(
+        me: u64,
         config_file: Option<PathBuf>,
         active: BTreeMap<u64, ServerSpec>,
         version: u64,
     ) -> Members {
         Members {
+            me,
             config_file,
             active,
             version,
@@ -301,6 +304,23 @@ impl Members {
         }
     }
 
+    /// Where the list in force says this server takes clients, if it says.
+    pub(super) fn own_client_addr(&self) -> Option<std::net::SocketAddr> {
+        use std::net::ToSocketAddrs;
+        let (host, port) = self.active.get(&self.me)?.client.clone()?;
+        (host.as_str(), port).to_socket_addrs().ok()?.next()
+    }
+
+    /// Where the list in force says this server listens for its peers.
+    pub(super) fn own_peer_addr(&self) -> Option<PeerAddr> {
+        let spec = self.active.get(&self.me)?;
+        let one = BTreeMap::from([(self.me, spec.clone())]);
+        crate::ensemble::peer_addrs("/zookeeper/config", &one)
+            .ok()?
+            .into_values()
+            .next()
+    }
+
     /// The change made by the txn at `version` is active: it becomes the
     /// list in force, and is written next to the config file before the
     /// driver carries out anything else. `Ok(false)` if this driver never
@@ -316,6 +336,7 @@ impl Members {
                 file,
                 &reconfig::render(&list, version),
                 version,
+                list.get(&self.me).is_some_and(|spec| spec.client.is_some()),
             )?;
             tracing::info!(path = %path.display(), version = format!("{version:x}"),
                            "wrote the activated member list");

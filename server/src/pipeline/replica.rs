@@ -196,7 +196,12 @@ pub(super) fn run(
                 source: std::io::Error::other(error.to_string()),
             }
         })?;
-    let mut members = Members::new(setup.config_file, setup.servers, setup.quorum.version.0);
+    let mut members = Members::new(
+        setup.quorum.id.0,
+        setup.config_file,
+        setup.servers,
+        setup.quorum.version.0,
+    );
     if let Some(text) = crate::ensemble::written_config(&shared.tree.read()) {
         members.logged(&text);
     }
@@ -935,6 +940,7 @@ impl Driver {
                     );
                 }
                 self.transport.set_peers(self.members.peers());
+                self.move_listeners();
                 self.view.voters = membership.voters.len();
                 tracing::info!(version = format!("{version:x}"), voters = ?membership.voters,
                                observers = ?membership.observers, "membership change active");
@@ -1571,6 +1577,52 @@ impl Driver {
             for session in local {
                 sessions.remove(session);
             }
+        }
+    }
+
+    /// An activated list that moved this server's ports: listen on the new
+    /// ones (the old ones close; connections made through them stay).
+    fn move_listeners(&self) {
+        self.move_client_port();
+        let Some(mut want) = self.members.own_peer_addr() else {
+            return;
+        };
+        let now = self.transport.local_addr();
+        // Listening on every address (quorumListenOnAllIPs) stays so.
+        for (want, now) in [
+            (&mut want.election, now.election),
+            (&mut want.quorum, now.quorum),
+        ] {
+            if now.ip().is_unspecified() {
+                want.set_ip(now.ip());
+            }
+        }
+        if want == now {
+            return;
+        }
+        if let Err(error) = self.transport.rebind(want) {
+            tracing::error!(%error, election = %want.election, quorum = %want.quorum,
+                            "cannot listen on this server's new peer ports; keeping the old ones");
+        }
+    }
+
+    fn move_client_port(&self) {
+        let Some(mut want) = self.members.own_client_addr() else {
+            return;
+        };
+        let Some(now) = *self.shared.client_addr.lock() else {
+            return;
+        };
+        if now.ip().is_unspecified() && want.ip().is_unspecified() {
+            want.set_ip(now.ip());
+        }
+        if want == now {
+            return;
+        }
+        match std::net::TcpListener::bind(want) {
+            Ok(listener) => self.shared.move_client_port(listener),
+            Err(error) => tracing::error!(%error, address = %want,
+                                          "cannot listen on this server's new client port; keeping the old one"),
         }
     }
 

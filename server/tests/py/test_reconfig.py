@@ -23,6 +23,7 @@ finalizer, whatever the outcome.
 """
 
 import os
+import socket
 import subprocess
 
 import pytest
@@ -325,6 +326,47 @@ def test_a_follower_becomes_an_observer_and_back(ensembles, kz, prefix, target):
                        what="node %d serving as a follower" % ens[out].myid)
     wait_quorum_size(ens, ens.wait_leader(), 3)
     check_writes(ens, kz, prefix + "/as-follower", [0, 1, 2])
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_follower_moves_its_ports(ensembles, kz, prefix, target):
+    """Joining again with other quorum, election and client ports moves a
+    member: it listens on the new election and client ports and no longer
+    on the old ones (a reference follower does not listen on its quorum
+    port at all), clients reach it on the new one, the ensemble keeps
+    committing with it (the other follower killed, so it is needed for the
+    quorum), and it comes back on the new ports from its dynamic file
+    after a restart."""
+    ens = start_reconfigurable(ensembles, target)
+    out, rest = a_follower(ens)
+    node = ens[out]
+    old_election, old_client = node.election_port, node.port
+    node.quorum_port, node.election_port, node.port = _free_ports(3)
+    admin = kz(ens.connect_string(rest), auth_data=SUPER_AUTH)
+    data, stat = admin.reconfig(joining=spec(node), leaving=None, new_members=None)
+    text = check_change(ens, data, stat, [1, 2, 3])
+    assert spec(node) in text.splitlines(), text
+    wait_config(ens, text)
+
+    def listening(port):
+        try:
+            socket.create_connection((node.host, port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def moved():
+        return (listening(node.election_port) and listening(node.port)
+                and not listening(old_election) and not listening(old_client))
+
+    harness.wait_until(moved, timeout=20, what="node %d on its new ports" % node.myid)
+    other = [i for i in rest if i != ens.wait_leader()][0]
+    ens.kill9(other)
+    alive = [i for i in range(len(ens)) if i != other]
+    check_writes(ens, kz, prefix + "/moved", alive)
+    ens.restart(out)
+    harness.wait_until(moved, timeout=20, what="node %d back on its new ports" % node.myid)
+    check_writes(ens, kz, prefix + "/moved-restarted", alive)
 
 
 # -- 2. an observer leaves and comes back -----------------------------------------------
