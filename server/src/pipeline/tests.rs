@@ -966,3 +966,42 @@ fn a_leader_decides_reconfig_in_the_reference_order() {
     };
     assert!(!String::from_utf8(data).unwrap().contains("server.4"));
 }
+
+#[test]
+fn skip_acl_lets_any_client_reconfig_and_a_whole_list_replaces_the_old() {
+    let fixture = fixture();
+    let (_, applier, session) = fixture.stages_with_session(conn(1));
+    let list = "server.1=127.0.0.1:2888:3888:participant;0.0.0.0:2181\n\
+                server.2=127.0.0.1:2889:3889:participant;0.0.0.0:2182\n\
+                version=0";
+    fixture
+        .shared
+        .tree
+        .write()
+        .set_static_config(list.as_bytes(), 0);
+    let rules = Rules {
+        enabled: true,
+        skip_acl: true,
+        ..Rules::default()
+    };
+    let mut sequencer = fixture.sequencer_after(Zxid(1), &applier, Reconfigs::new(rules, true));
+    sequencer.membership_view().lock().synced = [1, 3].into();
+    let members = "server.1=127.0.0.1:2888:3888:participant;0.0.0.0:2181,\
+                   server.3=127.0.0.1:2890:3890:participant;0.0.0.0:2183";
+    let request = Request::Reconfig {
+        joining: None,
+        leaving: None,
+        new_members: Some(members.to_string()),
+        from_config: -1,
+    };
+    let proposal = fixture.sequence(&mut sequencer, vec![write(conn(1), session, 1, request)]);
+    let TxnOp::Reconfig { data } = only_op(&proposal) else {
+        panic!("decided without super: {proposal:?}");
+    };
+    let text = String::from_utf8(data.clone()).unwrap();
+    assert!(
+        text.starts_with("server.1=") && text.contains("\nserver.3="),
+        "{text}"
+    );
+    assert!(!text.contains("server.2="), "{text}");
+}

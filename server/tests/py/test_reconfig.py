@@ -369,6 +369,29 @@ def test_a_follower_moves_its_ports(ensembles, kz, prefix, target):
     check_writes(ens, kz, prefix + "/moved-restarted", alive)
 
 
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_whole_new_member_list(ensembles, kz, prefix, target):
+    """Non-incremental reconfig (new_members, comma-separated): the list
+    given replaces the one in force, here dropping the observer and then
+    bringing it back, each time on every member and with writes
+    committing."""
+    ens = start_reconfigurable(ensembles, target, voters=3, observers=1)
+    admin = kz(ens.connect_string([0, 1, 2]), auth_data=SUPER_AUTH)
+    voters = [spec(ens[i]) for i in range(3)]
+    data, stat = admin.reconfig(joining=None, leaving=None, new_members=",".join(voters))
+    text = check_change(ens, data, stat, [1, 2, 3])
+    wait_config(ens, text)
+    check_writes(ens, kz, prefix + "/three", [0, 1, 2])
+    data, stat = admin.reconfig(joining=None, leaving=None,
+                                new_members=",".join(voters + [spec(ens[3])]))
+    text = check_change(ens, data, stat, [1, 2, 3, 4])
+    assert spec(ens[3]) in text.splitlines(), text
+    wait_config(ens, text)
+    harness.wait_until(lambda: ens[3].mode() == "observer", timeout=20,
+                       what="node 4 serving as an observer again")
+    check_writes(ens, kz, prefix + "/four", [0, 1, 2, 3])
+
+
 # -- 2. an observer leaves and comes back -----------------------------------------------
 
 @pytest.mark.parametrize("target", TARGETS)
