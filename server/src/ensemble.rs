@@ -109,44 +109,42 @@ pub fn peer_addrs(
     origin: &str,
     servers: &BTreeMap<u64, ServerSpec>,
 ) -> anyhow::Result<BTreeMap<ServerId, PeerAddr>> {
-    let mut peers = BTreeMap::new();
-    for (&id, spec) in servers {
-        let address = spec
-            .addresses
-            .first()
-            .with_context(|| format!("{origin}: server.{id} has no address"))?;
-        let resolve = |port: u16| -> anyhow::Result<SocketAddr> {
-            (address.host.as_str(), port)
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut addrs| addrs.next())
-                .with_context(|| {
-                    format!(
-                        "{origin}: server.{id}: cannot resolve {}:{port}",
-                        address.host
-                    )
-                })
-        };
-        peers.insert(
-            ServerId(id),
-            PeerAddr {
-                quorum: resolve(address.quorum_port)?,
-                election: resolve(address.election_port)?,
-            },
-        );
-    }
-    Ok(peers)
+    servers
+        .values()
+        .map(|spec| Ok((ServerId(spec.id), peer_addr(origin, spec)?)))
+        .collect()
 }
 
-/// The member list a reconfig txn writes, read out of its encoding (the
+/// One server's peer addresses (its first address).
+pub fn peer_addr(origin: &str, spec: &ServerSpec) -> anyhow::Result<PeerAddr> {
+    let id = spec.id;
+    let address = spec
+        .addresses
+        .first()
+        .with_context(|| format!("{origin}: server.{id} has no address"))?;
+    let resolve = |port: u16| -> anyhow::Result<SocketAddr> {
+        (address.host.as_str(), port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .with_context(|| {
+                format!(
+                    "{origin}: server.{id}: cannot resolve {}:{port}",
+                    address.host
+                )
+            })
+    };
+    Ok(PeerAddr {
+        quorum: resolve(address.quorum_port)?,
+        election: resolve(address.election_port)?,
+    })
+}
+
+/// The membership a reconfig txn makes, read out of its encoding (the
 /// quorum peer's `Config::reconfig_of`).
-pub fn member_list_of(data: &[u8]) -> Option<reconfig::Membership> {
-    let text = engine::persist::reconfig_data(data)?;
-    reconfig::parse(std::str::from_utf8(&text).ok()?, true).ok()
-}
-
 fn reconfig_of(data: &[u8]) -> Option<quorum::Membership> {
-    member_list_of(data).map(|list| membership_of(&list.servers))
+    let list = reconfig::parse_stored(&engine::persist::reconfig_data(data)?).ok()?;
+    Some(membership_of(&list.servers))
 }
 
 /// The text of `/zookeeper/config` once a reconfig txn has written it
@@ -159,7 +157,7 @@ pub fn written_config(tree: &engine::tree::DataTree) -> Option<Vec<u8>> {
 /// The change a member list's text names: its version (the zxid of the
 /// txn that made it) and who votes and observes.
 pub fn change_of_text(text: &[u8]) -> Option<(quorum::Zxid, quorum::Membership)> {
-    let list = reconfig::parse(std::str::from_utf8(text).ok()?, true).ok()?;
+    let list = reconfig::parse_stored(text).ok()?;
     Some((quorum::Zxid(list.version), membership_of(&list.servers)))
 }
 

@@ -68,6 +68,13 @@ fn render_server(spec: &ServerSpec) -> String {
     line
 }
 
+/// Reads a member list as stored (`/zookeeper/config`, a reconfig txn):
+/// `render`'s text as UTF-8 bytes, addresses `|`-separated if several.
+pub fn parse_stored(data: &[u8]) -> Result<Membership, String> {
+    let text = std::str::from_utf8(data).map_err(|_| "not UTF-8".to_string())?;
+    parse(text, true)
+}
+
 /// Reads `render`'s text back (also a dynamic config file's).
 pub fn parse(text: &str, multi_address: bool) -> Result<Membership, String> {
     let mut lines = Vec::new();

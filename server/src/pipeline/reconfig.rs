@@ -29,6 +29,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Where member lists come from, in messages.
+const CONFIG_ORIGIN: &str = "/zookeeper/config";
+
 /// The config keys that shape the answer.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Rules {
@@ -98,7 +101,7 @@ impl Reconfigs {
         &mut self,
         prep: &mut Prep,
         tree: &DataTree,
-        now_ms: i64,
+        clock: &dyn net::clock::Clock,
     ) -> Option<Txn> {
         if !std::mem::take(&mut self.unversioned) || self.view.lock().pending {
             return None;
@@ -107,13 +110,11 @@ impl Reconfigs {
         if node.stat().mzxid != 0 {
             return None;
         }
-        let current = std::str::from_utf8(node.data().unwrap_or_default())
-            .ok()
-            .and_then(|text| reconfig::parse(text, true).ok())?;
+        let current = reconfig::parse_stored(node.data().unwrap_or_default()).ok()?;
         if current.version != 0 {
             return None;
         }
-        let txn = prep.prep_reconfig(SessionId(0), 0, now_ms, |zxid| {
+        let txn = prep.prep_reconfig(SessionId(0), 0, clock.wall_ms(), |zxid| {
             Ok(reconfig::render(&current.servers, zxid.0 as u64).into_bytes())
         });
         tracing::info!(
@@ -175,11 +176,7 @@ impl Reconfigs {
             return Err(ErrorCode::ReconfigInProgress);
         }
         let node = tree.get(tree::CONFIG).ok_or(ErrorCode::SystemError)?;
-        let text = std::str::from_utf8(node.data().unwrap_or_default()).map_err(|_| {
-            tracing::error!("/zookeeper/config is not UTF-8; reconfig refused");
-            ErrorCode::SystemError
-        })?;
-        let current = reconfig::parse(text, true).map_err(|error| {
+        let current = reconfig::parse_stored(node.data().unwrap_or_default()).map_err(|error| {
             tracing::error!(%error, "/zookeeper/config does not parse; reconfig refused");
             ErrorCode::SystemError
         })?;
@@ -252,10 +249,7 @@ impl Members {
     /// A reconfig txn's text, logged here (appended, or in an installed
     /// state): true if it names servers the transport must now reach.
     pub(super) fn logged(&mut self, text: &[u8]) -> bool {
-        let Some(list) = std::str::from_utf8(text)
-            .ok()
-            .and_then(|t| reconfig::parse(t, true).ok())
-        else {
+        let Ok(list) = reconfig::parse_stored(text) else {
             tracing::error!("a reconfig txn's member list does not parse; ignored");
             return false;
         };
@@ -281,27 +275,25 @@ impl Members {
         std::iter::once(&self.active).chain(self.logged.values())
     }
 
-    /// Every server of every list, at its newest address.
+    /// Every server of every list, at its newest address. One that does
+    /// not resolve is left out (and logged), not the others with it.
     pub(super) fn peers(&self) -> BTreeMap<ServerId, PeerAddr> {
         let mut servers = BTreeMap::new();
         for list in self.lists() {
-            servers.extend(list.iter().map(|(&id, spec)| (id, spec.clone())));
+            servers.extend(list.iter());
         }
-        match crate::ensemble::peer_addrs("/zookeeper/config", &servers) {
-            Ok(peers) => peers,
-            Err(error) => {
-                // One unresolvable host must not cut the others off.
-                tracing::warn!(%error, "a member's address does not resolve");
-                servers
-                    .iter()
-                    .filter_map(|(&id, spec)| {
-                        let one = BTreeMap::from([(id, spec.clone())]);
-                        crate::ensemble::peer_addrs("/zookeeper/config", &one).ok()
-                    })
-                    .flatten()
-                    .collect()
-            }
-        }
+        servers
+            .into_values()
+            .filter_map(
+                |spec| match crate::ensemble::peer_addr(CONFIG_ORIGIN, spec) {
+                    Ok(addr) => Some((ServerId(spec.id), addr)),
+                    Err(error) => {
+                        tracing::warn!(%error, "a member's address does not resolve");
+                        None
+                    }
+                },
+            )
+            .collect()
     }
 
     /// Where the list in force says this server takes clients, if it says.
@@ -313,12 +305,7 @@ impl Members {
 
     /// Where the list in force says this server listens for its peers.
     pub(super) fn own_peer_addr(&self) -> Option<PeerAddr> {
-        let spec = self.active.get(&self.me)?;
-        let one = BTreeMap::from([(self.me, spec.clone())]);
-        crate::ensemble::peer_addrs("/zookeeper/config", &one)
-            .ok()?
-            .into_values()
-            .next()
+        crate::ensemble::peer_addr(CONFIG_ORIGIN, self.active.get(&self.me)?).ok()
     }
 
     /// The change made by the txn at `version` is active: it becomes the

@@ -830,15 +830,15 @@ impl Driver {
             for action in actions {
                 if let Action::Append { txns } = action {
                     for txn in txns {
-                        let txn_ = decode_txn(&txn.data).map_err(|error| {
+                        let decoded = decode_txn(&txn.data).map_err(|error| {
                             StorageError::Encode(format!("txn {} from the log: {error}", txn.zxid))
                         })?;
-                        if let TxnOp::Reconfig { data } = &txn_.op {
+                        if let TxnOp::Reconfig { data } = &decoded.op {
                             if self.members.logged(data) {
                                 self.transport.set_peers(self.members.peers());
                             }
                         }
-                        appends.push(txn_);
+                        appends.push(decoded);
                         last_append = Some(txn.zxid);
                     }
                     continue;

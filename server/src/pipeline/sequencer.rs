@@ -245,8 +245,8 @@ impl Sequencer {
         self.prep
             .applied(Zxid(self.applied.load(Ordering::Acquire)));
         let mut proposal = Proposal::default();
-        let wall_ms = self.shared.clock.wall_ms();
-        if let Some(txn) = self.reconfigs.version_static(&mut self.prep, tree, wall_ms) {
+        let clock = self.shared.clock.as_ref();
+        if let Some(txn) = self.reconfigs.version_static(&mut self.prep, tree, clock) {
             proposal.push_txn(txn, Origin::Internal);
         }
         for submission in submissions {
@@ -284,7 +284,7 @@ impl Sequencer {
                 .get(session)
                 .is_none_or(|info| info.closing)
         };
-        let applied = Zxid(self.applied.load(Ordering::Acquire));
+        let applied = &*self.applied;
         let prep = &mut self.prep;
         let owners = &mut self.owners;
         let reconfigs = &mut self.reconfigs;
@@ -421,15 +421,13 @@ fn hand_on<T>(shared: &Shared, to: &crossbeam_channel::Sender<T>, mut item: T) -
     }
 }
 
-/// A learner's request on the leader: always exactly one txn, a refusal an
-/// error txn, so that the learner answers it when the txn reaches it (an
-/// `Attach` is none: it only moves the session's owner).
 /// Prep of one write, a reconfig included.
 struct Writer<'a> {
     prep: &'a mut Prep,
     reconfigs: &'a mut Reconfigs,
     tree: &'a DataTree,
-    applied: Zxid,
+    /// The applier's last applied zxid, read only for a reconfig.
+    applied: &'a AtomicI64,
     now: i64,
 }
 
@@ -445,7 +443,7 @@ impl Writer<'_> {
             Request::Reconfig { .. } => Ok(self.reconfigs.prep(
                 self.prep,
                 self.tree,
-                self.applied,
+                Zxid(self.applied.load(Ordering::Acquire)),
                 session,
                 xid,
                 auth,
@@ -459,6 +457,9 @@ impl Writer<'_> {
     }
 }
 
+/// A learner's request on the leader: always exactly one txn, a refusal an
+/// error txn, so that the learner answers it when the txn reaches it (an
+/// `Attach` is none: it only moves the session's owner).
 fn prep_forwarded(
     mut writer: Writer<'_>,
     shared: &Shared,

@@ -148,6 +148,32 @@ impl Fixture {
         (sequencer, applier)
     }
 
+    /// A leader's stages (a session on connection 1) whose
+    /// `/zookeeper/config` lists participants 1..=`voters`, on ports
+    /// 2888+i, 3888+i and client port 2181+i, at version 0.
+    fn leading_with_members(&self, voters: u16, rules: Rules) -> (Sequencer, Applier, SessionId) {
+        let (_, applier, session) = self.stages_with_session(conn(1));
+        let mut lines: Vec<String> = (0..voters)
+            .map(|i| {
+                format!(
+                    "server.{}=127.0.0.1:{}:{}:participant;0.0.0.0:{}",
+                    i + 1,
+                    2888 + i,
+                    3888 + i,
+                    2181 + i
+                )
+            })
+            .collect();
+        lines.push("version=0".into());
+        let list = lines.join("\n");
+        self.shared
+            .tree
+            .write()
+            .set_static_config(list.as_bytes(), 0);
+        let sequencer = self.sequencer_after(Zxid(1), &applier, Reconfigs::new(rules, true));
+        (sequencer, applier, session)
+    }
+
     /// A sequencer whose last zxid is `last`, feeding `applier`.
     fn sequencer_after(&self, last: Zxid, applier: &Applier, reconfigs: Reconfigs) -> Sequencer {
         Sequencer::new(
@@ -877,22 +903,12 @@ fn reconfig_standalone_is_disabled_or_unimplemented_as_in_the_reference() {
 #[test]
 fn a_leader_decides_reconfig_in_the_reference_order() {
     let fixture = fixture();
-    let (_, mut applier, session) = fixture.stages_with_session(conn(1));
-    let list = "server.1=127.0.0.1:2888:3888:participant;0.0.0.0:2181\n\
-                server.2=127.0.0.1:2889:3889:participant;0.0.0.0:2182\n\
-                server.3=127.0.0.1:2890:3890:participant;0.0.0.0:2183\n\
-                version=0";
-    fixture
-        .shared
-        .tree
-        .write()
-        .set_static_config(list.as_bytes(), 0);
     let rules = Rules {
         enabled: true,
         standalone_enabled: true,
         ..Rules::default()
     };
-    let mut sequencer = fixture.sequencer_after(Zxid(1), &applier, Reconfigs::new(rules, true));
+    let (mut sequencer, mut applier, session) = fixture.leading_with_members(3, rules);
     let view = sequencer.membership_view();
     let superuser = vec![Id::new("super", "")];
     let observer = "server.4=127.0.0.1:2891:3891:observer;0.0.0.0:2184";
@@ -970,21 +986,12 @@ fn a_leader_decides_reconfig_in_the_reference_order() {
 #[test]
 fn skip_acl_lets_any_client_reconfig_and_a_whole_list_replaces_the_old() {
     let fixture = fixture();
-    let (_, applier, session) = fixture.stages_with_session(conn(1));
-    let list = "server.1=127.0.0.1:2888:3888:participant;0.0.0.0:2181\n\
-                server.2=127.0.0.1:2889:3889:participant;0.0.0.0:2182\n\
-                version=0";
-    fixture
-        .shared
-        .tree
-        .write()
-        .set_static_config(list.as_bytes(), 0);
     let rules = Rules {
         enabled: true,
         skip_acl: true,
         ..Rules::default()
     };
-    let mut sequencer = fixture.sequencer_after(Zxid(1), &applier, Reconfigs::new(rules, true));
+    let (mut sequencer, _applier, session) = fixture.leading_with_members(2, rules);
     sequencer.membership_view().lock().synced = [1, 3].into();
     let members = "server.1=127.0.0.1:2888:3888:participant;0.0.0.0:2181,\
                    server.3=127.0.0.1:2890:3890:participant;0.0.0.0:2183";

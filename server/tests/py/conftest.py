@@ -87,30 +87,41 @@ def raw(request):
         c.shutdown()
 
 
-@pytest.fixture
-def kazoo(request):
-    """Factory: kazoo(server, **KazooClient kwargs) -> started KazooClient,
-    stopped and closed after the test."""
+def _kazoo_clients(hosts_of, connection_retry, start_timeout):
+    """A factory of started KazooClients (no command retries) and the list
+    of those it opened, for a fixture to stop and close."""
     from kazoo.client import KazooClient
 
     opened = []
 
-    def make(server, timeout=10.0, **kw):
-        kw.setdefault("connection_retry", {"max_tries": 3, "delay": 0.1, "max_delay": 1})
+    def make(target, timeout=10.0, **kw):
+        kw.setdefault("connection_retry", dict(connection_retry))
         kw.setdefault("command_retry", None)
-        c = KazooClient(hosts=server.addr, timeout=timeout, **kw)
+        c = KazooClient(hosts=hosts_of(target), timeout=timeout, **kw)
         opened.append(c)
-        c.start(timeout=15)
+        c.start(timeout=start_timeout)
         return c
 
-    yield make
-    for c in opened:
+    return make, opened
+
+
+def _close_all(clients):
+    for c in clients:
         try:
             c.stop()
             c.close()
         except Exception:
             pass
 
+
+@pytest.fixture
+def kazoo(request):
+    """Factory: kazoo(server, **KazooClient kwargs) -> started KazooClient,
+    stopped and closed after the test."""
+    make, opened = _kazoo_clients(lambda server: server.addr,
+                                  {"max_tries": 3, "delay": 0.1, "max_delay": 1}, 15)
+    yield make
+    _close_all(opened)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -133,29 +144,18 @@ def kz(request):
     """Factory for ensemble tests: kz(hosts, timeout=10, **KazooClient
     kwargs) -> started client; `hosts` a Node, an Ensemble (every member)
     or a string. Retries connecting, never a command."""
-    from kazoo.client import KazooClient
 
-    opened = []
-
-    def make(hosts, timeout=10.0, **kw):
+    def hosts_of(hosts):
         if hasattr(hosts, "connect_string"):
-            hosts = hosts.connect_string()
-        elif hasattr(hosts, "addr"):
-            hosts = hosts.addr
-        kw.setdefault("connection_retry", {"max_tries": -1, "delay": 0.05, "max_delay": 0.5})
-        kw.setdefault("command_retry", None)
-        c = KazooClient(hosts=hosts, timeout=timeout, **kw)
-        opened.append(c)
-        c.start(timeout=20)
-        return c
+            return hosts.connect_string()
+        if hasattr(hosts, "addr"):
+            return hosts.addr
+        return hosts
 
+    make, opened = _kazoo_clients(hosts_of, {"max_tries": -1, "delay": 0.05, "max_delay": 0.5},
+                                  20)
     yield make
-    for c in opened:
-        try:
-            c.stop()
-            c.close()
-        except Exception:
-            pass
+    _close_all(opened)
 
 
 @pytest.fixture
