@@ -948,9 +948,11 @@ fn a_rebound_server_is_reached_at_its_new_ports() {
     let mut after = before.clone();
     after.insert(ServerId(1), moved);
     two.set_peers(after);
-    wait_until("2 at 1's new ports", || two.is_connected(ServerId(1)));
-    let dialed = two.stats().connections;
-    assert!(dialed >= 4, "2 dialed both channels twice: {dialed}");
+    // The old connections may still be up when set_peers returns: wait
+    // for 2 to have dialed both channels a second time.
+    wait_until("2 dialed 1's new ports", || {
+        two.stats().connections >= 4 && two.is_connected(ServerId(1))
+    });
     two.send(ServerId(1), ping(21));
     two.send(ServerId(1), notification(21));
     expect_all(
